@@ -52,6 +52,8 @@ def _expected_types(default: Any, variation_type: str | None) -> tuple[str, ...]
 
 
 def _flat(subject_attributes: Any) -> Mapping[str, Any]:
+    if subject_attributes.__class__ is dict:
+        return subject_attributes
     if subject_attributes is None:
         return {}
     if isinstance(subject_attributes, Attributes):
@@ -285,25 +287,25 @@ class Client:
 
     def _bandit(self, cfg, flag_key, subject_key, subject_attributes, actions, default, want_details) -> BanditResult:
         try:
-            subject = Attributes.coerce(subject_attributes)
             value, details, variation_key = self._assign(
-                cfg, flag_key, subject_key, subject.flat(), default, _STRING, [] if want_details else None
+                cfg, flag_key, subject_key, _flat(subject_attributes), default, _STRING, [] if want_details else None
             )
             evaluation = None
             if variation_key is not None and actions:
                 link = cfg.bandit_link(flag_key, value)
                 model = None if link is None else cfg.bandits.get(link.bandit_key)
                 if model is not None:
-                    action_map = _actions(actions)
-                    evaluation = evaluate_bandit(flag_key, subject_key, subject, action_map, model)
-                    self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation)
+                    evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, _actions(actions), model)
+                    if self._log_bandit is not None:
+                        self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation)
+                    if details is not None:
+                        details = _with_bandit(details, link.bandit_key, evaluation.action_key)
                 elif link is not None:
                     logger.warning("sortition: no model for bandit %r (flag %r); serving no action",
                                    link.bandit_key, flag_key)
-            action = None if evaluation is None else evaluation.action_key
-            if details is not None and evaluation is not None:
-                details = _with_bandit(details, cfg.bandit_link(flag_key, value).bandit_key, action)
-            return BanditResult(value, action, details, evaluation)
+            if evaluation is None:
+                return BanditResult(value, None, details)
+            return BanditResult(value, evaluation.action_key, details, evaluation)
         except Exception as exc:  # noqa: BLE001
             logger.exception("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
             details = AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR,
@@ -318,7 +320,7 @@ class Client:
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        s, a = e.subject_attributes, e.action_attributes
+        s, a = Attributes.coerce(e.subject_attributes), Attributes.coerce(e.action_attributes)
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
                              e.optimality_gap, model_version, s.numeric_clean(), s.categorical_clean(),
                              a.numeric_clean(), a.categorical_clean())

@@ -20,7 +20,7 @@ FAILING_RULE = "FAILING_RULE"
 TRAFFIC_EXPOSURE_MISS = "TRAFFIC_EXPOSURE_MISS"
 UNEVALUATED = "UNEVALUATED"
 
-_from_bytes = int.from_bytes
+from sortition.serving.sharding import first_uint32 as _first_uint32  # noqa: E402
 
 # Hashed attribute names for obfuscated configurations: names repeat across requests.
 _NAME_HASHES: dict[str, str] = {}
@@ -98,7 +98,7 @@ def match_flag(
                 s = memo.get(sh.salt)
                 if s is None:
                     s = memo[sh.salt] = (
-                        _from_bytes(md5(f"{sh.salt}-{subject_key}".encode()).digest()[:4], "big") % total
+                        _first_uint32(md5(f"{sh.salt}-{subject_key}".encode()).digest())[0] % total
                     )
                 for start, end in sh.ranges:
                     if start <= s < end:
