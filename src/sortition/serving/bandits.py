@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from hashlib import md5 as _md5
 
@@ -69,9 +69,12 @@ class BanditModel:
     model_version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class BanditEvaluation:
-    """The chosen action for one subject, with its score, probability and optimality gap."""
+class BanditEvaluation(NamedTuple):
+    """The chosen action for one subject, with its score, probability and optimality gap.
+
+    An immutable record (a NamedTuple: built on every request, and cheaper than a dataclass).
+    ``action_weight`` is the probability with which this action was chosen (the propensity).
+    """
 
     flag_key: str
     subject_key: str

@@ -136,8 +136,27 @@ class Client:
         a flag of another type returns the default (TYPE_MISMATCH in the details).
         """
         try:
-            return self._assign(self._config, flag_key, subject_key, _flat(subject_attributes), default,
-                                _expected_types(default, variation_type), None)[0]
+            cfg = self._config
+            flag = cfg.flags.get(flag_key) if not cfg.obfuscated else cfg.get_flag(flag_key)
+            if flag is None or not flag.enabled:
+                return default
+            expected = _EXPECTED.get(default.__class__) if variation_type is None else (variation_type.upper(),)
+            attributes = subject_attributes if subject_attributes.__class__ is dict else _flat(subject_attributes)
+            if (expected is not None and flag.variation_type not in expected) or cfg.obfuscated:
+                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
+            found = match_flag(flag, subject_key, attributes, time() if flag.timed else 0.0, None)
+            if found is None:
+                return default
+            alloc, split = found[1], found[2]
+            variation = flag.variations.get(split.variation_key)
+            if variation is None or variation.error is not None:  # the slow path reports it
+                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
+            if alloc.do_log and self._log_assignment is not None:
+                self._emit_assignment(flag_key, alloc, split, variation.key, subject_key, attributes)
+            value = variation.value
+            if value.__class__ is dict or value.__class__ is list:
+                return _serve(variation)
+            return value
         except Exception:  # noqa: BLE001 - request-time evaluation never raises
             logger.exception("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
             return default
@@ -168,19 +187,13 @@ class Client:
         variation_type: str | None = None,
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
-        pairs) against one configuration snapshot; same results, in order."""
-        cfg = self._config
-        expected = _expected_types(default, variation_type)
-        items = subjects.items() if isinstance(subjects, Mapping) else subjects
+        pairs); same results, in order. (Flag evaluation is dominated by one md5 per shard
+        salt, so this is a convenience loop, not a vectorized path.)"""
         out = []
         append = out.append
-        assign = self._assign
-        for subject_key, attrs in items:
-            try:
-                append(assign(cfg, flag_key, subject_key, _flat(attrs), default, expected, None)[0])
-            except Exception:  # noqa: BLE001
-                logger.exception("sortition: get_assignments(%r) failed for %r", flag_key, subject_key)
-                append(default)
+        get = self.get_assignment
+        for subject_key, attrs in (subjects.items() if isinstance(subjects, Mapping) else subjects):
+            append(get(flag_key, subject_key, attrs, default, variation_type=variation_type))
         return out
 
     def _assign(self, cfg, flag_key, subject_key, attributes, default, expected, trace):
@@ -203,7 +216,7 @@ class Client:
             return default, AssignmentDetails(default, flag_key, subject_key, TYPE_MISMATCH, message,
                                               environment_name=cfg.environment), None
         rule_attrs = hash_attribute_names(attributes) if cfg.obfuscated else attributes
-        found = match_flag(flag, subject_key, rule_attrs, time(), trace)
+        found = match_flag(flag, subject_key, rule_attrs, time() if flag.timed else 0.0, trace)
         if found is None:
             if trace is None:
                 return default, None, None

@@ -154,6 +154,7 @@ def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
         variations=MappingProxyType(variations),
         allocations=allocations,
         total_shards=total_shards,
+        timed=any(a.start_at is not None or a.end_at is not None for a in allocations),
     )
 
 
