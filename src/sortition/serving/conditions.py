@@ -175,6 +175,8 @@ def compile_condition(operator: str, value: Any) -> Predicate:
 
         def numeric_predicate(attr: Any) -> bool:
             number = to_number(attr)
+            if number is None and attr.__class__ is float and math.isinf(attr):
+                number = attr  # +/-inf compares as a number (as in Eppo's SDKs); NaN never does
             return number is not None and compare(number, threshold)
 
         return numeric_predicate
