@@ -35,7 +35,7 @@ MIN_VECTOR = 16
 
 
 def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, default: str) -> list[BanditResult]:
-    from sortition.serving.client import _STRING, _actions, _flat
+    from sortition.serving.client import _STRING, _actions, _flat, _report_failure
 
     items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
     action_map = _actions(actions)
@@ -59,7 +59,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
             links[link.bandit_key] = link
             groups.setdefault(link.bandit_key, []).append(i)
         except Exception:  # noqa: BLE001 - never raise from evaluation
-            logger.exception("sortition: get_bandit_actions(%r) failed for %r", flag_key, subject_key)
+            _report_failure("sortition: get_bandit_actions(%r) failed for %r", flag_key, subject_key)
             results[i] = BanditResult(default, None)
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
@@ -73,7 +73,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
                 evaluations = _evaluate_many(flag_key, [items[i][0] for i in idx], [coerced[i] for i in idx],
                                              action_map, model)
         except Exception:  # noqa: BLE001
-            logger.exception("sortition: batch scoring failed for bandit %r; serving no action", bandit_key)
+            _report_failure("sortition: batch scoring failed for bandit %r; serving no action", bandit_key)
             continue
         version = model.model_version or link.model_version
         for i, e in zip(idx, evaluations):

@@ -158,7 +158,7 @@ class Client:
                 return _serve(variation)
             return value
         except Exception:  # noqa: BLE001 - request-time evaluation never raises
-            logger.exception("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
+            _report_failure("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
             return default
 
     def get_assignment_details(
@@ -175,7 +175,7 @@ class Client:
             return self._assign(self._config, flag_key, subject_key, _flat(subject_attributes), default,
                                 _expected_types(default, variation_type), [])[1]
         except Exception as exc:  # noqa: BLE001
-            logger.exception("sortition: get_assignment_details(%r, %r) failed", flag_key, subject_key)
+            _report_failure("sortition: get_assignment_details(%r, %r) failed", flag_key, subject_key)
             return AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR, f"evaluation failed: {exc!r}")
 
     def get_assignments(
@@ -320,7 +320,7 @@ class Client:
                 return BanditResult(value, None, details)
             return BanditResult(value, evaluation.action_key, details, evaluation)
         except Exception as exc:  # noqa: BLE001
-            logger.exception("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
+            _report_failure("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
             details = AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR,
                                         f"evaluation failed: {exc!r}") if want_details else None
             return BanditResult(default, None, details)
@@ -352,6 +352,17 @@ class Client:
         from sortition.serving.batch import bandit_batch  # numpy only when batching
 
         return bandit_batch(self, self._config, flag_key, subjects, actions, default)
+
+
+_failures = 0
+
+
+def _report_failure(message: str, *args: Any) -> None:
+    """Log an evaluation failure with its traceback: the 1st, 2nd, 4th, 8th... (no floods)."""
+    global _failures
+    _failures += 1
+    if _failures & (_failures - 1) == 0:
+        logger.exception(message + " (%d evaluation failures so far)", *args, _failures)
 
 
 def _actions(actions: Any) -> dict[str, Any]:

@@ -121,11 +121,18 @@ class DedupCache:
 _MISSING = object()
 
 
+_failures = 0
+
+
 def safe_log(method: Any, event: dict[str, Any]) -> bool:
-    """Call a logger; a failing logger is reported, never raised into the request."""
+    """Call a logger; a failing logger is reported (the 1st, 2nd, 4th, 8th... failure, so a
+    broken sink cannot flood the log), never raised into the request."""
+    global _failures
     try:
         method(event)
         return True
     except Exception:  # noqa: BLE001 - a logger must not break serving
-        logger.exception("sortition: logger %r failed", method)
+        _failures += 1
+        if _failures & (_failures - 1) == 0:
+            logger.exception("sortition: logger %r failed (%d failures so far)", method, _failures)
         return False
