@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from hashlib import md5 as _md5
-
 from sortition.serving.attributes import Attributes
 from sortition.serving.conditions import js_string
 from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, first_uint32, shard
+from sortition.serving.sharding import md5 as _md5
 
 # (attribute key, coefficient, missing-value coefficient)
 NumericTerm = tuple[str, float, float]

@@ -7,8 +7,12 @@ Flag splits hash ``f"{salt}-{subject_key}"``; bandits hash ``f"{flag}-{subject}"
 
 from __future__ import annotations
 
-from hashlib import md5
 from struct import Struct
+
+try:  # CPython's own md5: about twice as fast as OpenSSL's for short strings (no EVP setup)
+    from _md5 import md5
+except ImportError:  # pragma: no cover - builds without it
+    from hashlib import md5
 
 BANDIT_ASSIGNMENT_SHARDS = 10_000
 
