@@ -35,7 +35,7 @@ MIN_VECTOR = 16
 
 
 def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, default: str) -> list[BanditResult]:
-    from sortition.serving.client import _STRING, _actions, _flat, _report_failure
+    from sortition.serving.client import _STRING, _actions, _report_failure
 
     items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
     action_map = _actions(actions)
@@ -43,24 +43,27 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
     coerced: list[Any] = [None] * len(items)
     groups: dict[str, list[int]] = {}
     links = {}
-    for i, (subject_key, attrs) in enumerate(items):
-        try:
-            coerced[i] = attrs
-            value, _, variation_key = client._assign(cfg, flag_key, subject_key, _flat(attrs), default, _STRING, None)
-            results[i] = BanditResult(value, None)
-            if variation_key is None or not action_map:
-                continue
-            link = cfg.bandit_link(flag_key, value)
-            if link is None:
-                continue
-            if link.bandit_key not in cfg.bandits:
-                logger.warning("sortition: no model for bandit %r (flag %r)", link.bandit_key, flag_key)
-                continue
-            links[link.bandit_key] = link
-            groups.setdefault(link.bandit_key, []).append(i)
-        except Exception:  # noqa: BLE001 - never raise from evaluation
-            _report_failure("sortition: get_bandit_actions(%r) failed for %r", flag_key, subject_key)
-            results[i] = BanditResult(default, None)
+    unmodelled: set[str] = set()
+    try:
+        assigned = client._assign_many(cfg, flag_key, items, default, _STRING)
+    except Exception:  # noqa: BLE001 - never raise from evaluation
+        _report_failure("sortition: get_bandit_actions(%r) failed; serving the default", flag_key)
+        return [BanditResult(default, None) for _ in items]
+    for i, (value, variation_key) in enumerate(assigned):
+        results[i] = BanditResult(value, None)
+        coerced[i] = items[i][1]
+        if variation_key is None or not action_map:
+            continue
+        link = cfg.bandit_link(flag_key, value)
+        if link is None:
+            continue
+        if link.bandit_key not in cfg.bandits:
+            unmodelled.add(link.bandit_key)
+            continue
+        links[link.bandit_key] = link
+        groups.setdefault(link.bandit_key, []).append(i)
+    for bandit_key in sorted(unmodelled):
+        logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
         link = links[bandit_key]
