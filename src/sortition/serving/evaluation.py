@@ -136,11 +136,7 @@ def match_flag_many(
         if alloc.end_at is not None and now > alloc.end_at:
             continue
         if alloc.rules:
-            rules = alloc.rules
-            candidates = [
-                i for i in pending
-                if any(rule_matches(r, subject_keys[i], attributes[i]) for r in rules)
-            ]
+            candidates = _rules_filter(alloc.rules, pending, subject_keys, attributes)
         else:
             candidates = pending
         remaining = candidates
@@ -174,3 +170,29 @@ def match_flag_many(
             done = set(candidates).difference(remaining)
             pending = [i for i in pending if i not in done]
     return out
+
+
+def _rules_filter(rules, pending: list[int], subject_keys: list[Any], attributes: list[Mapping[str, Any]]) -> list[int]:
+    """The pending subjects that satisfy any rule, condition by condition over the audience."""
+    matched: set[int] = set()
+    left = pending
+    for rule in rules:
+        ok = left
+        for c in rule.conditions:
+            name, predicate = c.attribute, c.predicate
+            if c.is_id:
+                ok = [i for i in ok if predicate(_id_default(attributes[i].get(name), subject_keys[i]))]
+            else:
+                ok = [i for i in ok if predicate(attributes[i].get(name))]
+            if not ok:
+                break
+        if ok:
+            matched.update(ok)
+            left = [i for i in left if i not in matched]
+            if not left:
+                break
+    return [i for i in pending if i in matched]
+
+
+def _id_default(value: Any, subject_key: Any) -> Any:
+    return subject_key if value is None else value
