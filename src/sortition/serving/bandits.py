@@ -427,14 +427,5 @@ def evaluate_bandit(
     if chosen is None:  # rounding left nothing selected: take the last (never raise)
         chosen = keys[decorated[-1][1]]
     score = scores[chosen]
-    return BanditEvaluation(
-        flag_key=flag_key,
-        subject_key=subject_key,
-        action_key=chosen,
-        action_score=score,
-        action_weight=weights[chosen],
-        gamma=model.gamma,
-        optimality_gap=top - score,
-        subject_attributes=subject_attributes,
-        action_attributes=actions[chosen],
-    )
+    return BanditEvaluation(flag_key, subject_key, chosen, score, weights[chosen], model.gamma, top - score,
+                            subject_attributes, actions[chosen])

@@ -397,7 +397,7 @@ def _report_failure(message: str, *args: Any) -> None:
 
 
 def _actions(actions: Any) -> dict[str, Any]:
-    if isinstance(actions, Mapping):
+    if actions.__class__ is dict or isinstance(actions, Mapping):
         return actions
     if isinstance(actions, str):
         raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, not a string")
