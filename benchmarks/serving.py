@@ -12,6 +12,7 @@ batch call).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import random
 import statistics
@@ -122,13 +123,17 @@ def main() -> None:
         agree = (f"agreement with Eppo on {n} subjects: assignments {n - mismatches}/{n}, "
                  f"bandit (variation, action) {n - bandit_mismatches}/{n}")
 
-    # Interleave the runs (ours, theirs, ours, ...) so load on a shared machine hits both alike.
+    # Interleave the runs (ours, theirs, ours, ...) so load on a shared machine hits both alike;
+    # the garbage collector is paused inside each timed run, as timeit does.
     samples: dict[str, list[float]] = {name: [] for name in work}
     for _ in range(args.repeats):
         for name, fn in work.items():
+            gc.collect()
+            gc.disable()
             t0 = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - t0) / n * 1e6)
+            gc.enable()
     median = {name: statistics.median(v) for name, v in samples.items()}
 
     print(f"Sortition serving benchmark: {n} subjects, median of {args.repeats} runs, microseconds per call")
