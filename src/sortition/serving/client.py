@@ -187,8 +187,8 @@ class Client:
         variation_type: str | None = None,
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
-        pairs); same results, in order. (Flag evaluation is dominated by one md5 per shard
-        salt, so this is a convenience loop, not a vectorized path.)"""
+        pairs); same results and events, in order. The flag is walked once for the whole
+        audience (rules condition by condition, one bulk md5 pass per shard salt)."""
         items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
         try:
             expected = _expected_types(default, variation_type)
