@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,6 +15,9 @@ from sortition.store.configurations import ConfigurationVersion, as_document
 from sortition.store.queries import check_window, decision_reward_sql, exposure_outcome_sql
 from sortition.store.records import as_event_list, build_rows, to_utc, FieldError
 from sortition.store.schema import CONFIGURATIONS, EVENT_TABLES
+
+if TYPE_CHECKING:
+    from sortition.data import ExperimentData
 
 # Columns of the experiment frame before the covariates (ExperimentData.from_frame reads these).
 EXPERIMENT_COLUMNS = ("subject", "arm", "y", "propensity", "cell", "round")
@@ -204,6 +207,49 @@ class EventStore:
                 )
             frame = pd.concat([frame, attributes], axis=1)
         return frame
+
+    def experiment_data(
+        self, flag_key: str, metric: str, *, window: dt.timedelta | float | None = None,
+        aggregate: str = "sum", since: Any = None, until: Any = None, arms: Any = None,
+        control: Any = None, covariates: bool = True,
+    ) -> ExperimentData:
+        """``experiment_frame(...)`` as a validated ``ExperimentData`` (arms control first).
+
+        ``arms``/``control`` are passed to ``ExperimentData.from_frame``. Propensity and round are
+        used when every exposure logged them, and left out when none did; a mix raises, because
+        weighting some rows and not others would bias the estimates. Cell is carried when logged.
+        """
+        from sortition.data import ExperimentData
+
+        frame = self.experiment_frame(flag_key, metric, window=window, aggregate=aggregate,
+                                      since=since, until=until, covariates=covariates)
+        if frame.empty:
+            raise ValueError(f"no exposures to flag {flag_key!r} are stored"
+                             + ("" if since is None and until is None else " in the given time range"))
+        roles: dict[str, str | None] = {}
+        for role in ("propensity", "round"):
+            missing = frame[role].isna()
+            if missing.all():
+                roles[role] = None
+            elif missing.any():
+                rows = frame.loc[missing, "subject"].tolist()[:5]
+                raise ValueError(
+                    f"{int(missing.sum())} of {len(frame)} exposures to {flag_key!r} have no {role!r} in "
+                    f"their extraLogging (first subjects: {rows}); log it with every assignment, or select "
+                    "a time range (since/until) where all exposures have it"
+                )
+            else:
+                roles[role] = role
+        if roles["round"] is not None:
+            frame["round"] = frame["round"].astype("int64")
+        cell = "cell" if frame["cell"].notna().any() else None
+        extra = [c for c in EXPERIMENT_COLUMNS if c not in ("subject", "arm", "y") and c not in roles.values()
+                 and c != cell]
+        return ExperimentData.from_frame(
+            frame.drop(columns=extra), arm="arm", outcome="y", subject="subject", arms=arms,
+            control=control, covariates=[c for c in frame.columns if c not in EXPERIMENT_COLUMNS],
+            propensity=roles["propensity"], cell=cell, round=roles["round"],
+        )
 
     def bandit_rewards(
         self, metric: str, *, flag_key: str | None = None, bandit_key: str | None = None,
