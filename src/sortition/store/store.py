@@ -177,7 +177,7 @@ class EventStore:
 
         ``window``: timedelta or seconds (None: no limit). ``aggregate``: "sum" (revenue), "count",
         or "conversion" (1.0 if any outcome in the window has a value > 0). ``since``/``until``:
-        only exposures in [since, until), and only outcomes before ``until``.
+        subjects whose first exposure is in [since, until), and only outcomes before ``until``.
         """
         sql, params = exposure_outcome_sql(
             flag_key, metric, check_window(window), aggregate,
