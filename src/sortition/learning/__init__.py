@@ -1,0 +1,28 @@
+"""Learning from logged bandit events: train the models the evaluator serves, and evaluate
+policies off-line (``sortition.learning.ope``)."""
+
+from sortition.learning.events import BanditEvents
+from sortition.learning.model import (
+    ActionCoefficients,
+    BanditModel,
+    CategoricalCoefficient,
+    NumericCoefficient,
+    bandit_models_json,
+    link_bandit,
+    load_bandit_models,
+)
+from sortition.learning.training import SqrtGamma, cold_start_model, train_bandit
+
+__all__ = [
+    "ActionCoefficients",
+    "BanditEvents",
+    "BanditModel",
+    "CategoricalCoefficient",
+    "NumericCoefficient",
+    "SqrtGamma",
+    "bandit_models_json",
+    "cold_start_model",
+    "link_bandit",
+    "load_bandit_models",
+    "train_bandit",
+]
