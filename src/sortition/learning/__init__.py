@@ -3,10 +3,7 @@ policies off-line (``sortition.learning.ope``)."""
 
 from sortition.learning.events import BanditEvents
 from sortition.learning.model import (
-    ActionCoefficients,
     BanditModel,
-    CategoricalCoefficient,
-    NumericCoefficient,
     bandit_models_json,
     link_bandit,
     load_bandit_models,
@@ -14,11 +11,8 @@ from sortition.learning.model import (
 from sortition.learning.training import SqrtGamma, cold_start_model, train_bandit
 
 __all__ = [
-    "ActionCoefficients",
     "BanditEvents",
     "BanditModel",
-    "CategoricalCoefficient",
-    "NumericCoefficient",
     "SqrtGamma",
     "bandit_models_json",
     "cold_start_model",

@@ -21,25 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from sortition.serving.conditions import js_string
+from sortition.serving.attributes import categorical_value as serving_categorical
+from sortition.serving.attributes import numeric_value as serving_numeric
 
 GROUPS = ("subject", "action")
 
 
 def numeric_value(value: Any) -> float | None:
     """The number the evaluator would use, or None where it uses the missing coefficient."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        return None
-    x = float(value)
-    return x if math.isfinite(x) else None
+    x = serving_numeric(value)
+    return None if x is None else float(x)
 
 
 def categorical_value(value: Any) -> str | None:
-    """The string the evaluator would look up, or None (absent, null or empty string)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """The string the evaluator would look up, or None for absent/null/NaN/empty: those score the
+    missing coefficient (the training never learns a coefficient for the empty string)."""
+    if isinstance(value, float) and math.isnan(value):
         return None
-    s = js_string(value)
-    return s or None
+    return serving_categorical(value) or None
 
 
 @dataclass(frozen=True)

@@ -12,105 +12,37 @@ import datetime as _dt
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
+
+from sortition.serving.bandits import ActionCoefficients, CategoricalTerm, NumericTerm, parse_bandit_model
+from sortition.serving.bandits import BanditModel as ServingModel
 
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _finite(x: Any, where: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        raise TypeError(f"{where} is {x!r}; expected a number")
-    if not math.isfinite(float(x)):
-        raise ValueError(f"{where} is {x!r}; expected a finite number")
-    return float(x)
+def _numeric_json(terms: tuple[NumericTerm, ...]) -> list[dict[str, Any]]:
+    return [{"attributeKey": k, "coefficient": c, "missingValueCoefficient": m} for k, c, m in terms]
 
 
-@dataclass(frozen=True)
-class NumericCoefficient:
-    attribute_key: str
-    coefficient: float
-    missing_value_coefficient: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "attributeKey": self.attribute_key,
-            "coefficient": self.coefficient,
-            "missingValueCoefficient": self.missing_value_coefficient,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any], where: str) -> NumericCoefficient:
-        return cls(
-            str(obj["attributeKey"]),
-            _finite(obj["coefficient"], f"{where}.coefficient"),
-            _finite(obj.get("missingValueCoefficient", 0.0), f"{where}.missingValueCoefficient"),
-        )
+def _categorical_json(terms: tuple[CategoricalTerm, ...]) -> list[dict[str, Any]]:
+    return [
+        {"attributeKey": k, "valueCoefficients": dict(v), "missingValueCoefficient": m} for k, v, m in terms
+    ]
 
 
-@dataclass(frozen=True)
-class CategoricalCoefficient:
-    attribute_key: str
-    value_coefficients: Mapping[str, float]
-    missing_value_coefficient: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "attributeKey": self.attribute_key,
-            "valueCoefficients": dict(self.value_coefficients),
-            "missingValueCoefficient": self.missing_value_coefficient,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any], where: str) -> CategoricalCoefficient:
-        values = {
-            str(k): _finite(v, f"{where}.valueCoefficients[{k!r}]")
-            for k, v in obj.get("valueCoefficients", {}).items()
-        }
-        return cls(
-            str(obj["attributeKey"]),
-            values,
-            _finite(obj.get("missingValueCoefficient", 0.0), f"{where}.missingValueCoefficient"),
-        )
-
-
-@dataclass(frozen=True)
-class ActionCoefficients:
-    """One action's linear model (raw attribute units)."""
-
-    action_key: str
-    intercept: float
-    subject_numeric: tuple[NumericCoefficient, ...] = ()
-    subject_categorical: tuple[CategoricalCoefficient, ...] = ()
-    action_numeric: tuple[NumericCoefficient, ...] = ()
-    action_categorical: tuple[CategoricalCoefficient, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "actionKey": self.action_key,
-            "intercept": self.intercept,
-            "actionNumericCoefficients": [c.to_json() for c in self.action_numeric],
-            "actionCategoricalCoefficients": [c.to_json() for c in self.action_categorical],
-            "subjectNumericCoefficients": [c.to_json() for c in self.subject_numeric],
-            "subjectCategoricalCoefficients": [c.to_json() for c in self.subject_categorical],
-        }
-
-    @classmethod
-    def from_json(cls, key: str, obj: Mapping[str, Any]) -> ActionCoefficients:
-        w = f"coefficients[{key!r}]"
-
-        def group(name: str, kind: type) -> tuple[Any, ...]:
-            return tuple(kind.from_json(c, f"{w}.{name}[{i}]") for i, c in enumerate(obj.get(name, [])))
-
-        return cls(
-            action_key=str(obj.get("actionKey", key)),
-            intercept=_finite(obj.get("intercept", 0.0), f"{w}.intercept"),
-            subject_numeric=group("subjectNumericCoefficients", NumericCoefficient),
-            subject_categorical=group("subjectCategoricalCoefficients", CategoricalCoefficient),
-            action_numeric=group("actionNumericCoefficients", NumericCoefficient),
-            action_categorical=group("actionCategoricalCoefficients", CategoricalCoefficient),
-        )
+def action_coefficients_json(c: ActionCoefficients) -> dict[str, Any]:
+    """One action's entry of ``modelData.coefficients``."""
+    return {
+        "actionKey": c.action_key,
+        "intercept": c.intercept,
+        "actionNumericCoefficients": _numeric_json(c.action_numeric),
+        "actionCategoricalCoefficients": _categorical_json(c.action_categorical),
+        "subjectNumericCoefficients": _numeric_json(c.subject_numeric),
+        "subjectCategoricalCoefficients": _categorical_json(c.subject_categorical),
+    }
 
 
 @dataclass(frozen=True)
@@ -151,7 +83,7 @@ class BanditModel:
             "gamma": self.gamma,
             "defaultActionScore": self.default_action_score,
             "actionProbabilityFloor": self.action_probability_floor,
-            "coefficients": {k: c.to_json() for k, c in self.coefficients.items()},
+            "coefficients": {k: action_coefficients_json(c) for k, c in self.coefficients.items()},
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -164,25 +96,32 @@ class BanditModel:
             "modelData": self.model_data(),
         }
 
+    def serving_model(self) -> ServingModel:
+        """The evaluator's form of this model (what ``sortition.serving.bandits`` scores)."""
+        return ServingModel(
+            gamma=self.gamma,
+            action_probability_floor=self.action_probability_floor,
+            default_action_score=self.default_action_score,
+            coefficients=MappingProxyType(dict(self.coefficients)),
+            bandit_key=self.bandit_key,
+            model_version=self.model_version,
+        )
+
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> BanditModel:
-        """Read one entry of a bandit-models-v1 ``bandits`` object."""
+        """Read one entry of a bandit-models-v1 ``bandits`` object (validated by the evaluator's
+        parser, so what loads here is exactly what serving accepts)."""
         if not isinstance(entry, Mapping) or "modelData" not in entry:
             raise ValueError("a bandit model entry needs 'banditKey' and 'modelData' (bandit-models-v1)")
-        data = entry["modelData"]
         key = str(entry.get("banditKey", ""))
-        coefficients = {
-            str(k): ActionCoefficients.from_json(str(k), v) for k, v in data.get("coefficients", {}).items()
-        }
+        parsed = parse_bandit_model(entry, path=f"bandits.{key}")
         return cls(
             bandit_key=key,
-            gamma=_finite(data.get("gamma", 1.0), f"{key}.modelData.gamma"),
-            default_action_score=_finite(data.get("defaultActionScore", 0.0), f"{key}.defaultActionScore"),
-            action_probability_floor=_finite(
-                data.get("actionProbabilityFloor", 0.0), f"{key}.actionProbabilityFloor"
-            ),
-            coefficients=coefficients,
-            model_version=str(entry.get("modelVersion", "")),
+            gamma=parsed.gamma,
+            default_action_score=parsed.default_action_score,
+            action_probability_floor=parsed.action_probability_floor,
+            coefficients=dict(parsed.coefficients),
+            model_version=parsed.model_version,
             model_name=str(entry.get("modelName", "")),
             updated_at=str(entry.get("updatedAt", "")),
         )

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 
 from sortition.learning.events import BanditEvents
 from sortition.learning.features import FeatureLayout, fit_layout
-from sortition.learning.model import (
-    ActionCoefficients,
-    BanditModel,
-    CategoricalCoefficient,
-    NumericCoefficient,
-)
+from sortition.learning.model import BanditModel
+from sortition.serving.bandits import ActionCoefficients
 
 
 @dataclass(frozen=True)
@@ -88,8 +85,8 @@ def importance_weights(
 
 def _action_coefficients(action: str, layout: FeatureLayout, beta: np.ndarray) -> ActionCoefficients:
     raw = layout.coefficients(beta)
-    num = lambda g: tuple(NumericCoefficient(k, c, m) for k, c, m in raw[f"{g}_numeric"])  # noqa: E731
-    cat = lambda g: tuple(CategoricalCoefficient(k, v, m) for k, v, m in raw[f"{g}_categorical"])  # noqa: E731
+    num = lambda g: tuple(raw[f"{g}_numeric"])  # noqa: E731
+    cat = lambda g: tuple((k, MappingProxyType(v), m) for k, v, m in raw[f"{g}_categorical"])  # noqa: E731
     return ActionCoefficients(
         action_key=action,
         intercept=raw["intercept"],

@@ -3,6 +3,7 @@
 Each estimator is a small frozen dataclass with one method, ``estimate(data) -> PolicyValueEstimate``.
 """
 
+from sortition.learning.ope.candidates import candidate_data, model_probabilities
 from sortition.learning.ope.data import OffPolicyData, PolicyValueEstimate
 from sortition.learning.ope.dm import DM
 from sortition.learning.ope.dr import DR
@@ -16,6 +17,8 @@ __all__ = [
     "DR",
     "IPS",
     "SNIPS",
+    "candidate_data",
+    "model_probabilities",
     "IntervalSettings",
     "OffPolicyData",
     "OverlapWarning",
