@@ -4,6 +4,7 @@ policies off-line (``sortition.learning.ope``)."""
 from sortition.learning.events import BanditEvents
 from sortition.learning.model import (
     BanditModel,
+    bandit_flags_json,
     bandit_models_json,
     link_bandit,
     load_bandit_models,
@@ -14,6 +15,7 @@ __all__ = [
     "BanditEvents",
     "BanditModel",
     "SqrtGamma",
+    "bandit_flags_json",
     "bandit_models_json",
     "cold_start_model",
     "link_bandit",

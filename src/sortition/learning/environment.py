@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sortition.learning.events import BanditEvents
 from sortition.learning.model import BanditModel
 from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import ActionCoefficients, action_weights, score_actions
@@ -105,6 +106,37 @@ class SyntheticEnvironment:
         if self.reward == "binary":
             return (rng.random(expected.shape) < expected).astype(float)
         return expected + rng.normal(0.0, self.noise_sd, expected.shape)
+
+    def log_events(
+        self, n: int, seed: int, logging_model: BanditModel | None = None
+    ) -> tuple[BanditEvents, Contexts, np.ndarray]:
+        """n events logged by ``logging_model``'s policy (uniform when None), actions drawn at
+        random from its probabilities. Returns (events with offered sets, contexts, (n, K)
+        expected rewards)."""
+        rng = np.random.default_rng(seed)
+        ctx = self.sample_contexts(n, rng, prefix=f"log{seed}-")
+        q = self.expected_rewards(ctx)
+        keys = self.action_keys
+        k = len(keys)
+        if logging_model is None:
+            probs = np.full((n, k), 1.0 / k)
+        else:
+            probs = policy_probabilities(logging_model, ctx, self.offered())
+        u = rng.random(n)[:, None]
+        a = np.minimum((u > np.cumsum(probs, axis=1)).sum(axis=1), k - 1)
+        r = self.draw_rewards(q[np.arange(n), a], rng)
+        events = BanditEvents(
+            action=np.array([keys[i] for i in a], dtype=object),
+            reward=r,
+            action_probability=probs[np.arange(n), a],
+            subject_numeric=ctx.numeric,
+            subject_categorical=ctx.categorical,
+            action_numeric=tuple(self.actions[keys[i]].get("numericAttributes", {}) for i in a),
+            action_categorical=tuple(self.actions[keys[i]].get("categoricalAttributes", {}) for i in a),
+            subject=np.array(ctx.subject, dtype=object),
+            offered=tuple(self.actions for _ in range(n)),
+        )
+        return events, ctx, q
 
 
 def policy_probabilities(model: BanditModel, contexts: Contexts, offered: dict[str, Attributes]) -> np.ndarray:

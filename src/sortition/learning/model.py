@@ -151,7 +151,7 @@ def load_bandit_models(obj: Mapping[str, Any]) -> dict[str, BanditModel]:
 
 
 def link_bandit(flags: Mapping[str, Any], model: BanditModel, flag_keys: Iterable[str] | None = None) -> dict:
-    """A copy of a flags (UFC) file whose ``banditReferences`` route to ``model``.
+    """A copy of a flags (UFC) file whose ``banditReferences`` (and ``bandits``) route to ``model``.
 
     Every allocation of the given flags (all flags when None) with a split on a variation whose
     value is the model's bandit key gets a flag-variation link; the reference carries the model's
@@ -188,4 +188,39 @@ def link_bandit(flags: Mapping[str, Any], model: BanditModel, flag_keys: Iterabl
         )
     refs = out.setdefault("banditReferences", {})
     refs[model.bandit_key] = {"modelVersion": model.model_version, "flagVariations": links}
+    # Eppo's server SDKs (Rust core 10) route by the older per-bandit list, without allocation
+    # keys; both are written so every SDK generation finds the bandit.
+    legacy: list[dict[str, Any]] = []
+    for link in links:
+        entry = {k: link[k] for k in ("key", "flagKey", "variationKey", "variationValue")}
+        if entry not in legacy:
+            legacy.append(entry)
+    out.setdefault("bandits", {})[model.bandit_key] = legacy
     return out
+
+
+def bandit_flags_json(model: BanditModel, flag_key: str, environment: str = "Production") -> dict[str, Any]:
+    """A flags (UFC) file with one flag that sends all traffic to ``model``'s bandit, linked by
+    ``banditReferences``: the smallest configuration that serves a trained model."""
+    flags = {
+        "createdAt": _utc_now(),
+        "format": "SERVER",
+        "environment": {"name": environment},
+        "flags": {
+            flag_key: {
+                "key": flag_key,
+                "enabled": True,
+                "variationType": "STRING",
+                "variations": {model.bandit_key: {"key": model.bandit_key, "value": model.bandit_key}},
+                "allocations": [
+                    {
+                        "key": "all-traffic",
+                        "splits": [{"variationKey": model.bandit_key, "shards": []}],
+                        "doLog": True,
+                    }
+                ],
+                "totalShards": 10000,
+            }
+        },
+    }
+    return link_bandit(flags, model, [flag_key])
