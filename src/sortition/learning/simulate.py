@@ -1,45 +1,28 @@
 """A closed-loop contextual-bandit simulation: serve, log, retrain, repeat.
 
-Each round, fresh synthetic subjects arrive; the current model is served by Sortition's
-request-time evaluator (deterministic hash-based selection, exactly as in production); every
-served action is logged with its probability and reward; then the model is retrained from ALL
-logged events. Round 0 starts cold (an empty model: uniform weights).
+Each round, fresh synthetic subjects arrive; the current model, published as flags + bandit
+models JSON, is served by Sortition's ``Client`` (deterministic hash-based selection, exactly as
+in production), which logs every served action to the ``EventStore``; rewards are appended as
+outcomes; then the model is retrained from the store's decision-reward join over ALL rounds.
+Round 0 starts cold (an empty model: uniform weights).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
 from sortition.learning.environment import SyntheticEnvironment
 from sortition.learning.events import BanditEvents
-from sortition.learning.model import BanditModel
+from sortition.learning.model import BanditModel, bandit_flags_json, bandit_models_json
 from sortition.learning.training import SqrtGamma, cold_start_model, train_bandit
-from sortition.serving.bandits import evaluate_bandit
+from sortition.serving import Client, Configuration
+from sortition.store import EventStore, StoreLogger
 
-
-class EventLog(Protocol):
-    """Where the simulation logs served actions and reads them back for training."""
-
-    def append(self, records: list[dict[str, Any]]) -> None: ...
-
-    def read(self) -> BanditEvents: ...
-
-
-@dataclass
-class MemoryEventLog:
-    """An in-memory EventLog (the default when no store is given)."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        self.records.extend(records)
-
-    def read(self) -> BanditEvents:
-        return BanditEvents.from_records(self.records)
+REWARD_METRIC = "reward"
 
 
 @dataclass(frozen=True)
@@ -85,7 +68,7 @@ def simulate_bandit(
     gamma: float | SqrtGamma = SqrtGamma(1.0),
     action_probability_floor: float = 0.05,
     l2: float = 1.0,
-    log: EventLog | None = None,
+    store: EventStore | None = None,
     flag_key: str = "bandit-flag",
     on_round: Callable[[RoundResult], None] | None = None,
 ) -> SimulationResult:
@@ -94,43 +77,40 @@ def simulate_bandit(
     Args:
         env: the synthetic environment (known truth).
         gamma, action_probability_floor, l2: passed to :func:`train_bandit` each round.
-        log: where events go and are read back from (default: in memory).
+        store: the event store the client logs to and training reads from (default: an
+            in-memory DuckDB store). Rewards are appended as outcomes of metric "reward".
         on_round: called after each round (progress reporting).
     """
     if rounds < 1 or subjects_per_round < 1:
         raise ValueError(f"rounds ({rounds}) and subjects_per_round ({subjects_per_round}) must be >= 1")
-    log = log if log is not None else MemoryEventLog()
+    store = store if store is not None else EventStore(":memory:")
+    logger = StoreLogger(store, buffer_size=max(subjects_per_round, 1))
     seeds = np.random.SeedSequence(seed).spawn(rounds)
     model = cold_start_model("bandit", gamma, action_probability_floor)
+    keys = list(env.action_keys)
     offered = env.offered()
     results = []
     for r in range(rounds):
         rng = np.random.default_rng(seeds[r])
         ctx = env.sample_contexts(subjects_per_round, rng, prefix=f"{seed}-{r}-")
         q = env.expected_rewards(ctx)
-        serving = model.serving_model()
-        keys = list(env.action_keys)
+        client = Client(
+            Configuration.from_json(bandit_flags_json(model, flag_key), bandit_models_json([model])),
+            bandit_logger=logger,
+        )
         chosen = np.empty(ctx.n, dtype=int)
-        prob = np.empty(ctx.n)
         for i in range(ctx.n):
-            e = evaluate_bandit(flag_key, ctx.subject[i], ctx.attributes(i), offered, serving)
-            chosen[i] = keys.index(e.action_key)
-            prob[i] = e.action_weight
+            served = client.get_bandit_action(flag_key, ctx.subject[i], ctx.attributes(i), offered, "none")
+            if served.action is None:
+                raise RuntimeError(f"the client served no action for {ctx.subject[i]}: {served}")
+            chosen[i] = keys.index(served.action)
+        logger.flush()
         expected = q[np.arange(ctx.n), chosen]
         reward = env.draw_rewards(expected, rng)
-        log.append(
+        now = dt.datetime.now(dt.UTC)
+        store.append_outcomes(
             [
-                {
-                    "subject": ctx.subject[i],
-                    "action": keys[chosen[i]],
-                    "action_probability": float(prob[i]),
-                    "reward": float(reward[i]),
-                    "subject_numeric_attributes": ctx.numeric[i],
-                    "subject_categorical_attributes": ctx.categorical[i],
-                    "action_numeric_attributes": env.actions[keys[chosen[i]]].get("numericAttributes", {}),
-                    "action_categorical_attributes": env.actions[keys[chosen[i]]].get("categoricalAttributes", {}),
-                    "offered": env.actions,
-                }
+                {"subject": ctx.subject[i], "metric": REWARD_METRIC, "value": float(reward[i]), "timestamp": now}
                 for i in range(ctx.n)
             ]
         )
@@ -149,8 +129,9 @@ def simulate_bandit(
         results.append(result)
         if on_round is not None:
             on_round(result)
+        logged = store.bandit_rewards(REWARD_METRIC, flag_key=flag_key)
         model = train_bandit(
-            log.read(),
+            BanditEvents.from_frame(logged),
             bandit_key="bandit",
             gamma=gamma,
             action_probability_floor=action_probability_floor,

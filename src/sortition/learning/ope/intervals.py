@@ -8,6 +8,7 @@ den = 1 except for self-normalized IPS. That one form gives both intervals:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ def ratio_estimate(
     else:
         value = float(num.mean()) / mden
         influence = num - value * (1.0 if den is None else den)
-        se = float(influence.std(ddof=1)) / mden / np.sqrt(n) if n > 1 else float("inf")
+        se = float(influence.std(ddof=1)) / mden / math.sqrt(n) if n > 1 else float("inf")
         if settings.interval == "normal":
             z = float(ndtri(1 - settings.alpha / 2))
             lo, hi = value - z * se, value + z * se
