@@ -256,6 +256,13 @@ def bench_rounds(env, rounds: int, subjects: int) -> None:
     if vw_rewards:
         line += f", vw {statistics.mean(vw_rewards):.4f}, ratio sortition/vw {ours_mean / statistics.mean(vw_rewards):.3f}"
     print(line)
+    if rounds > 1:
+        ours_late = statistics.mean(rr.expected_reward for rr in res.rounds[1:])
+        line = f"mean over rounds 1+ (after the first retrain): sortition {ours_late:.4f}"
+        if vw_rewards:
+            vw_late = statistics.mean(vw_rewards[1:])
+            line += f", vw {vw_late:.4f}, ratio sortition/vw {ours_late / vw_late:.3f}"
+        print(line)
     line = f"wall time: sortition {ours_time:.2f} s (client + DuckDB store + retrain each round)"
     if vw_rewards:
         line += f", vw {vw_time:.2f} s (online learn per event); ratio vw/sortition {_ratio(vw_time, ours_time)}"
