@@ -8,10 +8,11 @@ then the first split whose shards all contain the subject's shard (no shards: ev
 from __future__ import annotations
 
 from collections.abc import Mapping
-from hashlib import md5
 from typing import Any
 
 from sortition.serving.model import Allocation, Flag, Rule, Split
+from sortition.serving.sharding import first_uint32 as _first_uint32
+from sortition.serving.sharding import md5
 
 MATCH = "MATCH"
 BEFORE_START_TIME = "BEFORE_START_TIME"
@@ -19,8 +20,6 @@ AFTER_END_TIME = "AFTER_END_TIME"
 FAILING_RULE = "FAILING_RULE"
 TRAFFIC_EXPOSURE_MISS = "TRAFFIC_EXPOSURE_MISS"
 UNEVALUATED = "UNEVALUATED"
-
-_from_bytes = int.from_bytes
 
 # Hashed attribute names for obfuscated configurations: names repeat across requests.
 _NAME_HASHES: dict[str, str] = {}
@@ -98,7 +97,7 @@ def match_flag(
                 s = memo.get(sh.salt)
                 if s is None:
                     s = memo[sh.salt] = (
-                        _from_bytes(md5(f"{sh.salt}-{subject_key}".encode()).digest()[:4], "big") % total
+                        _first_uint32(md5(f"{sh.salt}-{subject_key}".encode()).digest())[0] % total
                     )
                 for start, end in sh.ranges:
                     if start <= s < end:
