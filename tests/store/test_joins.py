@@ -59,18 +59,18 @@ def reference_rewards(decisions, outcomes, metric, window, aggregate):
 
 
 _subjects = st.sampled_from(["a", "b", "c", "d", "e"])
-_minutes = st.integers(0, 30)
+_minutes = st.integers(0, 12)
 _values = st.sampled_from([-1.0, 0.0, 1.0, 2.5])
 _windows = st.sampled_from([None, dt.timedelta(minutes=5), 600.0])
 _aggregates = st.sampled_from(["sum", "count", "conversion"])
-_settings = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_settings = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_settings
 @given(
     exposures=st.lists(st.tuples(_subjects, st.sampled_from(["x", "y", "z"]), _minutes), min_size=1, max_size=15),
     outs=st.lists(st.tuples(_subjects, _values, _minutes, st.booleans()), max_size=25),
-    window=_windows, aggregate=_aggregates, since=st.sampled_from([None, 10]), until=st.sampled_from([None, 20]),
+    window=_windows, aggregate=_aggregates, since=st.sampled_from([None, 4]), until=st.sampled_from([None, 9]),
 )
 def test_experiment_join_matches_the_reference(store, exposures, outs, window, aggregate, since, until):
     n = next(_counter)  # a fresh flag and metric per example: the store is shared across examples
@@ -149,3 +149,15 @@ def test_join_arguments_are_checked(store):
     store.append_assignments([assignment("u1", attributes={"arm": "left"})])
     with pytest.raises(ValueError, match="clash with the experiment columns"):
         store.experiment_frame("flag", "revenue")
+
+
+@pytest.mark.parametrize("window", [dt.timedelta(minutes=5), 300, 300.0])
+def test_attribution_window_includes_its_start_and_excludes_its_end(store, window):
+    store.append(
+        assignments=[assignment("u1", "x", 3)],
+        outcomes=[outcome("u1", 1.0, 3), outcome("u1", 2.0, 7.99), outcome("u1", 4.0, 8), outcome("u1", 8.0, 2.99)],
+    )
+    assert store.experiment_frame("flag", "revenue", window=window)["y"].tolist() == [3.0]
+    assert store.experiment_frame("flag", "revenue")["y"].tolist() == [7.0]
+    store.append_bandit_events([bandit("u1", "p", 3)])
+    assert store.bandit_rewards("revenue", window=window)["reward"].tolist() == [3.0]
