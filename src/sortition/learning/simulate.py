@@ -98,12 +98,15 @@ def simulate_bandit(
             Configuration.from_json(bandit_flags_json(model, flag_key), bandit_models_json([model])),
             bandit_logger=logger,
         )
+        # the batch call: same results and events as get_bandit_action per subject, scored together
+        served = client.get_bandit_actions(
+            flag_key, [(ctx.subject[i], ctx.attributes(i)) for i in range(ctx.n)], offered, "none"
+        )
         chosen = np.empty(ctx.n, dtype=int)
-        for i in range(ctx.n):
-            served = client.get_bandit_action(flag_key, ctx.subject[i], ctx.attributes(i), offered, "none")
-            if served.action is None:
-                raise RuntimeError(f"the client served no action for {ctx.subject[i]}: {served}")
-            chosen[i] = keys.index(served.action)
+        for i, result in enumerate(served):
+            if result.action is None:
+                raise RuntimeError(f"the client served no action for {ctx.subject[i]}: {result}")
+            chosen[i] = keys.index(result.action)
         logger.flush()
         expected = q[np.arange(ctx.n), chosen]
         reward = env.draw_rewards(expected, rng)
