@@ -39,7 +39,9 @@ OBP_HINT = (
     "seaborn tqdm pyyaml mypy-extensions torch` then `pip install --no-deps obp==0.4.1` (its pinned "
     "dependencies do not build on Python 3.11)"
 )
-VW_HINT = "vowpalwabbit not installed: skipping VW (pip install 'sortition[bench]' or pip install vowpalwabbit)"
+VW_HINT = (
+    "vowpalwabbit not installed: skipping VW (pip install 'sortition[bench]' or pip install vowpalwabbit)"
+)
 
 
 def _median_ms(times: list[float]) -> float:
@@ -60,7 +62,9 @@ def bench_ope(env, reps: int, n: int, bootstrap: int) -> None:
     big = env.sample_contexts(40_000, np.random.default_rng(10_003))
     offered = env.offered()
     truth = float((policy_probabilities(candidate, big, offered) * env.expected_rewards(big)).sum(1).mean())
-    logged_value = float((policy_probabilities(logger, big, offered) * env.expected_rewards(big)).sum(1).mean())
+    logged_value = float(
+        (policy_probabilities(logger, big, offered) * env.expected_rewards(big)).sum(1).mean()
+    )
     print(f"true value: candidate {truth:.4f}, logging policy {logged_value:.4f}")
     try:
         from obp.ope import (
@@ -116,8 +120,12 @@ def bench_ope(env, reps: int, n: int, bootstrap: int) -> None:
             r["s_t_b"].append(t2 - t1)
             if obp_estimators:
                 est = obp_estimators[k]
-                kw = dict(reward=logs.reward, action=action, pscore=logs.action_probability,
-                          action_dist=probs[:, :, None])
+                kw = {
+                    "reward": logs.reward,
+                    "action": action,
+                    "pscore": logs.action_probability,
+                    "action_dist": probs[:, :, None],
+                }
                 if k in ("DM", "DR"):
                     kw["estimated_rewards_by_reg_model"] = qhat[:, :, None]
                 t0 = time.perf_counter()
@@ -127,8 +135,10 @@ def bench_ope(env, reps: int, n: int, bootstrap: int) -> None:
                 r["o_val"].append(float(v))
                 r["o_cov"].append(ci["95.0% CI (lower)"] <= truth <= ci["95.0% CI (upper)"])
                 r["o_t"].append(t1 - t0)
-    print(f"RMSE vs truth, coverage of 95% intervals (normal / bootstrap with {bootstrap} resamples), "
-          "median time per estimate")
+    print(
+        f"RMSE vs truth, coverage of 95% intervals (normal / bootstrap with {bootstrap} resamples), "
+        "median time per estimate"
+    )
     head = f"{'':6} {'RMSE':>8} {'cov-N':>6} {'cov-B':>6} {'ms N':>7} {'ms B':>7}"
     if obp_estimators:
         head += f" | {'obp RMSE':>8} {'obp cov-B':>9} {'obp ms B':>8} | {'time obp/ours(B)':>16} {'max |ours-obp|':>14}"
@@ -136,13 +146,17 @@ def bench_ope(env, reps: int, n: int, bootstrap: int) -> None:
     for k in names:
         r = rec[k]
         s_val = np.array(r["s_val"])
-        line = (f"{k:6} {np.sqrt(np.mean((s_val - truth) ** 2)):8.4f} {np.mean(r['s_cov_n']):6.2f} "
-                f"{np.mean(r['s_cov_b']):6.2f} {_median_ms(r['s_t_n']):7.2f} {_median_ms(r['s_t_b']):7.2f}")
+        line = (
+            f"{k:6} {np.sqrt(np.mean((s_val - truth) ** 2)):8.4f} {np.mean(r['s_cov_n']):6.2f} "
+            f"{np.mean(r['s_cov_b']):6.2f} {_median_ms(r['s_t_n']):7.2f} {_median_ms(r['s_t_b']):7.2f}"
+        )
         if obp_estimators:
             o_val = np.array(r["o_val"])
-            line += (f" | {np.sqrt(np.mean((o_val - truth) ** 2)):8.4f} {np.mean(r['o_cov']):9.2f} "
-                     f"{_median_ms(r['o_t']):8.2f} | {_ratio(_median_ms(r['o_t']), _median_ms(r['s_t_b'])):>16} "
-                     f"{np.max(np.abs(o_val - s_val)):14.2e}")
+            line += (
+                f" | {np.sqrt(np.mean((o_val - truth) ** 2)):8.4f} {np.mean(r['o_cov']):9.2f} "
+                f"{_median_ms(r['o_t']):8.2f} | {_ratio(_median_ms(r['o_t']), _median_ms(r['s_t_b'])):>16} "
+                f"{np.max(np.abs(o_val - s_val)):14.2e}"
+            )
         print(line)
 
 
@@ -173,7 +187,9 @@ def _vw(args: str):
 
 
 def bench_training(env, n: int) -> None:
-    print(f"\n== 2. training on {n} logged events (uniform logger), greedy policy value on 20000 new subjects ==")
+    print(
+        f"\n== 2. training on {n} logged events (uniform logger), greedy policy value on 20000 new subjects =="
+    )
     logs, ctx, _ = env.log_events(n, seed=20_001)
     test = env.sample_contexts(20_000, np.random.default_rng(20_002))
     q = env.expected_rewards(test)
@@ -185,7 +201,9 @@ def bench_training(env, n: int) -> None:
     scores = policy_probabilities(model.__class__(**{**model.__dict__, "gamma": 1e9}), test, env.offered())
     ours_value = float(q[np.arange(test.n), scores.argmax(1)].mean())
     print(f"oracle {q.max(1).mean():.4f}  uniform {q.mean():.4f}")
-    print(f"sortition train_bandit (ridge, closed form): {_median_ms(times):8.1f} ms  greedy value {ours_value:.4f}")
+    print(
+        f"sortition train_bandit (ridge, closed form): {_median_ms(times):8.1f} ms  greedy value {ours_value:.4f}"
+    )
     try:
         import vowpalwabbit  # noqa: F401
     except ImportError:
@@ -193,8 +211,12 @@ def bench_training(env, n: int) -> None:
         return
     keys = list(env.action_keys)
     examples = [
-        _vw_example(env, ctx.numeric[i], ctx.categorical[i],
-                    (keys.index(logs.action[i]), -logs.reward[i], logs.action_probability[i]))
+        _vw_example(
+            env,
+            ctx.numeric[i],
+            ctx.categorical[i],
+            (keys.index(logs.action[i]), -logs.reward[i], logs.action_probability[i]),
+        )
         for i in range(n)
     ]
     vw_times = []
@@ -204,22 +226,38 @@ def bench_training(env, n: int) -> None:
         for ex in examples:
             vw.learn(ex)
         vw_times.append(time.perf_counter() - t0)
-    greedy = np.array([int(np.argmax(vw.predict(_vw_example(env, test.numeric[i], test.categorical[i]))))
-                       for i in range(test.n)])
+    greedy = np.array(
+        [
+            int(np.argmax(vw.predict(_vw_example(env, test.numeric[i], test.categorical[i]))))
+            for i in range(test.n)
+        ]
+    )
     vw_value = float(q[np.arange(test.n), greedy].mean())
     vw.finish()
-    print(f"vowpalwabbit cb_explore_adf squarecb, 1 pass: {_median_ms(vw_times):8.1f} ms  greedy value {vw_value:.4f}")
-    print(f"time vw/sortition: {_ratio(_median_ms(vw_times), _median_ms(times))}; "
-          f"greedy value sortition - vw: {ours_value - vw_value:+.4f}")
+    print(
+        f"vowpalwabbit cb_explore_adf squarecb, 1 pass: {_median_ms(vw_times):8.1f} ms  greedy value {vw_value:.4f}"
+    )
+    print(
+        f"time vw/sortition: {_ratio(_median_ms(vw_times), _median_ms(times))}; "
+        f"greedy value sortition - vw: {ours_value - vw_value:+.4f}"
+    )
 
 
 def bench_rounds(env, rounds: int, subjects: int) -> None:
     from sortition.learning.simulate import simulate_bandit
 
-    print(f"\n== 3. online loop: {rounds} rounds x {subjects} subjects, cold start, expected reward per subject ==")
+    print(
+        f"\n== 3. online loop: {rounds} rounds x {subjects} subjects, cold start, expected reward per subject =="
+    )
     t0 = time.perf_counter()
-    res = simulate_bandit(env, rounds=rounds, subjects_per_round=subjects, seed=0, gamma=SqrtGamma(1.0),
-                          action_probability_floor=0.05)
+    res = simulate_bandit(
+        env,
+        rounds=rounds,
+        subjects_per_round=subjects,
+        seed=0,
+        gamma=SqrtGamma(1.0),
+        action_probability_floor=0.05,
+    )
     ours_time = time.perf_counter() - t0
     vw_rewards = None
     try:
@@ -265,7 +303,9 @@ def bench_rounds(env, rounds: int, subjects: int) -> None:
         print(line)
     line = f"wall time: sortition {ours_time:.2f} s (client + DuckDB store + retrain each round)"
     if vw_rewards:
-        line += f", vw {vw_time:.2f} s (online learn per event); ratio vw/sortition {_ratio(vw_time, ours_time)}"
+        line += (
+            f", vw {vw_time:.2f} s (online learn per event); ratio vw/sortition {_ratio(vw_time, ours_time)}"
+        )
     print(line)
 
 

@@ -35,7 +35,12 @@ def test_trained_model_json_is_what_serving_parses(env):
     model = train_bandit(ev, bandit_key="shoes", gamma=2.0, action_probability_floor=0.1)
     entry = json.loads(json.dumps(model.to_json()))  # through real JSON text
     assert set(entry) == {"banditKey", "modelName", "updatedAt", "modelVersion", "modelData"}
-    assert set(entry["modelData"]) == {"gamma", "defaultActionScore", "actionProbabilityFloor", "coefficients"}
+    assert set(entry["modelData"]) == {
+        "gamma",
+        "defaultActionScore",
+        "actionProbabilityFloor",
+        "coefficients",
+    }
     parsed = parse_bandit_model(entry)
     assert parsed == model.serving_model()
     assert BanditModel.from_json(entry).model_data() == model.model_data()
@@ -54,8 +59,12 @@ def test_link_bandit_writes_references_for_every_allocation_routing_to_the_bandi
         ("banner_bandit_flag", "training"),
     }
     assert linked["bandits"]["banner_bandit"] == [
-        {"key": "banner_bandit", "flagKey": "banner_bandit_flag", "variationKey": "banner_bandit",
-         "variationValue": "banner_bandit"}
+        {
+            "key": "banner_bandit",
+            "flagKey": "banner_bandit_flag",
+            "variationKey": "banner_bandit",
+            "variationValue": "banner_bandit",
+        }
     ]
     assert "banditReferences" not in flags  # the input is not modified
     with pytest.raises(ValueError, match="no variation with value"):
@@ -92,19 +101,26 @@ def test_eppo_sdk_serves_the_trained_model_with_identical_actions(env):
             events.append(event)
 
     client = eppo.init(
-        eppo.ClientConfig(api_key="offline", assignment_logger=Log(), initial_configuration=config,
-                          poll_interval_seconds=None)
+        eppo.ClientConfig(
+            api_key="offline",
+            assignment_logger=Log(),
+            initial_configuration=config,
+            poll_interval_seconds=None,
+        )
     )
     ctx = env.sample_contexts(150, np.random.default_rng(3), prefix="eppo-")
     offered = env.offered()
     eppo_actions = {
-        k: eppo.ContextAttributes(numeric_attributes=a["numericAttributes"],
-                                  categorical_attributes=a["categoricalAttributes"])
+        k: eppo.ContextAttributes(
+            numeric_attributes=a["numericAttributes"], categorical_attributes=a["categoricalAttributes"]
+        )
         for k, a in env.actions.items()
     }
     chosen = set()
     for i in range(ctx.n):
-        subject = eppo.ContextAttributes(numeric_attributes=ctx.numeric[i], categorical_attributes=ctx.categorical[i])
+        subject = eppo.ContextAttributes(
+            numeric_attributes=ctx.numeric[i], categorical_attributes=ctx.categorical[i]
+        )
         theirs = client.get_bandit_action("shoe-flag", ctx.subject[i], subject, eppo_actions, "none")
         ours = evaluate_bandit("shoe-flag", ctx.subject[i], ctx.attributes(i), offered, model.serving_model())
         assert theirs.action == ours.action_key, ctx.subject[i]

@@ -104,7 +104,9 @@ def test_bootstrap_intervals_cover_near_nominal(name, est):
     seeds = 120
     hits = 0
     for seed in range(seeds):
-        e = est(IntervalSettings(interval="bootstrap", n_bootstrap=200, seed=seed)).estimate(_logs(seed, 500, 0.1))
+        e = est(IntervalSettings(interval="bootstrap", n_bootstrap=200, seed=seed)).estimate(
+            _logs(seed, 500, 0.1)
+        )
         assert e.interval == "bootstrap" and e.lower < e.value < e.upper
         hits += e.covers(TRUTH)
     assert 0.87 <= hits / seeds <= 1.0, hits / seeds
@@ -122,8 +124,11 @@ def test_overlap_warning_when_candidate_acts_where_logger_did_not():
     with pytest.warns(OverlapWarning, match="effective sample size"):
         e = IPS().estimate(data)
     assert e.effective_sample_size < 0.05 * n and e.warnings
-    same = OffPolicyData(reward=data.reward, logging_probability=data.logging_probability,
-                         target_probability=data.logging_probability)
+    same = OffPolicyData(
+        reward=data.reward,
+        logging_probability=data.logging_probability,
+        target_probability=data.logging_probability,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverlapWarning)
         assert IPS().estimate(same).warnings == ()
@@ -202,7 +207,9 @@ def test_candidate_model_value_is_estimated_through_the_serving_evaluator(env):
     candidate = train_bandit(env.log_events(1500, seed=12)[0], gamma=4.0, action_probability_floor=0.1)
     # truth: the candidate's expected reward on the population, from a large fresh sample
     ctx = env.sample_contexts(8000, np.random.default_rng(13))
-    truth = float((policy_probabilities(candidate, ctx, env.offered()) * env.expected_rewards(ctx)).sum(1).mean())
+    truth = float(
+        (policy_probabilities(candidate, ctx, env.offered()) * env.expected_rewards(ctx)).sum(1).mean()
+    )
     uniform_value = float(env.expected_rewards(ctx).mean())
     data = candidate_data(logs, candidate)
     est = evaluate(data)
@@ -212,5 +219,7 @@ def test_candidate_model_value_is_estimated_through_the_serving_evaluator(env):
     assert est["DR"].std_error < est["IPS"].std_error
     assert est["DR"].lower > uniform_value  # the candidate clearly beats what was logged
     with pytest.raises(ValueError, match="offered"):
-        candidate_data(logs.take(np.arange(5)).__class__(**{**logs.take(np.arange(5)).__dict__, "offered": None}),
-                       candidate)
+        candidate_data(
+            logs.take(np.arange(5)).__class__(**{**logs.take(np.arange(5)).__dict__, "offered": None}),
+            candidate,
+        )

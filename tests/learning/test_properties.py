@@ -16,22 +16,30 @@ from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import score_action
 
 numeric_values = st.one_of(
-    st.none(), st.integers(-50, 50), st.floats(-100, 100, allow_nan=False), st.just(float("nan")),
-    st.just(float("inf")), st.booleans(), st.text(max_size=2),
+    st.none(),
+    st.integers(-50, 50),
+    st.floats(-100, 100, allow_nan=False),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.booleans(),
+    st.text(max_size=2),
 )
-categorical_values = st.one_of(st.none(), st.sampled_from(["a", "b", "", "1"]), st.integers(0, 2), st.booleans(),
-                               st.just(1.0))
+categorical_values = st.one_of(
+    st.none(), st.sampled_from(["a", "b", "", "1"]), st.integers(0, 2), st.booleans(), st.just(1.0)
+)
 num_group = st.dictionaries(st.sampled_from(["x", "y"]), numeric_values, max_size=2)
 cat_group = st.dictionaries(st.sampled_from(["c", "d"]), categorical_values, max_size=2)
-event = st.fixed_dictionaries({
-    "action": st.sampled_from(["p", "q"]),
-    "reward": st.floats(-5, 5, allow_nan=False),
-    "action_probability": st.floats(0.05, 1.0),
-    "subject_numeric_attributes": num_group,
-    "subject_categorical_attributes": cat_group,
-    "action_numeric_attributes": num_group,
-    "action_categorical_attributes": cat_group,
-})
+event = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["p", "q"]),
+        "reward": st.floats(-5, 5, allow_nan=False),
+        "action_probability": st.floats(0.05, 1.0),
+        "subject_numeric_attributes": num_group,
+        "subject_categorical_attributes": cat_group,
+        "action_numeric_attributes": num_group,
+        "action_categorical_attributes": cat_group,
+    }
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -43,10 +51,14 @@ def test_published_model_scores_what_the_fit_predicts(records, l2):
     served = BanditModel.from_json(json.loads(json.dumps(model.to_json()))).serving_model()
     for action in {r["action"] for r in records}:
         rows = [r for r in records if r["action"] == action]
-        num = {"subject": [r["subject_numeric_attributes"] for r in rows],
-               "action": [r["action_numeric_attributes"] for r in rows]}
-        cat = {"subject": [r["subject_categorical_attributes"] for r in rows],
-               "action": [r["action_categorical_attributes"] for r in rows]}
+        num = {
+            "subject": [r["subject_numeric_attributes"] for r in rows],
+            "action": [r["action_numeric_attributes"] for r in rows],
+        }
+        cat = {
+            "subject": [r["subject_categorical_attributes"] for r in rows],
+            "action": [r["action_categorical_attributes"] for r in rows],
+        }
         layout = fit_layout(num, cat)
         X = layout.encode(num, cat)
         p = np.array([r["action_probability"] for r in rows])

@@ -17,7 +17,9 @@ from sortition.store import EventStore
 def test_trained_model_served_by_the_client_beats_uniform():
     env = make_environment(n_actions=4, seed=3)
     with EventStore(":memory:") as store:
-        result = simulate_bandit(env, rounds=4, subjects_per_round=300, seed=1, gamma=SqrtGamma(1.0), store=store)
+        result = simulate_bandit(
+            env, rounds=4, subjects_per_round=300, seed=1, gamma=SqrtGamma(1.0), store=store
+        )
         assert store.counts()["bandit"] == 1200 and store.counts()["outcome"] == 1200
     first, *rest = result.rounds
     assert first.n_trained == 0 and first.gamma == 0.0  # cold start: uniform

@@ -13,7 +13,6 @@ from sortition.learning.features import fit_layout
 from sortition.learning.training import ridge
 
 
-
 def uniform_logs(env, n, seed):
     return env.log_events(n, seed)[0]
 
@@ -37,15 +36,13 @@ def test_recovers_numeric_categorical_and_missing_coefficients(env):
             _, tv, tm = t_cat[attr]
             _, fv, fm = f_cat[attr]
             # one-hot + missing + intercept are collinear: only contrasts are identified
-            ref = sorted(tv)[0]
+            ref = min(tv)
             for v in tv:
                 assert fv[v] - fv[ref] == pytest.approx(tv[v] - tv[ref], abs=0.05), (key, attr, v)
             assert fm - fv[ref] == pytest.approx(tm - tv[ref], abs=0.06), (key, attr, "missing")
 
 
 def test_scores_match_truth_including_missing_values(env):
-    from sortition.learning.environment import Contexts, policy_probabilities  # noqa: F401
-
     ev = uniform_logs(env, 12_000, seed=2)
     model = train_bandit(ev, l2=1e-3)
     rng = np.random.default_rng(3)
@@ -117,7 +114,7 @@ def test_standardization_is_undone_exactly():
     y = rng.normal(size=300)
     beta = ridge(X, y, np.ones(300), 0.5, layout.penalized())
     raw = layout.coefficients(beta)
-    (key, coef, missing), = raw["subject_numeric"]
+    ((_key, coef, missing),) = raw["subject_numeric"]
     pred = [raw["intercept"] + (r["x"] * coef if "x" in r else missing) for r in rows]
     assert np.allclose(pred, X @ beta)
 
@@ -157,11 +154,17 @@ def test_actions_with_too_few_events_fall_back_to_the_default_score(env):
         ({"action": "a", "reward": 1.0}, "action_probability"),
         ({"action": "a", "reward": 1.0, "action_probability": 0.0}, "(0, 1]"),
         ({"action": "a", "reward": float("nan"), "action_probability": 0.5}, "reward is not finite"),
-        ({"action": "a", "reward": 1.0, "action_probability": 0.5, "subjectNumericAttributes": 3}, "expected a dict"),
+        (
+            {"action": "a", "reward": 1.0, "action_probability": 0.5, "subjectNumericAttributes": 3},
+            "expected a dict",
+        ),
     ],
 )
 def test_bad_events_are_rejected_with_the_field_named(record, message):
-    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        (ValueError, TypeError),
+        match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]"),
+    ):
         train_bandit([record])
 
 

@@ -11,7 +11,9 @@ from rich.table import Table
 
 from sortition.cli.app import app
 
-bandit_app = typer.Typer(help="Contextual bandits: simulate the serve -> log -> retrain loop.", no_args_is_help=True)
+bandit_app = typer.Typer(
+    help="Contextual bandits: simulate the serve -> log -> retrain loop.", no_args_is_help=True
+)
 app.add_typer(bandit_app, name="bandit")
 
 
@@ -47,16 +49,29 @@ def simulate(
     for col in ("round", "trained on", "gamma", "reward", "expected", "uniform", "oracle", "regret"):
         table.add_column(col, justify="right")
     with EventStore(store) as event_store, console.status("simulating...") as status:
+
         def row(r) -> None:
             status.update(f"round {r.round + 1}/{rounds}: expected reward {r.expected_reward:.3f}")
             table.add_row(
-                str(r.round), str(r.n_trained), f"{r.gamma:.1f}", f"{r.reward:.3f}", f"{r.expected_reward:.3f}",
-                f"{r.uniform_reward:.3f}", f"{r.oracle_reward:.3f}", f"{r.regret:.3f}",
+                str(r.round),
+                str(r.n_trained),
+                f"{r.gamma:.1f}",
+                f"{r.reward:.3f}",
+                f"{r.expected_reward:.3f}",
+                f"{r.uniform_reward:.3f}",
+                f"{r.oracle_reward:.3f}",
+                f"{r.regret:.3f}",
             )
 
         result = simulate_bandit(
-            env, rounds=rounds, subjects_per_round=subjects, seed=seed, gamma=SqrtGamma(gamma_scale),
-            action_probability_floor=floor, store=event_store, on_round=row,
+            env,
+            rounds=rounds,
+            subjects_per_round=subjects,
+            seed=seed,
+            gamma=SqrtGamma(gamma_scale),
+            action_probability_floor=floor,
+            store=event_store,
+            on_round=row,
         )
     console.print(table)
     last = result.rounds[-1]

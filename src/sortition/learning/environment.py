@@ -139,14 +139,18 @@ class SyntheticEnvironment:
         return events, ctx, q
 
 
-def policy_probabilities(model: BanditModel, contexts: Contexts, offered: dict[str, Attributes]) -> np.ndarray:
+def policy_probabilities(
+    model: BanditModel, contexts: Contexts, offered: dict[str, Attributes]
+) -> np.ndarray:
     """(n, K) the probabilities a model's policy gives each offered action (keys in ``offered``
     order), computed by the serving evaluator's scorer and inverse-gap weighting."""
     m = model.serving_model()
     keys = list(offered)
     out = np.empty((contexts.n, len(keys)))
     for i in range(contexts.n):
-        w = action_weights(score_actions(m, contexts.attributes(i), offered), m.gamma, m.action_probability_floor)
+        w = action_weights(
+            score_actions(m, contexts.attributes(i), offered), m.gamma, m.action_probability_floor
+        )
         out[i] = [w[k] for k in keys]
     return out
 
@@ -186,7 +190,10 @@ def make_environment(
             "categoricalAttributes": {"color": ("red", "blue", "green")[a % 3]},
         }
     truth = BanditModel(
-        bandit_key="truth", gamma=0.0, default_action_score=0.0, action_probability_floor=0.0,
+        bandit_key="truth",
+        gamma=0.0,
+        default_action_score=0.0,
+        action_probability_floor=0.0,
         coefficients=coefficients,
     )
     return SyntheticEnvironment(truth, actions, reward, noise_sd, missing_rate)

@@ -78,8 +78,14 @@ class BanditEvents:
 
     def __post_init__(self) -> None:
         n = len(self.action)
-        for name in ("reward", "action_probability", "subject_numeric", "subject_categorical",
-                     "action_numeric", "action_categorical"):
+        for name in (
+            "reward",
+            "action_probability",
+            "subject_numeric",
+            "subject_categorical",
+            "action_numeric",
+            "action_categorical",
+        ):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} rows but action has {n}")
         if self.offered is not None and len(self.offered) != n:

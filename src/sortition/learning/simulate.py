@@ -113,7 +113,12 @@ def simulate_bandit(
         now = dt.datetime.now(dt.UTC)
         store.append_outcomes(
             [
-                {"subject": ctx.subject[i], "metric": REWARD_METRIC, "value": float(reward[i]), "timestamp": now}
+                {
+                    "subject": ctx.subject[i],
+                    "metric": REWARD_METRIC,
+                    "value": float(reward[i]),
+                    "timestamp": now,
+                }
                 for i in range(ctx.n)
             ]
         )

@@ -72,9 +72,7 @@ def ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, penalized: np.
         return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
-def importance_weights(
-    probability: np.ndarray, how: Literal["ips", "none"], max_weight: float
-) -> np.ndarray:
+def importance_weights(probability: np.ndarray, how: Literal["ips", "none"], max_weight: float) -> np.ndarray:
     """(n,) training weights: 1/p clipped at max_weight (``"ips"``) or ones (``"none"``)."""
     if how == "none":
         return np.ones_like(probability)

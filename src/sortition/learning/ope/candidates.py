@@ -33,7 +33,9 @@ def _offered(events: BanditEvents) -> tuple[dict[str, dict[str, dict[str, Any]]]
 def _attrs(a: Any) -> Attributes:
     if isinstance(a, Attributes):
         return a
-    return Attributes(dict(a.get("numericAttributes", {}) or {}), dict(a.get("categoricalAttributes", {}) or {}))
+    return Attributes(
+        dict(a.get("numericAttributes", {}) or {}), dict(a.get("categoricalAttributes", {}) or {})
+    )
 
 
 def model_probabilities(model: BanditModel, events: BanditEvents) -> list[dict[str, float]]:
@@ -47,7 +49,9 @@ def model_probabilities(model: BanditModel, events: BanditEvents) -> list[dict[s
     return out
 
 
-def model_scores(model: BanditModel, events: BanditEvents, rows: np.ndarray | None = None) -> list[dict[str, float]]:
+def model_scores(
+    model: BanditModel, events: BanditEvents, rows: np.ndarray | None = None
+) -> list[dict[str, float]]:
     """Per event (or per row in ``rows``), the model's score of every offered action."""
     m = model.serving_model()
     offered = _offered(events)
@@ -62,7 +66,9 @@ def model_scores(model: BanditModel, events: BanditEvents, rows: np.ndarray | No
     ]
 
 
-def crossfit_scores(events: BanditEvents, folds: int = 2, seed: int = 0, **train_kwargs: Any) -> list[dict[str, float]]:
+def crossfit_scores(
+    events: BanditEvents, folds: int = 2, seed: int = 0, **train_kwargs: Any
+) -> list[dict[str, float]]:
     """Per event, reward predictions for every offered action from a model trained on the other folds."""
     if folds < 2:
         raise ValueError(f"folds is {folds}; cross-fitting needs at least 2")
@@ -119,7 +125,10 @@ def candidate_data(
     if logging_model is not None:
         mu = model_probabilities(logging_model, ev)
         unsupported = np.array(
-            [sum(p[k] for k in p if m.get(k, 0.0) < min_logging_probability) for p, m in zip(probs, mu, strict=True)]
+            [
+                sum(p[k] for k in p if m.get(k, 0.0) < min_logging_probability)
+                for p, m in zip(probs, mu, strict=True)
+            ]
         )
     return OffPolicyData(
         reward=ev.reward,

@@ -46,7 +46,9 @@ class IntervalSettings:
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha is {self.alpha!r}; it must be in (0, 1)")
         if self.n_bootstrap < 10:
-            raise ValueError(f"n_bootstrap is {self.n_bootstrap}; use at least 10 (hundreds for 95% intervals)")
+            raise ValueError(
+                f"n_bootstrap is {self.n_bootstrap}; use at least 10 (hundreds for 95% intervals)"
+            )
 
 
 def ratio_estimate(
