@@ -223,3 +223,15 @@ def test_candidate_model_value_is_estimated_through_the_serving_evaluator(env):
             logs.take(np.arange(5)).__class__(**{**logs.take(np.arange(5)).__dict__, "offered": None}),
             candidate,
         )
+
+
+def test_candidate_acting_where_a_greedy_logger_never_did_is_flagged(env):
+    greedy = train_bandit(env.log_events(1500, seed=21)[0], gamma=1e6, action_probability_floor=0.0)
+    logs, _, _ = env.log_events(600, seed=22, logging_model=greedy)
+    uniform = train_bandit(logs, gamma=0.0)  # gamma 0: every action 1/K
+    with pytest.warns(OverlapWarning, match="never chose"):
+        est = IPS().estimate(candidate_data(logs, uniform, reward_model=None, logging_model=greedy))
+    assert any("never chose" in w for w in est.warnings)
+    same = candidate_data(logs, greedy, reward_model=None, logging_model=greedy)
+    assert same.unsupported_mass is not None and same.unsupported_mass.mean() < 0.01
+    assert not any("never chose" in w for w in IPS().estimate(same).warnings)
