@@ -7,6 +7,7 @@ from sortition.learning.ope.candidates import candidate_data, model_probabilitie
 from sortition.learning.ope.data import OffPolicyData, PolicyValueEstimate
 from sortition.learning.ope.dm import DM
 from sortition.learning.ope.dr import DR
+from sortition.learning.ope.flags import flag_plan_data, flag_probabilities
 from sortition.learning.ope.intervals import IntervalSettings, OverlapWarning
 from sortition.learning.ope.ips import IPS
 from sortition.learning.ope.plans import plan_data, plan_probabilities, segment_labels
@@ -23,6 +24,8 @@ __all__ = [
     "PolicyValueEstimate",
     "candidate_data",
     "evaluate",
+    "flag_plan_data",
+    "flag_probabilities",
     "model_probabilities",
     "plan_data",
     "plan_probabilities",

@@ -40,6 +40,15 @@ def segment_labels(frame: Any, segments: Sequence[tuple[str, Any]], default: str
     return labels
 
 
+def _labels(values: Sequence[Any], name: str) -> list[Any]:
+    """Labels as a plain list (hashable values such as str or tuple, one per event)."""
+    out = values.tolist() if hasattr(values, "tolist") else list(values)
+    for i, v in enumerate(out[:1000]):
+        if not isinstance(v, str | int | float | bool | tuple | None):
+            raise TypeError(f"{name}[{i}] is {type(v).__name__}; use hashable labels (str, int, tuple)")
+    return out
+
+
 def plan_probabilities(
     segment: Sequence[Any], arm: Sequence[Any], plan: Mapping[Any, Mapping[Any, float]]
 ) -> np.ndarray:
@@ -50,18 +59,18 @@ def plan_probabilities(
         arm: (n,) logged arm (variation key) per event.
         plan: segment -> {arm: weight}; weights in a segment must sum to 1.
     """
-    seg = np.asarray(segment, dtype=object)
-    a = np.asarray(arm, dtype=object)
-    if seg.shape != a.shape:
-        raise ValueError(f"segment has {seg.shape[0]} rows but arm has {a.shape[0]}")
+    seg = _labels(segment, "segment")
+    a = _labels(arm, "arm")
+    if len(seg) != len(a):
+        raise ValueError(f"segment has {len(seg)} rows but arm has {len(a)}")
     for s, split in plan.items():
         total = sum(split.values())
         if abs(total - 1) > 1e-6 or any(w < 0 for w in split.values()):
             raise ValueError(f"plan[{s!r}] weights must be >= 0 and sum to 1; they sum to {total}")
-    missing = sorted({str(s) for s in set(seg.tolist()) if s not in plan})
+    missing = sorted({str(s) for s in set(seg) if s not in plan})
     if missing:
         raise ValueError(f"plan has no split for segments {missing[:5]}; give every logged segment a split")
-    return np.array([plan[s].get(x, 0.0) for s, x in zip(seg.tolist(), a.tolist(), strict=True)])
+    return np.array([plan[s].get(x, 0.0) for s, x in zip(seg, a, strict=True)])
 
 
 def plan_data(
@@ -80,22 +89,24 @@ def plan_data(
     """
     r = np.asarray(reward, dtype=np.float64)
     p = np.asarray(logging_probability, dtype=np.float64)
-    seg = np.asarray(segment, dtype=object)
-    a = np.asarray(arm, dtype=object)
+    seg = _labels(segment, "segment")
+    a = _labels(arm, "arm")
+    if not (len(r) == len(p) == len(seg)):
+        raise ValueError(f"reward, logging_probability and segment have {len(r)}, {len(p)}, {len(seg)} rows")
     target = plan_probabilities(seg, a, plan)
     w = 1.0 / np.clip(p, 1e-12, None)
+    cells: dict[tuple[Any, Any], list[int]] = {}
+    for i, key in enumerate(zip(seg, a, strict=True)):
+        cells.setdefault(key, []).append(i)
     q: dict[tuple[Any, Any], float] = {}
     supported: set[tuple[Any, Any]] = set()
-    for key in set(zip(seg.tolist(), a.tolist(), strict=True)):
-        m = (seg == key[0]) & (a == key[1])
-        q[key] = float(np.average(r[m], weights=w[m]))
-        if np.any(p[m] >= min_logging_probability):
+    for key, rows in cells.items():
+        q[key] = float(np.average(r[rows], weights=w[rows]))
+        if np.any(p[rows] >= min_logging_probability):
             supported.add(key)
-    q_logged = np.array([q[k] for k in zip(seg.tolist(), a.tolist(), strict=True)])
-    q_target = np.array([sum(wt * q.get((s, x), 0.0) for x, wt in plan[s].items()) for s in seg.tolist()])
-    unsupported = np.array(
-        [sum(wt for x, wt in plan[s].items() if (s, x) not in supported) for s in seg.tolist()]
-    )
+    q_logged = np.array([q[k] for k in zip(seg, a, strict=True)])
+    q_target = np.array([sum(wt * q.get((s, x), 0.0) for x, wt in plan[s].items()) for s in seg])
+    unsupported = np.array([sum(wt for x, wt in plan[s].items() if (s, x) not in supported) for s in seg])
     return OffPolicyData(
         reward=r,
         logging_probability=p,
