@@ -9,7 +9,7 @@ Three measurements, each on simulated logs whose true values are known:
    from the event store, served by its Client) and of VW (cb_explore_adf --squarecb, learning
    online), on the same subjects, with uniform and oracle.
 
-Run: python benchmarks/bandits.py [--reps 30 --n 5000 --rounds 8 --subjects 500]
+Run: python benchmarks/bandits.py [--reps 50 --n 5000 --rounds 8 --subjects 500]
 Peers are optional (the `bench` extra installs vowpalwabbit). obp 0.4.1's pinned dependencies do
 not build on Python 3.11, so it is installed without them:
     pip install numpy scipy pandas scikit-learn matplotlib seaborn tqdm pyyaml mypy-extensions torch
@@ -311,7 +311,7 @@ def bench_rounds(env, rounds: int, subjects: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--reps", type=int, default=50)
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--bootstrap", type=int, default=500)
     p.add_argument("--rounds", type=int, default=8)
