@@ -12,6 +12,7 @@ batch call).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import random
 import statistics
@@ -58,15 +59,6 @@ def make_subjects(n: int, seed: int = 7) -> list[tuple[str, dict]]:
     return out
 
 
-def per_call_us(fn, n_calls: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) / n_calls * 1e6)
-    return statistics.median(times)
-
-
 def eppo_client(flags: bytes, bandits: bytes | None):
     try:
         import eppo_client
@@ -101,33 +93,29 @@ def main() -> None:
 
     ours = Client(Configuration.from_json(flags), NoopLogger())
     ours_b = Client(Configuration.from_json(bandit_flags, models), NoopLogger())
-
-    rows = []
-    ga = ours.get_assignment
-    rows.append(("get_assignment (single)", per_call_us(
-        lambda: [ga(FLAG, k, a, "default") for k, a in subjects], n, args.repeats)))
-    rows.append(("get_assignments (batch, per subject)", per_call_us(
-        lambda: ours.get_assignments(FLAG, subjects, "default"), n, args.repeats)))
-    gb = ours_b.get_bandit_action
-    rows.append(("get_bandit_action (single)", per_call_us(
-        lambda: [gb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects], n, args.repeats)))
+    ga, gb = ours.get_assignment, ours_b.get_bandit_action
     ours_b.get_bandit_actions(BANDIT_FLAG, subjects[:50], ACTIONS, "default")  # import numpy outside the timing
-    rows.append(("get_bandit_actions (batch, per subject)", per_call_us(
-        lambda: ours_b.get_bandit_actions(BANDIT_FLAG, subjects, ACTIONS, "default"), n, args.repeats)))
 
+    work = {
+        "get_assignment (single)": lambda: [ga(FLAG, k, a, "default") for k, a in subjects],
+        "get_assignments (batch, per subject)": lambda: ours.get_assignments(FLAG, subjects, "default"),
+        "get_bandit_action (single)": lambda: [gb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects],
+        "get_bandit_actions (batch, per subject)":
+            lambda: ours_b.get_bandit_actions(BANDIT_FLAG, subjects, ACTIONS, "default"),
+    }
+    peer_of = {"get_assignment (single)": "assign", "get_assignments (batch, per subject)": "assign",
+               "get_bandit_action (single)": "bandit", "get_bandit_actions (batch, per subject)": "bandit"}
     eppo = eppo_client(flags, None)
-    peer: dict[str, float] = {}
     agree = ""
     if eppo is None:
         print("eppo-server-sdk is not installed: showing Sortition's figures only (pip install eppo-server-sdk)")
     else:
         es = eppo.get_string_assignment
-        peer["assign"] = per_call_us(lambda: [es(FLAG, k, a, "default") for k, a in subjects], n, args.repeats)
-        mismatches = sum(es(FLAG, k, a, "default") != ga(FLAG, k, a, "default") for k, a in subjects)
         eppo_b = eppo_client(bandit_flags, models)
         eb = eppo_b.get_bandit_action
-        peer["bandit"] = per_call_us(lambda: [eb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects],
-                                     n, args.repeats)
+        work["assign"] = lambda: [es(FLAG, k, a, "default") for k, a in subjects]
+        work["bandit"] = lambda: [eb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects]
+        mismatches = sum(es(FLAG, k, a, "default") != ga(FLAG, k, a, "default") for k, a in subjects)
         bandit_mismatches = 0
         for k, a in subjects:
             theirs, mine = eb(BANDIT_FLAG, k, a, ACTIONS, "default"), gb(BANDIT_FLAG, k, a, ACTIONS, "default")
@@ -135,11 +123,23 @@ def main() -> None:
         agree = (f"agreement with Eppo on {n} subjects: assignments {n - mismatches}/{n}, "
                  f"bandit (variation, action) {n - bandit_mismatches}/{n}")
 
+    # Interleave the runs (ours, theirs, ours, ...) so load on a shared machine hits both alike;
+    # the garbage collector is paused inside each timed run, as timeit does.
+    samples: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(args.repeats):
+        for name, fn in work.items():
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) / n * 1e6)
+            gc.enable()
+    median = {name: statistics.median(v) for name, v in samples.items()}
+
     print(f"Sortition serving benchmark: {n} subjects, median of {args.repeats} runs, microseconds per call")
     print(f"{'call':42s} {'sortition':>10s} {'eppo-sdk':>10s} {'eppo/sortition':>15s}")
-    peer_for = {0: "assign", 1: "assign", 2: "bandit", 3: "bandit"}
-    for i, (name, us) in enumerate(rows):
-        p = peer.get(peer_for[i])
+    for name, peer in peer_of.items():
+        us, p = median[name], median.get(peer)
         if p is None:
             print(f"{name:42s} {us:10.2f} {'-':>10s} {'-':>15s}")
         else:

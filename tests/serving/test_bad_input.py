@@ -158,3 +158,12 @@ def test_a_bad_configuration_never_replaces_the_served_one():
     with pytest.raises(TypeError):
         client.set_configuration({"flags": {}})
     assert client.get_assignment("numeric_flag", "alice", {}, 0.0) == before == 3.1415926
+
+
+def test_bad_wire_wrapper_names_its_part():
+    with pytest.raises(ValueError, match=r"config\.response: not valid JSON"):
+        Configuration.from_json({"version": 1, "config": {"response": "{oops"}})
+    with pytest.raises(ValueError, match=r"config\.response: missing"):
+        Configuration.from_json({"version": 1, "config": {}})
+    with pytest.raises(ValueError, match=r"bandits\.response: missing"):
+        Configuration.from_json({"version": 1, "config": {"response": read("flags-v1.json")}, "bandits": {}})

@@ -176,3 +176,29 @@ def test_import_is_light():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("obfuscate", [False, True])
+def test_batch_assignments_match_single_calls(obfuscate):
+    import random
+
+    from conftest import cases
+
+    from sortition.serving.obfuscation import obfuscate_json
+
+    text = read("flags-v1.json")
+    cfg = Configuration.from_json(obfuscate_json(text) if obfuscate else text)
+    rng = random.Random(17)
+    for _, case in cases("tests"):
+        subjects = [(s["subjectKey"], s["subjectAttributes"]) for s in case["subjects"]]
+        subjects += [(f"x{i}", {"country": rng.choice(["US", "UK", "Mexico", None]), "age": rng.randint(1, 90),
+                                "version": rng.choice(["1.2.3", "2.0.0", "bad"]), "email": rng.choice(
+                                    ["a@example.com", "b@mycompany.com"])}) for i in range(60)]
+        single_log, batch_log = Recorder(), Recorder()
+        single = [Client(cfg, single_log).get_assignment(case["flag"], k, a, case["defaultValue"],
+                                                         variation_type=case["variationType"]) for k, a in subjects]
+        batch = Client(cfg, batch_log).get_assignments(case["flag"], subjects, case["defaultValue"],
+                                                       variation_type=case["variationType"])
+        assert batch == single, case["flag"]
+        strip = [{k: v for k, v in e.items() if k != "timestamp"} for e in single_log.assignments]
+        assert [{k: v for k, v in e.items() if k != "timestamp"} for e in batch_log.assignments] == strip

@@ -263,11 +263,13 @@ def _score(model: BanditModel, subject: View, action_key: str, action: View) -> 
     c = model.coefficients.get(action_key)
     if c is None:
         return model.default_action_score
+    # Each group is summed from 0 and then added, in the reference's order (an empty group
+    # adds 0.0, exactly as summing nothing does); empty groups skip the call.
     score = c.intercept
-    score += _numeric_sum(c.subject_numeric, subject[0])
-    score += _categorical_sum(c.subject_categorical, subject[1], subject[2])
-    score += _numeric_sum(c.action_numeric, action[0])
-    score += _categorical_sum(c.action_categorical, action[1], action[2])
+    score += _numeric_sum(c.subject_numeric, subject[0]) if c.subject_numeric else 0.0
+    score += _categorical_sum(c.subject_categorical, subject[1], subject[2]) if c.subject_categorical else 0.0
+    score += _numeric_sum(c.action_numeric, action[0]) if c.action_numeric else 0.0
+    score += _categorical_sum(c.action_categorical, action[1], action[2]) if c.action_categorical else 0.0
     return score
 
 
@@ -363,16 +365,18 @@ def action_weights(
     return _weights_sorted(_js_sorted(scores), scores, gamma, action_probability_floor)[0]
 
 
+def _shuffle(prefix: str, keys: list[str]) -> list[str]:
+    """``keys`` (already in JS order) sorted by ``shard(prefix + key)``; the sort is stable, so
+    equal shards keep key order."""
+    shard_of = dict(zip(keys, [
+        first_uint32(_md5((prefix + k).encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS for k in keys
+    ]))
+    return sorted(keys, key=shard_of.__getitem__)
+
+
 def shuffled_actions(flag_key: str, subject_key: str, keys) -> list[str]:
     """Actions in the subject's deterministic order: by ``shard(f"{flag}-{subject}-{key}")``, ties by key."""
-    keys = _js_sorted(keys)
-    prefix = f"{flag_key}-{subject_key}-"
-    # Sorting (shard, position in JS key order) breaks shard ties by key, for any text.
-    decorated = sorted(
-        (first_uint32(_md5((prefix + k).encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS, i)
-        for i, k in enumerate(keys)
-    )
-    return [keys[i] for _, i in decorated]
+    return _shuffle(f"{flag_key}-{subject_key}-", _js_sorted(keys))
 
 
 def select_action(flag_key: str, subject_key: str, weights: Mapping[str, float]) -> str:
@@ -412,29 +416,19 @@ def evaluate_bandit(
     keys = _js_sorted(scores)
     weights, _, top = _weights_sorted(keys, scores, model.gamma, model.action_probability_floor)
     prefix = f"{flag_key}-{subject_key}"
-    decorated = sorted(
-        (first_uint32(_md5(f"{prefix}-{k}".encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS, i)
-        for i, k in enumerate(keys)
-    )
+    pre = prefix + "-"
+    # Shuffle: a stable sort by shard over keys already in JS order breaks ties by key.
+    shuffled = _shuffle(pre, keys)
     threshold = (first_uint32(_md5(prefix.encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
     cumulative = 0.0
     chosen = None
-    for _, i in decorated:
-        cumulative += weights[keys[i]]
+    for k in shuffled:
+        cumulative += weights[k]
         if cumulative > threshold:
-            chosen = keys[i]
+            chosen = k
             break
     if chosen is None:  # rounding left nothing selected: take the last (never raise)
-        chosen = keys[decorated[-1][1]]
+        chosen = shuffled[-1]
     score = scores[chosen]
-    return BanditEvaluation(
-        flag_key=flag_key,
-        subject_key=subject_key,
-        action_key=chosen,
-        action_score=score,
-        action_weight=weights[chosen],
-        gamma=model.gamma,
-        optimality_gap=top - score,
-        subject_attributes=subject_attributes,
-        action_attributes=actions[chosen],
-    )
+    return BanditEvaluation(flag_key, subject_key, chosen, score, weights[chosen], model.gamma, top - score,
+                            subject_attributes, actions[chosen])

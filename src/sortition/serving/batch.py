@@ -35,52 +35,61 @@ MIN_VECTOR = 16
 
 
 def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, default: str) -> list[BanditResult]:
-    from sortition.serving.client import _STRING, _actions, _flat, _report_failure
+    from sortition.serving.client import _STRING, _actions, _report_failure
 
     items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
     action_map = _actions(actions)
-    results: list[BanditResult | None] = [None] * len(items)
-    coerced: list[Any] = [None] * len(items)
+    try:
+        assigned = client._assign_many(cfg, flag_key, items, default, _STRING)
+    except Exception:  # noqa: BLE001 - never raise from evaluation
+        _report_failure("sortition: get_bandit_actions(%r) failed; serving the default", flag_key)
+        return [BanditResult(default, None) for _ in items]
+    n = len(items)
+    values = [v for v, _ in assigned]
+    chosen: list[Any] = [None] * n
+    evaluations_of: list[Any] = [None] * n
     groups: dict[str, list[int]] = {}
-    links = {}
-    for i, (subject_key, attrs) in enumerate(items):
-        try:
-            coerced[i] = attrs
-            value, _, variation_key = client._assign(cfg, flag_key, subject_key, _flat(attrs), default, _STRING, None)
-            results[i] = BanditResult(value, None)
-            if variation_key is None or not action_map:
+    links: dict[Any, Any] = {}  # variation value -> link (few distinct values)
+    unmodelled: set[str] = set()
+    if action_map:
+        for i, (value, variation_key) in enumerate(assigned):
+            if variation_key is None:
                 continue
-            link = cfg.bandit_link(flag_key, value)
+            link = links.get(value, _MISSING)
+            if link is _MISSING:
+                link = links[value] = cfg.bandit_link(flag_key, value)
             if link is None:
                 continue
             if link.bandit_key not in cfg.bandits:
-                logger.warning("sortition: no model for bandit %r (flag %r)", link.bandit_key, flag_key)
+                unmodelled.add(link.bandit_key)
                 continue
-            links[link.bandit_key] = link
             groups.setdefault(link.bandit_key, []).append(i)
-        except Exception:  # noqa: BLE001 - never raise from evaluation
-            _report_failure("sortition: get_bandit_actions(%r) failed for %r", flag_key, subject_key)
-            results[i] = BanditResult(default, None)
+    for bandit_key in sorted(unmodelled):
+        logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
+    versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
-        link = links[bandit_key]
+        keys = [items[i][0] for i in idx]
+        attrs = [items[i][1] for i in idx]
         try:
             if len(idx) < MIN_VECTOR:
-                evaluations = [
-                    evaluate_bandit(flag_key, items[i][0], coerced[i], action_map, model) for i in idx
-                ]
+                evaluations = [evaluate_bandit(flag_key, k, a, action_map, model) for k, a in zip(keys, attrs)]
             else:
-                evaluations = _evaluate_many(flag_key, [items[i][0] for i in idx], [coerced[i] for i in idx],
-                                             action_map, model)
+                evaluations = _evaluate_many(flag_key, keys, attrs, action_map, model)
         except Exception:  # noqa: BLE001
             _report_failure("sortition: batch scoring failed for bandit %r; serving no action", bandit_key)
             continue
-        version = model.model_version or link.model_version
+        version = model.model_version or versions.get(bandit_key)
+        log = client._log_bandit is not None
         for i, e in zip(idx, evaluations):
-            results[i] = BanditResult(results[i].variation, e.action_key, None, e)
-            if client._log_bandit is not None:
+            chosen[i] = e.action_key
+            evaluations_of[i] = e
+            if log:
                 client._emit_bandit(bandit_key, version, e)
-    return results  # type: ignore[return-value]
+    return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
+
+
+_MISSING = object()
 
 
 def _evaluate_many(

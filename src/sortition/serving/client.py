@@ -17,7 +17,7 @@ from typing import Any
 from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import BanditEvaluation, evaluate_bandit
 from sortition.serving.configuration import Configuration
-from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag
+from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag, match_flag_many
 from sortition.serving.events import DedupCache, assignment_event, bandit_event, safe_log
 from sortition.serving.results import (
     ASSIGNMENT_ERROR,
@@ -187,13 +187,44 @@ class Client:
         variation_type: str | None = None,
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
-        pairs); same results, in order. (Flag evaluation is dominated by one md5 per shard
-        salt, so this is a convenience loop, not a vectorized path.)"""
-        out = []
+        pairs); same results and events, in order. The flag is walked once for the whole
+        audience (rules condition by condition, one bulk md5 pass per shard salt)."""
+        items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
+        try:
+            expected = _expected_types(default, variation_type)
+            return [v for v, _ in self._assign_many(self._config, flag_key, items, default, expected)]
+        except Exception:  # noqa: BLE001
+            _report_failure("sortition: get_assignments(%r) failed; serving subject by subject", flag_key)
+            return [self.get_assignment(flag_key, k, a, default, variation_type=variation_type) for k, a in items]
+
+    def _assign_many(self, cfg, flag_key, items, default, expected) -> list[tuple[Any, str | None]]:
+        """(value, matched variation key or None) per (subject_key, attributes) pair; the same
+        as :meth:`_assign` subject by subject, with the flag walked once for all of them."""
+        flag = cfg.get_flag(flag_key)
+        if flag is None or not flag.enabled or (expected is not None and flag.variation_type not in expected):
+            return [self._assign(cfg, flag_key, k, _flat(a), default, expected, None)[::2] for k, a in items]
+        keys = [k for k, _ in items]
+        flat = [_flat(a) for _, a in items]
+        rule_attrs = [hash_attribute_names(a) for a in flat] if cfg.obfuscated else flat
+        found = match_flag_many(flag, keys, rule_attrs, time() if flag.timed else 0.0)
+        out: list[tuple[Any, str | None]] = []
         append = out.append
-        get = self.get_assignment
-        for subject_key, attrs in (subjects.items() if isinstance(subjects, Mapping) else subjects):
-            append(get(flag_key, subject_key, attrs, default, variation_type=variation_type))
+        log = self._log_assignment is not None
+        variations = flag.variations
+        for i, m in enumerate(found):
+            if m is None:
+                append((default, None))
+                continue
+            alloc, split = m
+            variation = variations.get(split.variation_key)
+            if variation is None or variation.error is not None:  # the single path reports it
+                append(self._assign(cfg, flag_key, keys[i], flat[i], default, expected, None)[::2])
+                continue
+            if log and alloc.do_log:
+                self._emit_assignment(flag_key, alloc, split, variation.key, keys[i], flat[i])
+            value = variation.value
+            append((_serve(variation) if value.__class__ is dict or value.__class__ is list else value,
+                    variation.key))
         return out
 
     def _assign(self, cfg, flag_key, subject_key, attributes, default, expected, trace):
@@ -366,7 +397,7 @@ def _report_failure(message: str, *args: Any) -> None:
 
 
 def _actions(actions: Any) -> dict[str, Any]:
-    if isinstance(actions, Mapping):
+    if actions.__class__ is dict or isinstance(actions, Mapping):
         return actions
     if isinstance(actions, str):
         raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, not a string")

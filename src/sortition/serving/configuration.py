@@ -289,7 +289,7 @@ def _unwrap(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
     return flags, bandits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Configuration:
     """Flags and bandit models, parsed and compiled once; never mutated (swap it whole).
 
@@ -353,6 +353,11 @@ class Configuration:
             environment=env.get("name") if isinstance(env, Mapping) else None,
             created_at=data.get("createdAt"),
         )
+
+    def __repr__(self) -> str:
+        fmt = "CLIENT" if self.obfuscated else "SERVER"
+        return (f"Configuration({len(self.flags)} flags, {len(self.bandits)} bandit models, "
+                f"{len(self.bandit_links)} bandit links, format={fmt}, environment={self.environment!r})")
 
     def get_flag(self, flag_key: str) -> Flag | None:
         """The compiled flag for a plain flag key (hashed here when obfuscated)."""
