@@ -50,3 +50,48 @@ def test_cli_bandit_simulate_prints_rounds_and_writes_the_model(tmp_path):
     assert models["bandit"].n_events == 0 and models["bandit"].model_version == "round-3"
     bad = CliRunner().invoke(app, ["bandit", "simulate", "--reward", "poisson"])
     assert bad.exit_code != 0 and "continuous" in bad.output
+
+
+def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
+    from sortition.learning import bandit_flags_json
+    from sortition.learning.training import cold_start_model
+    from sortition.serving import Client, Configuration
+
+    db = tmp_path / "events.duckdb"
+    env = make_environment(n_actions=3, seed=4)
+    with EventStore(str(db)) as store:
+        simulate_bandit(env, rounds=2, subjects_per_round=200, seed=3, store=store)
+    flags_in = tmp_path / "flags.json"
+    flags_in.write_text(json.dumps(bandit_flags_json(cold_start_model("bandit"), "bandit-flag")))
+    models_out, flags_out = tmp_path / "models.json", tmp_path / "linked.json"
+    res = CliRunner().invoke(
+        app,
+        [
+            "bandit",
+            "train",
+            str(db),
+            "--metric",
+            "reward",
+            "--flag-key",
+            "bandit-flag",
+            "--out",
+            str(models_out),
+            "--flags",
+            str(flags_in),
+            "--out-flags",
+            str(flags_out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    model = load_bandit_models(json.loads(models_out.read_text()))["bandit"]
+    assert set(model.coefficients) == set(env.action_keys) and model.model_version == "400"
+    client = Client(Configuration.from_json(flags_out.read_text(), models_out.read_text()))
+    assert (
+        client.get_bandit_action("bandit-flag", "zoe", {"age": 30}, env.offered(), "none").action
+        in env.actions
+    )
+    empty = CliRunner().invoke(
+        app,
+        ["bandit", "train", str(db), "--metric", "reward", "--flag-key", "other", "--out", str(models_out)],
+    )
+    assert empty.exit_code != 0 and "no bandit decisions" in empty.output

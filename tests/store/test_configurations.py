@@ -49,6 +49,10 @@ def test_missing_versions_and_bad_documents_are_reported(store):
         store.save_configuration("{not json")
     with pytest.raises(TypeError, match="bandits must be a JSON object"):
         store.save_configuration({"flags": {}}, [1, 2])
+    with pytest.raises(ValueError, match="UFC flags document with a 'flags' object"):
+        store.save_configuration({"version": 1, "config": {"response": "{}"}})
+    with pytest.raises(ValueError, match="bandit-models document"):
+        store.save_configuration({"flags": {}}, {"flags": {}})
     with pytest.raises(ValueError, match="version must be a positive integer"):
         store.save_configuration({"flags": {}}, version=0)
 

@@ -83,3 +83,59 @@ def simulate(
     if save_model is not None:
         save_model.write_text(json.dumps(bandit_models_json([result.final_model]), indent=2))
         console.print(f"final model written to {save_model}")
+
+
+@bandit_app.command("train")
+def train(
+    store: str = typer.Argument(..., help="EventStore path (DuckDB file) or postgresql:// URL."),
+    metric: str = typer.Option(..., help="Outcome metric whose attributed value is the reward."),
+    out: Path = typer.Option(..., help="Write the bandit-models-v1 JSON here."),
+    flag_key: str | None = typer.Option(None, help="Only decisions served by this flag."),
+    bandit_key: str = typer.Option("bandit", help="banditKey of the trained model."),
+    gamma: float | None = typer.Option(None, min=0.0, help="Fixed gamma (default: the sqrt schedule)."),
+    gamma_scale: float = typer.Option(
+        1.0, min=0.0, help="gamma = scale * sqrt(events) when --gamma is unset."
+    ),
+    floor: float = typer.Option(0.05, min=0.0, max=1.0, help="actionProbabilityFloor."),
+    l2: float = typer.Option(1.0, min=0.0, help="Ridge penalty on standardized attributes."),
+    window: float | None = typer.Option(None, min=0.0, help="Attribution window in seconds (default: none)."),
+    flags: Path | None = typer.Option(
+        None, help="A flags (UFC) file to link to the model (needs --out-flags)."
+    ),
+    out_flags: Path | None = typer.Option(None, help="Write the flags file with banditReferences here."),
+) -> None:
+    """Train a bandit model from the store's logged decisions and their rewards, and publish it."""
+    from sortition.learning import SqrtGamma, bandit_models_json, link_bandit, train_bandit
+    from sortition.learning.events import BanditEvents
+    from sortition.store import EventStore
+
+    if (flags is None) != (out_flags is None):
+        raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
+    console = Console()
+    with EventStore(store) as event_store:
+        frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
+    if frame.empty:
+        raise typer.BadParameter(
+            f"no bandit decisions in {store}" + (f" for flag {flag_key!r}" if flag_key else ""),
+            param_hint="store",
+        )
+    model = train_bandit(
+        BanditEvents.from_frame(frame),
+        bandit_key=bandit_key,
+        gamma=SqrtGamma(gamma_scale) if gamma is None else gamma,
+        action_probability_floor=floor,
+        l2=l2,
+    )
+    out.write_text(json.dumps(bandit_models_json([model]), indent=2))
+    table = Table(title=f"bandit {bandit_key!r}: {model.n_events} events, gamma {model.gamma:.2f}")
+    for col in ("action", "events", "intercept"):
+        table.add_column(col, justify="right")
+    counts = frame["action"].value_counts()
+    for key, c in model.coefficients.items():
+        table.add_row(key, str(int(counts.get(key, 0))), f"{c.intercept:.4f}")
+    console.print(table)
+    console.print(f"model written to {out}")
+    if flags is not None and out_flags is not None:
+        linked = link_bandit(json.loads(flags.read_text()), model)
+        out_flags.write_text(json.dumps(linked, indent=2))
+        console.print(f"flags with banditReferences written to {out_flags}")
