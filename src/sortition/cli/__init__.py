@@ -2,5 +2,6 @@
 
 from sortition.cli.app import app
 import sortition.cli.conformance  # noqa: F401,E402  (registers `sortition conformance`)
+import sortition.cli.bandit  # noqa: F401,E402  (registers `sortition bandit`)
 
 __all__ = ["app"]

@@ -1,0 +1,97 @@
+"""The closed loop: served by Sortition's client, logged to the store, retrained from it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sortition.cli import app
+from sortition.learning import SqrtGamma, load_bandit_models
+from sortition.learning.environment import make_environment
+from sortition.learning.simulate import simulate_bandit
+from sortition.store import EventStore
+
+
+def test_trained_model_served_by_the_client_beats_uniform():
+    env = make_environment(n_actions=4, seed=3)
+    with EventStore(":memory:") as store:
+        result = simulate_bandit(
+            env, rounds=4, subjects_per_round=300, seed=1, gamma=SqrtGamma(1.0), store=store
+        )
+        assert store.counts()["bandit"] == 1200 and store.counts()["outcome"] == 1200
+    first, *rest = result.rounds
+    assert first.n_trained == 0 and first.gamma == 0.0  # cold start: uniform
+    assert abs(first.expected_reward - first.uniform_reward) < 0.25
+    for r in rest:
+        assert r.n_trained == 300 * r.round
+        assert r.expected_reward - r.uniform_reward > 0.5 * (r.oracle_reward - r.uniform_reward)
+    assert rest[-1].regret < 0.3 * first.regret
+    assert result.final_model.n_events == 1200
+
+
+def test_binary_rewards_loop_also_learns():
+    env = make_environment(n_actions=3, seed=5, reward="binary")
+    result = simulate_bandit(env, rounds=4, subjects_per_round=400, seed=2, gamma=SqrtGamma(0.5))
+    late = result.rounds[-1]
+    assert late.expected_reward > late.uniform_reward
+    assert np.isclose(late.regret, late.oracle_reward - late.expected_reward)
+
+
+def test_cli_bandit_simulate_prints_rounds_and_writes_the_model(tmp_path):
+    out = tmp_path / "model.json"
+    res = CliRunner().invoke(
+        app, ["bandit", "simulate", "--rounds", "3", "--subjects", "150", "--save-model", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "regret" in res.output and "uniform" in res.output and "oracle" in res.output
+    models = load_bandit_models(json.loads(out.read_text()))
+    assert models["bandit"].n_events == 0 and models["bandit"].model_version == "round-3"
+    bad = CliRunner().invoke(app, ["bandit", "simulate", "--reward", "poisson"])
+    assert bad.exit_code != 0 and "continuous" in bad.output
+
+
+def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
+    from sortition.learning import bandit_flags_json
+    from sortition.learning.training import cold_start_model
+    from sortition.serving import Client, Configuration
+
+    db = tmp_path / "events.duckdb"
+    env = make_environment(n_actions=3, seed=4)
+    with EventStore(str(db)) as store:
+        simulate_bandit(env, rounds=2, subjects_per_round=200, seed=3, store=store)
+    flags_in = tmp_path / "flags.json"
+    flags_in.write_text(json.dumps(bandit_flags_json(cold_start_model("bandit"), "bandit-flag")))
+    models_out, flags_out = tmp_path / "models.json", tmp_path / "linked.json"
+    res = CliRunner().invoke(
+        app,
+        [
+            "bandit",
+            "train",
+            str(db),
+            "--metric",
+            "reward",
+            "--flag-key",
+            "bandit-flag",
+            "--out",
+            str(models_out),
+            "--flags",
+            str(flags_in),
+            "--out-flags",
+            str(flags_out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    model = load_bandit_models(json.loads(models_out.read_text()))["bandit"]
+    assert set(model.coefficients) == set(env.action_keys) and model.model_version == "400"
+    client = Client(Configuration.from_json(flags_out.read_text(), models_out.read_text()))
+    assert (
+        client.get_bandit_action("bandit-flag", "zoe", {"age": 30}, env.offered(), "none").action
+        in env.actions
+    )
+    empty = CliRunner().invoke(
+        app,
+        ["bandit", "train", str(db), "--metric", "reward", "--flag-key", "other", "--out", str(models_out)],
+    )
+    assert empty.exit_code != 0 and "no bandit decisions" in empty.output
