@@ -39,15 +39,41 @@ def segment_mask(posterior: Posterior, segment_id: Any, rule: Rule) -> np.ndarra
     return mask
 
 
-def segment_win_frequencies(posterior: Posterior, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(segment-mean contrast draws (S, K-1), raw win frequencies (K,)) for the visitors in ``mask``.
+CHUNK_ELEMENTS = 2_000_000  # draws read per step (8 MB of float32): memory stays flat in n
+
+
+def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarray:
+    """Per segment and draw, the mean contrast over the segment's visitors: (G, S, K-1) float64.
+
+    ``masks`` (G, n) bool. One pass over the draws for all segments at once: each block of rows is
+    a contiguous view, reduced by a (G, rows) x (rows, S*(K-1)) product; block sums accumulate in
+    float64. No copy of the (n, S, K-1) draws is made.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    counts = masks.sum(axis=1)
+    if masks.ndim != 2 or masks.shape[1] != posterior.n or (counts == 0).any():
+        raise ValueError(f"masks must be (G, n={posterior.n}) with every row selecting a visitor")
+    draws = posterior.contrast_draws()
+    n, n_draws, k1 = draws.shape
+    if not draws.flags.c_contiguous:
+        return np.stack([posterior.segment_mean_contrasts(m) for m in masks])
+    flat = draws.reshape(n, n_draws * k1)
+    weights = masks.astype(np.float32)
+    total = np.zeros((masks.shape[0], n_draws * k1))
+    step = max(1, CHUNK_ELEMENTS // (n_draws * k1))
+    for start in range(0, n, step):
+        total += weights[:, start:start + step] @ flat[start:start + step]
+    return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
+
+
+def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(segment-mean contrast draws (G, S, K-1), raw win frequencies (G, K)) for segment masks (G, n).
 
     The one code path behind ``thompson_allocation`` and the policy tree's
-    ``arm_best_probabilities``, so the two agree draw for draw. The means are computed in chunks
-    by ``Posterior.segment_mean_contrasts`` (no second copy of the draws).
+    ``arm_best_probabilities``, so the two agree draw for draw.
     """
-    means = posterior.segment_mean_contrasts(mask)
-    return means, arm_win_frequencies(means, posterior.n_arms)
+    means = segment_mean_contrasts(posterior, masks)
+    return means, np.stack([arm_win_frequencies(m, posterior.n_arms) for m in means])
 
 
 def thompson_allocation(
@@ -82,10 +108,12 @@ def thompson_allocation(
     ids = [seg.id for seg in checked]
     if len(set(ids)) != len(ids):
         raise ValueError(f"segment ids must be unique, got {ids}")
-    masks = [segment_mask(posterior, seg.id, seg.rule) for seg in checked]  # validate all first
     allocation: dict[Any, dict[Any, float]] = {}
-    for seg, mask in zip(checked, masks):
-        _, raw = segment_win_frequencies(posterior, mask)
+    if not checked:
+        return allocation
+    masks = np.stack([segment_mask(posterior, seg.id, seg.rule) for seg in checked])  # validate all first
+    _, raw_all = segment_win_frequencies(posterior, masks)
+    for seg, raw in zip(checked, raw_all):
         weights = iterative_floor_clip(raw, float(epsilon))
         allocation[seg.id] = {arm: float(w) for arm, w in zip(posterior.arms, weights)}
     return allocation

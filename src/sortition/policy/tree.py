@@ -110,12 +110,12 @@ def fit_policy_tree(
     leaves = _refine(frame, rewards, leaves, max_depth, min_leaf_share, refine_bins, n_bins)
     stability = _stability(search, leaves, max_depth, n_bootstrap, seed)
 
+    rules = [Rule(leaf.conditions) for leaf in leaves]
+    masks = np.stack([segment_mask(posterior, i, rule) for i, rule in enumerate(rules)])
+    all_means, all_raw = segment_win_frequencies(posterior, masks)
     segments = []
     q = [(1 - level) / 2, (1 + level) / 2]
-    for i, leaf in enumerate(leaves):
-        rule = Rule(leaf.conditions)
-        mask = segment_mask(posterior, i, rule)
-        means, raw = segment_win_frequencies(posterior, mask)
+    for i, (leaf, rule, mask, means, raw) in enumerate(zip(leaves, rules, masks, all_means, all_raw)):
         best = leaf.best_arm
         j = best - 1 if best > 0 else int(np.argmax(means.mean(axis=0)))
         lower, upper = np.quantile(means[:, j], q)
