@@ -57,13 +57,14 @@ def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarra
         raise ValueError(f"segment masks {np.flatnonzero(counts == 0).tolist()} select no visitor")
     draws = posterior.contrast_draws()
     n, n_draws, k1 = draws.shape
-    total = np.zeros((masks.shape[0], n_draws, k1))
+    flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
+    total = np.zeros((masks.shape[0], n_draws * k1))
     step = max(1, CHUNK_ELEMENTS // (n_draws * k1))
     for start in range(0, n, step):
-        block = draws[start:start + step]
+        block = flat[start:start + step]
         for g, mask in enumerate(masks[:, start:start + step]):
-            total[g] += block[mask].sum(axis=0)
-    return total / counts[:, None, None]
+            total[g] += np.compress(mask, block, axis=0).sum(axis=0)
+    return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
 
 
 def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
