@@ -192,3 +192,23 @@ def test_bad_inputs(two_segment_posterior):
         encode_features(pd.DataFrame({"z": [1.0, np.inf]}))
     with pytest.raises(ValueError, match="levels"):
         encode_features(pd.DataFrame({"id": [f"u{i}" for i in range(100)]}))
+
+
+def test_path_simplification_keeps_membership():
+    from sortition.policy.search import _simplify
+    from sortition.rules import Condition, Rule
+
+    frame = pd.DataFrame({"c": ["a", "b", "c", None, "d"], "x": [1.0, 2.0, 3.0, np.nan, 5.0]})
+    paths = [
+        (Condition("c", "ONE_OF", ["a", "b", "c"]), Condition("c", "NOT_ONE_OF", ["b"])),
+        (Condition("c", "NOT_ONE_OF", ["a"]), Condition("c", "ONE_OF", ["b", "a", "d"])),
+        (Condition("c", "NOT_ONE_OF", ["a"]), Condition("c", "NOT_ONE_OF", ["b"])),
+        (Condition("c", "ONE_OF", ["a", "b"]), Condition("c", "ONE_OF", ["b", "c"])),
+        (Condition("x", "LTE", 3), Condition("x", "LTE", 2), Condition("x", "GT", 1)),
+    ]
+    for path in paths:
+        simple = _simplify(path)
+        assert len({c.attribute for c in simple}) == len(simple) or path[0].attribute == "x"
+        assert Rule(simple).mask(frame).tolist() == Rule(path).mask(frame).tolist()
+    assert Rule(_simplify(paths[0])).describe() == "c ONE_OF {a, c}"
+    assert Rule(_simplify(paths[4])).describe() == "x <= 2 AND x > 1"
