@@ -18,34 +18,34 @@ def _value(rewards, rows):
 
 
 def _splits(features, rows):
-    """Every admissible (left, right) row split of a node, enumerated independently."""
+    """Every admissible split of a node, enumerated independently: (regular children, extra leaf)."""
     for f in features:
         codes = f.codes[rows]
         missing = codes == f.n_slots - 1
+        extra = rows[missing]
         if missing.any():
-            yield rows[~missing], rows[missing]
-            continue
-        present = np.unique(codes)
+            yield [rows[~missing], rows[missing]], rows[:0]  # the null split
+        present = rows[~missing]
+        codes = codes[~missing]
         if f.categorical:
-            for r in range(1, len(present)):
-                for subset in itertools.combinations(present, r):
+            levels = np.unique(codes)
+            for r in range(1, len(levels)):
+                for subset in itertools.combinations(levels, r):
                     left = np.isin(codes, subset)
-                    yield rows[left], rows[~left]
+                    yield [present[left], present[~left]], extra
         else:
             for t in range(f.n_slots - 2):
-                yield rows[codes <= t], rows[codes > t]
+                yield [present[codes <= t], present[codes > t]], extra
 
 
 def _brute(features, rewards, rows, depth, min_count):
     best = _value(rewards, rows)
     if depth == 0:
         return best
-    for left, right in _splits(features, rows):
-        if len(left) >= min_count and len(right) >= min_count:
-            total = _brute(features, rewards, left, depth - 1, min_count) + _brute(
-                features, rewards, right, depth - 1, min_count
-            )
-            best = max(best, total)
+    for children, extra in _splits(features, rows):
+        if all(len(c) >= min_count for c in children):
+            total = sum(_brute(features, rewards, c, depth - 1, min_count) for c in children)
+            best = max(best, total + (_value(rewards, extra) if len(extra) else 0.0))
     return best
 
 
@@ -115,6 +115,20 @@ def test_segments_match_thompson_allocation_and_partition():
     assert (tree.assign(frame) >= 0).all()
     assert tree.welfare > 0
     assert "recency" in " ".join(seg.rule.describe() for seg in tree.segments)
+
+
+def test_missing_values_get_their_own_leaf():
+    rng = np.random.default_rng(4)
+    n = 3000
+    x = pd.DataFrame({"recency": np.where(rng.random(n) < 0.03, np.nan, rng.uniform(0, 40, n))})
+    tau = np.where(x["recency"].isna(), 0.8, np.where(x["recency"] > 20, 0.5, -0.5))[:, None]
+    post = make_posterior(tau[:, None, :] + rng.normal(0, 0.2, (n, 30, 1)), x)
+    tree = fit_policy_tree(post, max_depth=1, n_bootstrap=0)
+    rules = [seg.rule.describe() for seg in tree.segments]
+    assert rules[2] == "recency IS NULL" and rules[0].startswith("recency <= 2")
+    assert [seg.best_arm for seg in tree.segments] == ["control", "t1", "t1"]
+    assert sum(seg.share for seg in tree.segments) == pytest.approx(1.0)
+    assert tree.segments[2].share == pytest.approx(x["recency"].isna().mean())
 
 
 def test_missing_values_are_routed_by_is_null():

@@ -95,21 +95,32 @@ def best_splits(h: np.ndarray, categorical: bool, min_count: float):
     return best_value, best_t, best_order, nosplit
 
 
+def _last_argmax(value: np.ndarray) -> np.ndarray:
+    """argmax along the last axis, ties to the LAST position (the null split, with fewest leaves)."""
+    width = value.shape[-1]
+    return width - 1 - np.argmax(value[..., ::-1], axis=-1)
+
+
 def _prefix_splits(h: np.ndarray, total: np.ndarray, min_count: float):
+    """Value and position of the best split of each node over ordered slots (missing slot last).
+
+    Position t < m-2 is a value split: positions <= t go left, the others right, and the node's
+    missing values (if any) form a third leaf ``x IS NULL``, exempt from the minimum size (they
+    fit in neither conjunction). Position m-2 is the null split: present vs missing, both sides
+    regular children.
+    """
     n_nodes, m, width = h.shape
     k = width - 1
     if m < 2:
         return np.full(n_nodes, _NEG), np.zeros(n_nodes, dtype=np.int64)
-    left = np.cumsum(h, axis=1)[:, :-1, :]  # (T, m-1, K+1): positions 0..t go left
-    right = total[:, None, :] - left
-    value = left[..., :k].max(axis=2) + right[..., :k].max(axis=2)
+    missing = h[:, -1, :]  # (T, K+1)
+    left = np.cumsum(h, axis=1)[:, :-1, :]  # (T, m-1, K+1)
+    right = total[:, None, :] - left - missing[:, None, :]  # present rows after position t
+    value = left[..., :k].max(axis=2) + right[..., :k].max(axis=2) + missing[:, None, :k].max(axis=2)
     ok = (left[..., k] >= min_count) & (right[..., k] >= min_count)
-    has_missing = h[:, -1, k] > 0
-    position = np.arange(m - 1)
-    # With missing values in the node only the null split (t = m-2) keeps every row in a leaf.
-    ok &= np.where(has_missing[:, None], position[None, :] == m - 2, position[None, :] < m - 2)
+    ok[:, m - 2] = (left[:, m - 2, k] >= min_count) & (missing[:, k] >= min_count)
     value = np.where(ok, value, _NEG)
-    t = np.argmax(value, axis=1)
+    t = _last_argmax(value)
     return value[np.arange(n_nodes), t], t
 
 
@@ -153,13 +164,15 @@ class TreeSearch:
         slot = feature.codes[rows]
         pos = position[slot]
         missing = slot == feature.n_slots - 1
-        if split.t == feature.n_slots - 2:
-            go_left, go_right = ~missing, missing
-        else:
-            go_left, go_right = pos <= split.t, (pos > split.t) & ~missing
         left_cond, right_cond = feature.split_conditions(split.order, split.t)
-        self._grow(rows[go_left], depth - 1, path + (left_cond,), leaves)
-        self._grow(rows[go_right], depth - 1, path + (right_cond,), leaves)
+        if split.t == feature.n_slots - 2:
+            self._grow(rows[~missing], depth - 1, path + (left_cond,), leaves)
+            self._grow(rows[missing], depth - 1, path + (right_cond,), leaves)
+            return
+        self._grow(rows[(pos <= split.t) & ~missing], depth - 1, path + (left_cond,), leaves)
+        self._grow(rows[(pos > split.t) & ~missing], depth - 1, path + (right_cond,), leaves)
+        if missing.any():  # the missing values of a value split: their own leaf
+            self._grow(rows[missing], 0, path + (Condition(feature.name, "IS_NULL", True),), leaves)
 
     def _single_split(self, rows: np.ndarray) -> Split | None:
         values = self._values[rows]
@@ -199,22 +212,28 @@ class TreeSearch:
             m1 = f1.n_slots
             best_left = np.full(m1 - 1, _NEG)
             best_right = np.full(m1 - 1, _NEG)
+            k = values.shape[1] - 1
+            null = m1 - 2
             for j2, f2 in enumerate(self.features):
-                h2 = pair(j1, j2)[order1]
-                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root threshold
-                right = h2.sum(axis=0)[None] - left
+                h2 = pair(j1, j2)[order1]  # (m1, m2, K+1), the root's missing slot last
+                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root position
+                right = h2.sum(axis=0)[None] - left - h2[-1][None]  # present rows after the position
+                right[null] = h2[-1]  # the null split's right child: the missing rows
                 value_l, _, _, keep_l = best_splits(left, f2.categorical, self._min_count)
                 value_r, _, _, keep_r = best_splits(right, f2.categorical, self._min_count)
                 best_left = np.maximum(best_left, np.maximum(value_l, keep_l))
                 best_right = np.maximum(best_right, np.maximum(value_r, keep_r))
-            # feasibility and missing-value routing of the root split itself
-            cum1 = np.cumsum(h1[0, order1], axis=0)[:-1]
-            k = values.shape[1] - 1
-            ok = (cum1[:, k] >= self._min_count) & (h1[0, :, k].sum() - cum1[:, k] >= self._min_count)
-            position = np.arange(m1 - 1)
-            ok &= (position == m1 - 2) if h1[0, -1, k] > 0 else (position < m1 - 2)
-            total = np.where(ok, best_left + best_right, _NEG)
-            t = int(np.argmax(total))
+            # feasibility of the root split itself; a value split's missing rows are one more leaf
+            hist = h1[0, order1]
+            cum1 = np.cumsum(hist, axis=0)[:-1]
+            missing = hist[-1]
+            right_count = hist[:, k].sum() - cum1[:, k] - missing[k]
+            ok = (cum1[:, k] >= self._min_count) & (right_count >= self._min_count)
+            ok[null] = (cum1[null, k] >= self._min_count) & (missing[k] >= self._min_count)
+            extra = np.full(m1 - 1, missing[:k].max())
+            extra[null] = 0.0
+            total = np.where(ok, best_left + best_right + extra, _NEG)
+            t = int(_last_argmax(total))
             if total[t] > best:
                 best, choice = total[t], Split(j1, np.array(order1), t)
         if choice is None or best <= base + self._tol:
