@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,7 @@ def thompson_allocation(
     Returns:
         ``{segment.id: {arm: weight}}``, inner dicts in arm order (control first), summing to 1.
     """
-    if not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
+    if not isinstance(epsilon, numbers.Real) or not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"thompson_allocation: epsilon must be in [0, 1], got {epsilon!r}")
     require_posterior(posterior, "thompson_allocation")
     checked = []
