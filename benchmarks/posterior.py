@@ -93,7 +93,8 @@ def run(python: str, engine: str, n: int, seed: int, scenario="two_segments", k=
         timeout=3600) -> dict | None:
     cmd = [python, "-c", CHILD, str(ROOT), engine, str(n), str(seed), scenario, str(k), outcome,
            json.dumps(TREES), str(THREADS)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "JAX_PLATFORMS": "cpu",
+    # passive OpenMP waits: on a busy shared machine spinning threads slow every engine down many-fold
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "OMP_WAIT_POLICY": "PASSIVE", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
