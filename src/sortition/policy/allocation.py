@@ -1,0 +1,127 @@
+"""Thompson sampling at segment granularity: each arm's weight is P(arm is the segment's best)."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sortition.policy.arms import arm_win_frequencies, iterative_floor_clip
+from sortition.policy.segments import Segment
+from sortition.posterior import Posterior
+from sortition.rules import Rule
+
+
+def require_posterior(posterior: Any, caller: str):
+    """The boundary check shared by the policy functions: a Posterior with observed data."""
+    if not isinstance(posterior, Posterior):
+        raise TypeError(
+            f"{caller} needs a sortition.posterior.Posterior, got {type(posterior).__name__}; "
+            "fit one with sortition.posterior.fit or wrap draws with Posterior.from_draws(..., data=...)"
+        )
+    if posterior.data is None:
+        raise ValueError(
+            f"{caller}: the posterior carries no observed data (posterior.data is None), so segment "
+            "rules have no visitors to match; build it with Posterior.from_draws(draws, data=ExperimentData)"
+        )
+    return posterior.data
+
+
+def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) -> np.ndarray:
+    """Members of each ``(segment_id, rule)``: (G, n) bool, each distinct condition evaluated once.
+
+    ValueError for a segment that matches no visitor."""
+    frame = posterior.data.covariates
+    memo: dict = {}
+    masks = np.empty((len(segments), posterior.n), dtype=bool)
+    for g, (segment_id, rule) in enumerate(segments):
+        masks[g] = rule.mask(frame, memo)
+        if not masks[g].any():
+            raise ValueError(
+                f"segment {segment_id!r} ({rule.describe()}) matches no visitor; an allocation over an "
+                "empty segment is undefined: drop the segment or widen its rule"
+            )
+    return masks
+
+
+CHUNK_ELEMENTS = 1_600_000  # draws per block (6.4 MB of float32, cache-sized): memory stays flat in n
+
+
+def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarray:
+    """Per segment and draw, the mean contrast over the segment's visitors: (G, S, K-1) float64.
+
+    ``masks`` (G, n) bool. One pass over the draws in cache-sized blocks of rows (contiguous
+    views); each segment's rows of a block are summed in float32, block sums accumulate in
+    float64. Scratch memory is bounded by one block, whatever n is: never a copy of the draws.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[1] != posterior.n:
+        raise ValueError(f"masks must have shape (G, n={posterior.n}), got {masks.shape}")
+    counts = masks.sum(axis=1)
+    if (counts == 0).any():
+        raise ValueError(f"segment masks {np.flatnonzero(counts == 0).tolist()} select no visitor")
+    draws = posterior.contrast_draws()
+    n, n_draws, k1 = draws.shape
+    flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
+    total = np.zeros((masks.shape[0], n_draws * k1))
+    step = max(1, CHUNK_ELEMENTS // (n_draws * k1))
+    for start in range(0, n, step):
+        block = flat[start:start + step]
+        for g, mask in enumerate(masks[:, start:start + step]):
+            total[g] += np.compress(mask, block, axis=0).sum(axis=0)
+    return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
+
+
+def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(segment-mean contrast draws (G, S, K-1), raw win frequencies (G, K)) for segment masks (G, n).
+
+    The one code path behind ``thompson_allocation`` and the policy tree's
+    ``arm_best_probabilities``, so the two agree draw for draw.
+    """
+    means = segment_mean_contrasts(posterior, masks)
+    return means, np.stack([arm_win_frequencies(m, posterior.n_arms) for m in means])
+
+
+def thompson_allocation(
+    posterior: Posterior, segments: Sequence[Segment], epsilon: float = 0.02
+) -> dict[Any, dict[Any, float]]:
+    """Per segment, each arm's traffic weight = posterior probability that it is the segment's best.
+
+    Each draw votes once per segment, with the draw's contrasts averaged over the segment's
+    visitors (:func:`~sortition.policy.arms.best_arms`: control when no contrast is positive).
+    The raw win frequencies then pass the exploration floor-clip
+    (:func:`~sortition.policy.arms.iterative_floor_clip`, inert when no arm is below
+    ``epsilon / K``).
+
+    Args:
+        posterior: a Posterior with observed data (its covariates are what rules match).
+        segments: objects with ``id`` and ``rule`` (e.g. ``fit_policy_tree(...).segments``).
+        epsilon: exploration mass in [0, 1]; 0 returns raw win frequencies.
+
+    Returns:
+        ``{segment.id: {arm: weight}}``, inner dicts in arm order (control first), summing to 1.
+    """
+    if not isinstance(epsilon, numbers.Real) or not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"thompson_allocation: epsilon must be in [0, 1], got {epsilon!r}")
+    require_posterior(posterior, "thompson_allocation")
+    checked = []
+    for position, seg in enumerate(segments):
+        if not isinstance(getattr(seg, "rule", None), Rule) or not hasattr(seg, "id"):
+            raise TypeError(
+                f"segments[{position}] must have an id and a sortition.rules.Rule rule, got {type(seg).__name__}"
+            )
+        checked.append(seg)
+    ids = [seg.id for seg in checked]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"segment ids must be unique, got {ids}")
+    allocation: dict[Any, dict[Any, float]] = {}
+    if not checked:
+        return allocation
+    masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in checked])  # validate all first
+    _, raw_all = segment_win_frequencies(posterior, masks)
+    for seg, raw in zip(checked, raw_all):
+        weights = iterative_floor_clip(raw, float(epsilon))
+        allocation[seg.id] = {arm: float(w) for arm, w in zip(posterior.arms, weights)}
+    return allocation
