@@ -73,3 +73,10 @@ def test_regex_is_unanchored_and_invalid_regex_is_false():
 def test_unknown_operator_is_rejected():
     with pytest.raises(ValueError, match="unknown operator"):
         compile_condition("CONTAINS", "x")
+
+
+def test_js_string_accepts_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    assert js_string(np.float64(1.0)) == "1"
+    assert js_string(np.float64(0.5)) == "0.5"
+    assert compile_condition("ONE_OF", ["1"])(np.float64(1.0))

@@ -66,7 +66,7 @@ def js_number_string(x: float) -> str:
         return "0"
     if x < 0:
         return "-" + js_number_string(-x)
-    sign, digit_tuple, exponent = Decimal(repr(x)).as_tuple()
+    sign, digit_tuple, exponent = Decimal(repr(float(x))).as_tuple()
     digits = "".join(map(str, digit_tuple)).rstrip("0")
     # repr may carry trailing zeros ("100.0"); fold them into the exponent.
     exponent += len("".join(map(str, digit_tuple))) - len(digits)
