@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--pytyche-max-n", type=int, default=50000, help="skip pytyche above this size")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
     ap.add_argument("--no-large", action="store_true", help="skip the 100,000-visitor revenue run")
+    ap.add_argument("--engines", nargs="+", default=["sortition", "stochtree", "pytyche"],
+                    help="which engines to run (default: all available)")
     args = ap.parse_args()
     py = sys.executable
     engines = [("sortition", py), ("stochtree", py)]
@@ -133,6 +135,7 @@ def main() -> None:
     else:
         print(f"pytyche is not installed for {args.peer_python}: skipping it "
               "(pip install pytyche==0.2.1 bartz==0.10.0 jax; pass --peer-python)")
+    engines = [(e, p) for e, p in engines if e in args.engines]
     print(f"two_segments, 2 arms, binary; trees mu/tau {TREES['num_trees_mu']}/{TREES['num_trees_tau']}, "
           f"{TREES['num_gfr']} GFR + {TREES['draws']} draws, {THREADS} threads; medians of {args.repeats} run(s)")
     header = f"{'n':>7} {'engine':10} {'wall s':>8} {'peak MB':>8} {'CATE RMSE':>10} {'cov80':>6}"
