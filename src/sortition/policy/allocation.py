@@ -46,32 +46,12 @@ def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) ->
     return masks
 
 
-CHUNK_ELEMENTS = 1_600_000  # draws per block (6.4 MB of float32, cache-sized): memory stays flat in n
-
-
 def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarray:
     """Per segment and draw, the mean contrast over the segment's visitors: (G, S, K-1) float64.
 
-    ``masks`` (G, n) bool. One pass over the draws in cache-sized blocks of rows (contiguous
-    views); each segment's rows of a block are summed in float32, block sums accumulate in
-    float64. Scratch memory is bounded by one block, whatever n is: never a copy of the draws.
+    ``masks`` (G, n) bool; one blocked pass over the draws (:meth:`Posterior.segments_mean_contrasts`).
     """
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 2 or masks.shape[1] != posterior.n:
-        raise ValueError(f"masks must have shape (G, n={posterior.n}), got {masks.shape}")
-    counts = masks.sum(axis=1)
-    if (counts == 0).any():
-        raise ValueError(f"segment masks {np.flatnonzero(counts == 0).tolist()} select no visitor")
-    draws = posterior.contrast_draws()
-    n, n_draws, k1 = draws.shape
-    flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
-    total = np.zeros((masks.shape[0], n_draws * k1))
-    step = max(1, CHUNK_ELEMENTS // (n_draws * k1))
-    for start in range(0, n, step):
-        block = flat[start:start + step]
-        for g, mask in enumerate(masks[:, start:start + step]):
-            total[g] += np.compress(mask, block, axis=0).sum(axis=0)
-    return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
+    return posterior.segments_mean_contrasts(np.asarray(masks, dtype=bool))
 
 
 def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -111,24 +111,36 @@ class Posterior:
         return max(1, CHUNK_ELEMENTS // max(1, self.n_draws * (self.n_arms - 1)))
 
     def segment_mean_contrasts(self, mask: np.ndarray, component: str | None = None) -> np.ndarray:
-        """(S, K-1) float64: per draw, the mean contrast over the visitors where ``mask`` (n,) is true.
-
-        Reads the selected rows in bounded chunks (never a second full copy of the draws).
-        """
+        """(S, K-1) float64: per draw, the mean contrast over the visitors where ``mask`` (n,) is true."""
         mask = np.asarray(mask)
         if mask.shape != (self.n,) or mask.dtype != bool:
             raise ValueError(f"mask must be a boolean array of shape ({self.n},), got {mask.dtype} {mask.shape}.")
-        rows = np.flatnonzero(mask)
-        if rows.size == 0:
-            raise ValueError("mask selects no visitors; a segment mean over zero visitors is undefined.")
+        return self.segments_mean_contrasts(mask[None, :], component)[0]
+
+    def segments_mean_contrasts(self, masks: np.ndarray, component: str | None = None) -> np.ndarray:
+        """(G, S, K-1) float64: per segment and draw, the mean contrast over the segment's visitors.
+
+        ``masks`` (G, n) bool. One pass over the draws in blocks of contiguous rows (views, never a
+        copy of the draws); each segment's rows of a block are summed in float32 (pairwise), block sums accumulate in
+        float64, so scratch memory is one block whatever n and G are.
+        """
+        masks = np.asarray(masks)
+        if masks.ndim != 2 or masks.shape[1] != self.n or masks.dtype != bool:
+            raise ValueError(f"masks must be a boolean array of shape (G, n={self.n}), got {masks.dtype} {masks.shape}.")
+        counts = masks.sum(axis=1)
+        if (counts == 0).any():
+            raise ValueError(f"masks {np.flatnonzero(counts == 0).tolist()} select no visitors; "
+                             "a segment mean over zero visitors is undefined.")
         draws = self.contrast_draws(component)
-        acc = np.zeros(draws.shape[1:], dtype=np.float64)
+        n, n_draws, k1 = draws.shape
+        flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
+        total = np.zeros((masks.shape[0], n_draws * k1))
         step = self._row_chunk()
-        for start in range(0, rows.size, step):
-            sel = rows[start:start + step]
-            block = draws[sel[0]:sel[-1] + 1] if sel[-1] - sel[0] + 1 == sel.size else draws[sel]
-            acc += block.sum(axis=0, dtype=np.float64)
-        return acc / rows.size
+        for start in range(0, n, step):
+            block = flat[start:start + step]
+            for g, mask in enumerate(masks[:, start:start + step]):
+                total[g] += np.compress(mask, block, axis=0).sum(axis=0)  # float32 within a block
+        return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
 
     def mean_contrasts(self, component: str | None = None) -> np.ndarray:
         """(S, K-1) draws of the average effect over all visitors."""
