@@ -1,0 +1,5 @@
+"""Posteriors over per-visitor treatment contrasts (arm k minus control) for K >= 2 arms."""
+
+from sortition.posterior.result import ArmLift, Posterior
+
+__all__ = ["ArmLift", "Posterior"]

@@ -1,0 +1,253 @@
+"""Posterior: draws of the K-1 contrasts (arm k minus control) for every visitor."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sortition.data import OUTCOME_KINDS, ExperimentData
+
+CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
+_FORMAT = "sortition.posterior/1"
+
+
+@dataclass(frozen=True)
+class ArmLift:
+    """Average effect of one arm versus control, over the analysed visitors."""
+
+    arm: object
+    mean: float
+    lower: float
+    upper: float
+    prob_positive: float
+    relative_mean: float | None = None  # mean lift / control mean, when the control level is known
+    relative_lower: float | None = None
+    relative_upper: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Posterior:
+    """Posterior draws of per-visitor contrasts, shape (n visitors, S draws, K-1), float32, metric units.
+
+    Build with :func:`sortition.posterior.fit` or :meth:`from_draws`. ``components`` holds extra draws of
+    the same shape (the revenue model's ``conversion`` and ``severity`` contrasts); ``baseline`` holds
+    (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
+    """
+
+    arms: tuple
+    outcome_kind: str
+    _draws: np.ndarray = field(repr=False)
+    data: ExperimentData | None = field(default=None, repr=False)
+    components: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    baseline: np.ndarray | None = field(default=None, repr=False)
+    info: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        d = self._draws
+        if d.ndim != 3 or d.shape[2] != len(self.arms) - 1:
+            raise ValueError(f"contrast draws must have shape (n, S, K-1={len(self.arms) - 1}), got {d.shape}.")
+        if self.outcome_kind not in OUTCOME_KINDS:
+            raise ValueError(f"outcome={self.outcome_kind!r} is not a known kind; use one of {OUTCOME_KINDS}.")
+        if self.data is not None and self.data.n != d.shape[0]:
+            raise ValueError(f"draws cover {d.shape[0]} visitors but data has {self.data.n} rows.")
+        if self.data is not None and tuple(self.data.arms) != tuple(self.arms):
+            raise ValueError(f"arms {self.arms} differ from the data's arms {self.data.arms}.")
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
+                   outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
+                   baseline: np.ndarray | None = None, info: Mapping | None = None) -> Posterior:
+        """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
+
+        ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
+        """
+        c = np.asarray(contrasts)
+        if c.ndim != 3:
+            raise ValueError(f"contrasts must be a 3-d array (n visitors, S draws, K-1 contrasts); got shape {c.shape}.")
+        if arms is None:
+            arms = data.arms if data is not None else tuple(f"arm{k}" for k in range(c.shape[2] + 1))
+        arms = tuple(arms)
+        if data is not None and tuple(data.arms) != arms:
+            raise ValueError(f"arms={arms} differ from the data's arms {data.arms}; leave arms=None to use the data's.")
+        if not np.isfinite(c).all():
+            raise ValueError("contrast draws contain NaN or infinite values.")
+        comps = {k: _frozen32(val) for k, val in (components or {}).items()}
+        for k, val in comps.items():
+            if val.shape != c.shape:
+                raise ValueError(f"component {k!r} has shape {val.shape}, expected {c.shape}.")
+        base = None if baseline is None else _frozen32(np.asarray(baseline).reshape(-1))
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}))
+
+    # --- shape ----------------------------------------------------------------------------------
+    @property
+    def control(self):
+        return self.arms[0]
+
+    @property
+    def n(self) -> int:
+        return int(self._draws.shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        return int(self._draws.shape[1])
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arms)
+
+    def contrast_draws(self, component: str | None = None) -> np.ndarray:
+        """(n, S, K-1) float32 read-only view of the draws (``component``: e.g. 'conversion')."""
+        return self._draws if component is None else self.components[component]
+
+    # --- chunked reductions ------------------------------------------------------------------------
+    def _row_chunk(self) -> int:
+        return max(1, CHUNK_ELEMENTS // max(1, self.n_draws * (self.n_arms - 1)))
+
+    def segment_mean_contrasts(self, mask: np.ndarray, component: str | None = None) -> np.ndarray:
+        """(S, K-1) float64: per draw, the mean contrast over the visitors where ``mask`` (n,) is true.
+
+        Reads the selected rows in bounded chunks (never a second full copy of the draws).
+        """
+        mask = np.asarray(mask)
+        if mask.shape != (self.n,) or mask.dtype != bool:
+            raise ValueError(f"mask must be a boolean array of shape ({self.n},), got {mask.dtype} {mask.shape}.")
+        rows = np.flatnonzero(mask)
+        if rows.size == 0:
+            raise ValueError("mask selects no visitors; a segment mean over zero visitors is undefined.")
+        draws = self.contrast_draws(component)
+        acc = np.zeros(draws.shape[1:], dtype=np.float64)
+        step = self._row_chunk()
+        for start in range(0, rows.size, step):
+            sel = rows[start:start + step]
+            block = draws[sel[0]:sel[-1] + 1] if sel[-1] - sel[0] + 1 == sel.size else draws[sel]
+            acc += block.sum(axis=0, dtype=np.float64)
+        return acc / rows.size
+
+    def mean_contrasts(self, component: str | None = None) -> np.ndarray:
+        """(S, K-1) draws of the average effect over all visitors."""
+        return self.segment_mean_contrasts(np.ones(self.n, dtype=bool), component)
+
+    def cate(self, component: str | None = None) -> np.ndarray:
+        """(n, K-1) posterior mean contrast per visitor."""
+        draws = self.contrast_draws(component)
+        out = np.empty((self.n, draws.shape[2]))
+        step = self._row_chunk()
+        for s in range(0, self.n, step):
+            out[s:s + step] = draws[s:s + step].mean(axis=1, dtype=np.float64)
+        return out
+
+    def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1)."""
+        _check_level(level)
+        draws = self.contrast_draws(component)
+        lo = np.empty((self.n, draws.shape[2]))
+        hi = np.empty_like(lo)
+        q = [(1 - level) / 2, (1 + level) / 2]
+        step = self._row_chunk()
+        for s in range(0, self.n, step):
+            lo[s:s + step], hi[s:s + step] = np.quantile(draws[s:s + step], q, axis=1)
+        return lo, hi
+
+    def lift_summary(self, level: float = 0.9, mask: np.ndarray | None = None) -> tuple[ArmLift, ...]:
+        """Per treatment arm: mean average effect vs control, credible interval, P(lift > 0).
+
+        Relative lift (effect / control mean) is included when the control mean's draws are known
+        (``baseline``) and ``mask`` is None.
+        """
+        _check_level(level)
+        m = self.mean_contrasts() if mask is None else self.segment_mean_contrasts(mask)
+        q = [(1 - level) / 2, (1 + level) / 2]
+        rel = None
+        if self.baseline is not None and mask is None and np.all(self.baseline > 0):
+            rel = m / self.baseline[:, None]
+        out = []
+        for j, arm in enumerate(self.arms[1:]):
+            lo, hi = np.quantile(m[:, j], q)
+            kw = {}
+            if rel is not None:
+                rlo, rhi = np.quantile(rel[:, j], q)
+                kw = dict(relative_mean=float(rel[:, j].mean()), relative_lower=float(rlo), relative_upper=float(rhi))
+            out.append(ArmLift(arm, float(m[:, j].mean()), float(lo), float(hi), float((m[:, j] > 0).mean()), **kw))
+        return tuple(out)
+
+    def lift_frame(self, level: float = 0.9) -> pd.DataFrame:
+        """:meth:`lift_summary` as a DataFrame, one row per treatment arm."""
+        return pd.DataFrame([vars(x) for x in self.lift_summary(level)])
+
+    # --- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write one ``.npz`` file (no pickle): draws, components, baseline, metadata JSON and the data
+        (as Parquet bytes) when attached."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        meta = {"format": _FORMAT, "arms": list(_jsonable(a) for a in self.arms), "outcome_kind": self.outcome_kind,
+                "components": list(self.components), "info": _jsonable(dict(self.info))}
+        arrays = {"draws": self._draws}
+        for k, val in self.components.items():
+            arrays[f"component__{k}"] = val
+        if self.baseline is not None:
+            arrays["baseline"] = self.baseline
+        if self.data is not None:
+            buf = io.BytesIO()
+            frame = self.data.frame()
+            frame.columns = [str(c) for c in frame.columns]
+            frame.to_parquet(buf, index=False)
+            arrays["data_parquet"] = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+            meta["data"] = {"columns": self.data.columns, "covariates": [str(c) for c in self.data.covariate_names],
+                            "arms": meta["arms"]}
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)  # nothing half-written
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Posterior:
+        """Read a file written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta_json"]).decode())
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"{path} is not a Sortition posterior file (format {meta.get('format')!r}).")
+            draws = z["draws"]
+            comps = {k: z[f"component__{k}"] for k in meta["components"]}
+            base = z["baseline"] if "baseline" in z.files else None
+            data = None
+            if "data" in meta:
+                frame = pd.read_parquet(io.BytesIO(bytes(z["data_parquet"])))
+                d = meta["data"]
+                roles = {k: c for k, c in d["columns"].items() if k != "subject" or c}
+                data = ExperimentData.from_frame(frame, arms=d["arms"], covariates=d["covariates"], **roles)
+        arms = tuple(meta["arms"])
+        return cls.from_draws(draws, data=data, arms=arms, outcome=meta["outcome_kind"], components=comps,
+                              baseline=base, info=meta["info"])
+
+
+def _frozen32(a) -> np.ndarray:
+    out = np.array(a, dtype=np.float32, copy=True, order="C")
+    out.flags.writeable = False
+    return out
+
+
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x
