@@ -1,0 +1,79 @@
+"""fit(): the one entry point from ExperimentData to a Posterior."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.posterior.bcf import BCFSettings, fit_bcf
+from sortition.posterior.result import Posterior
+from sortition.posterior.stratified import fit_stratified
+
+ENGINES = ("bcf", "stratified")
+
+
+def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", draws: int = 100,
+        seed: int = 0, progress: bool = True, *, num_trees_mu: int = 100, num_trees_tau: int = 50,
+        num_gfr: int = 10, num_burnin: int = 0, num_threads: int | None = None, strata=None,
+        max_strata: int | None = None, prior_strength: float = 10.0, stochtree_params: dict | None = None
+        ) -> Posterior:
+    """Posterior over every visitor's K-1 contrasts (arm k minus control), in the metric's units.
+
+    Args:
+        data: validated experiment data (any K >= 2 arms).
+        outcome: 'continuous' (Gaussian), 'binary' (0/1 conversions; probit, contrasts are differences in
+            probability) or 'revenue' (>= 0; two-part: probit conversion on all visitors x log-normal
+            order value on converters; contrasts are revenue per visitor, with 'conversion' and 'severity'
+            components kept).
+        engine: 'bcf' (stochtree Bayesian causal forest; recorded propensities are used, estimated only
+            when absent) or 'stratified' (exact conjugate per stratum of categorical covariates; fast).
+        draws: retained posterior draws S.
+        seed: the same seed gives the same draws.
+        progress: show a rich status line for each model being fitted.
+        num_trees_mu, num_trees_tau, num_gfr, num_burnin, num_threads, stochtree_params: BCF settings
+            (see :class:`~sortition.posterior.bcf.BCFSettings`).
+        strata, max_strata, prior_strength: stratified-engine settings.
+    """
+    if not isinstance(data, ExperimentData):
+        raise TypeError(f"fit expects ExperimentData, got {type(data).__name__}; build it with "
+                        "ExperimentData.from_frame(df, arm=..., outcome=...).")
+    if outcome not in OUTCOME_KINDS:
+        raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is not known; use one of {ENGINES}.")
+    if int(draws) < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws}.")
+    data.check_outcome(outcome)
+    t0 = time.perf_counter()
+    if engine == "bcf":
+        settings = BCFSettings(num_trees_mu, num_trees_tau, num_gfr, num_burnin, int(draws), num_threads,
+                               dict(stochtree_params or {}))
+        out = fit_bcf(data, outcome, settings, int(seed), _progress(progress))
+        out["info"].update(num_trees_mu=num_trees_mu, num_trees_tau=num_trees_tau, num_gfr=num_gfr,
+                           num_burnin=num_burnin, num_threads=settings.threads())
+    else:
+        out = fit_stratified(data, outcome, int(draws), int(seed), strata, max_strata, prior_strength)
+    out["info"].update(seed=int(seed), draws=int(draws), seconds=time.perf_counter() - t0)
+    return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
+                                components=out.get("components"), baseline=out.get("baseline"), info=out["info"])
+
+
+def _progress(enabled: bool):
+    """A context-manager factory showing one rich status line per fitting step (no-op when disabled)."""
+    if not enabled:
+        return lambda label: contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def step(label: str):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        t = time.perf_counter()
+        with console.status(f"[bold]fitting[/] {label} ..."):
+            yield
+        console.print(f"  fitted {label} in {time.perf_counter() - t:.1f}s")
+
+    return step

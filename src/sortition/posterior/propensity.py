@@ -1,0 +1,63 @@
+"""Propensity matrices for the BCF engine: recorded when the data has them, estimated only when absent."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sortition.data import ExperimentData
+
+CLIP = (0.01, 0.99)
+
+
+def propensity_matrix(data: ExperimentData, x: np.ndarray, seed: int, num_threads: int) -> tuple[np.ndarray, str]:
+    """(n, K-1) probability of each treatment arm per visitor, and where it came from.
+
+    Recorded propensities give the received arm's probability exactly. With 2 arms that fixes the whole
+    row (P(treated) = p or 1 - p). With K > 2 the other arms' probabilities are interpolated by a small
+    BART regression of the recorded probabilities of arm k on the covariates, fitted on arm k's rows
+    (assignment rules are functions of covariates, round and cell, which trees recover), and the recorded
+    value is kept wherever it is known. Without recorded propensities, P(arm k | x) is estimated by a small
+    BART on the arm indicator.
+    """
+    k, a = data.n_arms, data.arm_index
+    p = data.propensity
+    if p is not None and k == 2:
+        return np.where(a == 1, p, 1.0 - p)[:, None], "recorded"
+    x = _with_design_columns(data, x)
+    out = np.empty((data.n, k - 1))
+    for j in range(1, k):
+        rows = a == j
+        if p is not None:
+            target = p[rows]
+            if np.ptp(target) < 1e-12:
+                out[:, j - 1] = target[0]
+                out[rows, j - 1] = target
+                continue
+            out[:, j - 1] = _small_bart(x[rows], target, x, seed + j, num_threads)
+            out[rows, j - 1] = target
+        else:
+            out[:, j - 1] = _small_bart(x, rows.astype(float), x, seed + j, num_threads)
+    source = "recorded" if p is not None else "estimated"
+    return np.clip(out, *CLIP), source
+
+
+def _with_design_columns(data: ExperimentData, x: np.ndarray) -> np.ndarray:
+    extra = [c.astype(float) for c in (data.round, data.cell) if c is not None and _numeric(c)]
+    return np.column_stack([x, *extra]) if extra else x
+
+
+def _numeric(c: np.ndarray) -> bool:
+    return np.issubdtype(np.asarray(c).dtype, np.number)
+
+
+def _small_bart(x_train, y, x_pred, seed, num_threads) -> np.ndarray:
+    """Mean prediction of a 20-tree BART after 5 grow-from-root sweeps (fast, enough for a nuisance)."""
+    from stochtree import BARTModel
+
+    if x_train.shape[0] < 10 or np.ptp(y) < 1e-12:
+        return np.full(x_pred.shape[0], float(np.mean(y)))
+    m = BARTModel()
+    m.sample(X_train=x_train, y_train=y, X_test=x_pred, num_gfr=5, num_burnin=0, num_mcmc=0,
+             general_params={"random_seed": int(seed), "num_threads": int(num_threads), "keep_gfr": True},
+             mean_forest_params={"num_trees": 20})
+    return np.asarray(m.y_hat_test).reshape(x_pred.shape[0], -1).mean(axis=1)

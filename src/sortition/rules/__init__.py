@@ -1,0 +1,8 @@
+"""One rule language offline and online: a segment's rule is a conjunction of flag-format
+conditions. ``Rule.mask`` evaluates it over a frame (vectorized); ``Rule.matches`` evaluates it for
+one subject at request time through :func:`sortition.serving.conditions.compile_condition`."""
+
+from sortition.rules.condition import RULE_OPERATORS, Condition
+from sortition.rules.rule import Rule
+
+__all__ = ["RULE_OPERATORS", "Condition", "Rule"]
