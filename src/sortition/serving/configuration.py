@@ -1,0 +1,370 @@
+"""``Configuration``: an immutable, precompiled snapshot of flags and bandit models.
+
+Everything is parsed and compiled here, once: conditions into predicates, timestamps into
+epoch seconds, variation values into typed values, bandit links into a lookup table. A bad
+field raises ``ValueError`` naming its JSON path; nothing half-built escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from sortition.serving.bandits import BanditModel, parse_bandit_model
+from sortition.serving.conditions import OPERATORS, compile_condition, js_string, to_number
+from sortition.serving.model import (
+    VARIATION_TYPES,
+    Allocation,
+    BanditLink,
+    Condition,
+    Flag,
+    Rule,
+    Shard,
+    Split,
+    Variation,
+)
+from sortition.serving.obfuscation import b64decode, compile_obfuscated_condition, decode_operator, md5_hex
+
+_ID_HASH = md5_hex("id")
+
+
+def _load(data: str | bytes | Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    if isinstance(data, Mapping):
+        return data
+    if isinstance(data, (str, bytes, bytearray)):
+        try:
+            parsed = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{what}: not valid JSON ({exc})") from None
+        if not isinstance(parsed, Mapping):
+            raise ValueError(f"{what}: expected a JSON object at the top, got {type(parsed).__name__}")
+        return parsed
+    raise TypeError(f"{what}: expected str, bytes or dict, got {type(data).__name__}")
+
+
+def _obj(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{path}: expected an object, got {_show(value)}")
+    return value
+
+
+def _arr(value: Any, path: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: expected a list, got {_show(value)}")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: expected a string, got {_show(value)}")
+    return value
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"{path}: expected a whole number, got {_show(value)}")
+    return int(value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _timestamp(value: Any, path: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(_str(value, path)).timestamp()
+    except ValueError:
+        raise ValueError(f"{path}: expected an ISO 8601 timestamp, got {_show(value)}") from None
+
+
+def _typed_value(variation_type: str, raw: Any, obfuscated: bool) -> tuple[Any, Any, str | None]:
+    """(raw as reported, typed value, error) for one variation value."""
+    if obfuscated:  # base64 of String(value): recover the JSON-typed raw value first
+        if variation_type in ("INTEGER", "NUMERIC"):
+            number = to_number(raw)
+            raw = raw if number is None else (int(number) if number.is_integer() and "." not in raw else number)
+        elif variation_type == "BOOLEAN" and raw in ("true", "false"):
+            raw = raw == "true"
+    if variation_type == "STRING":
+        ok = isinstance(raw, str)
+        value = raw
+    elif variation_type == "BOOLEAN":
+        ok = isinstance(raw, bool)
+        value = raw
+    elif variation_type == "INTEGER":
+        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw) and float(raw).is_integer()
+        value = int(raw) if ok else None
+    elif variation_type == "NUMERIC":
+        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw)
+        value = float(raw) if ok else None
+    else:  # JSON: a JSON string, returned parsed
+        value = None
+        if isinstance(raw, str):
+            try:
+                value, ok = json.loads(raw), True
+            except json.JSONDecodeError:
+                ok = False
+        else:
+            ok = isinstance(raw, (dict, list))
+            value = raw
+    if ok:
+        return raw, value, None
+    shown = js_string(raw) if not isinstance(raw, (dict, list)) else json.dumps(raw)
+    return raw, None, f"is configured for type {variation_type}, but is set to incompatible value ({shown})"
+
+
+def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
+    p = f"flags.{key}"
+    f = _obj(f, p)
+    variation_type = _str(f.get("variationType"), f"{p}.variationType")
+    if variation_type not in VARIATION_TYPES:
+        raise ValueError(f"{p}.variationType: {variation_type!r} is not one of {', '.join(VARIATION_TYPES)}")
+    total_shards = _int(f.get("totalShards", 10_000), f"{p}.totalShards")
+    if total_shards <= 0:
+        raise ValueError(f"{p}.totalShards: must be positive, got {total_shards}")
+    variations = {}
+    for vk, v in _obj(f.get("variations", {}), f"{p}.variations").items():
+        vp = f"{p}.variations.{vk}"
+        v = _obj(v, vp)
+        vkey = _str(v.get("key", vk), f"{vp}.key")
+        if "value" not in v:
+            raise ValueError(f"{vp}.value: missing")
+        raw = v["value"]
+        if obfuscated:
+            vkey = b64decode(vkey, f"{vp}.key")
+            raw = b64decode(raw, f"{vp}.value")
+        raw, value, error = _typed_value(variation_type, raw, obfuscated)
+        variations[vkey] = Variation(vkey, raw, value, error)
+    allocations = tuple(
+        _parse_allocation(a, f"{p}.allocations[{i}]", obfuscated)
+        for i, a in enumerate(_arr(f.get("allocations", []), f"{p}.allocations"))
+    )
+    return Flag(
+        key=key,
+        enabled=bool(f.get("enabled", False)),
+        variation_type=variation_type,
+        variations=MappingProxyType(variations),
+        allocations=allocations,
+        total_shards=total_shards,
+    )
+
+
+def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
+    a = _obj(a, p)
+    key = _str(a.get("key"), f"{p}.key")
+    start, end = a.get("startAt"), a.get("endAt")
+    if obfuscated:
+        key = b64decode(key, f"{p}.key")
+        start = None if start is None else b64decode(start, f"{p}.startAt")
+        end = None if end is None else b64decode(end, f"{p}.endAt")
+    rules = tuple(
+        _parse_rule(r, f"{p}.rules[{i}]", obfuscated) for i, r in enumerate(_arr(a.get("rules") or [], f"{p}.rules"))
+    )
+    splits = tuple(
+        _parse_split(s, f"{p}.splits[{i}]", obfuscated) for i, s in enumerate(_arr(a.get("splits", []), f"{p}.splits"))
+    )
+    return Allocation(
+        key=key,
+        rules=rules,
+        start_at=_timestamp(start, f"{p}.startAt"),
+        end_at=_timestamp(end, f"{p}.endAt"),
+        splits=splits,
+        do_log=bool(a.get("doLog", True)),
+        describes_traffic=len(splits) > 1 or any(len(s.shards) > 1 for s in splits),
+    )
+
+
+def _parse_rule(r: Any, p: str, obfuscated: bool) -> Rule:
+    r = _obj(r, p)
+    conditions = []
+    for i, c in enumerate(_arr(r.get("conditions", []), f"{p}.conditions")):
+        cp = f"{p}.conditions[{i}]"
+        c = _obj(c, cp)
+        attribute = _str(c.get("attribute"), f"{cp}.attribute")
+        value = c.get("value")
+        if obfuscated:
+            operator = decode_operator(c.get("operator"), f"{cp}.operator")
+            _, predicate = compile_obfuscated_condition(operator, value, f"{cp}.value")
+            is_id = attribute == _ID_HASH
+        else:
+            operator = c.get("operator")
+            if operator not in OPERATORS:
+                raise ValueError(f"{cp}.operator: unknown operator {_show(operator)}; expected one of {', '.join(OPERATORS)}")
+            try:
+                predicate = compile_condition(operator, value)
+            except ValueError as exc:
+                raise ValueError(f"{cp}.value: {exc}") from None
+            is_id = attribute == "id"
+        conditions.append(Condition(attribute, operator, value, predicate, is_id))
+    return Rule(tuple(conditions), r)
+
+
+def _parse_split(s: Any, p: str, obfuscated: bool) -> Split:
+    s = _obj(s, p)
+    variation_key = _str(s.get("variationKey"), f"{p}.variationKey")
+    if obfuscated:
+        variation_key = b64decode(variation_key, f"{p}.variationKey")
+    shards = []
+    for i, sh in enumerate(_arr(s.get("shards", []), f"{p}.shards")):
+        sp = f"{p}.shards[{i}]"
+        sh = _obj(sh, sp)
+        salt = _str(sh.get("salt"), f"{sp}.salt")
+        if obfuscated:
+            salt = b64decode(salt, f"{sp}.salt")
+        ranges = []
+        for j, rg in enumerate(_arr(sh.get("ranges", []), f"{sp}.ranges")):
+            rp = f"{sp}.ranges[{j}]"
+            rg = _obj(rg, rp)
+            ranges.append((_int(rg.get("start"), f"{rp}.start"), _int(rg.get("end"), f"{rp}.end")))
+        shards.append(Shard(salt, tuple(ranges)))
+    extra = _obj(s.get("extraLogging") or {}, f"{p}.extraLogging")
+    if obfuscated:
+        extra = {
+            b64decode(k, f"{p}.extraLogging key"): b64decode(v, f"{p}.extraLogging.{k}") for k, v in extra.items()
+        }
+    else:
+        extra = {str(k): js_string(v) for k, v in extra.items()}
+    return Split(variation_key, tuple(shards), MappingProxyType(extra))
+
+
+def _parse_links(data: Mapping[str, Any]) -> dict[tuple[str, str], BanditLink]:
+    links: dict[tuple[str, str], BanditLink] = {}
+    refs = data.get("banditReferences")
+    if refs is not None:
+        for bandit_key, ref in _obj(refs, "banditReferences").items():
+            p = f"banditReferences.{bandit_key}"
+            ref = _obj(ref, p)
+            version = ref.get("modelVersion")
+            for i, fv in enumerate(_arr(ref.get("flagVariations", []), f"{p}.flagVariations")):
+                fp = f"{p}.flagVariations[{i}]"
+                fv = _obj(fv, fp)
+                link = BanditLink(
+                    bandit_key=_str(fv.get("key", bandit_key), f"{fp}.key"),
+                    flag_key=_str(fv.get("flagKey"), f"{fp}.flagKey"),
+                    variation_key=js_string(fv.get("variationKey")),
+                    variation_value=js_string(fv.get("variationValue")),
+                    model_version=None if version is None else js_string(version),
+                )
+                links[(link.flag_key, link.variation_value)] = link
+        return links
+    old = data.get("bandits")
+    if old is not None:  # the older field: {banditKey: [{key, flagKey, variationKey, variationValue}]}
+        for bandit_key, items in _obj(old, "bandits").items():
+            for i, fv in enumerate(_arr(items, f"bandits.{bandit_key}")):
+                fp = f"bandits.{bandit_key}[{i}]"
+                fv = _obj(fv, fp)
+                link = BanditLink(
+                    bandit_key=_str(fv.get("key", bandit_key), f"{fp}.key"),
+                    flag_key=_str(fv.get("flagKey"), f"{fp}.flagKey"),
+                    variation_key=js_string(fv.get("variationKey")),
+                    variation_value=js_string(fv.get("variationValue")),
+                    model_version=None,
+                )
+                links[(link.flag_key, link.variation_value)] = link
+    return links
+
+
+def _unwrap(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
+    """The wire wrapper ``{version, config: {response}, bandits: {response}}`` -> (flags, bandits)."""
+    config = _obj(data["config"], "config")
+    if "response" not in config:
+        raise ValueError("config.response: missing (expected the flags JSON as a string)")
+    flags = _load(config["response"], "config.response")
+    bandits = data.get("bandits")
+    if bandits is not None:
+        bandits = _obj(bandits, "bandits")
+        if "response" not in bandits:
+            raise ValueError("bandits.response: missing (expected the bandit models JSON as a string)")
+        bandits = _load(bandits["response"], "bandits.response")
+    return flags, bandits
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Flags and bandit models, parsed and compiled once; never mutated (swap it whole).
+
+    Build with :meth:`from_json`. ``flags`` maps the stored flag key (md5 hex when
+    ``obfuscated``) to a compiled :class:`~sortition.serving.model.Flag`.
+    """
+
+    flags: Mapping[str, Flag]
+    bandits: Mapping[str, BanditModel] = field(default_factory=dict)
+    bandit_links: Mapping[tuple[str, str], BanditLink] = field(default_factory=dict)
+    obfuscated: bool = False
+    environment: str | None = None
+    created_at: str | None = None
+
+    @classmethod
+    def from_json(
+        cls,
+        flags: str | bytes | Mapping[str, Any],
+        bandits: str | bytes | Mapping[str, Any] | None = None,
+    ) -> Configuration:
+        """Parse a UFC flags configuration (plain SERVER or obfuscated CLIENT format, or the wire
+        wrapper ``{version, config: {response}, bandits: {response}}``) and optional bandit models
+        (``{"bandits": {key: {banditKey, modelVersion, modelData}}}``).
+
+        Raises:
+            ValueError: malformed JSON or a bad field, naming its JSON path.
+            TypeError: ``flags``/``bandits`` of the wrong Python type.
+        """
+        data = _load(flags, "flags")
+        if "config" in data and "flags" not in data:
+            data, wrapped_bandits = _unwrap(data)
+            if bandits is None:
+                bandits = wrapped_bandits
+        fmt = data.get("format", "SERVER")
+        if fmt not in ("SERVER", "CLIENT"):
+            raise ValueError(f"format: expected 'SERVER' or 'CLIENT', got {_show(fmt)}")
+        obfuscated = fmt == "CLIENT"
+        if "flags" not in data:
+            raise ValueError("flags: missing (expected {'flags': {flagKey: {...}}})")
+        raw_flags = _obj(data["flags"], "flags")
+        compiled = {key: _parse_flag(key, f, obfuscated) for key, f in raw_flags.items()}
+        links = _parse_links(data)
+        models: dict[str, BanditModel] = {}
+        if bandits is not None:
+            bdata = _load(bandits, "bandits")
+            entries = _obj(bdata.get("bandits", {}), "bandits.bandits")
+            for key, entry in entries.items():
+                model = parse_bandit_model(_obj(entry, f"bandits.{key}"), f"bandits.{key}")
+                if not model.bandit_key:
+                    model = BanditModel(
+                        model.gamma, model.action_probability_floor, model.default_action_score,
+                        model.coefficients, key, model.model_version,
+                    )
+                models[key] = model
+        env = data.get("environment")
+        return cls(
+            flags=MappingProxyType(compiled),
+            bandits=MappingProxyType(models),
+            bandit_links=MappingProxyType(links),
+            obfuscated=obfuscated,
+            environment=env.get("name") if isinstance(env, Mapping) else None,
+            created_at=data.get("createdAt"),
+        )
+
+    def get_flag(self, flag_key: str) -> Flag | None:
+        """The compiled flag for a plain flag key (hashed here when obfuscated)."""
+        if self.obfuscated:
+            return self.flags.get(md5_hex(flag_key))
+        return self.flags.get(flag_key)
+
+    def flag_keys(self) -> list[str]:
+        """Stored flag keys (md5 hex when obfuscated)."""
+        return list(self.flags)
+
+    def bandit_link(self, flag_key: str, variation_value: Any) -> BanditLink | None:
+        value = variation_value if isinstance(variation_value, str) else js_string(variation_value)
+        link = self.bandit_links.get((flag_key, value))
+        if link is None and self.obfuscated:
+            link = self.bandit_links.get((md5_hex(flag_key), value))
+        return link

@@ -1,0 +1,142 @@
+"""DuckDB backend: an embedded file (or ``:memory:``).
+
+Concurrency model. DuckDB lets one process at a time open a file for writing, and one connection
+object must not be used by two threads at once. So:
+- threads: each store holds one connection behind a lock; appends from many threads are serialized
+  (each batch is one transaction) and none is lost;
+- several stores on the same file in one process share DuckDB's database instance; their concurrent
+  transactions may conflict, and a conflicting batch is retried (appends are idempotent);
+- processes: with ``shared=True`` the store opens the file for each operation and closes it after,
+  waiting (up to ``lock_timeout`` seconds) while another process holds it, so several processes can
+  take turns writing one file. Without it, the first process keeps the file and others wait for it at
+  open time, then fail with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from sortition.store.schema import Table, create_statements
+
+_ARROW_TYPES = {"text": pa.string(), "float": pa.float64(), "int": pa.int32(), "timestamp": pa.timestamp("us")}
+
+
+class DuckDBTransaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+
+    def insert_new(self, table: Table, rows: Sequence[tuple]) -> int:
+        if not rows:
+            return 0
+        columns = list(zip(*rows))
+        staged = pa.table(
+            {c.name: pa.array(values, type=_ARROW_TYPES[c.kind]) for c, values in zip(table.columns, columns)}
+        )
+        name = f"_sortition_staged_{table.name}"
+        self._con.register(name, staged)
+        try:
+            cols = ", ".join(table.names)
+            result = self._con.execute(
+                f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {name} ON CONFLICT DO NOTHING"
+            ).fetchone()
+        finally:
+            self._con.unregister(name)
+        return int(result[0]) if result else 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._con.execute(sql, list(params))
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._con.execute(sql, list(params)).fetchall()
+
+
+class DuckDBBackend:
+    dialect = "duckdb"
+
+    def __init__(self, path: str, shared: bool = False, lock_timeout: float = 10.0):
+        self.location = str(path)
+        self._memory = self.location == ":memory:"
+        self.shared = bool(shared) and not self._memory  # a :memory: database exists only while open
+        self.lock_timeout = float(lock_timeout)
+        self._lock = threading.RLock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        with self._connection() as con:
+            for statement in create_statements(indexes=False):
+                con.execute(statement)
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                return duckdb.connect(self.location)
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"the DuckDB file {self.location!r} is held by another process (waited "
+                        f"{self.lock_timeout:g} s). DuckDB lets one process at a time write a file: open "
+                        "the store with EventStore(path, shared=True) in every process, write from one "
+                        "process, or use PostgreSQL for many writers."
+                    ) from err
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self.shared:
+                con = self._open()
+                try:
+                    yield con
+                finally:
+                    con.close()
+            else:
+                if self._con is None:
+                    self._con = self._open()
+                yield self._con
+
+    @contextmanager
+    def transaction(self) -> Iterator[DuckDBTransaction]:
+        with self._connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield DuckDBTransaction(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            try:
+                con.execute("COMMIT")
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # a failed commit has already ended the transaction
+                raise
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self._connection() as con:
+            return con.execute(sql, list(params)).df()
+
+    def is_conflict(self, error: BaseException) -> bool:
+        text = str(error).lower()
+        if isinstance(error, duckdb.TransactionException):
+            return True
+        if isinstance(error, duckdb.ConstraintException):  # a concurrent commit of the same key
+            return "duplicate key" in text
+        return isinstance(error, duckdb.Error) and "conflict" in text
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None

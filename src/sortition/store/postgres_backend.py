@@ -1,0 +1,96 @@
+"""PostgreSQL backend (psycopg 3): same tables and SQL as DuckDB.
+
+Each store holds one connection behind a lock (threads take turns; each batch is one
+transaction). Any number of processes may write at once: PostgreSQL serializes conflicting inserts
+of the same event id, and ``ON CONFLICT DO NOTHING`` makes the later one a no-op. Batches are
+staged with ``COPY`` into a temporary table, then inserted in one statement.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+
+from sortition.store.schema import Table, create_statements
+
+
+def _pg(sql: str) -> str:
+    # The shared SQL uses "?" placeholders and never a literal "?" or "%".
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresTransaction:
+    def __init__(self, con: Any):
+        self._con = con
+
+    def insert_new(self, table: Table, rows: Sequence[tuple]) -> int:
+        if not rows:
+            return 0
+        staged = f"_sortition_staged_{table.name}"
+        cols = ", ".join(table.names)
+        with self._con.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staged} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(f"COPY {staged} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(
+                f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {staged} "
+                f"ON CONFLICT ({table.key}) DO NOTHING"
+            )
+            inserted = cur.rowcount
+            cur.execute(f"DELETE FROM {staged}")
+        return max(int(inserted), 0)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._con.execute(_pg(sql), list(params))
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._con.execute(_pg(sql), list(params)).fetchall()
+
+
+class PostgresBackend:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, connect_timeout: float = 10.0):
+        try:
+            import psycopg
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "a postgresql:// store needs psycopg 3: pip install 'sortition[postgres]'"
+            ) from err
+        self._psycopg = psycopg
+        self.location = url
+        self._lock = threading.RLock()
+        self._con = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+        with self.transaction() as tx:
+            # Several processes may create the schema at once: serialize them on an advisory lock.
+            tx.execute("SELECT pg_advisory_xact_lock(74215001)")
+            for statement in create_statements(indexes=True):
+                tx.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        with self._lock, self._con.transaction():
+            yield PostgresTransaction(self._con)
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self._lock, self._con.cursor() as cur:
+            cur.execute(_pg(sql), list(params))
+            names = [d.name for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=names)
+
+    def is_conflict(self, error: BaseException) -> bool:
+        errors = self._psycopg.errors
+        return isinstance(
+            error, (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

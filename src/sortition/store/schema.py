@@ -1,0 +1,126 @@
+"""The store's tables: one definition, rendered for DuckDB and PostgreSQL.
+
+Timestamps are stored as ``TIMESTAMP`` (without time zone) holding UTC: both engines compare and
+add intervals to them the same way, and no time-zone database is needed. Attribute maps, extra
+logging and metadata are stored as JSON text so the schema does not change with the attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "text" | "float" | "int" | "timestamp"
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+_SQL_TYPES = {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "INTEGER", "timestamp": "TIMESTAMP"}
+
+ASSIGNMENTS = Table(
+    "assignments",
+    (
+        Column("event_id", "text", False),
+        Column("flag_key", "text", False),
+        Column("allocation", "text"),
+        Column("experiment", "text"),
+        Column("variation", "text", False),
+        Column("subject", "text", False),
+        Column("ts", "timestamp", False),
+        Column("cell", "text"),
+        Column("propensity", "float"),
+        Column("round", "int"),
+        Column("subject_attributes", "text"),
+        Column("extra_logging", "text"),
+        Column("meta_data", "text"),
+    ),
+    key="event_id",
+)
+
+BANDIT_EVENTS = Table(
+    "bandit_events",
+    (
+        Column("event_id", "text", False),
+        Column("flag_key", "text", False),
+        Column("bandit_key", "text", False),
+        Column("subject", "text", False),
+        Column("action", "text", False),
+        Column("action_probability", "float", False),
+        Column("optimality_gap", "float"),
+        Column("model_version", "text"),
+        Column("ts", "timestamp", False),
+        Column("subject_numeric_attributes", "text"),
+        Column("subject_categorical_attributes", "text"),
+        Column("action_numeric_attributes", "text"),
+        Column("action_categorical_attributes", "text"),
+        Column("meta_data", "text"),
+    ),
+    key="event_id",
+)
+
+OUTCOMES = Table(
+    "outcomes",
+    (
+        Column("event_id", "text", False),
+        Column("subject", "text", False),
+        Column("metric", "text", False),
+        Column("value", "float", False),
+        Column("ts", "timestamp", False),
+    ),
+    key="event_id",
+)
+
+CONFIGURATIONS = Table(
+    "configurations",
+    (
+        Column("version", "int", False),
+        Column("created_at", "timestamp", False),
+        Column("flags", "text", False),
+        Column("bandits", "text"),
+    ),
+    key="version",
+)
+
+EVENT_TABLES = {"assignment": ASSIGNMENTS, "bandit": BANDIT_EVENTS, "outcome": OUTCOMES}
+TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS)
+
+# Indexes for the joins: exposures by flag, outcomes by subject and metric, decisions by subject.
+INDEXES = (
+    ("assignments_flag_subject", "assignments", ("flag_key", "subject", "ts")),
+    ("outcomes_subject_metric", "outcomes", ("subject", "metric", "ts")),
+    ("bandit_events_subject", "bandit_events", ("subject", "ts")),
+)
+
+
+def create_statements(indexes: bool = True) -> list[str]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` statements, valid in DuckDB and PostgreSQL alike.
+
+    DuckDB joins by hashing and only slows its appends with secondary indexes, so its backend asks
+    for tables only (``indexes=False``); PostgreSQL gets the indexes the joins use.
+    """
+    statements = [
+        "CREATE TABLE IF NOT EXISTS sortition_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    ]
+    for table in TABLES:
+        cols = ", ".join(
+            f"{c.name} {_SQL_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}" for c in table.columns
+        )
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, PRIMARY KEY ({table.key}))")
+    for name, table_name, cols in INDEXES if indexes else ():
+        statements.append(f"CREATE INDEX IF NOT EXISTS {name} ON {table_name} ({', '.join(cols)})")
+    return statements
