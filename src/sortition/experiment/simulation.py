@@ -23,6 +23,8 @@ import pandas as pd
 from sortition.experiment.schedules import Schedule, as_schedule
 from sortition.experiment.sequential import RoundResult, SequentialExperiment
 
+OUTCOME_METRIC = "outcome"
+
 
 @dataclass(frozen=True)
 class SimulationRound:
@@ -164,14 +166,19 @@ def simulate(
     rounds: list[SimulationRound] = []
     configurations: list[dict[str, Any]] = []
 
+    logger = None
+    if store is not None:
+        from sortition.store import StoreLogger
+
+        logger = StoreLogger(store, buffer_size=max(schedule.sizes) + 1)
     for r, size in enumerate(schedule):
         t0 = time.perf_counter()
         config = experiment.configuration()
         configurations.append(config)
         if store is not None:
-            store.save_configuration(experiment.key, config, version=r)
+            store.save_configuration(config, version=r + 1)
         notify("assign", r, {"n": size})
-        events = _Events(store.assignment_logger() if store is not None else None)
+        events = _Events(logger)
         client = Client(Configuration.from_json(config), assignment_logger=events)
         visitors = scenario.sample_visitors(size, rng)
         subjects = [f"r{r:02d}-{i:06d}" for i in range(size)]
@@ -184,10 +191,10 @@ def simulate(
         arm_index = np.array([arms.index(a) for a in served])
         outcomes = scenario.sample_outcomes(visitors, arm_index, rng)
         if store is not None:
-            store.append_outcomes(
-                [{"subject": s, "value": float(y), "metric": "outcome"} for s, y in zip(subjects, outcomes, strict=True)]
-            )
-        rows = round_frame(events.events, visitors, subjects, outcomes)
+            logger.flush()
+            rows = _store_round(store, experiment, subjects, outcomes, r)
+        else:
+            rows = round_frame(events.events, visitors, subjects, outcomes)
         expected = scenario.truth(visitors).expected
         notify("fit", r, {"n": size})
         result = experiment.advance(rows)
@@ -217,6 +224,27 @@ def simulate(
         experiment=experiment,
         policy_values=values,
     )
+
+
+def _store_round(store: Any, experiment: SequentialExperiment, subjects: Sequence[str], outcomes: np.ndarray,
+                 round_index: int) -> pd.DataFrame:
+    """Log the round's outcomes, then read the round's rows back through the exposure/outcome join."""
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    # purchases and conversions are events; a visitor without one has outcome 0 in the join
+    keep = np.ones(len(subjects), bool) if experiment.outcome == "continuous" else np.asarray(outcomes) != 0
+    store.append_outcomes(
+        [
+            {"subject": s, "metric": OUTCOME_METRIC, "value": float(y), "timestamp": now}
+            for s, y, k in zip(subjects, outcomes, keep, strict=True)
+            if k
+        ]
+    )
+    frame = store.experiment_frame(experiment.key, OUTCOME_METRIC)
+    frame = frame[frame["round"] == round_index].rename(columns={"y": "outcome"}).reset_index(drop=True)
+    if len(frame) != len(subjects):
+        raise RuntimeError(f"round {round_index}: the store returned {len(frame)} rows for {len(subjects)} visitors")
+    frame["round"] = frame["round"].astype(int)
+    return frame
 
 
 def round_frame(
