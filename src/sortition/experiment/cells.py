@@ -114,6 +114,26 @@ class Plan:
         rows = [list(s.arm_probabilities.values()) for s in (*self.segments, self.default)]
         return np.asarray(rows, dtype=float)
 
+    def segment_index(self, frame: Any) -> np.ndarray:
+        """(n,) position of the allocation serving each row: the first segment whose rule
+        matches (tree order, as the flag evaluates), ``len(segments)`` for the catch-all.
+
+        Args:
+            frame: raw covariates (a DataFrame, or ExperimentData).
+        """
+        n = len(frame.covariates) if hasattr(frame, "covariates") else len(frame)
+        index = np.full(n, len(self.segments), dtype=np.int64)
+        free = np.ones(n, dtype=bool)
+        for i, seg in enumerate(self.segments):
+            mask = free.copy() if seg.rule is None else free & np.asarray(seg.rule.mask(frame), dtype=bool)
+            index[mask] = i
+            free &= ~mask
+        return index
+
+    def probabilities(self, frame: Any) -> np.ndarray:
+        """(n, K) the plan's arm probabilities for each row (arm order)."""
+        return self.arm_probability_matrix()[self.segment_index(frame)]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (rules in the flag-configuration form)."""
 

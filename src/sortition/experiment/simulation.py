@@ -281,19 +281,15 @@ def _check_segments(
     expected = scenario.truth(visitors).expected  # (n, K)
     plan = experiment.plan_
     result = experiment.results_[-1]
-    assigned = np.zeros(n, dtype=bool)
-    chosen = np.zeros(n, dtype=np.int64)
-    plan_value = np.zeros(n)
+    position = plan.segment_index(visitors)
+    plan_value = (expected * plan.probabilities(visitors)).sum(axis=1)
+    chosen = np.zeros(n, dtype=np.int64)  # the catch-all serves control under "best arm per segment"
     checks = []
-    for seg in result.segments:
-        mask = np.ones(n, bool) if seg.rule is None else np.asarray(seg.rule.mask(visitors), dtype=bool)
-        mask &= ~assigned  # tree order: the first matching allocation serves
-        assigned |= mask
-        probs = np.array([plan.segment(seg.id).arm_probabilities[a] for a in arms])
-        plan_value[mask] = expected[mask] @ probs
-        chosen[mask] = arms.index(seg.best_arm)
+    for i, seg in enumerate(result.segments):
+        mask = position == i
         if not mask.any():
             continue
+        chosen[mask] = arms.index(seg.best_arm)
         values = expected[mask].mean(axis=0)
         checks.append(
             SegmentCheck(
@@ -305,10 +301,6 @@ def _check_segments(
                 true_values={a: float(v) for a, v in zip(arms, values, strict=True)},
             )
         )
-    rest = ~assigned
-    default_probs = np.array([plan.default.arm_probabilities[a] for a in arms])
-    plan_value[rest] = expected[rest] @ default_probs
-    chosen[rest] = 0
     values = {
         "oracle": float(expected.max(axis=1).mean()),
         "segments": float(expected[np.arange(n), chosen].mean()),
