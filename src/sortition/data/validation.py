@@ -133,6 +133,11 @@ def clean_covariates(df: pd.DataFrame) -> pd.DataFrame:
         if s.nunique(dropna=False) <= 1:
             warnings.warn(f"covariate column {col!r} is constant; dropped.", UserWarning, stacklevel=4)
             continue
+        if (len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool
+                and s.nunique() == len(s)):
+            warnings.warn(f"covariate column {col!r} has a distinct value on every row (an identifier?); dropped. "
+                          "Pass subject=<column> for subject keys.", UserWarning, stacklevel=4)
+            continue
         keep.append(col)
     out = df[keep].reset_index(drop=True)
     return out

@@ -1,0 +1,21 @@
+"""From a posterior to decisions: the best-arm rule, Thompson allocation per segment,
+welfare-optimal policy trees, and SHIP / STOP / CONTINUE recommendations."""
+
+from sortition.policy.allocation import thompson_allocation
+from sortition.policy.arms import arm_win_frequencies, best_arms, iterative_floor_clip
+from sortition.policy.decisions import DecisionThresholds, Recommendation, recommend
+from sortition.policy.segments import Segment
+from sortition.policy.tree import PolicyTree, fit_policy_tree
+
+__all__ = [
+    "DecisionThresholds",
+    "PolicyTree",
+    "Recommendation",
+    "Segment",
+    "arm_win_frequencies",
+    "best_arms",
+    "fit_policy_tree",
+    "iterative_floor_clip",
+    "recommend",
+    "thompson_allocation",
+]

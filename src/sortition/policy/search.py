@@ -1,0 +1,216 @@
+"""Welfare-optimal policy tree search over arrays.
+
+The welfare of a leaf is ``max_k sum_{i in leaf} w_i R[i, k]``, with ``R (n, K)`` the posterior-mean
+reward of each arm relative to control (column 0 is 0). Splits are found on cumulative sums over
+ordered slots (:mod:`sortition.policy.features`): a node's best single split from 1-D slot
+histograms, and the best split *with the best split of each child* (an exact depth-2 search) from
+2-D histograms of every feature pair, vectorized over all root thresholds at once. Trees deeper
+than 2 choose each split by that depth-2 look-ahead, greedily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sortition.policy.arms import best_arms
+from sortition.policy.features import Feature
+from sortition.rules import Condition
+
+_NEG = -np.inf
+
+
+@dataclass(frozen=True)
+class Split:
+    feature: int
+    order: np.ndarray  # (n_slots,) slot ids in split order; the missing slot is always last
+    t: int  # left = ordered positions 0..t
+
+
+@dataclass(frozen=True)
+class Leaf:
+    rows: np.ndarray  # (n_leaf,) row indices
+    conditions: tuple[Condition, ...]
+    best_arm: int  # arm index under best_arms of the leaf's summed rewards
+    welfare: float  # max_k of the leaf's summed (weighted) rewards
+
+
+def _histogram(index: np.ndarray, size: int, values: np.ndarray) -> np.ndarray:
+    """Sums of ``values (n, C)`` per ``index`` value: (size, C)."""
+    return np.stack([np.bincount(index, weights=values[:, c], minlength=size) for c in range(values.shape[1])], axis=1)
+
+
+def _orders(h: np.ndarray, categorical: bool) -> np.ndarray:
+    """(T, m) slot order per node. Numeric: natural. Categorical: levels by the node's mean reward
+    difference between its two best arms (empty levels last), missing always last."""
+    n_nodes, m, width = h.shape
+    if not categorical:
+        return np.broadcast_to(np.arange(m), (n_nodes, m))
+    k = width - 1
+    sums, counts = h[:, : m - 1, :k], h[:, : m - 1, k]
+    ranked = np.argsort(-sums.sum(axis=1), axis=1, kind="stable")
+    first, second = ranked[:, 0], ranked[:, 1]
+    take = np.arange(n_nodes)
+    diff = sums[take, :, first] - sums[take, :, second]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(counts > 0, diff / np.where(counts > 0, counts, 1.0), np.inf)
+    order = np.argsort(score, axis=1, kind="stable")
+    return np.concatenate([order, np.full((n_nodes, 1), m - 1)], axis=1)
+
+
+def best_splits(h: np.ndarray, categorical: bool, min_count: float):
+    """Best single split of each of T nodes over one feature.
+
+    Args:
+        h: (T, m, K+1) slot histograms (K reward sums, then the weight), missing slot last.
+
+    Returns:
+        value (T,) of the best feasible split (-inf if none), its position t (T,), the orders
+        (T, m), and the value without a split (T,).
+    """
+    n_nodes, m, width = h.shape
+    k = width - 1
+    order = _orders(h, categorical)
+    if categorical:
+        h = np.take_along_axis(h, order[:, :, None], axis=1)
+    total = h.sum(axis=1)
+    nosplit = total[:, :k].max(axis=1)
+    if m < 2:
+        return np.full(n_nodes, _NEG), np.zeros(n_nodes, dtype=np.int64), order, nosplit
+    left = np.cumsum(h, axis=1)[:, :-1, :]  # (T, m-1, K+1): positions 0..t go left
+    right = total[:, None, :] - left
+    value = left[..., :k].max(axis=2) + right[..., :k].max(axis=2)
+    ok = (left[..., k] >= min_count) & (right[..., k] >= min_count)
+    has_missing = h[:, -1, k] > 0
+    position = np.arange(m - 1)
+    # With missing values in the node only the null split (t = m-2) keeps every row in a leaf.
+    ok &= np.where(has_missing[:, None], position[None, :] == m - 2, position[None, :] < m - 2)
+    value = np.where(ok, value, _NEG)
+    t = np.argmax(value, axis=1)
+    return value[np.arange(n_nodes), t], t, order, nosplit
+
+
+class TreeSearch:
+    """Exact search of depth <= 2 (greedy depth-2 look-ahead beyond) over encoded features.
+
+    Args:
+        features: encoded covariates (same n).
+        rewards: (n, K) posterior-mean reward of each arm relative to control (column 0 = 0).
+        min_leaf_share: minimum share of the (weighted) visitors in every leaf.
+    """
+
+    def __init__(self, features: list[Feature], rewards: np.ndarray, min_leaf_share: float):
+        self.features = features
+        self.rewards = np.asarray(rewards, dtype=np.float64)
+        self.min_leaf_share = min_leaf_share
+
+    def fit(self, max_depth: int, weights: np.ndarray | None = None) -> list[Leaf]:
+        n = self.rewards.shape[0]
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        self._w = w
+        self._values = np.concatenate([self.rewards * w[:, None], w[:, None]], axis=1)
+        self._min_count = self.min_leaf_share * w.sum() * (1 - 1e-12)
+        self._tol = 1e-9 * (np.abs(self._values[:, :-1]).sum() + 1e-300)
+        leaves: list[Leaf] = []
+        self._grow(np.arange(n), max_depth, (), leaves)
+        return leaves
+
+    # --- recursion ----------------------------------------------------------------------------
+    def _grow(self, rows: np.ndarray, depth: int, path: tuple, leaves: list[Leaf]) -> None:
+        split = None
+        if depth >= 1 and self._values[rows, -1].sum() >= 2 * self._min_count:
+            split = self._lookahead_split(rows) if depth >= 2 else self._single_split(rows)
+        if split is None:
+            sums = self._values[rows, :-1].sum(axis=0)
+            leaves.append(Leaf(rows, _simplify(path), int(best_arms(sums[1:])), float(sums.max())))
+            return
+        feature = self.features[split.feature]
+        position = np.empty(feature.n_slots, dtype=np.int64)
+        position[split.order] = np.arange(feature.n_slots)
+        slot = feature.codes[rows]
+        pos = position[slot]
+        missing = slot == feature.n_slots - 1
+        if split.t == feature.n_slots - 2:
+            go_left, go_right = ~missing, missing
+        else:
+            go_left, go_right = pos <= split.t, (pos > split.t) & ~missing
+        left_cond, right_cond = feature.split_conditions(split.order, split.t)
+        self._grow(rows[go_left], depth - 1, path + (left_cond,), leaves)
+        self._grow(rows[go_right], depth - 1, path + (right_cond,), leaves)
+
+    def _single_split(self, rows: np.ndarray) -> Split | None:
+        values = self._values[rows]
+        best, choice, base = _NEG, None, None
+        for j, f in enumerate(self.features):
+            h = _histogram(f.codes[rows], f.n_slots, values)[None]
+            value, t, order, nosplit = best_splits(h, f.categorical, self._min_count)
+            base = nosplit[0]
+            if value[0] > best:
+                best, choice = value[0], Split(j, order[0].copy(), int(t[0]))
+        if choice is None or best <= base + self._tol:
+            return None
+        return choice
+
+    def _lookahead_split(self, rows: np.ndarray) -> Split | None:
+        """The root split maximizing root-split value plus each child's best single split."""
+        values = self._values[rows]
+        codes = [f.codes[rows] for f in self.features]
+        cache: dict[tuple[int, int], np.ndarray] = {}
+
+        def pair(a: int, b: int) -> np.ndarray:
+            if (b, a) in cache:
+                return cache[(b, a)].transpose(1, 0, 2)
+            fa, fb = self.features[a], self.features[b]
+            h = _histogram(codes[a] * fb.n_slots + codes[b], fa.n_slots * fb.n_slots, values)
+            cache[(a, b)] = h.reshape(fa.n_slots, fb.n_slots, -1)
+            return cache[(a, b)]
+
+        best, choice, base = _NEG, None, None
+        for j1, f1 in enumerate(self.features):
+            h1 = _histogram(codes[j1], f1.n_slots, values)[None]
+            root_value, _, order1, nosplit = best_splits(h1, f1.categorical, self._min_count)
+            base = nosplit[0]
+            if not np.isfinite(root_value[0]):
+                continue
+            order1 = order1[0]
+            m1 = f1.n_slots
+            best_left = np.full(m1 - 1, _NEG)
+            best_right = np.full(m1 - 1, _NEG)
+            for j2, f2 in enumerate(self.features):
+                h2 = pair(j1, j2)[order1]
+                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root threshold
+                right = h2.sum(axis=0)[None] - left
+                value_l, _, _, keep_l = best_splits(left, f2.categorical, self._min_count)
+                value_r, _, _, keep_r = best_splits(right, f2.categorical, self._min_count)
+                best_left = np.maximum(best_left, np.maximum(value_l, keep_l))
+                best_right = np.maximum(best_right, np.maximum(value_r, keep_r))
+            # feasibility and missing-value routing of the root split itself
+            cum1 = np.cumsum(h1[0, order1], axis=0)[:-1]
+            k = values.shape[1] - 1
+            ok = (cum1[:, k] >= self._min_count) & (h1[0, :, k].sum() - cum1[:, k] >= self._min_count)
+            position = np.arange(m1 - 1)
+            ok &= (position == m1 - 2) if h1[0, -1, k] > 0 else (position < m1 - 2)
+            total = np.where(ok, best_left + best_right, _NEG)
+            t = int(np.argmax(total))
+            if total[t] > best:
+                best, choice = total[t], Split(j1, np.array(order1), t)
+        if choice is None or best <= base + self._tol:
+            return None
+        return choice
+
+
+def _simplify(path: tuple[Condition, ...]) -> tuple[Condition, ...]:
+    """Drop comparisons implied by a tighter one on the same attribute (x <= 5 AND x <= 3)."""
+    keep: list[Condition] = []
+    for cond in path:
+        replaced = False
+        for i, prev in enumerate(keep):
+            if prev.attribute == cond.attribute and prev.operator == cond.operator and cond.operator in ("LTE", "GT"):
+                tighter = min if cond.operator == "LTE" else max
+                keep[i] = Condition(cond.attribute, cond.operator, tighter(prev.value, cond.value))
+                replaced = True
+                break
+        if not replaced:
+            keep.append(cond)
+    return tuple(keep)
