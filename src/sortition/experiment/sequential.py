@@ -225,7 +225,8 @@ class SequentialExperiment:
         data = self._experiment_data(all_rows)
 
         t0 = time.perf_counter()
-        seed = int(np.random.SeedSequence([self.seed, state.round]).generate_state(1)[0])
+        # per-round seed from (seed, round); below 2**31 because C++ engines take a signed int
+        seed = int(np.random.SeedSequence([self.seed, state.round]).generate_state(1)[0]) % (2**31 - 1)
         posterior = _fit_posterior(data, outcome=self.outcome, engine=self.engine, seed=seed, **self.fit_options)
         timings["fit"] = time.perf_counter() - t0
 
