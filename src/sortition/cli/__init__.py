@@ -2,5 +2,6 @@
 
 from sortition.cli.app import app
 import sortition.cli.conformance  # noqa: F401,E402  (registers `sortition conformance`)
+import sortition.cli.demo  # noqa: F401,E402  (registers `sortition demo` and `sortition analyze`)
 
 __all__ = ["app"]
