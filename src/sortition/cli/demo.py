@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ def demo(
 ) -> None:
     """Simulate an adaptive experiment end to end and write an HTML report."""
     from sortition.experiment.demo import run_demo
+
+    _quiet_engines()
 
     console.print(
         f"[bold]Sortition demo[/]: scenario [cyan]{scenario}[/], {rounds} rounds x {visitors:,} visitors, "
@@ -88,6 +91,8 @@ def analyze(
     from sortition.experiment.demo import analyze as run_analysis
     from sortition.experiment.demo import read_table
 
+    _quiet_engines()
+
     try:
         frame = read_table(data, query=query, table=table)
         with console.status(f"fitting {len(frame):,} rows with the {engine} engine"):
@@ -104,6 +109,28 @@ def analyze(
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
 
 
+def _decisions(result: Any) -> dict[Any, str]:
+    """Per segment, recommend()'s decision for its best treatment (the segment's best arm, or the
+    best-looking treatment where control is best)."""
+    recs = result.recommendations
+    if recs is None or not len(recs):
+        return {}
+    out = {}
+    for s in result.segments:
+        rows = recs[recs["scope"] == s.id]
+        if not len(rows):
+            continue
+        pick = rows[rows["arm"] == s.best_arm] if s.best_arm in set(rows["arm"]) else rows.nlargest(1, "lift_mean")
+        r = pick.iloc[0]
+        out[s.id] = f"{r['decision']} {r['arm']}"
+    return out
+
+
+def _quiet_engines() -> None:
+    # stochtree warns about covariates with few unique values (one-hot columns) on every fit
+    warnings.filterwarnings("ignore", category=UserWarning, module="stochtree")
+
+
 def _print_summary(experiment: Any, simulation: Any) -> None:
     result = experiment.results_[-1]
     checks = {c.id: c for c in simulation.segments} if simulation is not None else {}
@@ -114,12 +141,15 @@ def _print_summary(experiment: Any, simulation: Any) -> None:
     table.add_column("P(best)", justify="right")
     if checks:
         table.add_column("truth")
+    table.add_column("decision")
     table.add_column("next allocation")
+    decision = _decisions(result)
     for s in result.segments:
         row = [s.description, f"{s.share:.0%}", s.best_arm, f"{s.arm_best_probabilities.get(s.best_arm, 0):.2f}"]
         if checks:
             check = checks.get(s.id)
             row.append("-" if check is None else ("[green]correct[/]" if check.correct else f"[red]{check.true_best_arm}[/]"))
+        row.append(decision.get(s.id, "-"))
         row.append(", ".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0))
         table.add_row(*row)
     console.print(table)
@@ -131,7 +161,11 @@ def _print_summary(experiment: Any, simulation: Any) -> None:
                  f"{g.rounds} rounds) - proposal only" for g in result.graduations]
     dropped = [a for a in experiment.arms if a not in experiment.active_arms_]
     decisions += [f"dropped [bold]{a}[/] (lost in every segment for {experiment.drop_after} rounds)" for a in dropped]
-    console.print("Decisions: " + ("; ".join(decisions) if decisions else "continue (no confident, cheap winner yet)"))
+    console.print(
+        "Decisions: " + ("; ".join(decisions) if decisions else
+                         f"no graduation yet (a segment's winner must be confident and cheap to ship for "
+                         f"{experiment.graduation_rounds} rounds in a row); no arm dropped")
+    )
     if simulation is not None:
         n = sum(r.n for r in simulation.rounds)
         saved = simulation.uniform_regret - simulation.regret

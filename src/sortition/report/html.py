@@ -171,9 +171,24 @@ def write_report(
                           f"for {experiment.drop_after} rounds"])
     if not decisions:
         decisions.append(["continue", "all segments", "-", "no winner is confident and cheap enough to ship yet"])
+    recs = result.recommendations
+    rec_html = ""
+    if recs is not None and len(recs):
+        names = {s.id: s.description for s in result.segments}
+        rec_rows = [
+            [names.get(r.scope, str(r.scope)), r.arm, f"{r.share:.0%}",
+             f"{r.lift_mean:+.3g} [{r.lift_lower:.3g}, {r.lift_upper:.3g}]", f"{r.prob_positive:.2f}",
+             float(r.loss_if_ship), r.decision]
+            for r in recs.itertuples()
+        ]
+        rec_html = "<h3>This round's recommendations</h3>" + _table(
+            ["scope", "treatment", "share", "lift (90% CI)", "P(lift>0)", "expected loss if shipped", "decision"],
+            rec_rows,
+        )
     sections.append(
-        "<h2>Decisions</h2>" + _table(["decision", "segment", "arm", "why"], decisions)
-        + '<p class="note">Graduations are proposals: the loop never ships an arm by itself.</p>'
+        "<h2>Decisions</h2>" + _table(["decision", "segment", "arm", "why"], decisions) + rec_html
+        + '<p class="note">Graduations are proposals (sustained over rounds): the loop never ships an arm by '
+        "itself.</p>"
     )
 
     round_rows = []
