@@ -31,11 +31,14 @@ class Attributes:
         categorical: dict[str, Any] = {}
         if attributes:
             for key, value in attributes.items():
-                if value is None:
-                    continue
-                if isinstance(value, bool) or isinstance(value, str):
+                kind = value.__class__
+                if kind is str or kind is bool:
                     categorical[key] = value
-                elif isinstance(value, (int, float)):
+                elif kind is float or kind is int:
+                    numeric[key] = value
+                elif value is None:
+                    continue
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     numeric[key] = value
                 else:
                     categorical[key] = value

@@ -23,11 +23,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sortition.serving.attributes import Attributes
 from sortition.serving.conditions import js_string
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, shard
+from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, first_uint32, shard
+from sortition.serving.sharding import md5 as _md5
 
 # (attribute key, coefficient, missing-value coefficient)
 NumericTerm = tuple[str, float, float]
@@ -67,9 +68,12 @@ class BanditModel:
     model_version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class BanditEvaluation:
-    """The chosen action for one subject, with its score, probability and optimality gap."""
+class BanditEvaluation(NamedTuple):
+    """The chosen action for one subject, with its score, probability and optimality gap.
+
+    An immutable record (a NamedTuple: built on every request, and cheaper than a dataclass).
+    ``action_weight`` is the probability with which this action was chosen (the propensity).
+    """
 
     flag_key: str
     subject_key: str
@@ -78,16 +82,16 @@ class BanditEvaluation:
     action_weight: float
     gamma: float
     optimality_gap: float
-    subject_attributes: Attributes
-    action_attributes: Attributes
+    subject_attributes: Attributes | Mapping[str, Any] | None  # as the caller gave them
+    action_attributes: Attributes | Mapping[str, Any] | None
 
 
 # ---------------------------------------------------------------- parsing
 
 
 def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{path}: expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -194,6 +198,23 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
 # ---------------------------------------------------------------- scoring
 
 _isfinite = math.isfinite
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# An attributes view: (numeric group, categorical group, from a flat dict?). A flat dict is
+# read in place: its numbers are the numeric group, its strings/bools the categorical group.
+View = tuple[Mapping[str, Any], Mapping[str, Any], bool]
+
+
+def attributes_view(attributes: Attributes | Mapping[str, Any] | None) -> View:
+    if attributes.__class__ is dict:
+        return attributes, attributes, True
+    if isinstance(attributes, Attributes):
+        return attributes.numeric, attributes.categorical, False
+    if attributes is None:
+        return _EMPTY, _EMPTY, False
+    if isinstance(attributes, Mapping):
+        return attributes, attributes, True
+    raise TypeError(f"attributes must be a dict or Attributes, got {type(attributes).__name__}")
 
 
 def _numeric_sum(terms: tuple[NumericTerm, ...], values: Mapping[str, Any]) -> float:
@@ -210,7 +231,18 @@ def _numeric_sum(terms: tuple[NumericTerm, ...], values: Mapping[str, Any]) -> f
     return total
 
 
-def _categorical_sum(terms: tuple[CategoricalTerm, ...], values: Mapping[str, Any]) -> float:
+def categorical_key(v: Any, flat: bool) -> str | None:
+    """The string a categorical coefficient is looked up by; ``None`` when missing."""
+    if v is None:
+        return None
+    if v.__class__ is str:
+        return v
+    if flat and not isinstance(v, bool) and isinstance(v, (int, float)):
+        return None  # a number in a flat dict belongs to the numeric group
+    return js_string(v)
+
+
+def _categorical_sum(terms: tuple[CategoricalTerm, ...], values: Mapping[str, Any], flat: bool = False) -> float:
     total = 0.0
     for key, table, missing in terms:
         v = values.get(key)
@@ -218,23 +250,37 @@ def _categorical_sum(terms: tuple[CategoricalTerm, ...], values: Mapping[str, An
             total += missing
             continue
         if v.__class__ is not str:
+            if flat and not isinstance(v, (bool, str)) and isinstance(v, (int, float)):
+                total += missing  # a number in a flat dict belongs to the numeric group
+                continue
             v = js_string(v)
         c = table.get(v)
         total += missing if c is None else c
     return total
 
 
-def score_action(model: BanditModel, subject: Attributes, action_key: str, action: Attributes) -> float:
-    """One action's score (see the module docstring)."""
+def _score(model: BanditModel, subject: View, action_key: str, action: View) -> float:
     c = model.coefficients.get(action_key)
     if c is None:
         return model.default_action_score
+    # Each group is summed from 0 and then added, in the reference's order (an empty group
+    # adds 0.0, exactly as summing nothing does); empty groups skip the call.
     score = c.intercept
-    score += _numeric_sum(c.subject_numeric, subject.numeric)
-    score += _categorical_sum(c.subject_categorical, subject.categorical)
-    score += _numeric_sum(c.action_numeric, action.numeric)
-    score += _categorical_sum(c.action_categorical, action.categorical)
+    score += _numeric_sum(c.subject_numeric, subject[0]) if c.subject_numeric else 0.0
+    score += _categorical_sum(c.subject_categorical, subject[1], subject[2]) if c.subject_categorical else 0.0
+    score += _numeric_sum(c.action_numeric, action[0]) if c.action_numeric else 0.0
+    score += _categorical_sum(c.action_categorical, action[1], action[2]) if c.action_categorical else 0.0
     return score
+
+
+def score_action(
+    model: BanditModel,
+    subject_attributes: Attributes | Mapping[str, Any] | None,
+    action_key: str,
+    action_attributes: Attributes | Mapping[str, Any] | None,
+) -> float:
+    """One action's score (see the module docstring)."""
+    return _score(model, attributes_view(subject_attributes), action_key, attributes_view(action_attributes))
 
 
 def score_actions(
@@ -242,37 +288,67 @@ def score_actions(
     subject_attributes: Attributes | Mapping[str, Any] | None,
     actions: Mapping[str, Attributes | Mapping[str, Any] | None],
 ) -> dict[str, float]:
-    """Score every action: action key -> score, in the caller's order."""
-    subject = Attributes.coerce(subject_attributes)
-    return {key: score_action(model, subject, key, Attributes.coerce(a)) for key, a in actions.items()}
+    """Score every action: action key -> score, in the caller's order.
+
+    Attributes are a flat dict (numbers numeric; strings/bools categorical; None missing) or
+    :class:`Attributes` (the caller's grouping kept).
+    """
+    subject = attributes_view(subject_attributes)
+    return {key: _score(model, subject, key, attributes_view(a)) for key, a in actions.items()}
 
 
 # ---------------------------------------------------------------- weighting
 
 
-def _order_key(keys: list[str]):
-    """A sort key comparing strings as JavaScript does (UTF-16 code units)."""
-    if all(k.isascii() for k in keys):
-        return None
-    return lambda k: k.encode("utf-16-be")
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
 
 
 def _js_sorted(keys) -> list[str]:
+    """Keys in JavaScript string order (UTF-16 code units; the same as Python's for BMP text)."""
     keys = list(keys)
-    return sorted(keys, key=_order_key(keys))
+    for k in keys:
+        if not k.isascii():
+            return sorted(keys, key=_utf16)
+    return sorted(keys)
+
+
+def _weights_sorted(keys: list[str], scores: Mapping[str, float], gamma: float, floor: float):
+    """(weights in key order, top key, top score) for keys already in JS order."""
+    best = keys[0]
+    best_score = scores[best]
+    for k in keys:
+        s = scores[k]
+        if s > best_score:
+            best, best_score = k, s
+    n = len(keys)
+    minimum = floor / n
+    weights: dict[str, float] = {}
+    cumulative = 0.0
+    for k in keys:
+        if k == best:
+            weights[k] = 0.0  # placeholder keeps key order; set below
+            continue
+        w = 1 / (n + gamma * (best_score - scores[k]))
+        if not w >= minimum:  # also catches NaN
+            w = minimum
+        cumulative += w
+        weights[k] = w
+    top_weight = 1 - cumulative
+    weights[best] = top_weight if top_weight > 0.0 else 0.0
+    return weights, best, best_score
 
 
 def top_action(scores: Mapping[str, float]) -> tuple[str, float]:
-    """The highest-scoring action; ties go to the smaller key (JS string order)."""
+    """The highest-scoring action and its score; ties go to the smaller key (JS string order)."""
     if not scores:
         raise ValueError("scores is empty: there is no top action")
     keys = _js_sorted(scores)
     best = keys[0]
-    best_score = scores[best]
-    for k in keys[1:]:
-        if scores[k] > best_score:
-            best, best_score = k, scores[k]
-    return best, best_score
+    for k in keys:
+        if scores[k] > scores[best]:
+            best = k
+    return best, scores[best]
 
 
 def action_weights(
@@ -280,42 +356,27 @@ def action_weights(
 ) -> dict[str, float]:
     """Inverse-gap weights (probabilities summing to 1), key -> weight in key order.
 
-    Non-top action ``a``: ``max(1 / (n + gamma * (top - score_a)), floor / n)``; top action:
-    ``max(1 - Σ non-top, 0)``. Empty ``scores`` gives ``{}``.
+    Non-top action ``a``: ``max(1 / (n + gamma * (top - score_a)), floor / n)`` with
+    ``floor = action_probability_floor``; top action: ``max(1 - Σ non-top, 0)``.
+    Empty ``scores`` gives ``{}``.
     """
     if not scores:
         return {}
-    keys = _js_sorted(scores)
-    best = keys[0]
-    best_score = scores[best]
-    for k in keys[1:]:
-        if scores[k] > best_score:
-            best, best_score = k, scores[k]
-    n = len(keys)
-    minimum = action_probability_floor / n
-    weights: dict[str, float] = {}
-    cumulative = 0.0
-    for k in keys:
-        if k == best:
-            continue
-        w = 1 / (n + gamma * (best_score - scores[k]))
-        if not w >= minimum:  # also catches NaN
-            w = minimum
-        cumulative += w
-        weights[k] = w
-    weights[best] = max(1 - cumulative, 0.0)
-    return {k: weights[k] for k in keys}
+    return _weights_sorted(_js_sorted(scores), scores, gamma, action_probability_floor)[0]
+
+
+def _shuffle(prefix: str, keys: list[str]) -> list[str]:
+    """``keys`` (already in JS order) sorted by ``shard(prefix + key)``; the sort is stable, so
+    equal shards keep key order."""
+    shard_of = dict(zip(keys, [
+        first_uint32(_md5((prefix + k).encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS for k in keys
+    ]))
+    return sorted(keys, key=shard_of.__getitem__)
 
 
 def shuffled_actions(flag_key: str, subject_key: str, keys) -> list[str]:
     """Actions in the subject's deterministic order: by ``shard(f"{flag}-{subject}-{key}")``, ties by key."""
-    keys = list(keys)
-    prefix = f"{flag_key}-{subject_key}-"
-    order = _order_key(keys)
-    if order is None:
-        return [k for _, k in sorted((shard(prefix + k, BANDIT_ASSIGNMENT_SHARDS), k) for k in keys)]
-    decorated = sorted((shard(prefix + k, BANDIT_ASSIGNMENT_SHARDS), order(k), k) for k in keys)
-    return [k for _, _, k in decorated]
+    return _shuffle(f"{flag_key}-{subject_key}-", _js_sorted(keys))
 
 
 def select_action(flag_key: str, subject_key: str, weights: Mapping[str, float]) -> str:
@@ -342,27 +403,32 @@ def evaluate_bandit(
     """Score, weigh and select one action for one subject.
 
     Args:
-        actions: action key -> attributes (a flat dict or :class:`Attributes`); not empty.
+        subject_attributes, actions' values: a flat dict or :class:`Attributes`.
+        actions: action key -> attributes; not empty. Its order never matters.
 
     Raises:
         ValueError: when ``actions`` is empty (the Client checks this and returns no action).
     """
     if not actions:
         raise ValueError("actions is empty: pass at least one action")
-    subject = Attributes.coerce(subject_attributes)
-    action_attrs = {k: Attributes.coerce(a) for k, a in actions.items()}
-    scores = {k: score_action(model, subject, k, a) for k, a in action_attrs.items()}
-    weights = action_weights(scores, model.gamma, model.action_probability_floor)
-    chosen = select_action(flag_key, subject_key, weights)
-    top = max(scores.values())
-    return BanditEvaluation(
-        flag_key=flag_key,
-        subject_key=subject_key,
-        action_key=chosen,
-        action_score=scores[chosen],
-        action_weight=weights[chosen],
-        gamma=model.gamma,
-        optimality_gap=top - scores[chosen],
-        subject_attributes=subject,
-        action_attributes=action_attrs[chosen],
-    )
+    subject = attributes_view(subject_attributes)
+    scores = {k: _score(model, subject, k, attributes_view(a)) for k, a in actions.items()}
+    keys = _js_sorted(scores)
+    weights, _, top = _weights_sorted(keys, scores, model.gamma, model.action_probability_floor)
+    prefix = f"{flag_key}-{subject_key}"
+    pre = prefix + "-"
+    # Shuffle: a stable sort by shard over keys already in JS order breaks ties by key.
+    shuffled = _shuffle(pre, keys)
+    threshold = (first_uint32(_md5(prefix.encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
+    cumulative = 0.0
+    chosen = None
+    for k in shuffled:
+        cumulative += weights[k]
+        if cumulative > threshold:
+            chosen = k
+            break
+    if chosen is None:  # rounding left nothing selected: take the last (never raise)
+        chosen = shuffled[-1]
+    score = scores[chosen]
+    return BanditEvaluation(flag_key, subject_key, chosen, score, weights[chosen], model.gamma, top - score,
+                            subject_attributes, actions[chosen])

@@ -17,7 +17,7 @@ from typing import Any
 from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import BanditEvaluation, evaluate_bandit
 from sortition.serving.configuration import Configuration
-from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag
+from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag, match_flag_many
 from sortition.serving.events import DedupCache, assignment_event, bandit_event, safe_log
 from sortition.serving.results import (
     ASSIGNMENT_ERROR,
@@ -52,6 +52,8 @@ def _expected_types(default: Any, variation_type: str | None) -> tuple[str, ...]
 
 
 def _flat(subject_attributes: Any) -> Mapping[str, Any]:
+    if subject_attributes.__class__ is dict:
+        return subject_attributes
     if subject_attributes is None:
         return {}
     if isinstance(subject_attributes, Attributes):
@@ -134,10 +136,29 @@ class Client:
         a flag of another type returns the default (TYPE_MISMATCH in the details).
         """
         try:
-            return self._assign(self._config, flag_key, subject_key, _flat(subject_attributes), default,
-                                _expected_types(default, variation_type), None)[0]
+            cfg = self._config
+            flag = cfg.flags.get(flag_key) if not cfg.obfuscated else cfg.get_flag(flag_key)
+            if flag is None or not flag.enabled:
+                return default
+            expected = _EXPECTED.get(default.__class__) if variation_type is None else (variation_type.upper(),)
+            attributes = subject_attributes if subject_attributes.__class__ is dict else _flat(subject_attributes)
+            if (expected is not None and flag.variation_type not in expected) or cfg.obfuscated:
+                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
+            found = match_flag(flag, subject_key, attributes, time() if flag.timed else 0.0, None)
+            if found is None:
+                return default
+            alloc, split = found[1], found[2]
+            variation = flag.variations.get(split.variation_key)
+            if variation is None or variation.error is not None:  # the slow path reports it
+                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
+            if alloc.do_log and self._log_assignment is not None:
+                self._emit_assignment(flag_key, alloc, split, variation.key, subject_key, attributes)
+            value = variation.value
+            if value.__class__ is dict or value.__class__ is list:
+                return _serve(variation)
+            return value
         except Exception:  # noqa: BLE001 - request-time evaluation never raises
-            logger.exception("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
+            _report_failure("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
             return default
 
     def get_assignment_details(
@@ -154,7 +175,7 @@ class Client:
             return self._assign(self._config, flag_key, subject_key, _flat(subject_attributes), default,
                                 _expected_types(default, variation_type), [])[1]
         except Exception as exc:  # noqa: BLE001
-            logger.exception("sortition: get_assignment_details(%r, %r) failed", flag_key, subject_key)
+            _report_failure("sortition: get_assignment_details(%r, %r) failed", flag_key, subject_key)
             return AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR, f"evaluation failed: {exc!r}")
 
     def get_assignments(
@@ -166,19 +187,44 @@ class Client:
         variation_type: str | None = None,
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
-        pairs) against one configuration snapshot; same results, in order."""
-        cfg = self._config
-        expected = _expected_types(default, variation_type)
-        items = subjects.items() if isinstance(subjects, Mapping) else subjects
-        out = []
+        pairs); same results and events, in order. The flag is walked once for the whole
+        audience (rules condition by condition, one bulk md5 pass per shard salt)."""
+        items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
+        try:
+            expected = _expected_types(default, variation_type)
+            return [v for v, _ in self._assign_many(self._config, flag_key, items, default, expected)]
+        except Exception:  # noqa: BLE001
+            _report_failure("sortition: get_assignments(%r) failed; serving subject by subject", flag_key)
+            return [self.get_assignment(flag_key, k, a, default, variation_type=variation_type) for k, a in items]
+
+    def _assign_many(self, cfg, flag_key, items, default, expected) -> list[tuple[Any, str | None]]:
+        """(value, matched variation key or None) per (subject_key, attributes) pair; the same
+        as :meth:`_assign` subject by subject, with the flag walked once for all of them."""
+        flag = cfg.get_flag(flag_key)
+        if flag is None or not flag.enabled or (expected is not None and flag.variation_type not in expected):
+            return [self._assign(cfg, flag_key, k, _flat(a), default, expected, None)[::2] for k, a in items]
+        keys = [k for k, _ in items]
+        flat = [_flat(a) for _, a in items]
+        rule_attrs = [hash_attribute_names(a) for a in flat] if cfg.obfuscated else flat
+        found = match_flag_many(flag, keys, rule_attrs, time() if flag.timed else 0.0)
+        out: list[tuple[Any, str | None]] = []
         append = out.append
-        assign = self._assign
-        for subject_key, attrs in items:
-            try:
-                append(assign(cfg, flag_key, subject_key, _flat(attrs), default, expected, None)[0])
-            except Exception:  # noqa: BLE001
-                logger.exception("sortition: get_assignments(%r) failed for %r", flag_key, subject_key)
-                append(default)
+        log = self._log_assignment is not None
+        variations = flag.variations
+        for i, m in enumerate(found):
+            if m is None:
+                append((default, None))
+                continue
+            alloc, split = m
+            variation = variations.get(split.variation_key)
+            if variation is None or variation.error is not None:  # the single path reports it
+                append(self._assign(cfg, flag_key, keys[i], flat[i], default, expected, None)[::2])
+                continue
+            if log and alloc.do_log:
+                self._emit_assignment(flag_key, alloc, split, variation.key, keys[i], flat[i])
+            value = variation.value
+            append((_serve(variation) if value.__class__ is dict or value.__class__ is list else value,
+                    variation.key))
         return out
 
     def _assign(self, cfg, flag_key, subject_key, attributes, default, expected, trace):
@@ -201,7 +247,7 @@ class Client:
             return default, AssignmentDetails(default, flag_key, subject_key, TYPE_MISMATCH, message,
                                               environment_name=cfg.environment), None
         rule_attrs = hash_attribute_names(attributes) if cfg.obfuscated else attributes
-        found = match_flag(flag, subject_key, rule_attrs, time(), trace)
+        found = match_flag(flag, subject_key, rule_attrs, time() if flag.timed else 0.0, trace)
         if found is None:
             if trace is None:
                 return default, None, None
@@ -285,27 +331,27 @@ class Client:
 
     def _bandit(self, cfg, flag_key, subject_key, subject_attributes, actions, default, want_details) -> BanditResult:
         try:
-            subject = Attributes.coerce(subject_attributes)
             value, details, variation_key = self._assign(
-                cfg, flag_key, subject_key, subject.flat(), default, _STRING, [] if want_details else None
+                cfg, flag_key, subject_key, _flat(subject_attributes), default, _STRING, [] if want_details else None
             )
             evaluation = None
             if variation_key is not None and actions:
                 link = cfg.bandit_link(flag_key, value)
                 model = None if link is None else cfg.bandits.get(link.bandit_key)
                 if model is not None:
-                    action_map = _actions(actions)
-                    evaluation = evaluate_bandit(flag_key, subject_key, subject, action_map, model)
-                    self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation)
+                    evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, _actions(actions), model)
+                    if self._log_bandit is not None:
+                        self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation)
+                    if details is not None:
+                        details = _with_bandit(details, link.bandit_key, evaluation.action_key)
                 elif link is not None:
                     logger.warning("sortition: no model for bandit %r (flag %r); serving no action",
                                    link.bandit_key, flag_key)
-            action = None if evaluation is None else evaluation.action_key
-            if details is not None and evaluation is not None:
-                details = _with_bandit(details, cfg.bandit_link(flag_key, value).bandit_key, action)
-            return BanditResult(value, action, details, evaluation)
+            if evaluation is None:
+                return BanditResult(value, None, details)
+            return BanditResult(value, evaluation.action_key, details, evaluation)
         except Exception as exc:  # noqa: BLE001
-            logger.exception("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
+            _report_failure("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
             details = AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR,
                                         f"evaluation failed: {exc!r}") if want_details else None
             return BanditResult(default, None, details)
@@ -318,7 +364,7 @@ class Client:
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        s, a = e.subject_attributes, e.action_attributes
+        s, a = Attributes.coerce(e.subject_attributes), Attributes.coerce(e.action_attributes)
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
                              e.optimality_gap, model_version, s.numeric_clean(), s.categorical_clean(),
                              a.numeric_clean(), a.categorical_clean())
@@ -339,8 +385,19 @@ class Client:
         return bandit_batch(self, self._config, flag_key, subjects, actions, default)
 
 
+_failures = 0
+
+
+def _report_failure(message: str, *args: Any) -> None:
+    """Log an evaluation failure with its traceback: the 1st, 2nd, 4th, 8th... (no floods)."""
+    global _failures
+    _failures += 1
+    if _failures & (_failures - 1) == 0:
+        logger.exception(message + " (%d evaluation failures so far)", *args, _failures)
+
+
 def _actions(actions: Any) -> dict[str, Any]:
-    if isinstance(actions, Mapping):
+    if actions.__class__ is dict or isinstance(actions, Mapping):
         return actions
     if isinstance(actions, str):
         raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, not a string")

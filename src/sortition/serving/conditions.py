@@ -156,8 +156,9 @@ def compile_condition(operator: str, value: Any) -> Predicate:
         if not isinstance(value, (list, tuple, set, frozenset)):
             raise ValueError(f"{operator} needs a list of values, got {type(value).__name__}")
         members = frozenset(js_string(v) for v in value)
-        want = operator == "ONE_OF"
-        return lambda attr: attr is not None and (js_string(attr) in members) == want
+        if operator == "ONE_OF":
+            return lambda attr: attr is not None and (attr if attr.__class__ is str else js_string(attr)) in members
+        return lambda attr: attr is not None and (attr if attr.__class__ is str else js_string(attr)) not in members
     if operator in COMPARISON_OPERATORS:
         compare = _COMPARE[operator]
         version = parse_semver(value)
@@ -174,6 +175,8 @@ def compile_condition(operator: str, value: Any) -> Predicate:
 
         def numeric_predicate(attr: Any) -> bool:
             number = to_number(attr)
+            if number is None and attr.__class__ is float and math.isinf(attr):
+                number = attr  # +/-inf compares as a number (as in Eppo's SDKs); NaN never does
             return number is not None and compare(number, threshold)
 
         return numeric_predicate
@@ -183,8 +186,10 @@ def compile_condition(operator: str, value: Any) -> Predicate:
         except re.error as exc:
             logger.warning("invalid regex %r in a %s condition (%s): condition is false", value, operator, exc)
             return _never
-        want = operator == "MATCHES"
-        return lambda attr: attr is not None and (pattern.search(js_string(attr)) is not None) == want
+        search = pattern.search
+        if operator == "MATCHES":
+            return lambda attr: attr is not None and search(attr if attr.__class__ is str else js_string(attr)) is not None
+        return lambda attr: attr is not None and search(attr if attr.__class__ is str else js_string(attr)) is None
     if operator == "IS_NULL":
         expect_null = _as_bool(value)
         return lambda attr: (attr is None) == expect_null

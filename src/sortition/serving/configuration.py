@@ -31,6 +31,7 @@ from sortition.serving.model import (
 from sortition.serving.obfuscation import b64decode, compile_obfuscated_condition, decode_operator, md5_hex
 
 _ID_HASH = md5_hex("id")
+_KEY_HASHES: dict[str, str] = {}  # plain flag key -> md5 hex, for obfuscated configurations
 
 
 def _load(data: str | bytes | Mapping[str, Any], what: str) -> Mapping[str, Any]:
@@ -154,6 +155,7 @@ def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
         variations=MappingProxyType(variations),
         allocations=allocations,
         total_shards=total_shards,
+        timed=any(a.start_at is not None or a.end_at is not None for a in allocations),
     )
 
 
@@ -287,7 +289,7 @@ def _unwrap(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
     return flags, bandits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Configuration:
     """Flags and bandit models, parsed and compiled once; never mutated (swap it whole).
 
@@ -352,11 +354,22 @@ class Configuration:
             created_at=data.get("createdAt"),
         )
 
+    def __repr__(self) -> str:
+        fmt = "CLIENT" if self.obfuscated else "SERVER"
+        return (f"Configuration({len(self.flags)} flags, {len(self.bandits)} bandit models, "
+                f"{len(self.bandit_links)} bandit links, format={fmt}, environment={self.environment!r})")
+
     def get_flag(self, flag_key: str) -> Flag | None:
         """The compiled flag for a plain flag key (hashed here when obfuscated)."""
-        if self.obfuscated:
-            return self.flags.get(md5_hex(flag_key))
-        return self.flags.get(flag_key)
+        if not self.obfuscated:
+            return self.flags.get(flag_key)
+        hashed = _KEY_HASHES.get(flag_key)
+        if hashed is None:
+            hashed = md5_hex(flag_key)
+            if len(_KEY_HASHES) >= 100_000:  # bounded: flag keys are few, but callers may send anything
+                _KEY_HASHES.clear()
+            _KEY_HASHES[flag_key] = hashed
+        return self.flags.get(hashed)
 
     def flag_keys(self) -> list[str]:
         """Stored flag keys (md5 hex when obfuscated)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -83,42 +82,57 @@ def bandit_event(
 
 
 class DedupCache:
-    """Bounded LRU map ``key -> last value logged``: :meth:`should_log` is False for a repeat."""
+    """Bounded map ``key -> last value logged``: :meth:`should_log` is False for a repeat.
+
+    Reads take no lock (a dict lookup is atomic); writes do. When full, the oldest entry is
+    dropped (insertion order), so memory stays bounded.
+    """
 
     def __init__(self, max_size: int = 50_000) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         self.max_size = max_size
-        self._items: OrderedDict[Hashable, Hashable] = OrderedDict()
+        self._items: dict[Hashable, Hashable] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def should_log(self, key: Hashable, value: Hashable) -> bool:
+        if self._items.get(key, _MISSING) == value:
+            return False
         with self._lock:
             items = self._items
-            if items.get(key) == value and key in items:
-                items.move_to_end(key)
+            if items.get(key, _MISSING) == value:
                 return False
+            items.pop(key, None)  # re-insert at the end: a changed entry is the newest
             items[key] = value
-            items.move_to_end(key)
-            if len(items) > self.max_size:
-                items.popitem(last=False)
+            while len(items) > self.max_size:
+                del items[next(iter(items))]
             return True
 
     def forget(self, key: Hashable, value: Hashable) -> None:
         """Undo :meth:`should_log` when the logger failed, so the event is tried again later."""
         with self._lock:
-            if self._items.get(key) == value:
+            if self._items.get(key, _MISSING) == value:
                 del self._items[key]
 
 
+_MISSING = object()
+
+
+_failures = 0
+
+
 def safe_log(method: Any, event: dict[str, Any]) -> bool:
-    """Call a logger; a failing logger is reported, never raised into the request."""
+    """Call a logger; a failing logger is reported (the 1st, 2nd, 4th, 8th... failure, so a
+    broken sink cannot flood the log), never raised into the request."""
+    global _failures
     try:
         method(event)
         return True
     except Exception:  # noqa: BLE001 - a logger must not break serving
-        logger.exception("sortition: logger %r failed", method)
+        _failures += 1
+        if _failures & (_failures - 1) == 0:
+            logger.exception("sortition: logger %r failed (%d failures so far)", method, _failures)
         return False

@@ -69,6 +69,7 @@ class Flag:
     variations: Mapping[str, Variation]
     allocations: tuple[Allocation, ...]
     total_shards: int
+    timed: bool = False  # some allocation has startAt/endAt (only then is the clock read)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ import binascii
 import copy
 import json
 from collections.abc import Mapping
-from hashlib import md5
 from typing import Any
 
 from sortition.serving.conditions import OPERATORS, Predicate, compile_condition, js_string
+from sortition.serving.sharding import md5
 
 
 def md5_hex(text: str) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 # Flag evaluation codes (as in Eppo's test vectors).
 MATCH = "MATCH"
@@ -63,13 +63,13 @@ class AssignmentDetails:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class BanditResult:
+class BanditResult(NamedTuple):
     """``variation`` (the flag's string value, or the default) and ``action`` (None when no
-    bandit applies). ``details`` is set by ``get_bandit_action_details`` and the batch call's
-    ``details=True``; ``evaluation`` holds score, weight and gap when an action was chosen."""
+    bandit applies). ``details`` is set by ``get_bandit_action_details``; ``evaluation`` (a
+    :class:`~sortition.serving.bandits.BanditEvaluation`: score, weight, gap) when an action was
+    chosen. An immutable record (NamedTuple), so ``variation, action, *_ = result`` works."""
 
     variation: str
     action: str | None
-    details: AssignmentDetails | None = field(default=None, compare=False)
-    evaluation: Any = field(default=None, compare=False)
+    details: AssignmentDetails | None = None
+    evaluation: Any = None

@@ -7,18 +7,33 @@ Flag splits hash ``f"{salt}-{subject_key}"``; bandits hash ``f"{flag}-{subject}"
 
 from __future__ import annotations
 
-from hashlib import md5
+from struct import Struct
+
+try:  # CPython's own md5: about twice as fast as OpenSSL's for short strings (no EVP setup)
+    from _md5 import md5
+except ImportError:  # pragma: no cover - builds without it
+    from hashlib import md5
 
 BANDIT_ASSIGNMENT_SHARDS = 10_000
 
-_from_bytes = int.from_bytes
+# First 4 digest bytes as a big-endian uint32 (faster than slicing + int.from_bytes).
+first_uint32 = Struct(">I").unpack_from
 
 
 def shard(text: str, total_shards: int) -> int:
     """Shard of ``text`` in ``[0, total_shards)``: first 4 bytes of md5(UTF-8), big-endian, mod total."""
-    return _from_bytes(md5(text.encode()).digest()[:4], "big") % total_shards
+    return first_uint32(md5(text.encode()).digest())[0] % total_shards
 
 
 def shards(texts: list[str], total_shards: int) -> list[int]:
     """:func:`shard` over many strings (same results, less call overhead)."""
-    return [_from_bytes(md5(t.encode()).digest()[:4], "big") % total_shards for t in texts]
+    return [first_uint32(md5(t.encode()).digest())[0] % total_shards for t in texts]
+
+
+def shards_array(texts: list[str], total_shards: int):
+    """:func:`shard` over many strings as a numpy int64 array (numpy imported here, lazily)."""
+    import numpy as np
+
+    digests = b"".join([md5(t.encode()).digest() for t in texts])
+    first = np.frombuffer(digests, dtype=">u4")[::4]
+    return (first % total_shards).astype(np.int64)
