@@ -20,7 +20,7 @@ LEVELS = st.sampled_from(["a", "b", "mobile", "1", "1.0", "3.5", "true", "", "1.
 
 @st.composite
 def columns(draw, n):
-    kind = draw(st.sampled_from(["float", "int", "Int64", "bool", "boolean", "str", "category", "mixed"]))
+    kind = draw(st.sampled_from(["float", "int", "Int64", "bool", "boolean", "str", "string", "category", "mixed"]))
     if kind == "float":
         return pd.Series(draw(st.lists(FLOATS, min_size=n, max_size=n)), dtype="float64")
     if kind == "int":
@@ -33,6 +33,8 @@ def columns(draw, n):
         return pd.Series(draw(st.lists(st.none() | st.booleans(), min_size=n, max_size=n)), dtype="boolean")
     if kind == "str":
         return pd.Series(draw(st.lists(st.none() | st.just(np.nan) | LEVELS, min_size=n, max_size=n)), dtype=object)
+    if kind == "string":
+        return pd.Series(draw(st.lists(st.none() | LEVELS, min_size=n, max_size=n)), dtype="string")
     if kind == "category":
         return pd.Series(draw(st.lists(st.none() | LEVELS, min_size=n, max_size=n)), dtype="category")
     values = st.none() | LEVELS | INTS | FLOATS | st.booleans()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,15 +40,42 @@ def segment_mask(posterior: Posterior, segment_id: Any, rule: Rule) -> np.ndarra
     return mask
 
 
-def segment_win_frequencies(posterior: Posterior, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(segment-mean contrast draws (S, K-1), raw win frequencies (K,)) for the visitors in ``mask``.
+CHUNK_ELEMENTS = 1_600_000  # draws per block (6.4 MB of float32, cache-sized): memory stays flat in n
+
+
+def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarray:
+    """Per segment and draw, the mean contrast over the segment's visitors: (G, S, K-1) float64.
+
+    ``masks`` (G, n) bool. One pass over the draws in cache-sized blocks of rows (contiguous
+    views); each segment's rows of a block are summed in float32, block sums accumulate in
+    float64. Scratch memory is bounded by one block, whatever n is: never a copy of the draws.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[1] != posterior.n:
+        raise ValueError(f"masks must have shape (G, n={posterior.n}), got {masks.shape}")
+    counts = masks.sum(axis=1)
+    if (counts == 0).any():
+        raise ValueError(f"segment masks {np.flatnonzero(counts == 0).tolist()} select no visitor")
+    draws = posterior.contrast_draws()
+    n, n_draws, k1 = draws.shape
+    flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
+    total = np.zeros((masks.shape[0], n_draws * k1))
+    step = max(1, CHUNK_ELEMENTS // (n_draws * k1))
+    for start in range(0, n, step):
+        block = flat[start:start + step]
+        for g, mask in enumerate(masks[:, start:start + step]):
+            total[g] += np.compress(mask, block, axis=0).sum(axis=0)
+    return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
+
+
+def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(segment-mean contrast draws (G, S, K-1), raw win frequencies (G, K)) for segment masks (G, n).
 
     The one code path behind ``thompson_allocation`` and the policy tree's
-    ``arm_best_probabilities``, so the two agree draw for draw. The means are computed in chunks
-    by ``Posterior.segment_mean_contrasts`` (no second copy of the draws).
+    ``arm_best_probabilities``, so the two agree draw for draw.
     """
-    means = posterior.segment_mean_contrasts(mask)
-    return means, arm_win_frequencies(means, posterior.n_arms)
+    means = segment_mean_contrasts(posterior, masks)
+    return means, np.stack([arm_win_frequencies(m, posterior.n_arms) for m in means])
 
 
 def thompson_allocation(
@@ -69,7 +97,7 @@ def thompson_allocation(
     Returns:
         ``{segment.id: {arm: weight}}``, inner dicts in arm order (control first), summing to 1.
     """
-    if not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
+    if not isinstance(epsilon, numbers.Real) or not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"thompson_allocation: epsilon must be in [0, 1], got {epsilon!r}")
     require_posterior(posterior, "thompson_allocation")
     checked = []
@@ -82,10 +110,12 @@ def thompson_allocation(
     ids = [seg.id for seg in checked]
     if len(set(ids)) != len(ids):
         raise ValueError(f"segment ids must be unique, got {ids}")
-    masks = [segment_mask(posterior, seg.id, seg.rule) for seg in checked]  # validate all first
     allocation: dict[Any, dict[Any, float]] = {}
-    for seg, mask in zip(checked, masks):
-        _, raw = segment_win_frequencies(posterior, mask)
+    if not checked:
+        return allocation
+    masks = np.stack([segment_mask(posterior, seg.id, seg.rule) for seg in checked])  # validate all first
+    _, raw_all = segment_win_frequencies(posterior, masks)
+    for seg, raw in zip(checked, raw_all):
         weights = iterative_floor_clip(raw, float(epsilon))
         allocation[seg.id] = {arm: float(w) for arm, w in zip(posterior.arms, weights)}
     return allocation

@@ -2,9 +2,10 @@
 
 Each covariate becomes integer slot codes ``(n,)``: numeric columns by quantile bins (thresholds
 are data values, so a rule reproduces the bin exactly), other columns by level. The last slot of
-every feature holds the missing values, so they are routed explicitly: a node with missing values
-in a column can only split it on ``IS_NULL``; value splits on it happen below ``IS NOT NULL``.
-Every leaf is then one conjunction and the leaves partition the visitors.
+every feature holds the missing values, so they are routed explicitly: a value split of a node
+whose column has missing values sends them to a third leaf ``x IS NULL`` (no condition but
+IS_NULL is true for a missing value), and the null split (present vs missing) is a split of its
+own. Every leaf is then one conjunction and the leaves partition the visitors.
 """
 
 from __future__ import annotations

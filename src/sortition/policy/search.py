@@ -41,22 +41,28 @@ def _histogram(index: np.ndarray, size: int, values: np.ndarray) -> np.ndarray:
     return np.stack([np.bincount(index, weights=values[:, c], minlength=size) for c in range(values.shape[1])], axis=1)
 
 
-def _orders(h: np.ndarray, categorical: bool) -> np.ndarray:
-    """(T, m) slot order per node. Numeric: natural. Categorical: levels by the node's mean reward
-    difference between its two best arms (empty levels last), missing always last."""
+def _orders(h: np.ndarray, categorical: bool) -> list[np.ndarray]:
+    """Candidate slot orders, each (T, m), missing slot always last. Numeric: the natural order.
+    Categorical: levels ordered by the node's mean reward of each treatment arm, and by the mean
+    difference between its two best arms (empty levels last); the split is the best prefix of any."""
     n_nodes, m, width = h.shape
     if not categorical:
-        return np.broadcast_to(np.arange(m), (n_nodes, m))
+        return [np.broadcast_to(np.arange(m), (n_nodes, m))]
     k = width - 1
     sums, counts = h[:, : m - 1, :k], h[:, : m - 1, k]
     ranked = np.argsort(-sums.sum(axis=1), axis=1, kind="stable")
-    first, second = ranked[:, 0], ranked[:, 1]
     take = np.arange(n_nodes)
-    diff = sums[take, :, first] - sums[take, :, second]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(counts > 0, diff / np.where(counts > 0, counts, 1.0), np.inf)
-    order = np.argsort(score, axis=1, kind="stable")
-    return np.concatenate([order, np.full((n_nodes, 1), m - 1)], axis=1)
+    scores = [sums[:, :, arm] for arm in range(1, k)]
+    if k > 2:
+        scores.append(sums[take, :, ranked[:, 0]] - sums[take, :, ranked[:, 1]])
+    present = counts > 0
+    safe = np.where(present, counts, 1.0)
+    orders = []
+    for score in scores:
+        mean = np.where(present, score / safe, np.inf)
+        order = np.argsort(mean, axis=1, kind="stable")
+        orders.append(np.concatenate([order, np.full((n_nodes, 1), m - 1)], axis=1))
+    return orders
 
 
 def best_splits(h: np.ndarray, categorical: bool, min_count: float):
@@ -66,29 +72,56 @@ def best_splits(h: np.ndarray, categorical: bool, min_count: float):
         h: (T, m, K+1) slot histograms (K reward sums, then the weight), missing slot last.
 
     Returns:
-        value (T,) of the best feasible split (-inf if none), its position t (T,), the orders
-        (T, m), and the value without a split (T,).
+        value (T,) of the best feasible split (-inf if none), its position t (T,), the order
+        (T, m) it splits, and the value without a split (T,).
     """
     n_nodes, m, width = h.shape
     k = width - 1
-    order = _orders(h, categorical)
-    if categorical:
-        h = np.take_along_axis(h, order[:, :, None], axis=1)
     total = h.sum(axis=1)
     nosplit = total[:, :k].max(axis=1)
+    best_value = np.full(n_nodes, _NEG)
+    best_t = np.zeros(n_nodes, dtype=np.int64)
+    best_order = None
+    for order in _orders(h, categorical):
+        hh = np.take_along_axis(h, order[:, :, None], axis=1) if categorical else h
+        value, t = _prefix_splits(hh, total, min_count)
+        if best_order is None:
+            best_value, best_t, best_order = value, t, np.array(order)
+        else:
+            better = value > best_value
+            best_value = np.where(better, value, best_value)
+            best_t = np.where(better, t, best_t)
+            best_order[better] = order[better]
+    return best_value, best_t, best_order, nosplit
+
+
+def _last_argmax(value: np.ndarray) -> np.ndarray:
+    """argmax along the last axis, ties to the LAST position (the null split, with fewest leaves)."""
+    width = value.shape[-1]
+    return width - 1 - np.argmax(value[..., ::-1], axis=-1)
+
+
+def _prefix_splits(h: np.ndarray, total: np.ndarray, min_count: float):
+    """Value and position of the best split of each node over ordered slots (missing slot last).
+
+    Position t < m-2 is a value split: positions <= t go left, the others right, and the node's
+    missing values (if any) form a third leaf ``x IS NULL``, exempt from the minimum size (they
+    fit in neither conjunction). Position m-2 is the null split: present vs missing, both sides
+    regular children.
+    """
+    n_nodes, m, width = h.shape
+    k = width - 1
     if m < 2:
-        return np.full(n_nodes, _NEG), np.zeros(n_nodes, dtype=np.int64), order, nosplit
-    left = np.cumsum(h, axis=1)[:, :-1, :]  # (T, m-1, K+1): positions 0..t go left
-    right = total[:, None, :] - left
-    value = left[..., :k].max(axis=2) + right[..., :k].max(axis=2)
+        return np.full(n_nodes, _NEG), np.zeros(n_nodes, dtype=np.int64)
+    missing = h[:, -1, :]  # (T, K+1)
+    left = np.cumsum(h, axis=1)[:, :-1, :]  # (T, m-1, K+1)
+    right = total[:, None, :] - left - missing[:, None, :]  # present rows after position t
+    value = left[..., :k].max(axis=2) + right[..., :k].max(axis=2) + missing[:, None, :k].max(axis=2)
     ok = (left[..., k] >= min_count) & (right[..., k] >= min_count)
-    has_missing = h[:, -1, k] > 0
-    position = np.arange(m - 1)
-    # With missing values in the node only the null split (t = m-2) keeps every row in a leaf.
-    ok &= np.where(has_missing[:, None], position[None, :] == m - 2, position[None, :] < m - 2)
+    ok[:, m - 2] = (left[:, m - 2, k] >= min_count) & (missing[:, k] >= min_count)
     value = np.where(ok, value, _NEG)
-    t = np.argmax(value, axis=1)
-    return value[np.arange(n_nodes), t], t, order, nosplit
+    t = _last_argmax(value)
+    return value[np.arange(n_nodes), t], t
 
 
 class TreeSearch:
@@ -131,13 +164,15 @@ class TreeSearch:
         slot = feature.codes[rows]
         pos = position[slot]
         missing = slot == feature.n_slots - 1
-        if split.t == feature.n_slots - 2:
-            go_left, go_right = ~missing, missing
-        else:
-            go_left, go_right = pos <= split.t, (pos > split.t) & ~missing
         left_cond, right_cond = feature.split_conditions(split.order, split.t)
-        self._grow(rows[go_left], depth - 1, path + (left_cond,), leaves)
-        self._grow(rows[go_right], depth - 1, path + (right_cond,), leaves)
+        if split.t == feature.n_slots - 2:
+            self._grow(rows[~missing], depth - 1, path + (left_cond,), leaves)
+            self._grow(rows[missing], depth - 1, path + (right_cond,), leaves)
+            return
+        self._grow(rows[(pos <= split.t) & ~missing], depth - 1, path + (left_cond,), leaves)
+        self._grow(rows[(pos > split.t) & ~missing], depth - 1, path + (right_cond,), leaves)
+        if missing.any():  # the missing values of a value split: their own leaf
+            self._grow(rows[missing], 0, path + (Condition(feature.name, "IS_NULL", True),), leaves)
 
     def _single_split(self, rows: np.ndarray) -> Split | None:
         values = self._values[rows]
@@ -177,22 +212,28 @@ class TreeSearch:
             m1 = f1.n_slots
             best_left = np.full(m1 - 1, _NEG)
             best_right = np.full(m1 - 1, _NEG)
+            k = values.shape[1] - 1
+            null = m1 - 2
             for j2, f2 in enumerate(self.features):
-                h2 = pair(j1, j2)[order1]
-                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root threshold
-                right = h2.sum(axis=0)[None] - left
+                h2 = pair(j1, j2)[order1]  # (m1, m2, K+1), the root's missing slot last
+                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root position
+                right = h2.sum(axis=0)[None] - left - h2[-1][None]  # present rows after the position
+                right[null] = h2[-1]  # the null split's right child: the missing rows
                 value_l, _, _, keep_l = best_splits(left, f2.categorical, self._min_count)
                 value_r, _, _, keep_r = best_splits(right, f2.categorical, self._min_count)
                 best_left = np.maximum(best_left, np.maximum(value_l, keep_l))
                 best_right = np.maximum(best_right, np.maximum(value_r, keep_r))
-            # feasibility and missing-value routing of the root split itself
-            cum1 = np.cumsum(h1[0, order1], axis=0)[:-1]
-            k = values.shape[1] - 1
-            ok = (cum1[:, k] >= self._min_count) & (h1[0, :, k].sum() - cum1[:, k] >= self._min_count)
-            position = np.arange(m1 - 1)
-            ok &= (position == m1 - 2) if h1[0, -1, k] > 0 else (position < m1 - 2)
-            total = np.where(ok, best_left + best_right, _NEG)
-            t = int(np.argmax(total))
+            # feasibility of the root split itself; a value split's missing rows are one more leaf
+            hist = h1[0, order1]
+            cum1 = np.cumsum(hist, axis=0)[:-1]
+            missing = hist[-1]
+            right_count = hist[:, k].sum() - cum1[:, k] - missing[k]
+            ok = (cum1[:, k] >= self._min_count) & (right_count >= self._min_count)
+            ok[null] = (cum1[null, k] >= self._min_count) & (missing[k] >= self._min_count)
+            extra = np.full(m1 - 1, missing[:k].max())
+            extra[null] = 0.0
+            total = np.where(ok, best_left + best_right + extra, _NEG)
+            t = int(_last_argmax(total))
             if total[t] > best:
                 best, choice = total[t], Split(j1, np.array(order1), t)
         if choice is None or best <= base + self._tol:
@@ -201,16 +242,34 @@ class TreeSearch:
 
 
 def _simplify(path: tuple[Condition, ...]) -> tuple[Condition, ...]:
-    """Drop comparisons implied by a tighter one on the same attribute (x <= 5 AND x <= 3)."""
+    """One condition per attribute and kind where the path repeats one: the tighter comparison
+    (x <= 5 AND x <= 3 -> x <= 3), set conditions intersected (ONE_OF {a, b} AND NOT_ONE_OF {b}
+    -> ONE_OF {a}). Every rewrite matches exactly the same visitors, missing values included."""
     keep: list[Condition] = []
     for cond in path:
-        replaced = False
         for i, prev in enumerate(keep):
-            if prev.attribute == cond.attribute and prev.operator == cond.operator and cond.operator in ("LTE", "GT"):
-                tighter = min if cond.operator == "LTE" else max
-                keep[i] = Condition(cond.attribute, cond.operator, tighter(prev.value, cond.value))
-                replaced = True
+            if prev.attribute != cond.attribute:
+                continue
+            merged = _merge(prev, cond)
+            if merged is not None:
+                keep[i] = merged
                 break
-        if not replaced:
+        else:
             keep.append(cond)
     return tuple(keep)
+
+
+def _merge(a: Condition, b: Condition) -> Condition | None:
+    if a.operator == b.operator and a.operator in ("LTE", "GT"):
+        tighter = min if a.operator == "LTE" else max
+        return Condition(a.attribute, a.operator, tighter(a.value, b.value))
+    sets = ("ONE_OF", "NOT_ONE_OF")
+    if a.operator in sets and b.operator in sets:
+        if a.operator == "NOT_ONE_OF" and b.operator == "NOT_ONE_OF":
+            return Condition(a.attribute, "NOT_ONE_OF", list(dict.fromkeys(a.value + b.value)))
+        if a.operator == "NOT_ONE_OF":
+            a, b = b, a
+        if b.operator == "ONE_OF":
+            return Condition(a.attribute, "ONE_OF", [v for v in a.value if v in b.value])
+        return Condition(a.attribute, "ONE_OF", [v for v in a.value if v not in b.value])
+    return None

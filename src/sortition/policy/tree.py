@@ -64,6 +64,7 @@ def fit_policy_tree(
     *,
     covariates: Sequence[str] | None = None,
     n_bins: int = 64,
+    refine_bins: int = 512,
     n_bootstrap: int = 20,
     seed: int = 0,
     level: float = 0.9,
@@ -81,7 +82,11 @@ def fit_policy_tree(
         max_depth: 1, 2 (default) or 3.
         min_leaf_share: every leaf holds at least this share of the visitors, in (0, 0.5].
         covariates: the columns to split on (default: all of ``posterior.data.covariates``).
-        n_bins: quantile bins per numeric covariate.
+        n_bins: quantile bins per numeric covariate for the search over all covariates.
+        refine_bins: the search is then repeated over the covariates the tree uses only, with
+            this many bins (a multiple of ``n_bins`` keeps the first tree's thresholds among the
+            candidates, so the refined tree's welfare is never lower); ``refine_bins <= n_bins``
+            skips it.
         n_bootstrap: bootstrap refits (Poisson(1) row weights) for each leaf's ``stability``;
             0 skips them (stability NaN).
         seed: seed of the bootstrap.
@@ -102,14 +107,15 @@ def fit_policy_tree(
     rewards = np.concatenate([np.zeros((cate.shape[0], 1)), cate], axis=1)
     search = TreeSearch(features, rewards, min_leaf_share)
     leaves = search.fit(max_depth)
+    leaves = _refine(frame, rewards, leaves, max_depth, min_leaf_share, refine_bins, n_bins)
     stability = _stability(search, leaves, max_depth, n_bootstrap, seed)
 
+    rules = [Rule(leaf.conditions) for leaf in leaves]
+    masks = np.stack([segment_mask(posterior, i, rule) for i, rule in enumerate(rules)])
+    all_means, all_raw = segment_win_frequencies(posterior, masks)
     segments = []
     q = [(1 - level) / 2, (1 + level) / 2]
-    for i, leaf in enumerate(leaves):
-        rule = Rule(leaf.conditions)
-        mask = segment_mask(posterior, i, rule)
-        means, raw = segment_win_frequencies(posterior, mask)
+    for i, (leaf, rule, mask, means, raw) in enumerate(zip(leaves, rules, masks, all_means, all_raw)):
         best = leaf.best_arm
         j = best - 1 if best > 0 else int(np.argmax(means.mean(axis=0)))
         lower, upper = np.quantile(means[:, j], q)
@@ -127,6 +133,17 @@ def fit_policy_tree(
         )
     welfare = sum(leaf.welfare for leaf in leaves) / cate.shape[0]
     return PolicyTree(tuple(segments), tuple(posterior.arms), float(welfare), max_depth, float(min_leaf_share))
+
+
+def _refine(frame, rewards, leaves, max_depth, min_leaf_share, refine_bins, n_bins) -> list[Leaf]:
+    """Re-search at ``refine_bins`` resolution over the covariates the tree splits on."""
+    used = list(dict.fromkeys(c.attribute for leaf in leaves for c in leaf.conditions))
+    if refine_bins <= n_bins or not used:
+        return leaves
+    fine = TreeSearch(encode_features(frame[used], n_bins=refine_bins), rewards, min_leaf_share).fit(max_depth)
+    if sum(leaf.welfare for leaf in fine) > sum(leaf.welfare for leaf in leaves):
+        return fine
+    return leaves
 
 
 def _covariate_frame(frame: pd.DataFrame, names: Sequence[str] | None) -> pd.DataFrame:

@@ -29,10 +29,30 @@ def condition_mask(column: pd.Series, condition: Condition) -> np.ndarray:
         return _generic_mask(column, condition)
     if ptypes.is_bool_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
         return _bool_mask(column, condition)
+    if isinstance(dtype, pd.StringDtype) or (
+        dtype == object and op in ("ONE_OF", "NOT_ONE_OF", "IS_NULL") and _all_strings(column)
+    ):
+        return _string_mask(column, condition)
     if ptypes.is_float_dtype(dtype) or (
         ptypes.is_integer_dtype(dtype) and not ptypes.is_unsigned_integer_dtype(dtype)
     ):
         return _numeric_mask(column, condition)
+    return _generic_mask(column, condition)
+
+
+def _all_strings(column: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+
+
+def _string_mask(column: pd.Series, condition: Condition) -> np.ndarray:
+    """A string's JS spelling is itself, so ONE_OF is plain set membership."""
+    op, value = condition.operator, condition.value
+    missing = column.isna().to_numpy()
+    if op == "IS_NULL":
+        return _is_null_mask(missing, value)
+    if op in ("ONE_OF", "NOT_ONE_OF"):
+        listed = column.isin(list(value)).to_numpy(dtype=bool, na_value=False)
+        return ~missing & (listed if op == "ONE_OF" else ~listed)
     return _generic_mask(column, condition)
 
 
