@@ -8,7 +8,7 @@
 # listens on 127.0.0.1 at a free port with trust auth, and is stopped when the calling shell exits.
 
 _sortition_pg_main() {
-    local bindir="" d u runas="" dir port stop prev
+    local bindir="" d u runas="" runuser_bin="" dir port stop prev
     local -a as=()
 
     _sortition_pg_bindir() {
@@ -39,11 +39,12 @@ _sortition_pg_main() {
         for u in postgres nobody; do
             if id "$u" >/dev/null 2>&1; then runas="$u"; break; fi
         done
-        if [ -z "$runas" ] || ! command -v runuser >/dev/null 2>&1; then
+        runuser_bin="$(command -v runuser 2>/dev/null || ls /usr/sbin/runuser /sbin/runuser 2>/dev/null | head -n 1)"
+        if [ -z "$runas" ] || [ -z "$runuser_bin" ]; then
             echo "[postgres.sh] running as root without runuser or an unprivileged user: tests will skip" >&2
             return 0
         fi
-        as=(runuser -u "$runas" --)
+        as=("$runuser_bin" -u "$runas" --)
     fi
 
     dir="$(mktemp -d /tmp/sortition-pg.XXXXXX)" || return 0

@@ -46,8 +46,9 @@ class StoreLogger:
             event = dict(event)
             ROW_BUILDERS[kind][1](event)  # validate now, so one bad event cannot sink a batch
         except FieldError as err:
-            self.rejected.append((event, str(err)))
-            warnings.warn(f"{kind} event not logged: {err}", RuntimeWarning, stacklevel=3)
+            reason = f"field {err.field!r} {err.problem}"
+            self.rejected.append((event, reason))
+            warnings.warn(f"{kind} event not logged: {reason}", RuntimeWarning, stacklevel=3)
             return
         with self._lock:
             self._pending[kind].append(event)

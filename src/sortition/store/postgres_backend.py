@@ -18,6 +18,9 @@ import pandas as pd
 from sortition.store.schema import Table, create_statements
 
 
+_ANALYZE_AFTER = 1000
+
+
 def _pg(sql: str) -> str:
     # The shared SQL uses "?" placeholders and never a literal "?" or "%".
     return sql.replace("%", "%%").replace("?", "%s")
@@ -43,9 +46,13 @@ class PostgresTransaction:
                 f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {staged} "
                 f"ON CONFLICT ({table.key}) DO NOTHING"
             )
-            inserted = cur.rowcount
+            inserted = max(int(cur.rowcount), 0)
             cur.execute(f"DELETE FROM {staged}")
-        return max(int(inserted), 0)
+            if inserted >= _ANALYZE_AFTER:
+                # Fresh statistics now, not when autovacuum gets to it: with none, the planner takes
+                # the join's inputs for tiny and picks a nested loop that takes minutes on 50k rows.
+                cur.execute(f"ANALYZE {table.name}")
+        return inserted
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._con.execute(_pg(sql), list(params))
@@ -80,7 +87,10 @@ class PostgresBackend:
             yield PostgresTransaction(self._con)
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self._lock, self._con.cursor() as cur:
+        with self._lock, self._con.transaction(), self._con.cursor() as cur:
+            # Reads here are single-table scans or bulk joins over all exposures; the planner's guess
+            # for "first exposure per subject" is far too small and would pick nested loops.
+            cur.execute("SET LOCAL enable_nestloop = off")
             cur.execute(_pg(sql), list(params))
             names = [d.name for d in cur.description]
             return pd.DataFrame(cur.fetchall(), columns=names)

@@ -3,7 +3,8 @@
 Exposure/outcome join (experiments): a subject's arm is the variation of its FIRST exposure to the
 flag (intent to treat: later exposures, even to another variation, do not move it). Outcomes of the
 metric count when ``exposure <= outcome time < exposure + window`` (no upper bound without a
-window), and only up to ``until`` when given.
+window), and only up to ``until`` when given. ``since`` keeps subjects whose first exposure is at or
+after it (a subject first seen earlier is not counted again as new).
 
 Decision/reward join (bandits): each outcome of the metric goes to the subject's LATEST bandit
 decision at or before it (among the selected flag/bandit), if within the window. A decision with no
@@ -51,12 +52,13 @@ def exposure_outcome_sql(
     agg = check_aggregate(aggregate)
     params: list[Any] = [flag_key]
     exposure_filter = ""
-    if since is not None:
-        exposure_filter += " AND ts >= ?"
-        params.append(since)
     if until is not None:
         exposure_filter += " AND ts < ?"
         params.append(until)
+    first_filter = ""
+    if since is not None:  # on the FIRST exposure: a subject seen before `since` is not new again
+        first_filter = " AND ts >= ?"
+        params.append(since)
     params.append(metric)
     outcome_filter = ""
     if window is not None:
@@ -71,7 +73,7 @@ WITH ranked AS (
            ROW_NUMBER() OVER (PARTITION BY subject ORDER BY ts, event_id) AS rn
     FROM assignments WHERE flag_key = ?{exposure_filter}
 ), first_exposure AS (
-    SELECT * FROM ranked WHERE rn = 1
+    SELECT * FROM ranked WHERE rn = 1{first_filter}
 ), attributed AS (
     SELECT e.subject AS subject, o.value AS value
     FROM first_exposure e JOIN outcomes o

@@ -123,4 +123,7 @@ def create_statements(indexes: bool = True) -> list[str]:
         statements.append(f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, PRIMARY KEY ({table.key}))")
     for name, table_name, cols in INDEXES if indexes else ():
         statements.append(f"CREATE INDEX IF NOT EXISTS {name} ON {table_name} ({', '.join(cols)})")
+    # Recorded so a later release can migrate stores written by this one.
+    statements.append("INSERT INTO sortition_meta (key, value) VALUES ('schema_version', "
+                      f"'{SCHEMA_VERSION}') ON CONFLICT DO NOTHING")
     return statements

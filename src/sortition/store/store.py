@@ -177,7 +177,7 @@ class EventStore:
 
         ``window``: timedelta or seconds (None: no limit). ``aggregate``: "sum" (revenue), "count",
         or "conversion" (1.0 if any outcome in the window has a value > 0). ``since``/``until``:
-        only exposures in [since, until), and only outcomes before ``until``.
+        subjects whose first exposure is in [since, until), and only outcomes before ``until``.
         """
         sql, params = exposure_outcome_sql(
             flag_key, metric, check_window(window), aggregate,
@@ -288,6 +288,13 @@ class EventStore:
         """
         flags_doc, flags_text = as_document(flags, "flags")
         bandits_doc, bandits_text = as_document(bandits, "bandits", required=False)
+        # Catch a swapped or wrapped document (e.g. Eppo's wire wrapper) before it is stored.
+        if not isinstance(flags_doc.get("flags"), dict):
+            raise ValueError("flags must be a UFC flags document with a 'flags' object "
+                             f"(got keys {sorted(flags_doc)[:6]})")
+        if bandits_doc is not None and not isinstance(bandits_doc.get("bandits"), dict):
+            raise ValueError("bandits must be a bandit-models document with a 'bandits' object "
+                             f"(got keys {sorted(bandits_doc)[:6]})")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise ValueError(f"version must be a positive integer, got {version!r}")
         stamp = _utc_or_none(created_at, "created_at") or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
