@@ -156,7 +156,8 @@ def write_report(
     sections.append(
         "<h2>Posterior lift</h2>" + f'<img src="{_png(plots.lift_intervals(result, experiment.level))}" alt="lifts">'
     )
-    if len(experiment.plans_) > 1:
+    # one analysed round of someone's data: the round-0 plan was never served, so no history to show
+    if len(experiment.results_) > 1 or simulation is not None:
         sections.append(
             "<h2>Allocation over rounds</h2>"
             + f'<img src="{_png(plots.allocation_over_rounds(experiment))}" alt="allocation over rounds">'
