@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -302,7 +302,7 @@ class SequentialExperiment:
             descriptions={s.id: s.description for s in seg_results},
         )
         seg_results = [
-            _replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results
+            replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results
         ]
         this_round = np.asarray(data.round) == state.round if data.round is not None else np.ones(data.n, bool)
         result = RoundResult(
@@ -490,9 +490,3 @@ def _describe(rule: Any) -> str:
         return "everyone"
     text = rule.describe() if callable(getattr(rule, "describe", None)) else str(rule)
     return text or "everyone"
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
