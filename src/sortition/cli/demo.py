@@ -122,7 +122,7 @@ def _decisions(result: Any) -> dict[Any, str]:
             continue
         pick = rows[rows["arm"] == s.best_arm] if s.best_arm in set(rows["arm"]) else rows.nlargest(1, "lift_mean")
         r = pick.iloc[0]
-        out[s.id] = f"{r['decision']} {r['arm']}"
+        out[s.id] = f"{r['decision']}\n{r['arm']}"
     return out
 
 
@@ -134,24 +134,20 @@ def _quiet_engines() -> None:
 def _print_summary(experiment: Any, simulation: Any) -> None:
     result = experiment.results_[-1]
     checks = {c.id: c for c in simulation.segments} if simulation is not None else {}
-    table = Table(title=f"Segments after round {result.round + 1}", show_lines=False)
-    table.add_column("segment")
-    table.add_column("share", justify="right")
-    table.add_column("best arm")
-    table.add_column("P(best)", justify="right")
-    if checks:
-        table.add_column("truth")
-    table.add_column("decision")
-    table.add_column("next allocation")
+    table = Table(title=f"Segments after round {result.round + 1}", show_lines=True)
+    table.add_column("segment", ratio=1, overflow="fold")
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("best arm" + (" (vs truth)" if checks else ""), no_wrap=True)
+    table.add_column("decision", no_wrap=True)
+    table.add_column("next allocation", no_wrap=True)
     decision = _decisions(result)
     for s in result.segments:
-        row = [s.description, f"{s.share:.0%}", s.best_arm, f"{s.arm_best_probabilities.get(s.best_arm, 0):.2f}"]
-        if checks:
-            check = checks.get(s.id)
-            row.append("-" if check is None else ("[green]correct[/]" if check.correct else f"[red]{check.true_best_arm}[/]"))
-        row.append(decision.get(s.id, "-"))
-        row.append(", ".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0))
-        table.add_row(*row)
+        best = f"{s.best_arm}\nP(best) {s.arm_best_probabilities.get(s.best_arm, 0):.2f}"
+        check = checks.get(s.id)
+        if check is not None:
+            best += " [green]correct[/]" if check.correct else f"\n[red]truth: {check.true_best_arm}[/]"
+        alloc = "\n".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
+        table.add_row(s.description, f"{s.share:.0%}", best, decision.get(s.id, "-"), alloc)
     console.print(table)
 
     lifts = ", ".join(f"{x.arm} {x.mean:+.3g} [{x.lower:.3g}, {x.upper:.3g}] P(>0)={x.prob_positive:.2f}"
