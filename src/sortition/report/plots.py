@@ -109,7 +109,7 @@ def policy_tree(result: Any, arms: Sequence[str]) -> plt.Figure:
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none"), zorder=2)
         seg = node.get("segment")
         if seg is None:
-            text = "all visitors" if not node["children"] else ""
+            text = "all visitors" if node is tree else ""
             if text:
                 ax.text(x, -yy, text, ha="center", va="center", fontsize=8,
                         bbox=dict(boxstyle="round", fc="#eeeeee", ec="#999999"))
