@@ -13,6 +13,10 @@ from scipy.special import ndtr
 from sortition.data import ExperimentData
 from sortition.posterior.propensity import propensity_matrix
 
+# Passive OpenMP waits unless the user chose otherwise: on a busy machine, spinning worker threads slowed
+# stochtree's samplers many-fold in our measurements (read when stochtree's OpenMP runtime first loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @dataclass(frozen=True)
 class BCFSettings:

@@ -1,0 +1,169 @@
+"""Posterior fit benchmark: Sortition vs raw stochtree vs pytyche (when installed), same data and settings.
+
+Data: scenario "two_segments" (pytyche's quick start: 40% responders, conversion 0.08 -> 0.18), 2 arms,
+binary outcome, recorded propensities. Every engine gets the same encoded covariates, the same forest
+sizes (100 prognostic / 50 effect trees), 10 grow-from-root sweeps, no extra burn-in, 100 retained draws,
+and 2 threads where it has a setting for it. Each run is its own subprocess, so peak memory (max RSS,
+imports included) is per engine. Also: Sortition alone on 100,000 visitors x 3 arms, revenue.
+
+    python benchmarks/posterior.py                 # sizes 800, 5000, 50000 + the 100k revenue run
+    python benchmarks/posterior.py --sizes 800 --repeats 3 --no-large
+    python benchmarks/posterior.py --peer-python /path/to/venv/bin/python   # where pytyche is installed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TREES = dict(num_trees_mu=100, num_trees_tau=50, num_gfr=10, draws=100)
+THREADS = 2
+
+CHILD = r'''
+import json, resource, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+from scipy.stats import norm
+sys.path.insert(0, sys.argv[1] + "/src")
+from sortition.scenarios import generate
+engine, n, seed, scenario, k, outcome = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7]
+T = json.loads(sys.argv[8]); threads = int(sys.argv[9])
+data, truth = generate(scenario, n, arms=k, outcome=outcome, seed=seed)
+tau_true = truth.contrasts
+x = data.design_matrix()
+t0 = time.perf_counter()
+if engine == "sortition":
+    from sortition.posterior import fit
+    post = fit(data, outcome=outcome, seed=seed, progress=False, num_threads=threads, **T)
+    wall = time.perf_counter() - t0
+    cate, (lo, hi) = post.cate(), post.cate_interval(0.8)
+elif engine == "stochtree":
+    from stochtree import BCFModel, OutcomeModel
+    m = BCFModel()
+    z = data.arm_index.astype(float)
+    m.sample(X_train=x, Z_train=z, y_train=data.outcome, propensity_train=data.propensity,
+             num_gfr=T["num_gfr"], num_burnin=0, num_mcmc=T["draws"],
+             general_params={"random_seed": seed, "num_threads": threads,
+                             "outcome_model": OutcomeModel(outcome="binary", link="probit")},
+             prognostic_forest_params={"num_trees": T["num_trees_mu"]},
+             treatment_effect_forest_params={"num_trees": T["num_trees_tau"]})
+    d = norm.cdf(m.mu_hat_train + m.tau_hat_train) - norm.cdf(m.mu_hat_train)
+    wall = time.perf_counter() - t0
+    d = d[:, :, None]
+elif engine == "pytyche":
+    import pandas as pd
+    import pytyche
+    from pytyche.contracts import ObservedExperimentData, VariantData
+    from pytyche.analysis._contrasts import contrast_samples
+    feats = pd.DataFrame(x, columns=[f"f{j:02d}" for j in range(x.shape[1])])
+    conv = data.outcome > 0
+    base = pd.DataFrame({"visitor_id": [str(s) for s in data.subject], "experiment_id": "bench",
+                         "variant": np.asarray(data.arms, dtype=object)[data.arm_index], "converted": conv,
+                         "revenue": data.outcome.astype(float), "orders_count": conv.astype("int64"),
+                         "sessions_count": np.ones(n, dtype="int64"), "propensity": data.propensity})
+    vis = pd.concat([base, feats], axis=1)
+    order = np.concatenate([np.flatnonzero(data.arm_index == j) for j in range(k)])  # pytyche's row order
+    variants = [VariantData(str(a), vis[data.arm_index == j].reset_index(drop=True), int((data.arm_index == j).sum()),
+                            int(conv[data.arm_index == j].sum()), float(data.outcome[data.arm_index == j].sum()))
+                for j, a in enumerate(data.arms)]
+    obs = ObservedExperimentData("bench", "conversion_rate", variants)
+    t0 = time.perf_counter()
+    res = pytyche.fit_binary_bcf(obs, seed=seed, num_trees_mu=T["num_trees_mu"], num_trees_tau=T["num_trees_tau"],
+                                 num_gfr_sweeps=T["num_gfr"], num_burnin=0, num_mcmc=T["draws"])
+    d = np.asarray(contrast_samples(res))
+    wall = time.perf_counter() - t0
+    tau_true = tau_true[order]
+if engine != "sortition":
+    cate = d.mean(axis=1)
+    lo, hi = np.quantile(d, [0.1, 0.9], axis=1)
+rmse = float(np.sqrt(((cate - tau_true) ** 2).mean()))
+cov = float(((lo <= tau_true) & (tau_true <= hi)).mean())
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print("RESULT " + json.dumps({"wall": wall, "peak_mb": peak, "rmse": rmse, "cov80": cov}))
+'''
+
+
+def run(python: str, engine: str, n: int, seed: int, scenario="two_segments", k=2, outcome="binary",
+        timeout=3600) -> dict | None:
+    cmd = [python, "-c", CHILD, str(ROOT), engine, str(n), str(seed), scenario, str(k), outcome,
+           json.dumps(TREES), str(THREADS)]
+    # passive OpenMP waits: on a busy shared machine spinning threads slow every engine down many-fold
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "OMP_WAIT_POLICY": "PASSIVE", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        print(f"  {engine:9s} n={n}: timed out after {timeout}s")
+        return None
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    print(f"  {engine:9s} n={n}: failed\n{out.stderr[-1500:]}")
+    return None
+
+
+def has_module(python: str, name: str) -> bool:
+    return subprocess.run([python, "-c", f"import {name}"], capture_output=True).returncode == 0
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[800, 5000, 50000])
+    ap.add_argument("--repeats", type=int, default=1, help="runs per engine and size (medians are printed)")
+    ap.add_argument("--peer-python", default=os.environ.get("SORTITION_PEER_PYTHON", sys.executable),
+                    help="interpreter that has pytyche (+ bartz==0.10.0, jax) installed")
+    ap.add_argument("--pytyche-max-n", type=int, default=50000, help="skip pytyche above this size")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
+    ap.add_argument("--no-large", action="store_true", help="skip the 100,000-visitor revenue run")
+    args = ap.parse_args()
+    py = sys.executable
+    engines = [("sortition", py), ("stochtree", py)]
+    if has_module(args.peer_python, "pytyche"):
+        engines.append(("pytyche", args.peer_python))
+    else:
+        print(f"pytyche is not installed for {args.peer_python}: skipping it "
+              "(pip install pytyche==0.2.1 bartz==0.10.0 jax; pass --peer-python)")
+    print(f"two_segments, 2 arms, binary; trees mu/tau {TREES['num_trees_mu']}/{TREES['num_trees_tau']}, "
+          f"{TREES['num_gfr']} GFR + {TREES['draws']} draws, {THREADS} threads; medians of {args.repeats} run(s)")
+    header = f"{'n':>7} {'engine':10} {'wall s':>8} {'peak MB':>8} {'CATE RMSE':>10} {'cov80':>6}"
+    print(header)
+    for n in args.sizes:
+        res = {}
+        for engine, python in engines:
+            if engine == "pytyche" and n > args.pytyche_max_n:
+                print(f"{n:>7} {engine:10} skipped (n > --pytyche-max-n)")
+                continue
+            runs = [r for r in (run(python, engine, n, seed=rep, timeout=args.timeout) for rep in range(args.repeats)) if r]
+            if not runs:
+                continue
+            res[engine] = m = median_of(runs)
+            print(f"{n:>7} {engine:10} {m['wall']:8.2f} {m['peak_mb']:8.0f} {m['rmse']:10.4f} {m['cov80']:6.3f}",
+                  flush=True)
+        s = res.get("sortition")
+        for peer in ("stochtree", "pytyche"):
+            if s and peer in res:
+                p = res[peer]
+                print(f"{n:>7} ratio {peer:>9}/sortition: wall x{p['wall'] / s['wall']:.2f}, "
+                      f"peak memory x{p['peak_mb'] / s['peak_mb']:.2f}, RMSE x{p['rmse'] / s['rmse']:.2f}"
+                      + (f"  (sortition overhead over stochtree {100 * (s['wall'] / p['wall'] - 1):+.1f}%)"
+                         if peer == "stochtree" else ""), flush=True)
+    if not args.no_large:
+        print("\nstorefront, 3 arms, revenue (two-part), 100,000 visitors, sortition only")
+        r = run(py, "sortition", 100_000, seed=0, scenario="storefront", k=3, outcome="revenue", timeout=args.timeout)
+        if r:
+            print(f"{100000:>7} {'sortition':10} {r['wall']:8.2f} {r['peak_mb']:8.0f} {r['rmse']:10.4f} "
+                  f"{r['cov80']:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
