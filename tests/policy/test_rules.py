@@ -139,3 +139,12 @@ def test_bad_input():
     # request time never raises
     assert Rule([Condition("a", "GT", 1)]).matches(None) is False
     assert Rule([Condition("a", "GT", 1)]).matches({"a": object()}) is False
+
+
+def test_masks_of_several_rules_share_conditions():
+    frame = pd.DataFrame({"d": ["m", "t", None, "m"], "x": [1.0, 2.0, 3.0, np.nan]})
+    shared = Condition("d", "ONE_OF", ["m"])
+    rules = [Rule([shared, Condition("x", "GT", 1)]), Rule([shared]), Rule([Condition("d", "IS_NULL", True)])]
+    masks = Rule.masks(rules, frame)
+    assert masks.shape == (3, 4)
+    assert [m.tolist() for m in masks] == [r.mask(frame).tolist() for r in rules]

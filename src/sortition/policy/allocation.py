@@ -29,15 +29,21 @@ def require_posterior(posterior: Any, caller: str):
     return posterior.data
 
 
-def segment_mask(posterior: Posterior, segment_id: Any, rule: Rule) -> np.ndarray:
-    """Members of a segment (n,) bool; ValueError when it matches no visitor."""
-    mask = rule.mask(posterior.data.covariates)
-    if not mask.any():
-        raise ValueError(
-            f"segment {segment_id!r} ({rule.describe()}) matches no visitor; an allocation over an "
-            "empty segment is undefined: drop the segment or widen its rule"
-        )
-    return mask
+def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) -> np.ndarray:
+    """Members of each ``(segment_id, rule)``: (G, n) bool, each distinct condition evaluated once.
+
+    ValueError for a segment that matches no visitor."""
+    frame = posterior.data.covariates
+    memo: dict = {}
+    masks = np.empty((len(segments), posterior.n), dtype=bool)
+    for g, (segment_id, rule) in enumerate(segments):
+        masks[g] = rule.mask(frame, memo)
+        if not masks[g].any():
+            raise ValueError(
+                f"segment {segment_id!r} ({rule.describe()}) matches no visitor; an allocation over an "
+                "empty segment is undefined: drop the segment or widen its rule"
+            )
+    return masks
 
 
 CHUNK_ELEMENTS = 1_600_000  # draws per block (6.4 MB of float32, cache-sized): memory stays flat in n
@@ -113,7 +119,7 @@ def thompson_allocation(
     allocation: dict[Any, dict[Any, float]] = {}
     if not checked:
         return allocation
-    masks = np.stack([segment_mask(posterior, seg.id, seg.rule) for seg in checked])  # validate all first
+    masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in checked])  # validate all first
     _, raw_all = segment_win_frequencies(posterior, masks)
     for seg, raw in zip(checked, raw_all):
         weights = iterative_floor_clip(raw, float(epsilon))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sortition.policy.allocation import require_posterior, segment_mask
+from sortition.policy.allocation import require_posterior, segment_masks
 from sortition.posterior import Posterior
 
 
@@ -90,7 +90,9 @@ def recommend(
         raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
     thresholds = thresholds or DecisionThresholds()
     scopes = [("overall", np.ones(posterior.n, dtype=bool))]
-    scopes += [(seg.id, segment_mask(posterior, seg.id, seg.rule)) for seg in segments]
+    if len(segments):
+        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments])
+        scopes += [(seg.id, mask) for seg, mask in zip(segments, masks)]
     rows = []
     for scope, mask in scopes:
         means = posterior.segment_mean_contrasts(mask)  # (S, K-1)

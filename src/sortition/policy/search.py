@@ -202,40 +202,38 @@ class TreeSearch:
             return cache[(a, b)]
 
         best, choice, base = _NEG, None, None
+        k = values.shape[1] - 1
         for j1, f1 in enumerate(self.features):
             h1 = _histogram(codes[j1], f1.n_slots, values)[None]
-            root_value, _, order1, nosplit = best_splits(h1, f1.categorical, self._min_count)
-            base = nosplit[0]
-            if not np.isfinite(root_value[0]):
-                continue
-            order1 = order1[0]
+            base = h1[0, :, :k].sum(axis=0).max()
             m1 = f1.n_slots
-            best_left = np.full(m1 - 1, _NEG)
-            best_right = np.full(m1 - 1, _NEG)
-            k = values.shape[1] - 1
             null = m1 - 2
-            for j2, f2 in enumerate(self.features):
-                h2 = pair(j1, j2)[order1]  # (m1, m2, K+1), the root's missing slot last
-                left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root position
-                right = h2.sum(axis=0)[None] - left - h2[-1][None]  # present rows after the position
-                right[null] = h2[-1]  # the null split's right child: the missing rows
-                value_l, _, _, keep_l = best_splits(left, f2.categorical, self._min_count)
-                value_r, _, _, keep_r = best_splits(right, f2.categorical, self._min_count)
-                best_left = np.maximum(best_left, np.maximum(value_l, keep_l))
-                best_right = np.maximum(best_right, np.maximum(value_r, keep_r))
-            # feasibility of the root split itself; a value split's missing rows are one more leaf
-            hist = h1[0, order1]
-            cum1 = np.cumsum(hist, axis=0)[:-1]
-            missing = hist[-1]
-            right_count = hist[:, k].sum() - cum1[:, k] - missing[k]
-            ok = (cum1[:, k] >= self._min_count) & (right_count >= self._min_count)
-            ok[null] = (cum1[null, k] >= self._min_count) & (missing[k] >= self._min_count)
-            extra = np.full(m1 - 1, missing[:k].max())
-            extra[null] = 0.0
-            total = np.where(ok, best_left + best_right + extra, _NEG)
-            t = int(_last_argmax(total))
-            if total[t] > best:
-                best, choice = total[t], Split(j1, np.array(order1), t)
+            for order1 in _orders(h1, f1.categorical):  # categorical roots: every candidate order
+                order1 = np.array(order1[0])
+                best_left = np.full(m1 - 1, _NEG)
+                best_right = np.full(m1 - 1, _NEG)
+                for j2, f2 in enumerate(self.features):
+                    h2 = pair(j1, j2)[order1]  # (m1, m2, K+1), the root's missing slot last
+                    left = np.cumsum(h2, axis=0)[:-1]  # (m1-1, m2, K+1): the left child per root position
+                    right = h2.sum(axis=0)[None] - left - h2[-1][None]  # present rows after the position
+                    right[null] = h2[-1]  # the null split's right child: the missing rows
+                    value_l, _, _, keep_l = best_splits(left, f2.categorical, self._min_count)
+                    value_r, _, _, keep_r = best_splits(right, f2.categorical, self._min_count)
+                    best_left = np.maximum(best_left, np.maximum(value_l, keep_l))
+                    best_right = np.maximum(best_right, np.maximum(value_r, keep_r))
+                # feasibility of the root split itself; a value split's missing rows are one more leaf
+                hist = h1[0, order1]
+                cum1 = np.cumsum(hist, axis=0)[:-1]
+                missing = hist[-1]
+                right_count = hist[:, k].sum() - cum1[:, k] - missing[k]
+                ok = (cum1[:, k] >= self._min_count) & (right_count >= self._min_count)
+                ok[null] = (cum1[null, k] >= self._min_count) & (missing[k] >= self._min_count)
+                extra = np.full(m1 - 1, missing[:k].max())
+                extra[null] = 0.0
+                total = np.where(ok, best_left + best_right + extra, _NEG)
+                t = int(_last_argmax(total))
+                if total[t] > best:
+                    best, choice = total[t], Split(j1, order1, t)
         if choice is None or best <= base + self._tol:
             return None
         return choice

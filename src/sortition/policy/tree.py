@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sortition.policy.allocation import require_posterior, segment_mask, segment_win_frequencies
+from sortition.policy.allocation import require_posterior, segment_masks, segment_win_frequencies
 from sortition.policy.features import encode_features
 from sortition.policy.search import Leaf, TreeSearch
 from sortition.policy.segments import Segment
@@ -111,7 +111,7 @@ def fit_policy_tree(
     stability = _stability(search, leaves, max_depth, n_bootstrap, seed)
 
     rules = [Rule(leaf.conditions) for leaf in leaves]
-    masks = np.stack([segment_mask(posterior, i, rule) for i, rule in enumerate(rules)])
+    masks = segment_masks(posterior, list(enumerate(rules)))
     all_means, all_raw = segment_win_frequencies(posterior, masks)
     segments = []
     q = [(1 - level) / 2, (1 + level) / 2]

@@ -38,7 +38,7 @@ class Rule:
             return not self.conditions
         return all(c.matches(attributes) for c in self.conditions)
 
-    def mask(self, frame_or_data: Any):
+    def mask(self, frame_or_data: Any, _memo: dict | None = None):
         """Offline: boolean mask ``(n,)`` of the rows that satisfy every condition.
 
         Args:
@@ -63,8 +63,21 @@ class Rule:
                     f"rule condition {condition.describe()!r} reads column {condition.attribute!r}, "
                     f"which the data lacks (columns: {', '.join(map(str, frame.columns))})"
                 )
-            mask &= condition_mask(frame[condition.attribute], condition)
+            if _memo is None:
+                mask &= condition_mask(frame[condition.attribute], condition)
+                continue
+            if condition not in _memo:  # segments of one tree share conditions
+                _memo[condition] = condition_mask(frame[condition.attribute], condition)
+            mask &= _memo[condition]
         return mask
+
+    @staticmethod
+    def masks(rules: "list[Rule]", frame_or_data: Any):
+        """Masks ``(G, n)`` of several rules over one frame, each distinct condition evaluated once."""
+        import numpy as np
+
+        memo: dict = {}
+        return np.stack([rule.mask(frame_or_data, memo) for rule in rules]) if rules else None
 
     def describe(self) -> str:
         """``device ONE_OF {mobile, tablet} AND recency_days > 3.5``; ``everyone`` when empty."""
