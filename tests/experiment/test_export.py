@@ -115,3 +115,25 @@ def test_subject_to_arm_frequencies_match_plan(fake_rule):
     freq = {a: arms.count(a) / len(arms) for a in ARMS}
     for arm, p in plan.segment(0).arm_probabilities.items():
         assert abs(freq[arm] - p) < 0.015
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(0, 1), min_size=3, max_size=3),
+    st.floats(0, 0.3),
+    st.floats(0, 0.3),
+    st.booleans(),
+)
+def test_served_floors_within_one_shard(raw, control, explore, drop_b):
+    active = ("control", "a") if drop_b else ARMS
+    plan = make_plan(ARMS, [(0, None)], {0: dict(zip(ARMS, raw))}, weights=CellWeights(control, explore),
+                     active_arms=active)
+    served = served_probabilities(plan_to_flag(plan, "exp"))
+    for probs in served.values():
+        assert sum(probs.values()) == pytest.approx(1.0)
+        assert probs["control"] >= control + explore / len(active) - 1 / TOTAL_SHARDS
+        for arm in ARMS:
+            if arm in active:
+                assert probs[arm] >= explore / len(active) - 1 / TOTAL_SHARDS
+            else:
+                assert probs[arm] == 0.0
