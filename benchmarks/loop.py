@@ -9,7 +9,7 @@ correct" is the share of fresh traffic whose final segment's chosen arm is that 
 best arm.
 
     python benchmarks/loop.py                      # storefront, multi_winner, reversal; 3 seeds
-    python benchmarks/loop.py --scenarios storefront --seeds 5 --rounds 6 --visitors 2000
+    python benchmarks/loop.py --scenarios storefront --seeds 5 --rounds 4 --visitors 1000
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="storefront,multi_winner,reversal")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--visitors", type=int, default=1500, help="visitors per round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--visitors", type=int, default=2000, help="visitors per round (the demo's defaults)")
     parser.add_argument("--engine", default="bcf")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="stochtree")
