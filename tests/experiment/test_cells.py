@@ -85,3 +85,23 @@ def test_schedules():
     with pytest.raises(TypeError):
         as_schedule("ten")
     assert np.array(list(fixed(2, 3))).sum() == 6
+
+
+def test_segment_index_first_match_then_catch_all():
+    import pandas as pd
+
+    from sortition.rules import Condition, Rule
+
+    frame = pd.DataFrame({"device": ["mobile", "desktop", "tablet", None], "recency": [1.0, 2.0, 30.0, None]})
+    segments = [
+        (0, Rule((Condition("recency", "LT", 5.0),))),
+        (1, Rule((Condition("device", "ONE_OF", ["mobile", "desktop"]),))),
+        (2, Rule((Condition("device", "ONE_OF", ["tablet"]),))),
+    ]
+    weights = {0: {"control": 1.0}, 1: {"a": 1.0}, 2: {"b": 1.0}}
+    plan = make_plan(ARMS, segments, weights, weights=CellWeights(0, 0))
+    # row 1 matches segments 0 and 1: the first (flag order) serves; row 3 matches nothing
+    assert plan.segment_index(frame).tolist() == [0, 0, 2, 3]
+    probs = plan.probabilities(frame)
+    assert probs[0].tolist() == [1.0, 0.0, 0.0, 0.0] and probs[2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert probs[3].tolist() == pytest.approx([0.25] * 4)  # catch-all: uniform default
