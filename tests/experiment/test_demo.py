@@ -41,6 +41,18 @@ def test_demo_end_to_end(tmp_path):
     assert 0 <= sim.segment_accuracy <= 1
 
 
+def test_analyze_the_demo_event_store(tmp_path):
+    run = run_demo(rounds=2, visitors=300, engine="stratified", seed=4, out=tmp_path / "demo")
+    result = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", run.simulation.experiment.key,
+                                      "--kind", "revenue", "--control", "control", "--engine", "stratified",
+                                      "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["visitors"] == 600 and summary["arms"] == ["control", "bundle", "free_shipping"]  # sorted after control
+    bad = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", "no-such-flag", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "no exposures" in " ".join(bad.output.split())
+
+
 def test_demo_command(tmp_path):
     result = CliRunner().invoke(
         app, ["demo", "--rounds", "2", "--visitors", "200", "--engine", "stratified", "--out", str(tmp_path)]

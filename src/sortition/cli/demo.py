@@ -82,6 +82,8 @@ def analyze(
     covariates: str = typer.Option(None, help="Comma-separated covariate columns (default: all others)."),
     query: str = typer.Option(None, help="DuckDB: the query that returns the rows."),
     table: str = typer.Option(None, help="DuckDB: the table to read."),
+    flag: str = typer.Option(None, help="Sortition event store: the flag (experiment) key to analyse."),
+    metric: str = typer.Option("outcome", help="Sortition event store: the outcome metric."),
     engine: str = typer.Option("bcf", help="Posterior engine: bcf or stratified."),
     threads: int = typer.Option(1, min=1, help="Threads for the BCF engine."),
     seed: int = typer.Option(0),
@@ -89,12 +91,18 @@ def analyze(
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
     from sortition.experiment.demo import analyze as run_analysis
-    from sortition.experiment.demo import read_table
+    from sortition.experiment.demo import read_event_store, read_table
 
     _quiet_engines()
-
     try:
-        frame = read_table(data, query=query, table=table)
+        if flag is not None:
+            # exposures joined to outcomes: the join's own column names and logged propensities
+            frame = read_event_store(data, flag, metric)
+            arm, outcome, subject = "arm", "y", "subject"
+            if frame["propensity"].notna().all():
+                propensity = "propensity"
+        else:
+            frame = read_table(data, query=query, table=table)
         with console.status(f"fitting {len(frame):,} rows with the {engine} engine"):
             experiment, report = run_analysis(
                 frame, arm=arm, outcome=outcome, subject=subject, propensity=propensity,

@@ -112,6 +112,23 @@ def read_table(path: str | Path, *, query: str | None = None, table: str | None 
     raise ValueError(f"cannot read {str(path)!r}: use a .csv, .parquet or .duckdb file")
 
 
+def read_event_store(path: str | Path, flag: str, metric: str = "outcome") -> pd.DataFrame:
+    """Exposures to ``flag`` joined to outcomes of ``metric`` from a Sortition event store.
+
+    Columns: subject, arm, y, propensity, cell, round, then the logged subject attributes.
+    """
+    from sortition.store import EventStore
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"event store {str(path)!r} does not exist")
+    with EventStore(str(path)) as store:
+        frame = store.experiment_frame(flag, metric)
+    if frame.empty:
+        raise ValueError(f"the event store {str(path)!r} has no exposures to flag {flag!r}")
+    return frame
+
+
 def analyze(
     data: pd.DataFrame,
     *,
