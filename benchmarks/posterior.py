@@ -56,7 +56,7 @@ elif engine == "stochtree":
     d = norm.cdf(m.mu_hat_train + m.tau_hat_train) - norm.cdf(m.mu_hat_train)
     wall = time.perf_counter() - t0
     d = d[:, :, None]
-elif engine == "pytyche":
+elif engine.startswith("pytyche"):
     import pandas as pd
     import pytyche
     from pytyche.contracts import ObservedExperimentData, VariantData
@@ -74,8 +74,11 @@ elif engine == "pytyche":
                 for j, a in enumerate(data.arms)]
     obs = ObservedExperimentData("bench", "conversion_rate", variants)
     t0 = time.perf_counter()
-    res = pytyche.fit_binary_bcf(obs, seed=seed, num_trees_mu=T["num_trees_mu"], num_trees_tau=T["num_trees_tau"],
-                                 num_gfr_sweeps=T["num_gfr"], num_burnin=0, num_mcmc=T["draws"])
+    if engine == "pytyche-own-defaults":  # pytyche's quick-start settings (its 200 burn-in + 200 draws)
+        res = pytyche.fit_binary_bcf(obs, seed=seed)
+    else:
+        res = pytyche.fit_binary_bcf(obs, seed=seed, num_trees_mu=T["num_trees_mu"], num_trees_tau=T["num_trees_tau"],
+                                     num_gfr_sweeps=T["num_gfr"], num_burnin=0, num_mcmc=T["draws"])
     d = np.asarray(contrast_samples(res))
     wall = time.perf_counter() - t0
     tau_true = tau_true[order]
@@ -125,35 +128,40 @@ def main() -> None:
     ap.add_argument("--pytyche-max-n", type=int, default=50000, help="skip pytyche above this size")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
     ap.add_argument("--no-large", action="store_true", help="skip the 100,000-visitor revenue run")
+    ap.add_argument("--engines", nargs="+", default=["sortition", "stochtree", "pytyche"],
+                    choices=["sortition", "stochtree", "pytyche", "pytyche-own-defaults"],
+                    help="which engines to run (default: all available)")
     args = ap.parse_args()
     py = sys.executable
     engines = [("sortition", py), ("stochtree", py)]
     if has_module(args.peer_python, "pytyche"):
         engines.append(("pytyche", args.peer_python))
+        engines.append(("pytyche-own-defaults", args.peer_python))
     else:
         print(f"pytyche is not installed for {args.peer_python}: skipping it "
               "(pip install pytyche==0.2.1 bartz==0.10.0 jax; pass --peer-python)")
+    engines = [(e, p) for e, p in engines if e in args.engines]
     print(f"two_segments, 2 arms, binary; trees mu/tau {TREES['num_trees_mu']}/{TREES['num_trees_tau']}, "
           f"{TREES['num_gfr']} GFR + {TREES['draws']} draws, {THREADS} threads; medians of {args.repeats} run(s)")
-    header = f"{'n':>7} {'engine':10} {'wall s':>8} {'peak MB':>8} {'CATE RMSE':>10} {'cov80':>6}"
-    print(header)
+    header = f"{'n':>7} {'engine':20} {'wall s':>8} {'peak MB':>8} {'CATE RMSE':>10} {'cov80':>6}"
+    print(header)  # engine names: pytyche = same settings as ours; pytyche-own-defaults = its quick-start settings
     for n in args.sizes:
         res = {}
         for engine, python in engines:
-            if engine == "pytyche" and n > args.pytyche_max_n:
-                print(f"{n:>7} {engine:10} skipped (n > --pytyche-max-n)")
+            if engine.startswith("pytyche") and n > args.pytyche_max_n:
+                print(f"{n:>7} {engine:20} skipped (n > --pytyche-max-n)")
                 continue
             runs = [r for r in (run(python, engine, n, seed=rep, timeout=args.timeout) for rep in range(args.repeats)) if r]
             if not runs:
                 continue
             res[engine] = m = median_of(runs)
-            print(f"{n:>7} {engine:10} {m['wall']:8.2f} {m['peak_mb']:8.0f} {m['rmse']:10.4f} {m['cov80']:6.3f}",
+            print(f"{n:>7} {engine:20} {m['wall']:8.2f} {m['peak_mb']:8.0f} {m['rmse']:10.4f} {m['cov80']:6.3f}",
                   flush=True)
         s = res.get("sortition")
-        for peer in ("stochtree", "pytyche"):
+        for peer in ("stochtree", "pytyche", "pytyche-own-defaults"):
             if s and peer in res:
                 p = res[peer]
-                print(f"{n:>7} ratio {peer:>9}/sortition: wall x{p['wall'] / s['wall']:.2f}, "
+                print(f"{n:>7} ratio {peer}/sortition: wall x{p['wall'] / s['wall']:.2f}, "
                       f"peak memory x{p['peak_mb'] / s['peak_mb']:.2f}, RMSE x{p['rmse'] / s['rmse']:.2f}"
                       + (f"  (sortition overhead over stochtree {100 * (s['wall'] / p['wall'] - 1):+.1f}%)"
                          if peer == "stochtree" else ""), flush=True)
@@ -161,7 +169,7 @@ def main() -> None:
         print("\nstorefront, 3 arms, revenue (two-part), 100,000 visitors, sortition only")
         r = run(py, "sortition", 100_000, seed=0, scenario="storefront", k=3, outcome="revenue", timeout=args.timeout)
         if r:
-            print(f"{100000:>7} {'sortition':10} {r['wall']:8.2f} {r['peak_mb']:8.0f} {r['rmse']:10.4f} "
+            print(f"{100000:>7} {'sortition':20} {r['wall']:8.2f} {r['peak_mb']:8.0f} {r['rmse']:10.4f} "
                   f"{r['cov80']:6.3f}")
 
 

@@ -120,3 +120,23 @@ def test_stratified_binary_and_revenue_shapes():
         desktop = d.covariates["device"].eq("desktop").to_numpy()
         assert p.info["strata"][0] == "device"
         assert p.segment_mean_contrasts(mobile)[:, 0].mean() > p.segment_mean_contrasts(desktop)[:, 0].mean()
+
+
+def test_multi_arm_recorded_propensities_are_kept_and_filled_in():
+    from sortition.posterior.propensity import propensity_matrix
+
+    rng = np.random.default_rng(3)
+    n = 900
+    mobile = rng.random(n) < 0.5
+    # an adaptive round: mobile gets 20/60/20, others 50/25/25
+    probs = np.where(mobile[:, None], [0.2, 0.6, 0.2], [0.5, 0.25, 0.25])
+    arm = (rng.random(n)[:, None] > probs.cumsum(axis=1)).sum(axis=1)
+    df = pd.DataFrame({"arm": arm, "y": rng.normal(size=n), "mobile": mobile,
+                       "p": probs[np.arange(n), arm]})
+    d = ExperimentData.from_frame(df, propensity="p", control=0)
+    m, source = propensity_matrix(d, d.design_matrix(), seed=0, num_threads=1)
+    assert source == "recorded" and m.shape == (n, 2)
+    for j in (1, 2):
+        rows = d.arm_index == j
+        np.testing.assert_allclose(m[rows, j - 1], d.propensity[rows])
+    np.testing.assert_allclose(m[:, 0], probs[:, 1], atol=0.08)  # arm 1's probability, interpolated elsewhere
