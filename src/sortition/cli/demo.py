@@ -130,7 +130,7 @@ def _decisions(result: Any) -> dict[Any, str]:
             continue
         pick = rows[rows["arm"] == s.best_arm] if s.best_arm in set(rows["arm"]) else rows.nlargest(1, "lift_mean")
         r = pick.iloc[0]
-        out[s.id] = f"{r['decision']}\n{r['arm']}"
+        out[s.id] = r["decision"] if r["arm"] == s.best_arm else f"{r['decision']}\n{r['arm']}"
     return out
 
 
@@ -143,9 +143,9 @@ def _print_summary(experiment: Any, simulation: Any) -> None:
     result = experiment.results_[-1]
     checks = {c.id: c for c in simulation.segments} if simulation is not None else {}
     table = Table(title=f"Segments after round {result.round + 1}", show_lines=True)
-    table.add_column("segment", ratio=1, overflow="fold")
+    table.add_column("segment", ratio=1, min_width=12, overflow="fold")
     table.add_column("share", justify="right", no_wrap=True)
-    table.add_column("best arm" + (" (vs truth)" if checks else ""), no_wrap=True)
+    table.add_column("best arm", no_wrap=True)
     table.add_column("decision", no_wrap=True)
     table.add_column("next allocation", no_wrap=True)
     decision = _decisions(result)
@@ -153,7 +153,7 @@ def _print_summary(experiment: Any, simulation: Any) -> None:
         best = f"{s.best_arm}\nP(best) {s.arm_best_probabilities.get(s.best_arm, 0):.2f}"
         check = checks.get(s.id)
         if check is not None:
-            best += " [green]correct[/]" if check.correct else f"\n[red]truth: {check.true_best_arm}[/]"
+            best += "\n[green]correct[/]" if check.correct else f"\n[red]truth:\n{check.true_best_arm}[/]"
         alloc = "\n".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
         table.add_row(s.description, f"{s.share:.0%}", best, decision.get(s.id, "-"), alloc)
     console.print(table)
