@@ -9,7 +9,7 @@ from sortition.experiment.schedules import as_schedule, explicit, fixed, geometr
 ARMS = ("control", "a", "b", "c")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(
     control=st.floats(0, 0.5),
     explore=st.floats(0, 0.5),

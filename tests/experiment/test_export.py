@@ -21,7 +21,7 @@ from sortition.serving.sharding import shard
 ARMS = ("control", "a", "b")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.floats(0, 10), min_size=1, max_size=8).filter(lambda w: sum(w) > 1e-6), st.integers(0, 20000))
 def test_largest_remainder(weights, total):
     counts = largest_remainder(weights, total)
@@ -45,7 +45,7 @@ def _plan(fake_rule, w0, w1, active=ARMS):
     return make_plan(ARMS, segments, {0: w0, 1: w1}, active_arms=active, round=2)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.lists(st.floats(0.001, 1), min_size=3, max_size=3), st.floats(0, 0.3), st.floats(0, 0.3))
 def test_layout_tiles_and_matches_plan(raw, control, explore):
     plan = make_plan(ARMS, [(0, None)], {0: dict(zip(ARMS, raw))}, weights=CellWeights(control, explore))
@@ -117,7 +117,7 @@ def test_subject_to_arm_frequencies_match_plan(fake_rule):
         assert abs(freq[arm] - p) < 0.015
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(
     st.lists(st.floats(0, 1), min_size=3, max_size=3),
     st.floats(0, 0.3),
