@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
+from sortition.report import plots  # first: it selects the Agg backend
 
-from sortition.report import plots
+import matplotlib.pyplot as plt  # noqa: E402  (isort: skip)
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
