@@ -3,5 +3,6 @@
 from sortition.cli.app import app
 import sortition.cli.conformance  # noqa: F401,E402  (registers `sortition conformance`)
 import sortition.cli.bandit  # noqa: F401,E402  (registers `sortition bandit`)
+import sortition.cli.demo  # noqa: F401,E402  (registers `sortition demo` and `sortition analyze`)
 
 __all__ = ["app"]

@@ -1,0 +1,43 @@
+"""The adaptive loop: cells, schedules, sequential experiments, export of plans to flags."""
+
+from sortition.experiment.cells import CELLS, CellWeights, Plan, SegmentPlan, make_plan, uniform_plan
+from sortition.experiment.export import (
+    TOTAL_SHARDS,
+    experiment_salt,
+    largest_remainder,
+    plan_to_configuration,
+    plan_to_flag,
+    served_probabilities,
+    shard_layout,
+)
+from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
+from sortition.experiment.schedules import Schedule, explicit, fixed, geometric
+from sortition.experiment.sequential import SequentialExperiment, expected_loss, sequential_experiment
+
+__all__ = [
+    "CELLS",
+    "TOTAL_SHARDS",
+    "CellObservation",
+    "CellWeights",
+    "Graduation",
+    "Lift",
+    "Plan",
+    "RoundResult",
+    "Schedule",
+    "SegmentPlan",
+    "SegmentResult",
+    "SequentialExperiment",
+    "expected_loss",
+    "experiment_salt",
+    "explicit",
+    "fixed",
+    "geometric",
+    "largest_remainder",
+    "make_plan",
+    "plan_to_configuration",
+    "plan_to_flag",
+    "sequential_experiment",
+    "served_probabilities",
+    "shard_layout",
+    "uniform_plan",
+]

@@ -1,0 +1,105 @@
+"""The demo and the analysis command, end to end in a small configuration."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sortition.cli import app
+from sortition.experiment.demo import analyze, read_table, run_demo
+from sortition.scenarios import generate
+from sortition.serving import Client, Configuration
+from sortition.store import EventStore
+
+
+def test_demo_end_to_end(tmp_path):
+    run = run_demo(rounds=2, visitors=400, draws=50, seed=3, out=tmp_path)
+    sim = run.simulation
+    assert [r.n for r in sim.rounds] == [400, 400]
+    assert sim.experiment.round_ == 2 and len(sim.experiment.plans_) == 3
+    # every visitor was served through the Client and logged; every served plan was versioned
+    with EventStore(str(run.store)) as store:
+        counts = store.counts()
+        assert counts["assignment"] == 800 and counts["configuration"] == 2
+        assert store.configuration(2).flags == sim.configurations[1]
+        frame = store.experiment_frame(sim.experiment.key, "outcome")
+    assert len(frame) == 800 and frame["propensity"].between(0, 1, inclusive="right").all()
+    assert set(frame["cell"]) <= {"control", "explore", "optimized"}
+    # the report: four plots embedded, a servable next configuration, a summary with regret
+    html = run.report.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 4
+    config = json.loads((tmp_path / "configuration.json").read_text())
+    client = Client(Configuration.from_json(config))
+    assert client.get_assignment(sim.experiment.key, "someone", {"device": "mobile"}, "none") in sim.arms
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["regret"]["loop"] == pytest.approx(sim.regret)
+    assert summary["visitors"] == 800
+    assert sim.uniform_regret > 0 and np.isfinite(sim.regret)
+    assert 0 <= sim.segment_accuracy <= 1
+
+
+def test_analyze_the_demo_event_store(tmp_path):
+    run = run_demo(rounds=2, visitors=300, engine="stratified", seed=4, out=tmp_path / "demo")
+    result = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", run.simulation.experiment.key,
+                                      "--kind", "revenue", "--control", "control", "--engine", "stratified",
+                                      "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["visitors"] == 600 and summary["arms"] == ["control", "bundle", "free_shipping"]  # sorted after control
+    bad = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", "no-such-flag", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "no exposures" in " ".join(bad.output.split())
+
+
+def test_demo_command(tmp_path):
+    result = CliRunner().invoke(
+        app, ["demo", "--rounds", "2", "--visitors", "200", "--engine", "stratified", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps at the terminal width
+    assert "Regret vs oracle" in text and "uniform A/B test" in text
+    assert (tmp_path / "index.html").exists()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "duckdb"])
+def test_analyze_reads_user_data(tmp_path, suffix):
+    data, _ = generate("reversal", 600, arms=3, seed=4)
+    frame = data.frame()
+    path = tmp_path / f"data.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "parquet":
+        frame.to_parquet(path)
+    else:
+        import duckdb
+
+        with duckdb.connect(str(path)) as con:
+            con.register("f", frame)
+            con.execute("CREATE TABLE visits AS SELECT * FROM f")
+    loaded = read_table(path)
+    experiment, report = analyze(
+        loaded, arm="arm", outcome="y", subject="visitor_id", propensity="propensity", control="control",
+        engine="stratified", out=tmp_path / "out",
+    )
+    assert report.exists() and experiment.round_ == 1
+    assert experiment.arms[0] == "control"
+    assert len(experiment.results_[-1].segments) >= 1
+
+
+def test_analyze_command_and_errors(tmp_path):
+    data, _ = generate("two_segments", 400, arms=2, seed=5)
+    path = tmp_path / "d.csv"
+    data.frame().to_csv(path, index=False)
+    ok = CliRunner().invoke(app, ["analyze", str(path), "--subject", "visitor_id", "--propensity", "propensity",
+                                  "--control", "control", "--engine", "stratified", "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "o" / "configuration.json").exists()
+    bad = CliRunner().invoke(app, ["analyze", str(path), "--outcome", "revenue_typo", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "revenue_typo" in " ".join(bad.output.split())
+    missing = CliRunner().invoke(app, ["analyze", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+    (tmp_path / "d.json").write_text("{}")
+    with pytest.raises(ValueError, match="csv, .parquet or .duckdb"):
+        read_table(tmp_path / "d.json")
