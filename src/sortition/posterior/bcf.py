@@ -12,6 +12,7 @@ from scipy.special import ndtr
 
 from sortition.data import ExperimentData
 from sortition.posterior.propensity import propensity_matrix
+from sortition.posterior.quiet import quiet_stochtree
 
 # Passive OpenMP waits unless the user chose otherwise: on a busy machine, spinning worker threads slowed
 # stochtree's samplers many-fold in our measurements (read when stochtree's OpenMP runtime first loads).
@@ -82,9 +83,7 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
     if predict_all:  # predict the fitted forests at every visitor, treatment set to control
         kw.update(X_test=x, Z_test=np.zeros((n, k1)), propensity_test=propensity)
     model = BCFModel()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*leaf scale.*")
-        warnings.filterwarnings("ignore", message=".*fixed at 1.*")
+    with quiet_stochtree():
         model.sample(**kw)
     s = settings.draws
     mu = np.asarray(model.mu_hat_test if predict_all else model.mu_hat_train).reshape(n, s)

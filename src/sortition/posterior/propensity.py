@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sortition.data import ExperimentData
+from sortition.posterior.quiet import quiet_stochtree
 
 CLIP = (0.01, 0.99)
 
@@ -57,7 +58,8 @@ def _small_bart(x_train, y, x_pred, seed, num_threads) -> np.ndarray:
     if x_train.shape[0] < 10 or np.ptp(y) < 1e-12:
         return np.full(x_pred.shape[0], float(np.mean(y)))
     m = BARTModel()
-    m.sample(X_train=x_train, y_train=y, X_test=x_pred, num_gfr=5, num_burnin=0, num_mcmc=0,
-             general_params={"random_seed": int(seed), "num_threads": int(num_threads), "keep_gfr": True},
-             mean_forest_params={"num_trees": 20})
+    with quiet_stochtree():
+        m.sample(X_train=x_train, y_train=y, X_test=x_pred, num_gfr=5, num_burnin=0, num_mcmc=0,
+                 general_params={"random_seed": int(seed), "num_threads": int(num_threads), "keep_gfr": True},
+                 mean_forest_params={"num_trees": 20})
     return np.asarray(m.y_hat_test).reshape(x_pred.shape[0], -1).mean(axis=1)
