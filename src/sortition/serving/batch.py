@@ -26,7 +26,8 @@ from sortition.serving.bandits import (
     evaluate_bandit,
 )
 from sortition.serving.results import BanditResult
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, shards_array
+from sortition.serving.md5_batch import shards
+from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 
 logger = logging.getLogger("sortition.serving")
 
@@ -115,8 +116,8 @@ def _evaluate_many(
 
     prefixes = [f"{flag_key}-{s}" for s in subject_keys]
     texts = [f"{p}-{a}" for p in prefixes for a in keys]
-    action_shards = shards_array(texts, BANDIT_ASSIGNMENT_SHARDS).reshape(n, k)
-    threshold = shards_array(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
+    action_shards = shards(texts, BANDIT_ASSIGNMENT_SHARDS).reshape(n, k)
+    threshold = shards(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
     order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")
     running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
     hit = running > threshold[:, None]
