@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -92,7 +93,7 @@ class DedupCache:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         self.max_size = max_size
-        self._items: dict[Hashable, Hashable] = {}
+        self._items: OrderedDict[Hashable, Hashable] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -105,10 +106,12 @@ class DedupCache:
             items = self._items
             if items.get(key, _MISSING) == value:
                 return False
-            items.pop(key, None)  # re-insert at the end: a changed entry is the newest
             items[key] = value
+            items.move_to_end(key)  # a changed entry is the newest
             while len(items) > self.max_size:
-                del items[next(iter(items))]
+                # O(1): deleting a plain dict's first key leaves dummies that the next
+                # next(iter(...)) scans again, quadratic once the cache is full
+                items.popitem(last=False)
             return True
 
     def forget(self, key: Hashable, value: Hashable) -> None:
