@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sortition.serving.attributes import numeric_value
+from sortition.serving.attributes import Attributes, numeric_value
 from sortition.serving.bandits import (
     BanditEvaluation,
     BanditModel,
@@ -26,6 +26,7 @@ from sortition.serving.bandits import (
     evaluate_bandit,
 )
 from sortition.serving.results import BanditResult
+from sortition.serving.events import now_rfc3339
 from sortition.serving.md5_batch import shards
 from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 
@@ -40,8 +41,9 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
 
     items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
     action_map = _actions(actions)
+    stamp = now_rfc3339()  # the events of one call share its timestamp
     try:
-        assigned = client._assign_many(cfg, flag_key, items, default, _STRING)
+        assigned = client._assign_many(cfg, flag_key, items, default, _STRING, stamp)
     except Exception:  # noqa: BLE001 - never raise from evaluation
         _report_failure("sortition: get_bandit_actions(%r) failed; serving the default", flag_key)
         return [BanditResult(default, None) for _ in items]
@@ -68,6 +70,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
     for bandit_key in sorted(unmodelled):
         logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
     versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
+    action_groups: dict[str, tuple[dict, dict]] = {}  # action key -> cleaned attribute groups, built once
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
         keys = [items[i][0] for i in idx]
@@ -86,7 +89,11 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
             chosen[i] = e.action_key
             evaluations_of[i] = e
             if log:
-                client._emit_bandit(bandit_key, version, e)
+                groups_of_action = action_groups.get(e.action_key)
+                if groups_of_action is None:
+                    a = Attributes.coerce(e.action_attributes)
+                    groups_of_action = action_groups[e.action_key] = (a.numeric_clean(), a.categorical_clean())
+                client._emit_bandit(bandit_key, version, e, stamp, groups_of_action)
     return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
 
 

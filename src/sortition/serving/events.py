@@ -37,7 +37,10 @@ def assignment_event(
     subject_key: str,
     subject_attributes: dict[str, Any],
     extra_logging: dict[str, str],
+    timestamp: str | None = None,
 ) -> dict[str, Any]:
+    """An assignment event as Eppo's SDKs log it; ``timestamp`` defaults to now (a batch call
+    passes one for all its events)."""
     event: dict[str, Any] = dict(extra_logging)
     event.update(
         featureFlag=flag_key,
@@ -46,7 +49,7 @@ def assignment_event(
         variation=variation_key,
         subject=subject_key,
         subjectAttributes=subject_attributes,
-        timestamp=now_rfc3339(),
+        timestamp=timestamp or now_rfc3339(),
         metaData=dict(META_DATA),
     )
     return event
@@ -64,7 +67,9 @@ def bandit_event(
     subject_categorical: dict[str, str],
     action_numeric: dict[str, float],
     action_categorical: dict[str, str],
+    timestamp: str | None = None,
 ) -> dict[str, Any]:
+    """A bandit action event as Eppo's SDKs log it; ``timestamp`` defaults to now."""
     return {
         "flagKey": flag_key,
         "banditKey": bandit_key,
@@ -77,7 +82,7 @@ def bandit_event(
         "subjectCategoricalAttributes": subject_categorical,
         "actionNumericAttributes": action_numeric,
         "actionCategoricalAttributes": action_categorical,
-        "timestamp": now_rfc3339(),
+        "timestamp": timestamp or now_rfc3339(),
         "metaData": dict(META_DATA),
     }
 
