@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sortition.serving import Client, Configuration
-from sortition.serving.md5_batch import shards
+from sortition.serving.md5_batch import shards, shards_product
 from sortition.serving.sharding import MIN_VECTOR, shard
 
 # ASCII, 2-, 3- and 4-byte UTF-8 characters, NUL and 0x80-ish code points (padding look-alikes)
@@ -91,3 +91,12 @@ def test_large_batches_match_single_calls(monkeypatch):
     assert [(b.variation, b.action, b.evaluation) for b in got] == [(s.variation, s.action, s.evaluation) for s in want]
     assert {b.action for b in got} >= set(actions)
     assert sizes and min(sizes) >= MIN_VECTOR
+
+
+@settings(deadline=None, derandomize=True, max_examples=150)
+@given(st.lists(st.text(alphabet=chars, max_size=60), max_size=12), st.lists(st.text(alphabet=chars, max_size=12),
+       max_size=5), totals)
+def test_product_shards_equal_the_shard_rule(prefixes, suffixes, total):
+    got = shards_product(prefixes, suffixes, total, min_vector=0)
+    assert got.shape == (len(prefixes), len(suffixes))
+    assert got.tolist() == [[shard(p + s, total) for s in suffixes] for p in prefixes]

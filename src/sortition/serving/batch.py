@@ -27,7 +27,7 @@ from sortition.serving.bandits import (
 )
 from sortition.serving.results import BanditResult
 from sortition.serving.events import now_rfc3339
-from sortition.serving.md5_batch import shards
+from sortition.serving.md5_batch import shards, shards_product
 from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 
 logger = logging.getLogger("sortition.serving")
@@ -122,8 +122,7 @@ def _evaluate_many(
     weights[rows, best] = np.maximum(1 - others, 0.0)
 
     prefixes = [f"{flag_key}-{s}" for s in subject_keys]
-    texts = [f"{p}-{a}" for p in prefixes for a in keys]
-    action_shards = shards(texts, BANDIT_ASSIGNMENT_SHARDS).reshape(n, k)
+    action_shards = shards_product([p + "-" for p in prefixes], keys, BANDIT_ASSIGNMENT_SHARDS)  # (n, k)
     threshold = shards(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
     order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")
     running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)

@@ -64,6 +64,53 @@ def shards(texts: Sequence[str], total_shards: int, *, min_vector: int = MIN_VEC
     return out
 
 
+def shards_product(prefixes: Sequence[str], suffixes: Sequence[str], total_shards: int, *,
+                   min_vector: int = MIN_VECTOR) -> np.ndarray:
+    """``shard(p + s, total_shards)`` for every prefix and suffix: int64 array of shape
+    ``(len(prefixes), len(suffixes))``, without building the ``n * k`` strings (the bandit
+    shuffle hashes ``f"{flag}-{subject}-" + action`` for every subject and action).
+
+    Each prefix's block is built once and each suffix written into a copy of it; rows whose
+    longest message exceeds one block go through :func:`shards`.
+    """
+    n, k = len(prefixes), len(suffixes)
+    if n * k < max(min_vector, 1):
+        return shards([p + x for p in prefixes for x in suffixes], total_shards, min_vector=min_vector).reshape(n, k)
+    ascii_prefixes = "".join(prefixes).isascii()
+    encoded = prefixes if ascii_prefixes else [p.encode() for p in prefixes]
+    tails = [x.encode() for x in suffixes]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    fits = lengths + max(map(len, tails)) <= _MAX_ONE_BLOCK
+    out = np.empty((n, k), dtype=np.int64)
+    if not fits.all():
+        long_rows = np.flatnonzero(~fits).tolist()
+        out[long_rows] = shards([prefixes[i] + x for i in long_rows for x in suffixes], total_shards,
+                                min_vector=min_vector).reshape(len(long_rows), k)
+        rows = np.flatnonzero(fits)
+        encoded = [encoded[i] for i in rows.tolist()]
+        lengths = lengths[rows]
+    else:
+        rows = None
+    m = lengths.size
+    if m:
+        base = np.array(encoded, dtype="S64").view(np.uint8).reshape(m, 64)
+        block = np.empty((k, m, 64), dtype=np.uint8)
+        block[:] = base
+        every = np.arange(m)
+        for j, tail in enumerate(tails):
+            for t, byte in enumerate(tail):  # one column write per suffix byte
+                block[j, every, lengths + t] = byte
+            size = lengths + len(tail)
+            block[j, every, size] = 0x80
+            block[j, :, 56:] = (size * 8).astype("<u8").view(np.uint8).reshape(m, 8)
+        words = np.ascontiguousarray(block.reshape(k * m, 64).view("<u4").T)
+        result = (_md5_first_word(words).byteswap().astype(np.int64) % total_shards).reshape(k, m).T
+        if rows is None:
+            return result
+        out[rows] = result
+    return out
+
+
 def _padded_words(messages: Sequence[str] | Sequence[bytes], lengths: np.ndarray) -> np.ndarray:
     """The padded MD5 blocks of messages (ASCII str or bytes) of at most 55 bytes each, as
     little-endian words: uint32 array of shape ``(16, n)`` (word-major, so each word is
