@@ -208,8 +208,8 @@ def test_batch_assignments_match_single_calls(obfuscate):
 def test_batch_bandit_events_match_single_calls(bandit_cfg):
     rng = random.Random(23)
     subjects = [(f"user-{i}", {"age": rng.randint(18, 80), "account_age": rng.random() * 9,
-                               "country": rng.choice(["UK", "USA"]), "gender_identity": rng.choice(["female", "male"])})
-                for i in range(300)]
+                               "country": rng.choice(["UK", "USA"]),
+                               "gender_identity": rng.choice(["female", "male"])}) for i in range(300)]
     actions = {"nike": {"brand_affinity": 1.0, "loyalty_tier": "gold", "bad": float("nan")},
                "adidas": {"brand_affinity": 0.4},
                "reebok": None, "puma": Attributes({"brand_affinity": 0.2}, {"loyalty_tier": 5})}

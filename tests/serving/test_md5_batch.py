@@ -27,8 +27,8 @@ def test_vectorized_shards_equal_the_shard_rule(texts, total):
 
 
 @settings(deadline=None, derandomize=True, max_examples=150)
-@given(st.text(alphabet=chars, max_size=60), st.lists(st.text(alphabet=chars, max_size=12), min_size=1, max_size=30),
-       totals)
+@given(st.text(alphabet=chars, max_size=60),
+       st.lists(st.text(alphabet=chars, max_size=12), min_size=1, max_size=30), totals)
 def test_shared_prefixes_and_suffixes(prefix, middles, total):
     # a shared prefix runs as scalar rounds; shared padding words fold into the round constants
     texts = [f"{prefix}{m}-nike" for m in middles] + [prefix] * 3
@@ -69,7 +69,8 @@ def test_large_batches_match_single_calls(monkeypatch):
 
     sizes = []  # batch sizes the vectorized MD5 ran on
     core = md5_batch._md5_first_word
-    monkeypatch.setattr(md5_batch, "_md5_first_word", lambda words: sizes.append(words.shape[1]) or core(words))
+    monkeypatch.setattr(md5_batch, "_md5_first_word",
+                        lambda words: sizes.append(words.shape[1]) or core(words))
     rng = random.Random(5)
     n = 2 * MIN_VECTOR + 100
     subjects = [(f"user-{i}" if i % 7 else f"üser-{i}", {
@@ -88,14 +89,15 @@ def test_large_batches_match_single_calls(monkeypatch):
                "reebok": {}, "puma": {"brand_affinity": 0.5, "loyalty_tier": "silver"}}
     got = bandits.get_bandit_actions("banner_bandit_flag", subjects, actions, "default")
     want = [bandits.get_bandit_action("banner_bandit_flag", k, a, actions, "default") for k, a in subjects]
-    assert [(b.variation, b.action, b.evaluation) for b in got] == [(s.variation, s.action, s.evaluation) for s in want]
+    assert [(b.variation, b.action, b.evaluation) for b in got] == \
+        [(s.variation, s.action, s.evaluation) for s in want]
     assert {b.action for b in got} >= set(actions)
     assert sizes and min(sizes) >= MIN_VECTOR
 
 
 @settings(deadline=None, derandomize=True, max_examples=150)
-@given(st.lists(st.text(alphabet=chars, max_size=60), max_size=12), st.lists(st.text(alphabet=chars, max_size=12),
-       max_size=5), totals)
+@given(st.lists(st.text(alphabet=chars, max_size=60), max_size=12),
+       st.lists(st.text(alphabet=chars, max_size=12), max_size=5), totals)
 def test_product_shards_equal_the_shard_rule(prefixes, suffixes, total):
     got = shards_product(prefixes, suffixes, total, min_vector=0)
     assert got.shape == (len(prefixes), len(suffixes))

@@ -92,7 +92,8 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
                 groups_of_action = action_groups.get(e.action_key)
                 if groups_of_action is None:
                     a = Attributes.coerce(e.action_attributes)
-                    groups_of_action = action_groups[e.action_key] = (a.numeric_clean(), a.categorical_clean())
+                    groups_of_action = (a.numeric_clean(), a.categorical_clean())
+                    action_groups[e.action_key] = groups_of_action
                 client._emit_bandit(bandit_key, version, e, stamp, groups_of_action)
     return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
 

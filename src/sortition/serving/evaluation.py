@@ -152,10 +152,12 @@ def match_flag_many(
                     if len(missing) >= MIN_VECTOR:  # large audiences: md5 vectorized (numpy)
                         from sortition.serving.md5_batch import shards as bulk_shards
 
-                        cache.update(zip(missing, bulk_shards([prefix + texts[i] for i in missing], total).tolist()))
+                        bulk = bulk_shards([prefix + texts[i] for i in missing], total)
+                        cache.update(zip(missing, bulk.tolist()))
                     else:
                         cache.update(zip(missing, [
-                            _first_uint32(md5((prefix + texts[i]).encode()).digest())[0] % total for i in missing
+                            _first_uint32(md5((prefix + texts[i]).encode()).digest())[0] % total
+                            for i in missing
                         ]))
                 ranges = sh.ranges
                 if len(ranges) == 1:

@@ -46,7 +46,8 @@ def shards(texts: Sequence[str], total_shards: int, *, min_vector: int = MIN_VEC
     one_block = lengths <= _MAX_ONE_BLOCK
     short = int(one_block.sum())
     if short < max(min_vector, 1):
-        return np.array([first_uint32(md5(t.encode()).digest())[0] % total_shards for t in texts], dtype=np.int64)
+        return np.array([first_uint32(md5(t.encode()).digest())[0] % total_shards for t in texts],
+                        dtype=np.int64)
     rows = None
     if short < n:  # long messages: one md5 call each
         rows = np.flatnonzero(one_block)
@@ -75,7 +76,8 @@ def shards_product(prefixes: Sequence[str], suffixes: Sequence[str], total_shard
     """
     n, k = len(prefixes), len(suffixes)
     if n * k < max(min_vector, 1):
-        return shards([p + x for p in prefixes for x in suffixes], total_shards, min_vector=min_vector).reshape(n, k)
+        texts = [p + x for p in prefixes for x in suffixes]
+        return shards(texts, total_shards, min_vector=min_vector).reshape(n, k)
     ascii_prefixes = "".join(prefixes).isascii()
     encoded = prefixes if ascii_prefixes else [p.encode() for p in prefixes]
     tails = [x.encode() for x in suffixes]
