@@ -17,7 +17,8 @@ from sortition.serving.bandits import (
     shuffled_actions,
     top_action,
 )
-from sortition.serving.sharding import shard, shards, shards_array
+from sortition.serving.md5_batch import shards as bulk_shards
+from sortition.serving.sharding import shard, shards
 
 keys = st.text(min_size=1, max_size=8)
 scores_st = st.dictionaries(keys, st.floats(-50, 50, allow_nan=False), min_size=1, max_size=8)
@@ -36,7 +37,7 @@ def test_shard_is_in_range_and_is_the_md5_prefix(text, total):
 def test_bulk_shards_agree(texts, total):
     expected = [shard(t, total) for t in texts]
     assert shards(texts, total) == expected
-    assert shards_array(texts, total).tolist() == expected
+    assert bulk_shards(texts, total).tolist() == expected
 
 
 @settings(deadline=None, derandomize=True)  # seeded; no timing on a shared machine

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -202,3 +203,30 @@ def test_batch_assignments_match_single_calls(obfuscate):
         assert batch == single, case["flag"]
         strip = [{k: v for k, v in e.items() if k != "timestamp"} for e in single_log.assignments]
         assert [{k: v for k, v in e.items() if k != "timestamp"} for e in batch_log.assignments] == strip
+
+
+def test_batch_bandit_events_match_single_calls(bandit_cfg):
+    rng = random.Random(23)
+    subjects = [(f"user-{i}", {"age": rng.randint(18, 80), "account_age": rng.random() * 9,
+                               "country": rng.choice(["UK", "USA"]),
+                               "gender_identity": rng.choice(["female", "male"])}) for i in range(300)]
+    actions = {"nike": {"brand_affinity": 1.0, "loyalty_tier": "gold", "bad": float("nan")},
+               "adidas": {"brand_affinity": 0.4},
+               "reebok": None, "puma": Attributes({"brand_affinity": 0.2}, {"loyalty_tier": 5})}
+    single_log, batch_log = Recorder(), Recorder()
+    single_client, batch_client = Client(bandit_cfg, single_log), Client(bandit_cfg, batch_log)
+    for k, a in subjects:
+        single_client.get_bandit_action("banner_bandit_flag", k, a, actions, "default")
+    batch_client.get_bandit_actions("banner_bandit_flag", subjects, actions, "default")
+
+    def strip(events):
+        return [{k: v for k, v in e.items() if k != "timestamp"} for e in events]
+
+    assert len(batch_log.bandits) > 100
+    assert strip(batch_log.bandits) == strip(single_log.bandits)
+    assert strip(batch_log.assignments) == strip(single_log.assignments)
+    assert len({e["timestamp"] for e in batch_log.bandits + batch_log.assignments}) == 1  # one per call
+    # events never share mutable dicts: a logger editing one leaves the others intact
+    nike = [e for e in batch_log.bandits if e["action"] == "nike"]
+    nike[0]["actionNumericAttributes"]["brand_affinity"] = -1
+    assert all(e["actionNumericAttributes"]["brand_affinity"] == 1.0 for e in nike[1:])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sortition.serving.attributes import numeric_value
+from sortition.serving.attributes import Attributes, numeric_value
 from sortition.serving.bandits import (
     BanditEvaluation,
     BanditModel,
@@ -26,7 +26,9 @@ from sortition.serving.bandits import (
     evaluate_bandit,
 )
 from sortition.serving.results import BanditResult
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, shards_array
+from sortition.serving.events import now_rfc3339
+from sortition.serving.md5_batch import shards, shards_product
+from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 
 logger = logging.getLogger("sortition.serving")
 
@@ -39,8 +41,9 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
 
     items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
     action_map = _actions(actions)
+    stamp = now_rfc3339()  # the events of one call share its timestamp
     try:
-        assigned = client._assign_many(cfg, flag_key, items, default, _STRING)
+        assigned = client._assign_many(cfg, flag_key, items, default, _STRING, stamp)
     except Exception:  # noqa: BLE001 - never raise from evaluation
         _report_failure("sortition: get_bandit_actions(%r) failed; serving the default", flag_key)
         return [BanditResult(default, None) for _ in items]
@@ -67,6 +70,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
     for bandit_key in sorted(unmodelled):
         logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
     versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
+    action_groups: dict[str, tuple[dict, dict]] = {}  # action key -> cleaned attribute groups, built once
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
         keys = [items[i][0] for i in idx]
@@ -85,7 +89,12 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
             chosen[i] = e.action_key
             evaluations_of[i] = e
             if log:
-                client._emit_bandit(bandit_key, version, e)
+                groups_of_action = action_groups.get(e.action_key)
+                if groups_of_action is None:
+                    a = Attributes.coerce(e.action_attributes)
+                    groups_of_action = (a.numeric_clean(), a.categorical_clean())
+                    action_groups[e.action_key] = groups_of_action
+                client._emit_bandit(bandit_key, version, e, stamp, groups_of_action)
     return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
 
 
@@ -114,9 +123,8 @@ def _evaluate_many(
     weights[rows, best] = np.maximum(1 - others, 0.0)
 
     prefixes = [f"{flag_key}-{s}" for s in subject_keys]
-    texts = [f"{p}-{a}" for p in prefixes for a in keys]
-    action_shards = shards_array(texts, BANDIT_ASSIGNMENT_SHARDS).reshape(n, k)
-    threshold = shards_array(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
+    action_shards = shards_product([p + "-" for p in prefixes], keys, BANDIT_ASSIGNMENT_SHARDS)  # (n, k)
+    threshold = shards(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
     order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")
     running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
     hit = running > threshold[:, None]

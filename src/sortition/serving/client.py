@@ -18,7 +18,7 @@ from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import BanditEvaluation, evaluate_bandit
 from sortition.serving.configuration import Configuration
 from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag, match_flag_many
-from sortition.serving.events import DedupCache, assignment_event, bandit_event, safe_log
+from sortition.serving.events import DedupCache, assignment_event, bandit_event, now_rfc3339, safe_log
 from sortition.serving.results import (
     ASSIGNMENT_ERROR,
     DEFAULT_ALLOCATION_NULL,
@@ -187,8 +187,9 @@ class Client:
         variation_type: str | None = None,
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
-        pairs); same results and events, in order. The flag is walked once for the whole
-        audience (rules condition by condition, one bulk md5 pass per shard salt)."""
+        pairs); same results and events, in order (the events of one call share its timestamp).
+        The flag is walked once for the whole audience (rules condition by condition, one bulk
+        md5 pass per shard salt, vectorized with numpy for large audiences)."""
         items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
         try:
             expected = _expected_types(default, variation_type)
@@ -197,7 +198,8 @@ class Client:
             _report_failure("sortition: get_assignments(%r) failed; serving subject by subject", flag_key)
             return [self.get_assignment(flag_key, k, a, default, variation_type=variation_type) for k, a in items]
 
-    def _assign_many(self, cfg, flag_key, items, default, expected) -> list[tuple[Any, str | None]]:
+    def _assign_many(self, cfg, flag_key, items, default, expected, timestamp: str | None = None
+                     ) -> list[tuple[Any, str | None]]:
         """(value, matched variation key or None) per (subject_key, attributes) pair; the same
         as :meth:`_assign` subject by subject, with the flag walked once for all of them."""
         flag = cfg.get_flag(flag_key)
@@ -210,6 +212,7 @@ class Client:
         out: list[tuple[Any, str | None]] = []
         append = out.append
         log = self._log_assignment is not None
+        stamp = (timestamp or now_rfc3339()) if log else None  # one timestamp for the whole call
         variations = flag.variations
         for i, m in enumerate(found):
             if m is None:
@@ -221,7 +224,7 @@ class Client:
                 append(self._assign(cfg, flag_key, keys[i], flat[i], default, expected, None)[::2])
                 continue
             if log and alloc.do_log:
-                self._emit_assignment(flag_key, alloc, split, variation.key, keys[i], flat[i])
+                self._emit_assignment(flag_key, alloc, split, variation.key, keys[i], flat[i], stamp)
             value = variation.value
             append((_serve(variation) if value.__class__ is dict or value.__class__ is list else value,
                     variation.key))
@@ -300,14 +303,15 @@ class Client:
         )
         return value, details, (None if error else variation.key)
 
-    def _emit_assignment(self, flag_key, alloc, split, variation_key, subject_key, attributes) -> None:
+    def _emit_assignment(self, flag_key, alloc, split, variation_key, subject_key, attributes,
+                         timestamp: str | None = None) -> None:
         key = (flag_key, subject_key)
         value = (alloc.key, variation_key)
         cache = self._assignment_cache
         if not cache.should_log(key, value):
             return
         event = assignment_event(flag_key, alloc.key, variation_key, subject_key, dict(attributes),
-                                 dict(split.extra_logging))
+                                 dict(split.extra_logging), timestamp)
         if not safe_log(self._log_assignment, event):
             cache.forget(key, value)
 
@@ -356,7 +360,10 @@ class Client:
                                         f"evaluation failed: {exc!r}") if want_details else None
             return BanditResult(default, None, details)
 
-    def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation) -> None:
+    def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation,
+                     timestamp: str | None = None, action_groups: tuple[dict, dict] | None = None) -> None:
+        """Log ``e`` unless already logged. A batch passes one ``timestamp`` for the call and the
+        action's cleaned (numeric, categorical) groups, computed once per action (copied here)."""
         if self._log_bandit is None:
             return
         key = (e.flag_key, e.subject_key)
@@ -364,10 +371,15 @@ class Client:
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        s, a = Attributes.coerce(e.subject_attributes), Attributes.coerce(e.action_attributes)
+        s = Attributes.coerce(e.subject_attributes)
+        if action_groups is None:
+            a = Attributes.coerce(e.action_attributes)
+            action_numeric, action_categorical = a.numeric_clean(), a.categorical_clean()
+        else:
+            action_numeric, action_categorical = dict(action_groups[0]), dict(action_groups[1])
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
                              e.optimality_gap, model_version, s.numeric_clean(), s.categorical_clean(),
-                             a.numeric_clean(), a.categorical_clean())
+                             action_numeric, action_categorical, timestamp)
         if not safe_log(self._log_bandit, event):
             cache.forget(key, value)
 
@@ -379,7 +391,8 @@ class Client:
         default: str,
     ) -> list[BanditResult]:
         """:meth:`get_bandit_action` for many subjects sharing one action set, scored together
-        (numpy); results identical to the single call, in the subjects' order."""
+        (numpy); results and events identical to the single call, in the subjects' order (the
+        events of one call share its timestamp)."""
         from sortition.serving.batch import bandit_batch  # numpy only when batching
 
         return bandit_batch(self, self._config, flag_key, subjects, actions, default)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sortition.serving.model import Allocation, Flag, Rule, Split
 from sortition.serving.sharding import first_uint32 as _first_uint32
-from sortition.serving.sharding import md5
+from sortition.serving.sharding import MIN_VECTOR, md5
 
 MATCH = "MATCH"
 BEFORE_START_TIME = "BEFORE_START_TIME"
@@ -149,9 +149,16 @@ def match_flag_many(
                 missing = [i for i in hit if i not in cache]
                 if missing:
                     prefix = sh.salt + "-"
-                    cache.update(zip(missing, [
-                        _first_uint32(md5((prefix + texts[i]).encode()).digest())[0] % total for i in missing
-                    ]))
+                    if len(missing) >= MIN_VECTOR:  # large audiences: md5 vectorized (numpy)
+                        from sortition.serving.md5_batch import shards as bulk_shards
+
+                        bulk = bulk_shards([prefix + texts[i] for i in missing], total)
+                        cache.update(zip(missing, bulk.tolist()))
+                    else:
+                        cache.update(zip(missing, [
+                            _first_uint32(md5((prefix + texts[i]).encode()).digest())[0] % total
+                            for i in missing
+                        ]))
                 ranges = sh.ranges
                 if len(ranges) == 1:
                     start, end = ranges[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -36,7 +37,10 @@ def assignment_event(
     subject_key: str,
     subject_attributes: dict[str, Any],
     extra_logging: dict[str, str],
+    timestamp: str | None = None,
 ) -> dict[str, Any]:
+    """An assignment event as Eppo's SDKs log it; ``timestamp`` defaults to now (a batch call
+    passes one for all its events)."""
     event: dict[str, Any] = dict(extra_logging)
     event.update(
         featureFlag=flag_key,
@@ -45,7 +49,7 @@ def assignment_event(
         variation=variation_key,
         subject=subject_key,
         subjectAttributes=subject_attributes,
-        timestamp=now_rfc3339(),
+        timestamp=timestamp or now_rfc3339(),
         metaData=dict(META_DATA),
     )
     return event
@@ -63,7 +67,9 @@ def bandit_event(
     subject_categorical: dict[str, str],
     action_numeric: dict[str, float],
     action_categorical: dict[str, str],
+    timestamp: str | None = None,
 ) -> dict[str, Any]:
+    """A bandit action event as Eppo's SDKs log it; ``timestamp`` defaults to now."""
     return {
         "flagKey": flag_key,
         "banditKey": bandit_key,
@@ -76,7 +82,7 @@ def bandit_event(
         "subjectCategoricalAttributes": subject_categorical,
         "actionNumericAttributes": action_numeric,
         "actionCategoricalAttributes": action_categorical,
-        "timestamp": now_rfc3339(),
+        "timestamp": timestamp or now_rfc3339(),
         "metaData": dict(META_DATA),
     }
 
@@ -92,7 +98,7 @@ class DedupCache:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         self.max_size = max_size
-        self._items: dict[Hashable, Hashable] = {}
+        self._items: OrderedDict[Hashable, Hashable] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -105,10 +111,12 @@ class DedupCache:
             items = self._items
             if items.get(key, _MISSING) == value:
                 return False
-            items.pop(key, None)  # re-insert at the end: a changed entry is the newest
             items[key] = value
+            items.move_to_end(key)  # a changed entry is the newest
             while len(items) > self.max_size:
-                del items[next(iter(items))]
+                # O(1): deleting a plain dict's first key leaves dummies that the next
+                # next(iter(...)) scans again, quadratic once the cache is full
+                items.popitem(last=False)
             return True
 
     def forget(self, key: Hashable, value: Hashable) -> None:
