@@ -140,3 +140,13 @@ def test_multi_arm_recorded_propensities_are_kept_and_filled_in():
         rows = d.arm_index == j
         np.testing.assert_allclose(m[rows, j - 1], d.propensity[rows])
     np.testing.assert_allclose(m[:, 0], probs[:, 1], atol=0.08)  # arm 1's probability, interpolated elsewhere
+
+
+def test_seeds_beyond_a_c_int_fit_and_bad_seeds_are_refused():
+    data, _ = generate("homogeneous", 300, arms=2, outcome="continuous", seed=3)
+    big = fit(data, draws=5, seed=2**40 + 7, progress=False, num_trees_mu=10, num_trees_tau=5, num_gfr=2)
+    again = fit(data, draws=5, seed=2**40 + 7, progress=False, num_trees_mu=10, num_trees_tau=5, num_gfr=2)
+    np.testing.assert_array_equal(big.contrast_draws(), again.contrast_draws())
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            fit(data, draws=5, seed=bad, progress=False)

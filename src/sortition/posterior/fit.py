@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from sortition.posterior.result import Posterior
 from sortition.posterior.stratified import fit_stratified
 
 ENGINES = ("bcf", "stratified")
+_ENGINE_SEED_LIMIT = 2**31 - 2
 
 
 def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", draws: int = 100,
@@ -44,6 +46,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not known; use one of {ENGINES}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if int(draws) < 1:
         raise ValueError(f"draws must be a positive integer, got {draws}.")
     data.check_outcome(outcome)
@@ -51,7 +55,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
     if engine == "bcf":
         settings = BCFSettings(num_trees_mu, num_trees_tau, num_gfr, num_burnin, int(draws), num_threads,
                                dict(stochtree_params or {}))
-        out = fit_bcf(data, outcome, settings, int(seed), _progress(progress))
+        # stochtree takes a C int seed (and the severity model uses seed + 1): fold larger seeds in.
+        out = fit_bcf(data, outcome, settings, int(seed) % _ENGINE_SEED_LIMIT, _progress(progress))
         out["info"].update(num_trees_mu=num_trees_mu, num_trees_tau=num_trees_tau, num_gfr=num_gfr,
                            num_burnin=num_burnin, num_threads=settings.threads())
     else:
