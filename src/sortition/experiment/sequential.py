@@ -22,6 +22,7 @@ from sortition.experiment.cells import CELLS, CellWeights, Plan, make_plan, unif
 from sortition.experiment.export import plan_to_configuration
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, as_schedule
+from sortition.policy import expected_loss
 
 # Column roles in round data; every other column is a covariate unless ``covariates`` is given.
 ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
@@ -409,19 +410,6 @@ def sequential_experiment(arms: Sequence[str], **kwargs: Any) -> SequentialExper
 
 
 # --- small pure helpers (shared with the report) ----------------------------------------------------
-def expected_loss(mean_contrasts: np.ndarray, arms: Sequence[str]) -> dict[str, float]:
-    """Expected loss of shipping each arm: E[max_k value_k - value_arm] over the draws.
-
-    Args:
-        mean_contrasts: (S, K-1) segment-mean contrasts (control = 0), metric units.
-    Returns:
-        ``{arm: loss}`` in arm order, control included, metric units (>= 0).
-    """
-    values = np.concatenate([np.zeros((mean_contrasts.shape[0], 1)), np.asarray(mean_contrasts, float)], axis=1)
-    regret = values.max(axis=1, keepdims=True) - values
-    return {a: float(r) for a, r in zip(arms, regret.mean(axis=0), strict=True)}
-
-
 def _lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
     q = [(1 - level) / 2, (1 + level) / 2]
     out = []

@@ -2,7 +2,7 @@
 welfare-optimal policy trees, and SHIP / STOP / CONTINUE recommendations."""
 
 from sortition.policy.allocation import thompson_allocation
-from sortition.policy.arms import arm_win_frequencies, best_arms, iterative_floor_clip
+from sortition.policy.arms import arm_win_frequencies, best_arms, expected_loss, iterative_floor_clip
 from sortition.policy.decisions import DecisionThresholds, Recommendation, recommend
 from sortition.policy.segments import Segment
 from sortition.policy.tree import PolicyTree, fit_policy_tree
@@ -14,6 +14,7 @@ __all__ = [
     "Segment",
     "arm_win_frequencies",
     "best_arms",
+    "expected_loss",
     "fit_policy_tree",
     "iterative_floor_clip",
     "recommend",

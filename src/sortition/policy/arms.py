@@ -5,6 +5,8 @@ Arms are indexed control first: arm 0 is control, arm j+1 is contrast j.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -72,3 +74,19 @@ def iterative_floor_clip(raw: np.ndarray, epsilon: float) -> np.ndarray:
         free = ~fixed
         # same arithmetic as the reference (scale = target / free sum) so weights agree bit for bit
         weights[free] *= (1.0 - floor * int(fixed.sum())) / weights[free].sum()
+
+
+def expected_loss(mean_contrasts: np.ndarray, arms: Sequence[str]) -> dict[str, float]:
+    """Expected loss of shipping each arm against the best of all arms: E[max_k value_k - value_arm].
+
+    Multi-arm (unlike ``recommend``'s pairwise ``loss_if_ship`` against control); used by the
+    sequential experiment's graduation rule and its report.
+
+    Args:
+        mean_contrasts: (S, K-1) segment-mean contrasts (control = 0), metric units.
+    Returns:
+        ``{arm: loss}`` in arm order, control included, metric units (>= 0).
+    """
+    values = np.concatenate([np.zeros((mean_contrasts.shape[0], 1)), np.asarray(mean_contrasts, float)], axis=1)
+    regret = values.max(axis=1, keepdims=True) - values
+    return {a: float(r) for a, r in zip(arms, regret.mean(axis=0), strict=True)}
