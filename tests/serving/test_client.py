@@ -147,18 +147,21 @@ def test_bandit_events_carry_the_offered_actions_in_sortitions_own_field(bandit_
     actions = {"nike": {"brand_affinity": 1.0, "loyalty_tier": "gold", "bad": float("nan")}, "adidas": None,
                "puma": Attributes({"brand_affinity": 0.2}, {"loyalty_tier": 5})}
     log, quiet = Recorder(), Recorder()
-    for client, rec in ((Client(bandit_cfg, log), log), (Client(bandit_cfg, quiet, log_offered_actions=False), quiet)):
+    for client in (Client(bandit_cfg, log), Client(bandit_cfg, quiet, log_offered_actions=False)):
         for i in range(30):
             client.get_bandit_action("banner_bandit_flag", f"s{i}", {"age": 30}, actions, "d")
     assert log.bandits and len(log.bandits) == len(quiet.bandits)
     for event, plain in zip(log.bandits, quiet.bandits, strict=True):
-        assert set(event) == EPPO_BANDIT_FIELDS | {"sortitionOfferedActions"} and set(plain) == EPPO_BANDIT_FIELDS
+        assert set(event) == EPPO_BANDIT_FIELDS | {"sortitionOfferedActions"}
+        assert set(plain) == EPPO_BANDIT_FIELDS
         assert {k: v for k, v in event.items() if k in EPPO_BANDIT_FIELDS and k != "timestamp"} == {
             k: v for k, v in plain.items() if k != "timestamp"}
         assert event["sortitionOfferedActions"] == {
-            "nike": {"numericAttributes": {"brand_affinity": 1.0}, "categoricalAttributes": {"loyalty_tier": "gold"}},
+            "nike": {"numericAttributes": {"brand_affinity": 1.0},
+                     "categoricalAttributes": {"loyalty_tier": "gold"}},
             "adidas": {"numericAttributes": {}, "categoricalAttributes": {}},
-            "puma": {"numericAttributes": {"brand_affinity": 0.2}, "categoricalAttributes": {"loyalty_tier": "5"}},
+            "puma": {"numericAttributes": {"brand_affinity": 0.2},
+                     "categoricalAttributes": {"loyalty_tier": "5"}},
         }
         chosen = event["sortitionOfferedActions"][event["action"]]
         assert chosen == {"numericAttributes": event["actionNumericAttributes"],

@@ -165,7 +165,9 @@ def evaluate(
     metric: str = typer.Option(..., help="Outcome metric whose attributed value is the reward."),
     model: Path | None = typer.Option(None, help="Candidate: a bandit-models-v1 JSON file."),
     bandit: str | None = typer.Option(None, help="Which bandit of --model (needed when it has several)."),
-    flags: Path | None = typer.Option(None, help="Candidate: a flags (UFC) JSON file whose variations are actions."),
+    flags: Path | None = typer.Option(
+        None, help="Candidate: a flags (UFC) JSON file whose variations are actions."
+    ),
     flag: str | None = typer.Option(None, help="The candidate flag's key in --flags."),
     estimator: str = typer.Option("dr", help="dr, ips, snips, dm, or all."),
     interval: str = typer.Option("normal", help="normal (delta method) or bootstrap."),
@@ -193,7 +195,8 @@ def evaluate(
 
     console = Console()
     if (model is None) == (flags is None):
-        _fail(console, "give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON --flag KEY")
+        _fail(console, "give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
+              "--flag KEY")
     if flags is not None and flag is None:
         _fail(console, "--flags needs --flag KEY: the candidate flag's key in the flags file")
     if model is not None and flag is not None:
@@ -215,7 +218,8 @@ def evaluate(
         frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
     if since_utc is not None:
         frame = frame[frame["timestamp"] >= since_utc].reset_index(drop=True)
-    where = f"{store}" + (f" for flag {flag_key!r}" if flag_key else "") + (f" since {since}" if since else "")
+    where = f"{store}" + (f" for flag {flag_key!r}" if flag_key else "")
+    where += f" since {since}" if since else ""
     if frame.empty:
         _fail(console, f"no bandit decisions in {where}; check the store, --flag-key and --since")
 
@@ -225,7 +229,8 @@ def evaluate(
         except (ValueError, KeyError, TypeError) as err:
             _fail(console, f"{model} is not a bandit-models-v1 file: {err}")
         if bandit is None and len(models) != 1:
-            _fail(console, f"{model} has {len(models)} bandits {sorted(models)[:10]}; choose one with --bandit")
+            _fail(console, f"{model} has {len(models)} bandits {sorted(models)[:10]}; "
+                  "choose one with --bandit")
         key = bandit if bandit is not None else next(iter(models))
         if key not in models:
             _fail(console, f"bandit {key!r} is not in {model}; it has {sorted(models)[:10]}")
@@ -234,9 +239,9 @@ def evaluate(
             stamps = frame.loc[lacking, "timestamp"]
             _fail(
                 console,
-                f"{int(lacking.sum())} of {len(frame)} decisions in {where} were logged without their offered "
-                f"actions (logged {stamps.min()} to {stamps.max()} UTC), so a model's probability of the "
-                "logged action cannot be computed for them. Log with Sortition's Client (it records them, "
+                f"{int(lacking.sum())} of {len(frame)} decisions in {where} were logged without their "
+                f"offered actions (logged {stamps.min()} to {stamps.max()} UTC), so a model's probability "
+                "of the logged action cannot be computed for them. Log with Sortition's Client (it records them, "
                 "unless log_offered_actions=False), then evaluate only decisions that have them with "
                 f"--since {(stamps.max() + np.timedelta64(1, 'us')).isoformat()}Z",
             )

@@ -153,7 +153,8 @@ class BanditEvents:
                 if field.startswith(("subject_", "action_")) and field != "action_probability":
                     v = _as_dict(v, _FIELDS[field][0], i)
                 elif field == "offered":
-                    v = None if v is None or (isinstance(v, float) and math.isnan(v)) else _as_dict(v, field, i)
+                    missing = v is None or (isinstance(v, float) and math.isnan(v))
+                    v = None if missing else _as_dict(v, field, i)
                 cols[field].append(v)
         offered = cols["offered"]
         has_subject = all(s is not None for s in cols["subject"])

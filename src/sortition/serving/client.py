@@ -360,8 +360,8 @@ class Client:
                     action_map = _actions(actions)
                     evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
                     if self._log_bandit is not None:
-                        self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation,
-                                          actions=action_map)
+                        version = model.model_version or link.model_version
+                        self._emit_bandit(link.bandit_key, version, evaluation, actions=action_map)
                     if details is not None:
                         details = _with_bandit(details, link.bandit_key, evaluation.action_key)
                 elif link is not None:

@@ -113,7 +113,9 @@ def offered_groups(actions: Any) -> dict[str, tuple[dict[str, float], dict[str, 
 
 def offered_event_field(groups: dict[str, tuple[dict, dict]]) -> dict[str, dict[str, dict[str, Any]]]:
     """The :data:`OFFERED_ACTIONS` value from :func:`offered_groups` (fresh dicts for each event)."""
-    return {k: {"numericAttributes": dict(n), "categoricalAttributes": dict(c)} for k, (n, c) in groups.items()}
+    return {
+        k: {"numericAttributes": dict(n), "categoricalAttributes": dict(c)} for k, (n, c) in groups.items()
+    }
 
 
 class DedupCache:

@@ -196,22 +196,25 @@ def _offered_actions(value: Any, action: str) -> str | None:
         return None
     field = OFFERED_ACTIONS
     if not isinstance(value, Mapping) or not value:
-        raise FieldError(field, "must be a non-empty dict {action_key: {numericAttributes, categoricalAttributes}}, "
-                         f"got {value!r:.60}")
+        raise FieldError(field, "must be a non-empty dict {action_key: {numericAttributes, "
+                         f"categoricalAttributes}}}}, got {value!r:.60}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, groups in value.items():
-        if not isinstance(key, str) or not key:
+        if isinstance(key, bool) or not isinstance(key, (str, int)) or key == "":
             raise FieldError(field, f"action keys must be non-empty strings, got {key!r:.40}")
+        key = str(key)  # as the action field itself is stored
         groups = {} if groups is None else groups
         if not isinstance(groups, Mapping) or set(groups) - set(_GROUPS):
-            raise FieldError(field, f"action {key!r} must map to a dict with keys {list(_GROUPS)}, got {groups!r:.60}")
+            raise FieldError(field, f"action {key!r} must map to a dict with keys {list(_GROUPS)}, "
+                             f"got {groups!r:.60}")
         numeric = groups.get("numericAttributes") or {}
         categorical = groups.get("categoricalAttributes") or {}
         if not isinstance(numeric, Mapping) or not isinstance(categorical, Mapping):
             raise FieldError(field, f"action {key!r}: attribute groups must be dicts")
         for name, x in numeric.items():
             if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
-                raise FieldError(field, f"action {key!r}: numeric attribute {name!r} is {x!r:.40}, not a finite number")
+                raise FieldError(field, f"action {key!r}: numeric attribute {name!r} is {x!r:.40}, "
+                                 "not a finite number")
         out[key] = {"numericAttributes": dict(numeric), "categoricalAttributes": dict(categorical)}
     if action not in out:
         raise FieldError(field, f"does not contain the chosen action {action!r} (offered: {sorted(out)[:5]})")
@@ -244,7 +247,8 @@ def bandit_row(event: Mapping) -> tuple:
     if offered is not None:  # only then: the derived ids of events without it stay what they were
         content += (offered,)
     event_id = _event_id(event, "bandit", content)
-    return (event_id, flag, bandit, subject, action, probability, gap, model_version, ts, *groups, meta, offered)
+    return (event_id, flag, bandit, subject, action, probability, gap, model_version, ts, *groups, meta,
+            offered)
 
 
 def outcome_row(event: Mapping) -> tuple:

@@ -148,8 +148,11 @@ def upgrade_statements(present: dict[str, set[str]]) -> list[str]:
         for c in table.columns:
             if c.name not in have:
                 if not c.nullable:
-                    raise RuntimeError(f"cannot add required column {table.name}.{c.name} to an existing store")
+                    raise RuntimeError(f"cannot add the required column {table.name}.{c.name} "
+                                       "to an existing store")
                 statements.append(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {_SQL_TYPES[c.kind]}")
     if statements:
-        statements.append(f"UPDATE sortition_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+        statements.append(
+            f"UPDATE sortition_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
+        )
     return statements

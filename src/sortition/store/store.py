@@ -273,7 +273,9 @@ class EventStore:
         for name in ("subject_numeric_attributes", "subject_categorical_attributes",
                      "action_numeric_attributes", "action_categorical_attributes"):
             frame[name] = [_decode(text) for text in frame[name]]
-        frame["offered_actions"] = [json.loads(t) if isinstance(t, str) else None for t in frame["offered_actions"]]
+        frame["offered_actions"] = [
+            json.loads(t) if isinstance(t, str) else None for t in frame["offered_actions"]
+        ]
         for name in ("action_probability", "optimality_gap", "reward"):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
         frame["timestamp"] = pd.to_datetime(frame["timestamp"])
