@@ -138,6 +138,36 @@ def test_bandit_events(bandit_cfg):
     assert details.bandit_key == "banner_bandit" and details.bandit_action == r.action
 
 
+EPPO_BANDIT_FIELDS = {"flagKey", "banditKey", "subject", "action", "actionProbability", "optimalityGap",
+                      "modelVersion", "subjectNumericAttributes", "subjectCategoricalAttributes",
+                      "actionNumericAttributes", "actionCategoricalAttributes", "timestamp", "metaData"}
+
+
+def test_bandit_events_carry_the_offered_actions_in_sortitions_own_field(bandit_cfg):
+    actions = {"nike": {"brand_affinity": 1.0, "loyalty_tier": "gold", "bad": float("nan")}, "adidas": None,
+               "puma": Attributes({"brand_affinity": 0.2}, {"loyalty_tier": 5})}
+    log, quiet = Recorder(), Recorder()
+    for client in (Client(bandit_cfg, log), Client(bandit_cfg, quiet, log_offered_actions=False)):
+        for i in range(30):
+            client.get_bandit_action("banner_bandit_flag", f"s{i}", {"age": 30}, actions, "d")
+    assert log.bandits and len(log.bandits) == len(quiet.bandits)
+    for event, plain in zip(log.bandits, quiet.bandits, strict=True):
+        assert set(event) == EPPO_BANDIT_FIELDS | {"sortitionOfferedActions"}
+        assert set(plain) == EPPO_BANDIT_FIELDS
+        assert {k: v for k, v in event.items() if k in EPPO_BANDIT_FIELDS and k != "timestamp"} == {
+            k: v for k, v in plain.items() if k != "timestamp"}
+        assert event["sortitionOfferedActions"] == {
+            "nike": {"numericAttributes": {"brand_affinity": 1.0},
+                     "categoricalAttributes": {"loyalty_tier": "gold"}},
+            "adidas": {"numericAttributes": {}, "categoricalAttributes": {}},
+            "puma": {"numericAttributes": {"brand_affinity": 0.2},
+                     "categoricalAttributes": {"loyalty_tier": "5"}},
+        }
+        chosen = event["sortitionOfferedActions"][event["action"]]
+        assert chosen == {"numericAttributes": event["actionNumericAttributes"],
+                          "categoricalAttributes": event["actionCategoricalAttributes"]}
+
+
 def test_set_configuration_is_atomic(flags_cfg, bandit_cfg):
     client = Client(flags_cfg)
     seen = set()

@@ -139,3 +139,156 @@ def train(
         linked = link_bandit(json.loads(flags.read_text()), model)
         out_flags.write_text(json.dumps(linked, indent=2))
         console.print(f"flags with banditReferences written to {out_flags}")
+
+
+_ESTIMATORS = ("ips", "snips", "dm", "dr")
+
+
+def _fail(console: Console, message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _read_json(console: Console, path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        _fail(console, f"cannot read the {what} file {path}: {err.strerror or err}")
+    except json.JSONDecodeError as err:
+        _fail(console, f"the {what} file {path} is not JSON ({err})")
+    raise AssertionError("unreachable")
+
+
+@bandit_app.command("evaluate")
+def evaluate(
+    store: str = typer.Argument(..., help="EventStore path (DuckDB file) or postgresql:// URL."),
+    metric: str = typer.Option(..., help="Outcome metric whose attributed value is the reward."),
+    model: Path | None = typer.Option(None, help="Candidate: a bandit-models-v1 JSON file."),
+    bandit: str | None = typer.Option(None, help="Which bandit of --model (needed when it has several)."),
+    flags: Path | None = typer.Option(
+        None, help="Candidate: a flags (UFC) JSON file whose variations are actions."
+    ),
+    flag: str | None = typer.Option(None, help="The candidate flag's key in --flags."),
+    estimator: str = typer.Option("dr", help="dr, ips, snips, dm, or all."),
+    interval: str = typer.Option("normal", help="normal (delta method) or bootstrap."),
+    alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="1 - the intervals' nominal coverage."),
+    flag_key: str | None = typer.Option(None, help="Only decisions logged by this flag."),
+    since: str | None = typer.Option(None, help="Only decisions at or after this time (RFC 3339)."),
+    window: float | None = typer.Option(None, min=0.0, help="Attribution window in seconds (default: none)."),
+    seed: int = typer.Option(0, min=0, help="Seed of the reward model's folds and the bootstrap."),
+) -> None:
+    """Estimate off-line what a candidate bandit model or flag would earn per decision.
+
+    Reads the store's logged decisions and rewards, and evaluates the candidate against the
+    logging policy with importance weighting (IPS, SNIPS), a reward model (DM) or both (DR).
+    A model candidate needs the actions offered at each decision (logged by Sortition's client).
+    """
+    import warnings
+
+    import numpy as np
+
+    from sortition.learning import load_bandit_models
+    from sortition.learning.ope import DM, DR, IPS, SNIPS, IntervalSettings, OffPolicyData, OverlapWarning
+    from sortition.learning.ope import candidate_data, flag_plan_data
+    from sortition.store import EventStore
+    from sortition.store.records import FieldError, to_utc
+
+    console = Console()
+    if (model is None) == (flags is None):
+        _fail(console, "give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
+              "--flag KEY")
+    if flags is not None and flag is None:
+        _fail(console, "--flags needs --flag KEY: the candidate flag's key in the flags file")
+    if model is not None and flag is not None:
+        _fail(console, "--flag goes with --flags; with --model choose the bandit with --bandit")
+    if estimator not in (*_ESTIMATORS, "all"):
+        _fail(console, f"--estimator is {estimator!r}; use one of {', '.join(_ESTIMATORS)} or all")
+    try:
+        settings = IntervalSettings(interval=interval, alpha=alpha, seed=seed)
+    except ValueError as err:
+        _fail(console, f"--interval/--alpha: {err}")
+    since_utc = None
+    if since is not None:
+        try:
+            since_utc = to_utc(since, "--since")
+        except FieldError as err:
+            _fail(console, f"--since {err.problem}")
+
+    with EventStore(store) as event_store:
+        frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
+    if since_utc is not None:
+        frame = frame[frame["timestamp"] >= since_utc].reset_index(drop=True)
+    where = f"{store}" + (f" for flag {flag_key!r}" if flag_key else "")
+    where += f" since {since}" if since else ""
+    if frame.empty:
+        _fail(console, f"no bandit decisions in {where}; check the store, --flag-key and --since")
+
+    if model is not None:
+        try:
+            models = load_bandit_models(_read_json(console, model, "models"))
+        except (ValueError, KeyError, TypeError) as err:
+            _fail(console, f"{model} is not a bandit-models-v1 file: {err}")
+        if bandit is None and len(models) != 1:
+            _fail(console, f"{model} has {len(models)} bandits {sorted(models)[:10]}; "
+                  "choose one with --bandit")
+        key = bandit if bandit is not None else next(iter(models))
+        if key not in models:
+            _fail(console, f"bandit {key!r} is not in {model}; it has {sorted(models)[:10]}")
+        lacking = frame["offered_actions"].isna()
+        if lacking.any():
+            stamps = frame.loc[lacking, "timestamp"]
+            _fail(
+                console,
+                f"{int(lacking.sum())} of {len(frame)} decisions in {where} were logged without their "
+                f"offered actions (logged {stamps.min()} to {stamps.max()} UTC), so a model's probability "
+                "of the logged action cannot be computed for them. Log with Sortition's Client (it records them, "
+                "unless log_offered_actions=False), then evaluate only decisions that have them with "
+                f"--since {(stamps.max() + np.timedelta64(1, 'us')).isoformat()}Z",
+            )
+        candidate_name = f"model {key!r} ({models[key].model_version})"
+        try:
+            data = candidate_data(frame, models[key], seed=seed)
+        except ValueError as err:
+            _fail(console, str(err))
+    else:
+        assert flags is not None and flag is not None
+        flags_doc = _read_json(console, flags, "flags")
+        variations = (flags_doc.get("flags", {}).get(flag) or {}).get("variations", {})
+        # the logged action is the served variation's value; the plan is over variation keys
+        key_of = {str(v.get("value")): k for k, v in variations.items() if isinstance(v, dict)}
+        candidate_name = f"flag {flag!r}"
+        try:
+            data = flag_plan_data(
+                frame["reward"].to_numpy(),
+                frame["action_probability"].to_numpy(),
+                [key_of.get(a, a) for a in frame["action"]],
+                [{**n, **c} for n, c in zip(frame["subject_numeric_attributes"],
+                                             frame["subject_categorical_attributes"], strict=True)],
+                flags_doc,
+                flag,
+                subject_keys=frame["subject"].astype(str).tolist(),
+            )
+        except ValueError as err:
+            _fail(console, str(err))
+
+    classes = {"ips": IPS, "snips": SNIPS, "dm": DM, "dr": DR}
+    chosen = _ESTIMATORS if estimator == "all" else (estimator,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverlapWarning)  # shown below, once each
+        estimates = [classes[name](settings).estimate(data) for name in chosen]
+        logging_value = IPS(settings).estimate(
+            OffPolicyData(data.reward, data.logging_probability, data.logging_probability)
+        )
+    table = Table(title=f"candidate {candidate_name} vs the logging policy\n{data.n} decisions in {where}, "
+                        f"reward = {metric!r}; {1 - alpha:.0%} {interval} intervals")
+    for col in ("policy", "estimator", "value", "interval", "std error", "ESS"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for est in estimates:
+        table.add_row("candidate", est.estimator, f"{est.value:.4f}", f"[{est.lower:.4f}, {est.upper:.4f}]",
+                      f"{est.std_error:.4f}", f"{est.effective_sample_size:.1f}")
+    table.add_row("logging", "mean reward", f"{logging_value.value:.4f}",
+                  f"[{logging_value.lower:.4f}, {logging_value.upper:.4f}]", f"{logging_value.std_error:.4f}",
+                  f"{data.n}")
+    console.print(table)
+    for note in dict.fromkeys(n for est in estimates for n in est.warnings):
+        console.print(f"[yellow]overlap warning:[/yellow] {note}")

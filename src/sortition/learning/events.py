@@ -24,6 +24,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "action_numeric": ("action_numeric_attributes", "actionNumericAttributes"),
     "action_categorical": ("action_categorical_attributes", "actionCategoricalAttributes"),
     "subject": ("subject", "subject_key", "subjectKey"),
+    # every action offered at the decision: Sortition's name, the store's column, the event field
+    "offered": ("offered", "offered_actions", "sortitionOfferedActions"),
 }
 _REQUIRED = ("action", "reward", "action_probability")
 
@@ -62,8 +64,9 @@ class BanditEvents:
             of dicts, the four attribute groups of the subject and of the chosen action.
         subject: (n,) object array of subject keys, or None.
         offered: per row, the offered actions as ``{action_key: {"numericAttributes": {...},
-            "categoricalAttributes": {...}}}``, or None. Needed only to evaluate a candidate
-            bandit model off-line (its probabilities depend on every offered action).
+            "categoricalAttributes": {...}}}`` (None for a row logged without them), or None when
+            no row has them. Needed only to evaluate a candidate bandit model off-line (its
+            probabilities depend on every offered action).
     """
 
     action: np.ndarray
@@ -74,7 +77,7 @@ class BanditEvents:
     action_numeric: tuple[dict[str, Any], ...]
     action_categorical: tuple[dict[str, Any], ...]
     subject: np.ndarray | None = None
-    offered: tuple[dict[str, dict[str, dict[str, Any]]], ...] | None = None
+    offered: tuple[dict[str, dict[str, dict[str, Any]]] | None, ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.action)
@@ -137,7 +140,6 @@ class BanditEvents:
         if not rows:
             raise ValueError("no events: train or evaluate on at least one logged bandit event")
         cols: dict[str, list[Any]] = {k: [] for k in _FIELDS}
-        offered: list[Any] = []
         for i, rec in enumerate(rows):
             if not isinstance(rec, Mapping):
                 raise TypeError(f"event {i} is {type(rec).__name__}; expected a dict")
@@ -150,9 +152,11 @@ class BanditEvents:
                 v = _pick(rec, field)
                 if field.startswith(("subject_", "action_")) and field != "action_probability":
                     v = _as_dict(v, _FIELDS[field][0], i)
+                elif field == "offered":
+                    missing = v is None or (isinstance(v, float) and math.isnan(v))
+                    v = None if missing else _as_dict(v, field, i)
                 cols[field].append(v)
-            offered.append(rec.get("offered"))
-        has_offered = all(o is not None for o in offered)
+        offered = cols["offered"]
         has_subject = all(s is not None for s in cols["subject"])
         return cls(
             action=np.array([str(a) for a in cols["action"]], dtype=object),
@@ -163,7 +167,7 @@ class BanditEvents:
             action_numeric=tuple(cols["action_numeric"]),
             action_categorical=tuple(cols["action_categorical"]),
             subject=np.array(cols["subject"], dtype=object) if has_subject else None,
-            offered=tuple(offered) if has_offered else None,
+            offered=tuple(offered) if any(o is not None for o in offered) else None,
         )
 
     @classmethod

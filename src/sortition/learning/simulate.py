@@ -2,8 +2,9 @@
 
 Each round, fresh synthetic subjects arrive; the current model, published as flags + bandit
 models JSON, is served by Sortition's ``Client`` (deterministic hash-based selection, exactly as
-in production), which logs every served action to the ``EventStore``; rewards are appended as
-outcomes; then the model is retrained from the store's decision-reward join over ALL rounds.
+in production), which logs every served action, with the actions offered, to the
+``EventStore`` (so other models can be evaluated off-line on it: ``sortition bandit evaluate``);
+rewards are appended as outcomes; then the model is retrained from the store's decision-reward join over ALL rounds.
 Round 0 starts cold (an empty model: uniform weights).
 """
 

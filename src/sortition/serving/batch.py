@@ -26,7 +26,7 @@ from sortition.serving.bandits import (
     evaluate_bandit,
 )
 from sortition.serving.results import BanditResult
-from sortition.serving.events import now_rfc3339
+from sortition.serving.events import now_rfc3339, offered_groups
 from sortition.serving.md5_batch import shards, shards_product
 from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 
@@ -71,6 +71,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
         logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
     versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
     action_groups: dict[str, tuple[dict, dict]] = {}  # action key -> cleaned attribute groups, built once
+    offered = None  # every offered action's cleaned groups, built once per call when logged
     for bandit_key, idx in groups.items():
         model = cfg.bandits[bandit_key]
         keys = [items[i][0] for i in idx]
@@ -80,6 +81,8 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
                 evaluations = [evaluate_bandit(flag_key, k, a, action_map, model) for k, a in zip(keys, attrs)]
             else:
                 evaluations = _evaluate_many(flag_key, keys, attrs, action_map, model)
+            if offered is None and client._log_bandit is not None and client._log_offered:
+                offered = offered_groups(action_map)
         except Exception:  # noqa: BLE001
             _report_failure("sortition: batch scoring failed for bandit %r; serving no action", bandit_key)
             continue
@@ -94,7 +97,7 @@ def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, defaul
                     a = Attributes.coerce(e.action_attributes)
                     groups_of_action = (a.numeric_clean(), a.categorical_clean())
                     action_groups[e.action_key] = groups_of_action
-                client._emit_bandit(bandit_key, version, e, stamp, groups_of_action)
+                client._emit_bandit(bandit_key, version, e, stamp, groups_of_action, offered=offered)
     return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
 
 

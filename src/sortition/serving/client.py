@@ -18,7 +18,15 @@ from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import BanditEvaluation, evaluate_bandit
 from sortition.serving.configuration import Configuration
 from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag, match_flag_many
-from sortition.serving.events import DedupCache, assignment_event, bandit_event, now_rfc3339, safe_log
+from sortition.serving.events import (
+    DedupCache,
+    assignment_event,
+    bandit_event,
+    now_rfc3339,
+    offered_event_field,
+    offered_groups,
+    safe_log,
+)
 from sortition.serving.results import (
     ASSIGNMENT_ERROR,
     DEFAULT_ALLOCATION_NULL,
@@ -81,6 +89,10 @@ class Client:
         bandit_logger: object with ``log_bandit_action(event: dict)``; defaults to
             ``assignment_logger`` when that has the method (as Eppo's loggers do).
         dedup_cache_size: how many (flag, subject) pairs each dedup cache remembers.
+        log_offered_actions: add every offered action's attributes to each bandit event, under
+            Sortition's own field ``sortitionOfferedActions`` (Eppo's fields are unchanged), so
+            that other models can be evaluated off-line on the logs. Set False to keep events
+            small when action sets are large.
     """
 
     def __init__(
@@ -89,6 +101,7 @@ class Client:
         assignment_logger: Any = None,
         bandit_logger: Any = None,
         dedup_cache_size: int = 50_000,
+        log_offered_actions: bool = True,
     ) -> None:
         if configuration is not None and not isinstance(configuration, Configuration):
             raise TypeError(
@@ -105,6 +118,7 @@ class Client:
         self._log_bandit = None if bandit_logger is None else bandit_logger.log_bandit_action
         self._assignment_cache = DedupCache(dedup_cache_size)
         self._bandit_cache = DedupCache(dedup_cache_size)
+        self._log_offered = bool(log_offered_actions)
 
     # ------------------------------------------------------------ configuration
 
@@ -343,9 +357,11 @@ class Client:
                 link = cfg.bandit_link(flag_key, value)
                 model = None if link is None else cfg.bandits.get(link.bandit_key)
                 if model is not None:
-                    evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, _actions(actions), model)
+                    action_map = _actions(actions)
+                    evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
                     if self._log_bandit is not None:
-                        self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation)
+                        version = model.model_version or link.model_version
+                        self._emit_bandit(link.bandit_key, version, evaluation, actions=action_map)
                     if details is not None:
                         details = _with_bandit(details, link.bandit_key, evaluation.action_key)
                 elif link is not None:
@@ -361,9 +377,12 @@ class Client:
             return BanditResult(default, None, details)
 
     def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation,
-                     timestamp: str | None = None, action_groups: tuple[dict, dict] | None = None) -> None:
-        """Log ``e`` unless already logged. A batch passes one ``timestamp`` for the call and the
-        action's cleaned (numeric, categorical) groups, computed once per action (copied here)."""
+                     timestamp: str | None = None, action_groups: tuple[dict, dict] | None = None,
+                     actions: Mapping[str, Any] | None = None,
+                     offered: dict[str, tuple[dict, dict]] | None = None) -> None:
+        """Log ``e`` unless already logged. A batch passes one ``timestamp`` for the call, the
+        action's cleaned (numeric, categorical) groups and every offered action's (``offered``),
+        computed once per call (copied here); a single call passes the raw ``actions``."""
         if self._log_bandit is None:
             return
         key = (e.flag_key, e.subject_key)
@@ -377,9 +396,14 @@ class Client:
             action_numeric, action_categorical = a.numeric_clean(), a.categorical_clean()
         else:
             action_numeric, action_categorical = dict(action_groups[0]), dict(action_groups[1])
+        offered_field = None
+        if self._log_offered:
+            if offered is None and actions is not None:
+                offered = offered_groups(actions)
+            offered_field = None if offered is None else offered_event_field(offered)
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
                              e.optimality_gap, model_version, s.numeric_clean(), s.categorical_clean(),
-                             action_numeric, action_categorical, timestamp)
+                             action_numeric, action_categorical, timestamp, offered_field)
         if not safe_log(self._log_bandit, event):
             cache.forget(key, value)
 

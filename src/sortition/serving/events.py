@@ -10,10 +10,17 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 import sortition
+from sortition.serving.attributes import Attributes
 
 logger = logging.getLogger("sortition.serving")
 
 META_DATA = {"sdkLanguage": "python", "sdkName": "sortition", "sdkVersion": sortition.__version__}
+
+# Sortition's own field of a bandit event (Eppo's event shape has no place for it; consumers
+# that read Eppo's fields ignore it): every action offered at the decision, as
+# {action_key: {"numericAttributes": {...}, "categoricalAttributes": {...}}}. Evaluating another
+# model off-line needs it, since that model's probability of the logged action depends on them all.
+OFFERED_ACTIONS = "sortitionOfferedActions"
 
 
 @runtime_checkable
@@ -68,9 +75,14 @@ def bandit_event(
     action_numeric: dict[str, float],
     action_categorical: dict[str, str],
     timestamp: str | None = None,
+    offered_actions: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """A bandit action event as Eppo's SDKs log it; ``timestamp`` defaults to now."""
-    return {
+    """A bandit action event as Eppo's SDKs log it; ``timestamp`` defaults to now.
+
+    ``offered_actions`` (cleaned attribute groups of every offered action) is added under
+    :data:`OFFERED_ACTIONS` when given; Eppo's fields are unchanged.
+    """
+    event = {
         "flagKey": flag_key,
         "banditKey": bandit_key,
         "subject": subject_key,
@@ -84,6 +96,25 @@ def bandit_event(
         "actionCategoricalAttributes": action_categorical,
         "timestamp": timestamp or now_rfc3339(),
         "metaData": dict(META_DATA),
+    }
+    if offered_actions is not None:
+        event[OFFERED_ACTIONS] = offered_actions
+    return event
+
+
+def offered_groups(actions: Any) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+    """Per offered action, its cleaned (numeric, categorical) groups, as the chosen action's are logged."""
+    out = {}
+    for key, attrs in actions.items():
+        a = Attributes.coerce(attrs)
+        out[key] = (a.numeric_clean(), a.categorical_clean())
+    return out
+
+
+def offered_event_field(groups: dict[str, tuple[dict, dict]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The :data:`OFFERED_ACTIONS` value from :func:`offered_groups` (fresh dicts for each event)."""
+    return {
+        k: {"numericAttributes": dict(n), "categoricalAttributes": dict(c)} for k, (n, c) in groups.items()
     }
 
 

@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from sortition.store.schema import Table, create_statements
+from sortition.store.schema import TABLES, Table, create_statements, upgrade_statements
 
 _ARROW_TYPES = {"text": pa.string(), "float": pa.float64(), "int": pa.int32(), "timestamp": pa.timestamp("us")}
 
@@ -70,6 +70,10 @@ class DuckDBBackend:
         self._con: duckdb.DuckDBPyConnection | None = None
         with self._connection() as con:
             for statement in create_statements(indexes=False):
+                con.execute(statement)
+            present = {t.name: {d[0] for d in con.execute(f"SELECT * FROM {t.name} LIMIT 0").description}
+                       for t in TABLES}
+            for statement in upgrade_statements(present):
                 con.execute(statement)
 
     def _open(self) -> duckdb.DuckDBPyConnection:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from sortition.store.schema import Table, create_statements
+from sortition.store.schema import TABLES, Table, create_statements, upgrade_statements
 
 
 _ANALYZE_AFTER = 1000
@@ -60,6 +60,12 @@ class PostgresTransaction:
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._con.execute(_pg(sql), list(params)).fetchall()
 
+    def columns(self, table: str) -> list[str]:
+        """The column names ``table`` has now (in the connection's search path)."""
+        with self._con.cursor() as cur:
+            cur.execute(f"SELECT * FROM {table} LIMIT 0")
+            return [d.name for d in cur.description]
+
 
 class PostgresBackend:
     dialect = "postgresql"
@@ -79,6 +85,9 @@ class PostgresBackend:
             # Several processes may create the schema at once: serialize them on an advisory lock.
             tx.execute("SELECT pg_advisory_xact_lock(74215001)")
             for statement in create_statements(indexes=True):
+                tx.execute(statement)
+            present = {t.name: set(tx.columns(t.name)) for t in TABLES}
+            for statement in upgrade_statements(present):
                 tx.execute(statement)
 
     @contextmanager

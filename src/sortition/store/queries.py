@@ -132,6 +132,7 @@ SELECT d.event_id AS event_id, d.ts AS timestamp, d.flag_key AS flag_key, d.band
        d.subject_categorical_attributes AS subject_categorical_attributes,
        d.action_numeric_attributes AS action_numeric_attributes,
        d.action_categorical_attributes AS action_categorical_attributes,
+       d.offered_actions AS offered_actions,
        COALESCE(r.reward, 0.0) AS reward
 FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.event_id
 ORDER BY d.ts, d.event_id

@@ -10,9 +10,11 @@ import datetime as dt
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from sortition.serving.events import OFFERED_ACTIONS
 from sortition.store.schema import ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, Table
 
 # Keys of Sortition's own extraLogging entries (written by the plan export): the experiment cell,
@@ -181,8 +183,51 @@ def assignment_row(event: Mapping) -> tuple:
             round_number, attributes, extra_json, meta)
 
 
+_GROUPS = ("numericAttributes", "categoricalAttributes")
+
+
+def _offered_actions(value: Any, action: str) -> str | None:
+    """Sortition's offered-action field -> normalized JSON text (None when not logged).
+
+    ``{action_key: {"numericAttributes": {name: number}, "categoricalAttributes": {name: value}}}``;
+    a missing group is empty. The chosen action must be among the offered ones.
+    """
+    if value is None:
+        return None
+    field = OFFERED_ACTIONS
+    if not isinstance(value, Mapping) or not value:
+        raise FieldError(field, "must be a non-empty dict {action_key: {numericAttributes, "
+                         f"categoricalAttributes}}}}, got {value!r:.60}")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, groups in value.items():
+        if isinstance(key, bool) or not isinstance(key, (str, int)) or key == "":
+            raise FieldError(field, f"action keys must be non-empty strings, got {key!r:.40}")
+        key = str(key)  # as the action field itself is stored
+        groups = {} if groups is None else groups
+        if not isinstance(groups, Mapping) or set(groups) - set(_GROUPS):
+            raise FieldError(field, f"action {key!r} must map to a dict with keys {list(_GROUPS)}, "
+                             f"got {groups!r:.60}")
+        numeric = groups.get("numericAttributes") or {}
+        categorical = groups.get("categoricalAttributes") or {}
+        if not isinstance(numeric, Mapping) or not isinstance(categorical, Mapping):
+            raise FieldError(field, f"action {key!r}: attribute groups must be dicts")
+        for name, x in numeric.items():
+            if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+                raise FieldError(field, f"action {key!r}: numeric attribute {name!r} is {x!r:.40}, "
+                                 "not a finite number")
+        out[key] = {"numericAttributes": dict(numeric), "categoricalAttributes": dict(categorical)}
+    if action not in out:
+        raise FieldError(field, f"does not contain the chosen action {action!r} (offered: {sorted(out)[:5]})")
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
 def bandit_row(event: Mapping) -> tuple:
-    """A bandit action event as Eppo's SDKs log it -> a row of ``bandit_events``."""
+    """A bandit action event as Eppo's SDKs log it -> a row of ``bandit_events``.
+
+    Sortition's ``sortitionOfferedActions`` field (every offered action's attributes), when
+    present, is kept in ``offered_actions``; events without it (other SDKs, older clients) are
+    stored with NULL there.
+    """
     flag = _text(event, "flagKey")
     bandit = _text(event, "banditKey")
     subject = _text(event, "subject")
@@ -197,9 +242,13 @@ def bandit_row(event: Mapping) -> tuple:
                      "actionNumericAttributes", "actionCategoricalAttributes")
     )
     meta = _json(event.get("metaData"), "metaData")
+    offered = _offered_actions(event.get(OFFERED_ACTIONS), action)
     content = (flag, bandit, subject, action, probability, gap, model_version, ts, *groups)
+    if offered is not None:  # only then: the derived ids of events without it stay what they were
+        content += (offered,)
     event_id = _event_id(event, "bandit", content)
-    return (event_id, flag, bandit, subject, action, probability, gap, model_version, ts, *groups, meta)
+    return (event_id, flag, bandit, subject, action, probability, gap, model_version, ts, *groups, meta,
+            offered)
 
 
 def outcome_row(event: Mapping) -> tuple:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+# 1: the first release. 2: bandit_events.offered_actions (stores of version 1 are upgraded in place
+# when opened: the column is added, and their rows have it NULL).
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ BANDIT_EVENTS = Table(
         Column("action_numeric_attributes", "text"),
         Column("action_categorical_attributes", "text"),
         Column("meta_data", "text"),
+        # JSON {action: {"numericAttributes": ..., "categoricalAttributes": ...}} of every action
+        # offered at the decision (Sortition's sortitionOfferedActions field); NULL when not logged.
+        Column("offered_actions", "text"),
     ),
     key="event_id",
 )
@@ -126,4 +131,28 @@ def create_statements(indexes: bool = True) -> list[str]:
     # Recorded so a later release can migrate stores written by this one.
     statements.append("INSERT INTO sortition_meta (key, value) VALUES ('schema_version', "
                       f"'{SCHEMA_VERSION}') ON CONFLICT DO NOTHING")
+    return statements
+
+
+def upgrade_statements(present: dict[str, set[str]]) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for every column a store written by an older release lacks.
+
+    ``present`` maps each table name to the columns it has now. Added columns are nullable, so the
+    old rows read as NULL there. Both engines run the statements unchanged.
+    """
+    statements = []
+    for table in TABLES:
+        have = present.get(table.name)
+        if have is None:
+            continue
+        for c in table.columns:
+            if c.name not in have:
+                if not c.nullable:
+                    raise RuntimeError(f"cannot add the required column {table.name}.{c.name} "
+                                       "to an existing store")
+                statements.append(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {_SQL_TYPES[c.kind]}")
+    if statements:
+        statements.append(
+            f"UPDATE sortition_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
+        )
     return statements

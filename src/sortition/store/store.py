@@ -260,9 +260,11 @@ class EventStore:
         Columns: ``event_id``, ``timestamp``, ``flag_key``, ``bandit_key``, ``model_version``,
         ``subject``, ``action``, ``action_probability``, ``optimality_gap``, the four attribute
         groups as dicts (``subject_numeric_attributes``, ``subject_categorical_attributes``,
-        ``action_numeric_attributes``, ``action_categorical_attributes``) and ``reward``: the
-        aggregate of the subject's outcomes of ``metric`` attributed to this decision (each outcome
-        goes to the subject's latest decision at or before it, within ``window``; 0 when none).
+        ``action_numeric_attributes``, ``action_categorical_attributes``), ``offered_actions`` (every
+        action offered at the decision, ``{action: {"numericAttributes": ..., "categoricalAttributes":
+        ...}}``, or None for events logged without them) and ``reward``: the aggregate of the
+        subject's outcomes of ``metric`` attributed to this decision (each outcome goes to the
+        subject's latest decision at or before it, within ``window``; 0 when none).
         """
         sql, params = decision_reward_sql(
             flag_key, bandit_key, metric, check_window(window), aggregate, _utc_or_none(until, "until")
@@ -271,6 +273,9 @@ class EventStore:
         for name in ("subject_numeric_attributes", "subject_categorical_attributes",
                      "action_numeric_attributes", "action_categorical_attributes"):
             frame[name] = [_decode(text) for text in frame[name]]
+        frame["offered_actions"] = [
+            json.loads(t) if isinstance(t, str) else None for t in frame["offered_actions"]
+        ]
         for name in ("action_probability", "optimality_gap", "reward"):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
         frame["timestamp"] = pd.to_datetime(frame["timestamp"])

@@ -21,11 +21,21 @@ from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import action_weights, score_actions
 
 
+_HOW = (
+    "a candidate model's probabilities depend on every action offered in each context; log them "
+    "(Sortition's Client does: the sortitionOfferedActions field of its bandit events, the store's "
+    "offered_actions column) or pass offered = {action: attributes} per event"
+)
+
+
 def _offered(events: BanditEvents) -> tuple[dict[str, dict[str, dict[str, Any]]], ...]:
     if events.offered is None:
+        raise ValueError(f"events have no 'offered' action sets: {_HOW}")
+    missing = [i for i, o in enumerate(events.offered) if o is None]
+    if missing:
         raise ValueError(
-            "events have no 'offered' action sets: a candidate model's probabilities depend on every "
-            "action offered in each context; log them (offered = {action: attributes}) to evaluate a model"
+            f"{len(missing)} of {events.n} events have no 'offered' action set (rows {missing[:5]}); "
+            f"{_HOW}. Evaluate on the events that have them"
         )
     return events.offered
 
