@@ -218,11 +218,17 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     assert res.exit_code == 0 and "Round 3: read 300 new exposures" in res.output
 
 
-def test_cli_first_run_needs_arms(tmp_path):
+def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
     store_path = tmp_path / "events.duckdb"
-    EventStore(str(store_path)).close()
     res = _cli(store_path, tmp_path)
     assert res.exit_code == 2 and "start one with --arms" in res.output
-    assert not (tmp_path / "state.json").exists()
-    res = _cli(tmp_path / "missing.duckdb", tmp_path, "--arms", "a,b")
+    assert not (tmp_path / "state.json").exists() and not store_path.exists()
+    res = _cli(store_path, tmp_path, "--arms", "control,treat", "--engine", "stratified")
+    assert res.exit_code == 0, res.output  # the first run creates the store and saves the round-0 config
+    with EventStore(str(store_path)) as store:
+        assert store.configuration_versions() == [1]
+    res = _cli(tmp_path / "missing.duckdb", tmp_path)
     assert res.exit_code == 2 and "does not exist" in res.output
+    (tmp_path / "state.json").write_text("{}")
+    res = _cli(store_path, tmp_path)
+    assert res.exit_code == 2 and "not a Sortition experiment state" in res.output

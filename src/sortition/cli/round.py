@@ -45,7 +45,7 @@ def round_(
         raise typer.Exit(2) from None
     exp = run.experiment
     if run.created:
-        console.print(f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control {exp.arms[0]}), "
+        console.print(f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control: {exp.arms[0]}), "
                       f"outcome {exp.outcome}, engine {exp.engine}.")
     if run.result is None:
         console.print(f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "

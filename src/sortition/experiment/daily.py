@@ -40,15 +40,15 @@ class DailyRound:
     report: Path | None
 
 
-def _open_store(location: str | Path) -> Any:
+def _open_store(location: str | Path, create: bool) -> Any:
     from sortition.store import EventStore
 
     location = str(location)
     if location.startswith(("postgresql://", "postgres://")):
         return EventStore(location)
-    if location != ":memory:" and not Path(location).exists():
+    if not create and location != ":memory:" and not Path(location).exists():
         raise ValueError(f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
-                         "your assignment logger writes to")
+                         "your assignment logger writes to (the first run, with --arms, creates it)")
     return EventStore(location, shared=True)  # a serving process may be writing the same file
 
 
@@ -156,7 +156,7 @@ def daily_round(
         created = True
     aggregate = aggregate or AGGREGATES.get(experiment.outcome, "sum")
 
-    with _open_store(store) as events:
+    with _open_store(store, create=created) as events:
         frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
         if frame.empty and not created:
             known = events.flag_keys()
