@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sortition.cli import app
-from sortition.experiment import SequentialExperiment, load_experiment
+from sortition.experiment import SequentialExperiment, load_experiment, plan_to_flag, uniform_plan
 from sortition.experiment import sequential as seq
 from sortition.experiment.daily import _new_rows
 from sortition.experiment.persistence import experiment_to_json
@@ -18,6 +18,8 @@ from sortition.experiment.simulation import visitor_attributes
 from sortition.scenarios import make_scenario
 from sortition.serving import Client, Configuration
 from sortition.store import EventStore, StoreLogger
+
+from store.conftest import _postgres_schemas, store_url  # noqa: F401  (DuckDB + PostgreSQL store fixture)
 
 from .conftest import draw_round
 
@@ -232,3 +234,37 @@ def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
     (tmp_path / "state.json").write_text("{}")
     res = _cli(store_path, tmp_path)
     assert res.exit_code == 2 and "not a Sortition experiment state" in res.output
+
+
+def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):
+    """The daily flow against both store backends: create, serve, advance, keep other flags."""
+    from sortition.experiment.daily import daily_round
+
+    scenario = make_scenario("multi_winner", 4)
+    with EventStore(store_url) as store:
+        other = plan_to_flag(uniform_plan(("off", "on")), "other-flag")
+        store.save_configuration({"flags": {"other-flag": other}})
+    first = daily_round(store_url, FLAG, METRIC, state=tmp_path / "s.json", outcome="continuous",
+                        arms=scenario.arms, engine="stratified", draws=100)
+    assert first.created and first.result is None and first.configuration_version == 2
+    with EventStore(store_url) as store:
+        flags = store.configuration().flags["flags"]
+        assert set(flags) == {"other-flag", FLAG} and flags["other-flag"] == other  # other flags are kept
+        config = store.configuration().flags
+        logger = StoreLogger(store, buffer_size=1000)
+        client = Client(Configuration.from_json(config), assignment_logger=logger)
+        visitors = scenario.sample_visitors(300, np.random.default_rng(2))
+        subjects = [f"p{i}" for i in range(300)]
+        arms = [client.get_assignment(FLAG, s, a, "control")
+                for s, a in zip(subjects, visitor_attributes(visitors), strict=True)]
+        logger.flush()
+        y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]),
+                                     np.random.default_rng(3))
+        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        store.append_outcomes([{"subject": s, "metric": METRIC, "value": float(v), "timestamp": now}
+                               for s, v in zip(subjects, y, strict=True)])
+    second = daily_round(store_url, FLAG, METRIC, state=tmp_path / "s.json")
+    assert second.n_new == 300 and second.result.n_total == 300 and second.configuration_version == 3
+    assert SequentialExperiment.load(tmp_path / "s.json").plans_ == second.experiment.plans_
+    with EventStore(store_url) as store:
+        assert store.configuration().flags["flags"][FLAG] == second.experiment.configuration()["flags"][FLAG]
