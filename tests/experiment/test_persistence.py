@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from store.conftest import _postgres_schemas, store_url  # noqa: F401  (DuckDB + PostgreSQL store fixture)
 from typer.testing import CliRunner
 
 from sortition.cli import app
@@ -19,8 +20,6 @@ from sortition.scenarios import make_scenario
 from sortition.serving import Client, Configuration
 from sortition.store import EventStore, StoreLogger
 
-from store.conftest import _postgres_schemas, store_url  # noqa: F401  (DuckDB + PostgreSQL store fixture)
-
 from .conftest import draw_round
 
 FIT = {"progress": False, "draws": 100}
@@ -28,7 +27,7 @@ FIT = {"progress": False, "draws": 100}
 
 def _experiment(**kw):
     scenario = make_scenario("multi_winner", 4)
-    opts = dict(key="checkout", outcome="continuous", engine="stratified", fit_options=FIT, seed=3)
+    opts = {"key": "checkout", "outcome": "continuous", "engine": "stratified", "fit_options": FIT, "seed": 3}
     opts.update(kw)
     return scenario, SequentialExperiment(scenario.arms, **opts)
 
@@ -74,17 +73,23 @@ def _same_but_seconds(a, b):
 
 def test_streaks_nan_and_mixed_columns_round_trip(tmp_path):
     _, exp = _experiment()
-    data = pd.DataFrame({
-        "subject": ["a", "b", "c"],
-        "outcome": [1.5, float("nan"), float("inf")],
-        "n": np.array([1, 2, 3], dtype="int64"),
-        "flag_on": [True, False, True],
-        "maybe": pd.array([1, None, 3], dtype="Int64"),
-        "mixed": ["x", None, 2.5],
-        "cat": pd.Categorical(["u", "v", "u"]),
-    })
-    exp._state = replace(exp._state, data=data, loser_streak={"arm_1": 1},
-                         winner_streak={("channel ONE_OF {search}", "arm_2"): 2})
+    data = pd.DataFrame(
+        {
+            "subject": ["a", "b", "c"],
+            "outcome": [1.5, float("nan"), float("inf")],
+            "n": np.array([1, 2, 3], dtype="int64"),
+            "flag_on": [True, False, True],
+            "maybe": pd.array([1, None, 3], dtype="Int64"),
+            "mixed": ["x", None, 2.5],
+            "cat": pd.Categorical(["u", "v", "u"]),
+        }
+    )
+    exp._state = replace(
+        exp._state,
+        data=data,
+        loser_streak={"arm_1": 1},
+        winner_streak={("channel ONE_OF {search}", "arm_2"): 2},
+    )
     loaded = load_experiment(exp.save(tmp_path / "s.json"))
     pd.testing.assert_frame_equal(loaded.data_, data)
     assert loaded._state.loser_streak == {"arm_1": 1}
@@ -129,25 +134,44 @@ FLAG, METRIC = "checkout", "outcome"
 
 
 def _serve(store_path, scenario, n, round_index, rng):
-    """Serve n visitors from the store's latest configuration through the Client; log assignments and outcomes."""
+    """Serve n visitors the store's latest configuration through the Client; log assignments, outcomes."""
     with EventStore(str(store_path)) as store:
         config = store.configuration().flags
         logger = StoreLogger(store, buffer_size=n + 1)
         client = Client(Configuration.from_json(config), assignment_logger=logger)
         visitors = scenario.sample_visitors(n, rng)
         subjects = [f"d{round_index}-{i:05d}" for i in range(n)]
-        arms = [client.get_assignment(FLAG, s, attrs, scenario.arms[0])
-                for s, attrs in zip(subjects, visitor_attributes(visitors), strict=True)]
+        arms = [
+            client.get_assignment(FLAG, s, attrs, scenario.arms[0])
+            for s, attrs in zip(subjects, visitor_attributes(visitors), strict=True)
+        ]
         logger.flush()
         y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]), rng)
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        store.append_outcomes([{"subject": s, "metric": METRIC, "value": float(v), "timestamp": now}
-                               for s, v in zip(subjects, y, strict=True)])
+        store.append_outcomes(
+            [
+                {"subject": s, "metric": METRIC, "value": float(v), "timestamp": now}
+                for s, v in zip(subjects, y, strict=True)
+            ]
+        )
 
 
 def _cli(store_path, tmp_path, *extra):
-    args = ["round", str(store_path), "--flag", FLAG, "--metric", METRIC, "--kind", "continuous",
-            "--state", str(tmp_path / "state.json"), "--out", str(tmp_path / "out"), *extra]
+    args = [
+        "round",
+        str(store_path),
+        "--flag",
+        FLAG,
+        "--metric",
+        METRIC,
+        "--kind",
+        "continuous",
+        "--state",
+        str(tmp_path / "state.json"),
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
     return CliRunner().invoke(app, args)
 
 
@@ -163,8 +187,9 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     res = _cli(store_path, tmp_path, "--arms", arms, "--engine", "stratified", "--seed", "4")
     assert res.exit_code == 0, res.output
     assert "No exposures yet" in res.output and state.exists()
-    reference = SequentialExperiment(scenario.arms, key=FLAG, outcome="continuous", engine="stratified",
-                                     fit_options=FIT, seed=4)
+    reference = SequentialExperiment(
+        scenario.arms, key=FLAG, outcome="continuous", engine="stratified", fit_options=FIT, seed=4
+    )
     with EventStore(str(store_path)) as store:
         assert store.configuration_versions() == [1]
         assert store.configuration().flags["flags"] == reference.configuration()["flags"]
@@ -193,11 +218,37 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     res = _cli(store_path, tmp_path, "--arms", "control,x,y")
     assert res.exit_code == 2 and "arms mismatch" in res.output
     assert state.read_bytes() == before
-    res = CliRunner().invoke(app, ["round", str(store_path), "--flag", "nope", "--metric", METRIC,
-                                   "--state", str(tmp_path / "other.json"), "--arms", arms, "--kind", "revenue"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "round",
+            str(store_path),
+            "--flag",
+            "nope",
+            "--metric",
+            METRIC,
+            "--state",
+            str(tmp_path / "other.json"),
+            "--arms",
+            arms,
+            "--kind",
+            "revenue",
+        ],
+    )
     assert res.exit_code == 0  # a new flag's first run: nothing to read yet, round-0 config saved
-    res = CliRunner().invoke(app, ["round", str(store_path), "--flag", "nope", "--metric", METRIC,
-                                   "--state", str(tmp_path / "other.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "round",
+            str(store_path),
+            "--flag",
+            "nope",
+            "--metric",
+            METRIC,
+            "--state",
+            str(tmp_path / "other.json"),
+        ],
+    )
     assert res.exit_code == 2 and "no exposures to flag 'nope'" in res.output and FLAG in res.output
 
     # a round that fails mid-way leaves the state file and the store's configurations as they were
@@ -236,7 +287,7 @@ def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
     assert res.exit_code == 2 and "not a Sortition experiment state" in res.output
 
 
-def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):
+def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):  # noqa: F811  (the imported fixture)
     """The daily flow against both store backends: create, serve, advance, keep other flags."""
     from sortition.experiment.daily import daily_round
 
@@ -244,8 +295,16 @@ def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):
     with EventStore(store_url) as store:
         other = plan_to_flag(uniform_plan(("off", "on")), "other-flag")
         store.save_configuration({"flags": {"other-flag": other}})
-    first = daily_round(store_url, FLAG, METRIC, state=tmp_path / "s.json", outcome="continuous",
-                        arms=scenario.arms, engine="stratified", draws=100)
+    first = daily_round(
+        store_url,
+        FLAG,
+        METRIC,
+        state=tmp_path / "s.json",
+        outcome="continuous",
+        arms=scenario.arms,
+        engine="stratified",
+        draws=100,
+    )
     assert first.created and first.result is None and first.configuration_version == 2
     with EventStore(store_url) as store:
         flags = store.configuration().flags["flags"]
@@ -255,14 +314,21 @@ def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):
         client = Client(Configuration.from_json(config), assignment_logger=logger)
         visitors = scenario.sample_visitors(300, np.random.default_rng(2))
         subjects = [f"p{i}" for i in range(300)]
-        arms = [client.get_assignment(FLAG, s, a, "control")
-                for s, a in zip(subjects, visitor_attributes(visitors), strict=True)]
+        arms = [
+            client.get_assignment(FLAG, s, a, "control")
+            for s, a in zip(subjects, visitor_attributes(visitors), strict=True)
+        ]
         logger.flush()
-        y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]),
-                                     np.random.default_rng(3))
+        y = scenario.sample_outcomes(
+            visitors, np.array([scenario.arms.index(a) for a in arms]), np.random.default_rng(3)
+        )
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        store.append_outcomes([{"subject": s, "metric": METRIC, "value": float(v), "timestamp": now}
-                               for s, v in zip(subjects, y, strict=True)])
+        store.append_outcomes(
+            [
+                {"subject": s, "metric": METRIC, "value": float(v), "timestamp": now}
+                for s, v in zip(subjects, y, strict=True)
+            ]
+        )
     second = daily_round(store_url, FLAG, METRIC, state=tmp_path / "s.json")
     assert second.n_new == 300 and second.result.n_total == 300 and second.configuration_version == 3
     assert SequentialExperiment.load(tmp_path / "s.json").plans_ == second.experiment.plans_

@@ -47,8 +47,10 @@ def _open_store(location: str | Path, create: bool) -> Any:
     if location.startswith(("postgresql://", "postgres://")):
         return EventStore(location)
     if not create and location != ":memory:" and not Path(location).exists():
-        raise ValueError(f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
-                         "your assignment logger writes to (the first run, with --arms, creates it)")
+        raise ValueError(
+            f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
+            "your assignment logger writes to (the first run, with --arms, creates it)"
+        )
     return EventStore(location, shared=True)  # a serving process may be writing the same file
 
 
@@ -69,8 +71,8 @@ def _new_rows(frame: pd.DataFrame, experiment: SequentialExperiment, flag: str) 
         first = rows.loc[missing, "subject"].tolist()[:5]
         raise ValueError(
             f"{int(missing.sum())} of {len(rows)} new exposures to {flag!r} have no 'propensity' in their "
-            f"extraLogging (first subjects: {first}); serve the configuration this command saved to the store "
-            "(its splits log the propensity) and log assignments with their extraLogging"
+            f"extraLogging (first subjects: {first}); serve the configuration this command saved to the "
+            "store (its splits log the propensity) and log assignments with their extraLogging"
         )
     if rows["round"].isna().all():
         rows = rows.drop(columns=["round"])  # advance() puts them in the current round
@@ -135,24 +137,35 @@ def daily_round(
         experiment = SequentialExperiment.load(state)
         created = False
         if experiment.key != flag:
-            raise ValueError(f"the state {str(state)!r} is flag {experiment.key!r}'s experiment, not {flag!r}; "
-                             "give each flag its own --state file")
+            raise ValueError(
+                f"the state {str(state)!r} is flag {experiment.key!r}'s experiment, not {flag!r}; "
+                "give each flag its own --state file"
+            )
         if arms is not None and arms != experiment.arms:
-            raise ValueError(f"arms mismatch: the saved experiment has arms {list(experiment.arms)}, "
-                             f"--arms gave {list(arms)}; drop --arms (it is only needed to create one)")
+            raise ValueError(
+                f"arms mismatch: the saved experiment has arms {list(experiment.arms)}, "
+                f"--arms gave {list(arms)}; drop --arms (it is only needed to create one)"
+            )
         if outcome is not None and outcome != experiment.outcome:
-            raise ValueError(f"the saved experiment's outcome kind is {experiment.outcome!r}, not {outcome!r}")
+            raise ValueError(
+                f"the saved experiment's outcome kind is {experiment.outcome!r}, not {outcome!r}"
+            )
     else:
         if arms is None:
-            raise ValueError(f"no experiment state at {str(state)!r}: start one with --arms control,treatment,... "
-                             "(control first), or point --state at the existing file")
+            raise ValueError(
+                f"no experiment state at {str(state)!r}: start one with --arms control,treatment,... "
+                "(control first), or point --state at the existing file"
+            )
         if outcome is None:
-            raise ValueError("creating an experiment needs its outcome kind: --kind revenue, continuous or binary")
+            raise ValueError(
+                "creating an experiment needs its outcome kind: --kind revenue, continuous or binary"
+            )
         fit_options: dict[str, Any] = {"progress": False, "draws": draws}
         if engine == "bcf":
             fit_options["num_threads"] = threads
-        experiment = SequentialExperiment(arms, key=flag, outcome=outcome, engine=engine,
-                                          fit_options=fit_options, seed=seed)
+        experiment = SequentialExperiment(
+            arms, key=flag, outcome=outcome, engine=engine, fit_options=fit_options, seed=seed
+        )
         created = True
     aggregate = aggregate or AGGREGATES.get(experiment.outcome, "sum")
 
@@ -160,9 +173,11 @@ def daily_round(
         frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
         if frame.empty and not created:
             known = events.flag_keys()
-            raise ValueError(f"the event store has no exposures to flag {flag!r} (flags with exposures: "
-                             f"{known[:10]}); check --flag, or serve the latest configuration in the store "
-                             "and log its assignments first")
+            raise ValueError(
+                f"the event store has no exposures to flag {flag!r} (flags with exposures: "
+                f"{known[:10]}); check --flag, or serve the latest configuration in the store "
+                "and log its assignments first"
+            )
         rows = _new_rows(frame, experiment, flag)
         result = None
         if len(rows) == 0 and not created:
@@ -180,6 +195,10 @@ def daily_round(
     if out is not None and experiment.results_:
         from sortition.report import write_report
 
-        report = write_report(out, experiment, title=f"Sortition: {flag}, round {experiment.round_}",
-                              source=f"{where}, metric {metric!r}")
-    return DailyRound(experiment, created, result, int(len(rows)), version, state, report)
+        report = write_report(
+            out,
+            experiment,
+            title=f"Sortition: {flag}, round {experiment.round_}",
+            source=f"{where}, metric {metric!r}",
+        )
+    return DailyRound(experiment, created, result, len(rows), version, state, report)

@@ -37,9 +37,24 @@ STATE_VERSION = 1
 
 # constructor keywords saved as settings (``arms`` is saved on its own)
 SETTINGS = (
-    "key", "outcome", "engine", "fit_options", "min_control_weight", "min_explore_weight", "epsilon",
-    "max_depth", "min_leaf_share", "tree_options", "drop_below", "drop_after", "graduation_probability",
-    "graduation_loss", "graduation_rounds", "level", "covariates", "seed",
+    "key",
+    "outcome",
+    "engine",
+    "fit_options",
+    "min_control_weight",
+    "min_explore_weight",
+    "epsilon",
+    "max_depth",
+    "min_leaf_share",
+    "tree_options",
+    "drop_below",
+    "drop_after",
+    "graduation_probability",
+    "graduation_loss",
+    "graduation_rounds",
+    "level",
+    "covariates",
+    "seed",
 )
 
 
@@ -96,7 +111,7 @@ def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
         if not isinstance(name, str):
             raise TypeError(f"column names must be strings to save as JSON, got {name!r}")
         columns.append({"name": name, "dtype": dtype, "values": values})
-    return {"n": int(len(frame)), "columns": columns}
+    return {"n": len(frame), "columns": columns}
 
 
 def frame_from_json(doc: Mapping[str, Any]) -> pd.DataFrame:
@@ -129,13 +144,23 @@ def _rule_from_json(obj: Any) -> Any:
 
 
 def _segment_plan_to_json(s: SegmentPlan) -> dict[str, Any]:
-    return {"id": s.id, "rule": _rule_to_json(s.rule), "description": s.description,
-            "optimized": s.optimized, "cells": s.cells}
+    return {
+        "id": s.id,
+        "rule": _rule_to_json(s.rule),
+        "description": s.description,
+        "optimized": s.optimized,
+        "cells": s.cells,
+    }
 
 
 def _segment_plan_from_json(d: Mapping[str, Any]) -> SegmentPlan:
-    return SegmentPlan(id=d["id"], rule=_rule_from_json(d["rule"]), description=d["description"],
-                       optimized=dict(d["optimized"]), cells={c: dict(v) for c, v in d["cells"].items()})
+    return SegmentPlan(
+        id=d["id"],
+        rule=_rule_from_json(d["rule"]),
+        description=d["description"],
+        optimized=dict(d["optimized"]),
+        cells={c: dict(v) for c, v in d["cells"].items()},
+    )
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -161,7 +186,13 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
 
 
 def _lift_json(x: Lift) -> dict[str, Any]:
-    return {"arm": x.arm, "mean": x.mean, "lower": x.lower, "upper": x.upper, "prob_positive": x.prob_positive}
+    return {
+        "arm": x.arm,
+        "mean": x.mean,
+        "lower": x.lower,
+        "upper": x.upper,
+        "prob_positive": x.prob_positive,
+    }
 
 
 def _result_to_json(r: RoundResult) -> dict[str, Any]:
@@ -172,22 +203,42 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
         "lifts": [_lift_json(x) for x in r.lifts],
         "ipw_arm_means": r.ipw_arm_means,
         "segments": [
-            {"id": s.id, "description": s.description, "rule": _rule_to_json(s.rule), "share": s.share,
-             "best_arm": s.best_arm, "arm_best_probabilities": s.arm_best_probabilities,
-             "lifts": [_lift_json(x) for x in s.lifts], "expected_loss": s.expected_loss,
-             "allocation": s.allocation, "arm_probabilities": s.arm_probabilities}
+            {
+                "id": s.id,
+                "description": s.description,
+                "rule": _rule_to_json(s.rule),
+                "share": s.share,
+                "best_arm": s.best_arm,
+                "arm_best_probabilities": s.arm_best_probabilities,
+                "lifts": [_lift_json(x) for x in s.lifts],
+                "expected_loss": s.expected_loss,
+                "allocation": s.allocation,
+                "arm_probabilities": s.arm_probabilities,
+            }
             for s in r.segments
         ],
         "cells": [
-            {"cell": c.cell, "n": c.n, "mean_outcome": c.mean_outcome, "empirical_lift": c.empirical_lift,
-             "model_lift": c.model_lift, "model_lower": c.model_lower, "model_upper": c.model_upper}
+            {
+                "cell": c.cell,
+                "n": c.n,
+                "mean_outcome": c.mean_outcome,
+                "empirical_lift": c.empirical_lift,
+                "model_lift": c.model_lift,
+                "model_lower": c.model_lower,
+                "model_upper": c.model_upper,
+            }
             for c in r.cells
         ],
         "active_arms": list(r.active_arms),
         "dropped": list(r.dropped),
         "graduations": [
-            {"segment": g.segment, "arm": g.arm, "rounds": g.rounds, "prob_positive": g.prob_positive,
-             "expected_loss": g.expected_loss}
+            {
+                "segment": g.segment,
+                "arm": g.arm,
+                "rounds": g.rounds,
+                "prob_positive": g.prob_positive,
+                "expected_loss": g.expected_loss,
+            }
             for g in r.graduations
         ],
         "seconds": r.seconds,
@@ -203,10 +254,16 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         ipw_arm_means=dict(d["ipw_arm_means"]),
         segments=tuple(
             SegmentResult(
-                id=s["id"], description=s["description"], rule=_rule_from_json(s["rule"]), share=s["share"],
-                best_arm=s["best_arm"], arm_best_probabilities=dict(s["arm_best_probabilities"]),
-                lifts=tuple(Lift(**x) for x in s["lifts"]), expected_loss=dict(s["expected_loss"]),
-                allocation=dict(s["allocation"]), arm_probabilities=dict(s["arm_probabilities"]),
+                id=s["id"],
+                description=s["description"],
+                rule=_rule_from_json(s["rule"]),
+                share=s["share"],
+                best_arm=s["best_arm"],
+                arm_best_probabilities=dict(s["arm_best_probabilities"]),
+                lifts=tuple(Lift(**x) for x in s["lifts"]),
+                expected_loss=dict(s["expected_loss"]),
+                allocation=dict(s["allocation"]),
+                arm_probabilities=dict(s["arm_probabilities"]),
             )
             for s in d["segments"]
         ),
