@@ -276,6 +276,8 @@ def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
     res = _cli(store_path, tmp_path)
     assert res.exit_code == 2 and "start one with --arms" in res.output
     assert not (tmp_path / "state.json").exists() and not store_path.exists()
+    res = _cli(store_path, tmp_path, "--arms", "control,treat", "--kind", "sales")
+    assert res.exit_code == 2 and "outcome kind 'sales' is unknown" in res.output
     res = _cli(store_path, tmp_path, "--arms", "control,treat", "--engine", "stratified")
     assert res.exit_code == 0, res.output  # the first run creates the store and saves the round-0 config
     with EventStore(str(store_path)) as store:

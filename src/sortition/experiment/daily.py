@@ -132,6 +132,8 @@ def daily_round(
             no new exposures, bad data). Nothing is saved then.
     """
     state = Path(state)
+    if outcome is not None and outcome not in AGGREGATES:
+        raise ValueError(f"outcome kind {outcome!r} is unknown; use one of {sorted(AGGREGATES)} (--kind)")
     arms = None if arms is None else tuple(str(a) for a in arms)
     if state.exists():
         experiment = SequentialExperiment.load(state)
