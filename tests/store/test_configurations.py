@@ -77,3 +77,14 @@ def test_concurrent_saves_get_distinct_versions(store_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_flag_keys_lists_flags_with_exposures(store):
+    assert store.flag_keys() == []
+    base = {"allocation": "a", "experiment": "e", "subjectAttributes": {}, "timestamp": "2024-05-01T00:00:00Z"}
+    store.append_assignments([
+        {**base, "featureFlag": "zeta", "variation": "on", "subject": "u1"},
+        {**base, "featureFlag": "alpha", "variation": "off", "subject": "u2"},
+        {**base, "featureFlag": "zeta", "variation": "off", "subject": "u3"},
+    ])
+    assert store.flag_keys() == ["alpha", "zeta"]

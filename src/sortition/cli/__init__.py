@@ -4,5 +4,6 @@ from sortition.cli.app import app
 import sortition.cli.conformance  # noqa: F401,E402  (registers `sortition conformance`)
 import sortition.cli.bandit  # noqa: F401,E402  (registers `sortition bandit`)
 import sortition.cli.demo  # noqa: F401,E402  (registers `sortition demo` and `sortition analyze`)
+import sortition.cli.round  # noqa: F401,E402  (registers `sortition round`)
 
 __all__ = ["app"]

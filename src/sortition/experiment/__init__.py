@@ -10,6 +10,7 @@ from sortition.experiment.export import (
     served_probabilities,
     shard_layout,
 )
+from sortition.experiment.persistence import STATE_VERSION, load_experiment, save_experiment
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, explicit, fixed, geometric
 from sortition.experiment.sequential import SequentialExperiment, expected_loss, sequential_experiment
@@ -24,6 +25,7 @@ __all__ = [
     "Plan",
     "RoundResult",
     "Schedule",
+    "STATE_VERSION",
     "SegmentPlan",
     "SegmentResult",
     "SequentialExperiment",
@@ -33,9 +35,11 @@ __all__ = [
     "fixed",
     "geometric",
     "largest_remainder",
+    "load_experiment",
     "make_plan",
     "plan_to_configuration",
     "plan_to_flag",
+    "save_experiment",
     "sequential_experiment",
     "served_probabilities",
     "shard_layout",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,6 +206,25 @@ class SequentialExperiment:
     def configuration(self, *, created_at: str | None = None) -> dict[str, Any]:
         """The current plan as a UFC configuration (for ``Configuration.from_json`` or Eppo SDKs)."""
         return plan_to_configuration(self.plan_, self.key, created_at=created_at)
+
+    # --- persistence (see sortition.experiment.persistence) -----------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the settings and committed state to ``path`` as JSON, atomically.
+
+        The fitted posterior and tree are not saved: the next ``advance`` refits them from the
+        saved rows, so a reloaded experiment gives the same next plan as this one.
+        """
+        from sortition.experiment.persistence import save_experiment
+
+        return save_experiment(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SequentialExperiment:
+        """Read an experiment written by :meth:`save` (``posterior_``/``tree_`` are None until
+        the next round). Raises ValueError for a missing file or an unknown format version."""
+        from sortition.experiment.persistence import load_experiment
+
+        return load_experiment(path)
 
     # --- the round ------------------------------------------------------------------------------
     def advance(self, round_data: pd.DataFrame) -> RoundResult:

@@ -145,6 +145,11 @@ class EventStore:
         frame = self._backend.frame(f"SELECT * FROM {table} WHERE {where} ORDER BY ts, event_id", params)
         return frame.rename(columns={"ts": "timestamp"})
 
+    def flag_keys(self) -> list[str]:
+        """The flag keys that have stored assignment events, sorted."""
+        frame = self._backend.frame("SELECT DISTINCT flag_key FROM assignments ORDER BY flag_key")
+        return [str(k) for k in frame["flag_key"]]
+
     def assignments(self, flag_key: str | None = None) -> pd.DataFrame:
         """Stored assignment events (one row each, JSON columns as text), oldest first."""
         return self._table("assignments", "1 = 1" if flag_key is None else "flag_key = ?",

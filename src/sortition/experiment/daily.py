@@ -1,0 +1,206 @@
+"""One round per run, in separate processes: the flow behind ``sortition round``.
+
+Each run loads the experiment's saved state, reads the exposures to the flag (joined to their
+outcomes) that the experiment has not read yet from the event store, advances one round, saves
+the next configuration as a new version in the store, saves the state, and writes the report.
+The first run (``arms`` given, no state file yet) creates the experiment and saves the round-0
+configuration to serve; if exposures are already stored it also runs the first round.
+
+Nothing is saved unless the round succeeded: a failing fit, bad data or no new data leave the
+state file and the store's configurations as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sortition.experiment.results import RoundResult
+from sortition.experiment.sequential import SequentialExperiment
+
+# how a kind of outcome aggregates a subject's outcome events in the attribution window
+AGGREGATES = {"revenue": "sum", "continuous": "sum", "binary": "conversion"}
+
+
+@dataclass(frozen=True)
+class DailyRound:
+    """What one run did."""
+
+    experiment: SequentialExperiment
+    created: bool  # this run created the experiment
+    result: RoundResult | None  # None when no round ran (a new experiment with no data yet)
+    n_new: int  # exposures read this run
+    configuration_version: int  # the store's version holding the configuration to serve next
+    state: Path
+    report: Path | None
+
+
+def _open_store(location: str | Path, create: bool) -> Any:
+    from sortition.store import EventStore
+
+    location = str(location)
+    if location.startswith(("postgresql://", "postgres://")):
+        return EventStore(location)
+    if not create and location != ":memory:" and not Path(location).exists():
+        raise ValueError(
+            f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
+            "your assignment logger writes to (the first run, with --arms, creates it)"
+        )
+    return EventStore(location, shared=True)  # a serving process may be writing the same file
+
+
+def _new_rows(frame: pd.DataFrame, experiment: SequentialExperiment, flag: str) -> pd.DataFrame:
+    """The exposures the experiment has not read yet, as ``advance`` rows."""
+    seen = set() if experiment.data_ is None else set(experiment.data_["subject"].astype(str))
+    rows = frame[~frame["subject"].astype(str).isin(seen)].rename(columns={"y": "outcome"})
+    rows = rows.reset_index(drop=True)
+    unknown = sorted(set(rows["arm"].astype(str)) - set(experiment.arms))
+    if unknown:
+        raise ValueError(
+            f"exposures to flag {flag!r} have variations {unknown} that are not the experiment's arms "
+            f"{list(experiment.arms)} (arms mismatch): the state belongs to another experiment, or the flag "
+            "was served from a configuration this experiment did not export"
+        )
+    missing = rows["propensity"].isna()
+    if missing.any():
+        first = rows.loc[missing, "subject"].tolist()[:5]
+        raise ValueError(
+            f"{int(missing.sum())} of {len(rows)} new exposures to {flag!r} have no 'propensity' in their "
+            f"extraLogging (first subjects: {first}); serve the configuration this command saved to the "
+            "store (its splits log the propensity) and log assignments with their extraLogging"
+        )
+    if rows["round"].isna().all():
+        rows = rows.drop(columns=["round"])  # advance() puts them in the current round
+    else:
+        rows["round"] = rows["round"].fillna(experiment.round_).astype("int64")
+    rows["cell"] = rows["cell"].where(rows["cell"].notna(), "unknown")
+    return rows
+
+
+def _save_configuration(store: Any, experiment: SequentialExperiment) -> int:
+    """Save the experiment's next configuration as a new store version, keeping the other flags
+    of the latest version (the store's versions are whole configurations)."""
+    config = experiment.configuration()
+    try:
+        latest = store.configuration()
+    except LookupError:
+        latest = None
+    bandits = None
+    if latest is not None:
+        flags = {**latest.flags.get("flags", {}), **config["flags"]}
+        config = {**latest.flags, **config, "flags": flags}
+        bandits = latest.bandits
+    return store.save_configuration(config, bandits).version
+
+
+def daily_round(
+    store: str | Path,
+    flag: str,
+    metric: str,
+    *,
+    state: str | Path,
+    outcome: str | None = None,
+    arms: Sequence[str] | None = None,
+    engine: str = "bcf",
+    threads: int = 1,
+    draws: int = 100,
+    seed: int = 0,
+    window: dt.timedelta | float | None = None,
+    aggregate: str | None = None,
+    out: str | Path | None = None,
+) -> DailyRound:
+    """Run one round of the experiment saved at ``state`` on the new data in ``store``.
+
+    Args:
+        store: the event store (DuckDB file or ``postgresql://`` URL) the assignments are logged to.
+        flag: the flag (experiment) key.
+        metric: the outcome metric joined to the exposures.
+        state: the experiment's state file (created on the first run).
+        outcome: "revenue", "continuous" or "binary"; required to create, checked afterwards.
+        arms: arms, control first; required to create, checked afterwards.
+        engine, threads, draws, seed: the posterior's settings (used when creating; saved in the state).
+        window: attribution window (timedelta or seconds; None: no limit).
+        aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
+        out: folder for the report (None: no report).
+    Raises:
+        ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
+            no new exposures, bad data). Nothing is saved then.
+    """
+    state = Path(state)
+    if outcome is not None and outcome not in AGGREGATES:
+        raise ValueError(f"outcome kind {outcome!r} is unknown; use one of {sorted(AGGREGATES)} (--kind)")
+    arms = None if arms is None else tuple(str(a) for a in arms)
+    if state.exists():
+        experiment = SequentialExperiment.load(state)
+        created = False
+        if experiment.key != flag:
+            raise ValueError(
+                f"the state {str(state)!r} is flag {experiment.key!r}'s experiment, not {flag!r}; "
+                "give each flag its own --state file"
+            )
+        if arms is not None and arms != experiment.arms:
+            raise ValueError(
+                f"arms mismatch: the saved experiment has arms {list(experiment.arms)}, "
+                f"--arms gave {list(arms)}; drop --arms (it is only needed to create one)"
+            )
+        if outcome is not None and outcome != experiment.outcome:
+            raise ValueError(
+                f"the saved experiment's outcome kind is {experiment.outcome!r}, not {outcome!r}"
+            )
+    else:
+        if arms is None:
+            raise ValueError(
+                f"no experiment state at {str(state)!r}: start one with --arms control,treatment,... "
+                "(control first), or point --state at the existing file"
+            )
+        if outcome is None:
+            raise ValueError(
+                "creating an experiment needs its outcome kind: --kind revenue, continuous or binary"
+            )
+        fit_options: dict[str, Any] = {"progress": False, "draws": draws}
+        if engine == "bcf":
+            fit_options["num_threads"] = threads
+        experiment = SequentialExperiment(
+            arms, key=flag, outcome=outcome, engine=engine, fit_options=fit_options, seed=seed
+        )
+        created = True
+    aggregate = aggregate or AGGREGATES.get(experiment.outcome, "sum")
+
+    with _open_store(store, create=created) as events:
+        frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
+        if frame.empty and not created:
+            known = events.flag_keys()
+            raise ValueError(
+                f"the event store has no exposures to flag {flag!r} (flags with exposures: "
+                f"{known[:10]}); check --flag, or serve the latest configuration in the store "
+                "and log its assignments first"
+            )
+        rows = _new_rows(frame, experiment, flag)
+        result = None
+        if len(rows) == 0 and not created:
+            raise ValueError(
+                f"no new exposures to flag {flag!r} since round {experiment.round_} "
+                f"({len(frame):,} exposures already read); serve the latest configuration and log its "
+                "assignments, then run this again"
+            )
+        if len(rows):
+            result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
+        version = _save_configuration(events, experiment)
+        where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
+    experiment.save(state)
+    report = None
+    if out is not None and experiment.results_:
+        from sortition.report import write_report
+
+        report = write_report(
+            out,
+            experiment,
+            title=f"Sortition: {flag}, round {experiment.round_}",
+            source=f"{where}, metric {metric!r}",
+        )
+    return DailyRound(experiment, created, result, len(rows), version, state, report)

@@ -1,0 +1,376 @@
+"""Save and reload a :class:`SequentialExperiment` between processes (one round per day).
+
+The state is one JSON document (no pickle): the settings, the committed state (round, active
+arms, loser/winner streaks, every plan, every round's result, every row read so far) and the
+shard salt. The fitted posterior and policy tree are not stored: ``advance`` refits them from the
+rows, with a seed derived from (seed, round), so a reloaded experiment computes exactly the same
+next plan as the original from the same next round's data.
+
+Floats are written with Python's shortest round-trip repr, so values come back bit-exact;
+non-finite floats are written as ``{"$float": "nan"}`` to keep the file strict JSON. Writes go to a
+temporary file in the same folder, then ``os.replace`` it over the target: a crash never leaves a
+half-written state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sortition.experiment.cells import CellWeights, Plan, SegmentPlan
+from sortition.experiment.export import experiment_salt
+from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
+
+if TYPE_CHECKING:
+    from sortition.experiment.sequential import SequentialExperiment
+
+STATE_FORMAT = "sortition.experiment-state"
+STATE_VERSION = 1
+
+# constructor keywords saved as settings (``arms`` is saved on its own)
+SETTINGS = (
+    "key",
+    "outcome",
+    "engine",
+    "fit_options",
+    "min_control_weight",
+    "min_explore_weight",
+    "epsilon",
+    "max_depth",
+    "min_leaf_share",
+    "tree_options",
+    "drop_below",
+    "drop_after",
+    "graduation_probability",
+    "graduation_loss",
+    "graduation_rounds",
+    "level",
+    "covariates",
+    "seed",
+)
+
+
+# --- JSON values ------------------------------------------------------------------------------------
+def _plain(value: Any, where: str) -> Any:
+    """A JSON-ready copy: numpy scalars made plain, tuples as lists, non-finite floats tagged."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be strings to save as JSON, got {k!r}")
+            out[k] = _plain(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    raise TypeError(f"{where}: {type(value).__name__} value {value!r} cannot be saved as JSON")
+
+
+def _unfloat(obj: dict) -> Any:
+    if obj.keys() == {"$float"}:
+        return float(obj["$float"])
+    return obj
+
+
+# --- frames -------------------------------------------------------------------------------------------
+def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
+    """Columns with their dtypes and values, restorable bit-exact by :func:`frame_from_json`."""
+    columns = []
+    for name in frame.columns:
+        col = frame[name]
+        dtype = str(col.dtype)
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            values = [_plain(v, f"column {name!r}") for v in col.astype(object).where(col.notna(), None)]
+            cats = [_plain(v, f"column {name!r}") for v in col.cat.categories]
+            columns.append({"name": str(name), "dtype": "category", "categories": cats, "values": values})
+            continue
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            values = [None if pd.isna(v) else v.isoformat() for v in col]
+        elif col.dtype == object:
+            values = [None if v is None or v is pd.NA else _plain(v, f"column {name!r}") for v in col]
+        elif pd.api.types.is_extension_array_dtype(col.dtype):  # nullable Int64, boolean, Float64, string
+            values = [None if pd.isna(v) else _plain(v, f"column {name!r}") for v in col]
+        else:
+            values = [_plain(v, f"column {name!r}") for v in col.tolist()]
+        if not isinstance(name, str):
+            raise TypeError(f"column names must be strings to save as JSON, got {name!r}")
+        columns.append({"name": name, "dtype": dtype, "values": values})
+    return {"n": len(frame), "columns": columns}
+
+
+def frame_from_json(doc: Mapping[str, Any]) -> pd.DataFrame:
+    data = {}
+    for col in doc["columns"]:
+        dtype, values = col["dtype"], col["values"]
+        if dtype == "category":
+            data[col["name"]] = pd.Categorical(values, categories=col["categories"])
+        elif dtype.startswith("datetime64"):
+            data[col["name"]] = pd.Series(pd.to_datetime(values), dtype=dtype)
+        elif dtype == "object":
+            data[col["name"]] = pd.Series(values, dtype=object)
+        else:
+            data[col["name"]] = pd.Series(values, dtype=dtype)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(int(doc["n"])))
+    return frame
+
+
+# --- plans and results -------------------------------------------------------------------------------
+def _rule_to_json(rule: Any) -> Any:
+    return None if rule is None else rule.to_json()
+
+
+def _rule_from_json(obj: Any) -> Any:
+    if obj is None:
+        return None
+    from sortition.rules import Rule
+
+    return Rule.from_json(obj)
+
+
+def _segment_plan_to_json(s: SegmentPlan) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "rule": _rule_to_json(s.rule),
+        "description": s.description,
+        "optimized": s.optimized,
+        "cells": s.cells,
+    }
+
+
+def _segment_plan_from_json(d: Mapping[str, Any]) -> SegmentPlan:
+    return SegmentPlan(
+        id=d["id"],
+        rule=_rule_from_json(d["rule"]),
+        description=d["description"],
+        optimized=dict(d["optimized"]),
+        cells={c: dict(v) for c, v in d["cells"].items()},
+    )
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "round": plan.round,
+        "arms": list(plan.arms),
+        "active_arms": list(plan.active_arms),
+        "weights": {"control": plan.weights.control, "explore": plan.weights.explore},
+        "segments": [_segment_plan_to_json(s) for s in plan.segments],
+        "default": _segment_plan_to_json(plan.default),
+    }
+
+
+def plan_from_json(d: Mapping[str, Any]) -> Plan:
+    return Plan(
+        arms=tuple(d["arms"]),
+        active_arms=tuple(d["active_arms"]),
+        weights=CellWeights(d["weights"]["control"], d["weights"]["explore"]),
+        segments=tuple(_segment_plan_from_json(s) for s in d["segments"]),
+        default=_segment_plan_from_json(d["default"]),
+        round=int(d["round"]),
+    )
+
+
+def _lift_json(x: Lift) -> dict[str, Any]:
+    return {
+        "arm": x.arm,
+        "mean": x.mean,
+        "lower": x.lower,
+        "upper": x.upper,
+        "prob_positive": x.prob_positive,
+    }
+
+
+def _result_to_json(r: RoundResult) -> dict[str, Any]:
+    return {
+        "round": r.round,
+        "n_round": r.n_round,
+        "n_total": r.n_total,
+        "lifts": [_lift_json(x) for x in r.lifts],
+        "ipw_arm_means": r.ipw_arm_means,
+        "segments": [
+            {
+                "id": s.id,
+                "description": s.description,
+                "rule": _rule_to_json(s.rule),
+                "share": s.share,
+                "best_arm": s.best_arm,
+                "arm_best_probabilities": s.arm_best_probabilities,
+                "lifts": [_lift_json(x) for x in s.lifts],
+                "expected_loss": s.expected_loss,
+                "allocation": s.allocation,
+                "arm_probabilities": s.arm_probabilities,
+            }
+            for s in r.segments
+        ],
+        "cells": [
+            {
+                "cell": c.cell,
+                "n": c.n,
+                "mean_outcome": c.mean_outcome,
+                "empirical_lift": c.empirical_lift,
+                "model_lift": c.model_lift,
+                "model_lower": c.model_lower,
+                "model_upper": c.model_upper,
+            }
+            for c in r.cells
+        ],
+        "active_arms": list(r.active_arms),
+        "dropped": list(r.dropped),
+        "graduations": [
+            {
+                "segment": g.segment,
+                "arm": g.arm,
+                "rounds": g.rounds,
+                "prob_positive": g.prob_positive,
+                "expected_loss": g.expected_loss,
+            }
+            for g in r.graduations
+        ],
+        "seconds": r.seconds,
+    }
+
+
+def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
+    return RoundResult(
+        round=int(d["round"]),
+        n_round=int(d["n_round"]),
+        n_total=int(d["n_total"]),
+        lifts=tuple(Lift(**x) for x in d["lifts"]),
+        ipw_arm_means=dict(d["ipw_arm_means"]),
+        segments=tuple(
+            SegmentResult(
+                id=s["id"],
+                description=s["description"],
+                rule=_rule_from_json(s["rule"]),
+                share=s["share"],
+                best_arm=s["best_arm"],
+                arm_best_probabilities=dict(s["arm_best_probabilities"]),
+                lifts=tuple(Lift(**x) for x in s["lifts"]),
+                expected_loss=dict(s["expected_loss"]),
+                allocation=dict(s["allocation"]),
+                arm_probabilities=dict(s["arm_probabilities"]),
+            )
+            for s in d["segments"]
+        ),
+        cells=tuple(CellObservation(**c) for c in d["cells"]),
+        active_arms=tuple(d["active_arms"]),
+        dropped=tuple(d["dropped"]),
+        graduations=tuple(Graduation(**g) for g in d["graduations"]),
+        plan=plan,
+        seconds=dict(d.get("seconds", {})),
+    )
+
+
+# --- the experiment -------------------------------------------------------------------------------------
+def experiment_to_json(experiment: SequentialExperiment) -> dict[str, Any]:
+    """The experiment's settings and committed state as a JSON-ready dict."""
+    state = experiment._state
+    settings = {name: getattr(experiment, name) for name in SETTINGS}
+    settings["schedule"] = None if experiment.schedule is None else list(experiment.schedule.sizes)
+    doc = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "arms": list(experiment.arms),
+        "salt": experiment_salt(experiment.key),
+        "settings": settings,
+        "state": {
+            "round": state.round,
+            "active_arms": list(state.active_arms),
+            "loser_streak": dict(state.loser_streak),
+            "winner_streak": [[seg, arm, n] for (seg, arm), n in state.winner_streak.items()],
+            "plans": [plan_to_json(p) for p in state.plans],
+            "results": [_result_to_json(r) for r in state.results],
+            "data": None if state.data is None else frame_to_json(state.data),
+        },
+    }
+    return _plain(doc, "experiment state")
+
+
+def experiment_from_json(doc: Mapping[str, Any]) -> SequentialExperiment:
+    """Rebuild a :class:`SequentialExperiment` from :func:`experiment_to_json`'s dict.
+
+    ``posterior_`` and ``tree_`` are None until the next ``advance`` refits them.
+    """
+    from sortition.experiment.sequential import SequentialExperiment, _State
+
+    if not isinstance(doc, Mapping) or doc.get("format") != STATE_FORMAT:
+        found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
+        raise ValueError(f"not a Sortition experiment state (format {found!r}, expected {STATE_FORMAT!r})")
+    version = doc.get("version")
+    if version != STATE_VERSION:
+        raise ValueError(
+            f"experiment state format version {version!r} is not supported: this Sortition reads version "
+            f"{STATE_VERSION}; use the Sortition release that wrote it (or a newer one that migrates it)"
+        )
+    settings = dict(doc["settings"])
+    experiment = SequentialExperiment(doc["arms"], **settings)
+    if doc.get("salt") != experiment_salt(experiment.key):
+        raise ValueError(
+            f"the saved salt {doc.get('salt')!r} does not match the key {experiment.key!r} "
+            f"(expected {experiment_salt(experiment.key)!r}); the state file was edited by hand"
+        )
+    s = doc["state"]
+    plans = tuple(plan_from_json(p) for p in s["plans"])
+    results = tuple(_result_from_json(r, plans[i + 1]) for i, r in enumerate(s["results"]))
+    if len(plans) != len(results) + 1 or int(s["round"]) != len(results):
+        raise ValueError(
+            f"inconsistent experiment state: round {s['round']}, {len(results)} results, {len(plans)} plans"
+        )
+    experiment._state = _State(
+        round=int(s["round"]),
+        data=None if s["data"] is None else frame_from_json(s["data"]),
+        plan=plans[-1],
+        active_arms=tuple(s["active_arms"]),
+        results=results,
+        plans=plans,
+        loser_streak={str(k): int(v) for k, v in s["loser_streak"].items()},
+        winner_streak={(seg, arm): int(n) for seg, arm, n in s["winner_streak"]},
+    )
+    return experiment
+
+
+def save_experiment(experiment: SequentialExperiment, path: str | Path) -> Path:
+    """Write the experiment's state to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    text = json.dumps(experiment_to_json(experiment), separators=(",", ":"), allow_nan=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private; keep the mode of the file it replaces (0644 for a new one)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_experiment(path: str | Path) -> SequentialExperiment:
+    """Read a state written by :func:`save_experiment`."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"experiment state {str(path)!r} does not exist")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"), object_hook=_unfloat)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"experiment state {str(path)!r} is not valid JSON: {err}") from None
+    return experiment_from_json(doc)
