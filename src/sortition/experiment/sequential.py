@@ -24,6 +24,7 @@ from sortition.experiment.export import plan_to_configuration
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, as_schedule
 from sortition.policy import expected_loss
+from sortition.posterior import summarize_lifts
 
 # Column roles in round data; every other column is a covariate unless ``covariates`` is given.
 ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
@@ -431,13 +432,8 @@ def sequential_experiment(arms: Sequence[str], **kwargs: Any) -> SequentialExper
 
 # --- small pure helpers (shared with the report) ----------------------------------------------------
 def _lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
-    q = [(1 - level) / 2, (1 + level) / 2]
-    out = []
-    for j, arm in enumerate(arms[1:]):
-        col = np.asarray(mean_contrasts[:, j], float)
-        lo, hi = np.quantile(col, q)
-        out.append(Lift(str(arm), float(col.mean()), float(lo), float(hi), float((col > 0).mean())))
-    return tuple(out)
+    return tuple(Lift(str(a.arm), a.mean, a.lower, a.upper, a.prob_positive)
+                 for a in summarize_lifts(arms, mean_contrasts, level))
 
 
 def ipw_arm_means(data: Any) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,19 @@ class ArmLift:
     relative_mean: float | None = None  # mean lift / control mean, when the control level is known
     relative_lower: float | None = None
     relative_upper: float | None = None
+
+
+def summarize_lifts(arms: Sequence, mean_contrasts: np.ndarray, level: float = 0.9) -> tuple[ArmLift, ...]:
+    """Per treatment arm (``arms[1:]``): mean, equal-tailed credible interval and P(lift > 0).
+
+    The one lift summary: ``mean_contrasts`` (S, K-1) are draws of an average effect (all visitors or a
+    segment), in the metric's units.
+    """
+    _check_level(level)
+    m = np.asarray(mean_contrasts, dtype=np.float64)
+    lower, upper = np.quantile(m, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return tuple(ArmLift(arm, float(m[:, j].mean()), float(lower[j]), float(upper[j]), float((m[:, j] > 0).mean()))
+                 for j, arm in enumerate(arms[1:]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,21 +186,13 @@ class Posterior:
         Relative lift (effect / control mean) is included when the control mean's draws are known
         (``baseline``) and ``mask`` is None.
         """
-        _check_level(level)
         m = self.mean_contrasts() if mask is None else self.segment_mean_contrasts(mask)
-        q = [(1 - level) / 2, (1 + level) / 2]
-        rel = None
-        if self.baseline is not None and mask is None and np.all(self.baseline > 0):
-            rel = m / self.baseline[:, None]
-        out = []
-        for j, arm in enumerate(self.arms[1:]):
-            lo, hi = np.quantile(m[:, j], q)
-            kw = {}
-            if rel is not None:
-                rlo, rhi = np.quantile(rel[:, j], q)
-                kw = dict(relative_mean=float(rel[:, j].mean()), relative_lower=float(rlo), relative_upper=float(rhi))
-            out.append(ArmLift(arm, float(m[:, j].mean()), float(lo), float(hi), float((m[:, j] > 0).mean()), **kw))
-        return tuple(out)
+        lifts = summarize_lifts(self.arms, m, level)
+        if self.baseline is None or mask is not None or not np.all(self.baseline > 0):
+            return lifts
+        rel = summarize_lifts(self.arms, m / self.baseline[:, None], level)
+        return tuple(replace(a, relative_mean=r.mean, relative_lower=r.lower, relative_upper=r.upper)
+                     for a, r in zip(lifts, rel, strict=True))
 
     def lift_frame(self, level: float = 0.9) -> pd.DataFrame:
         """:meth:`lift_summary` as a DataFrame, one row per treatment arm."""
