@@ -46,21 +46,13 @@ def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) ->
     return masks
 
 
-def segment_mean_contrasts(posterior: Posterior, masks: np.ndarray) -> np.ndarray:
-    """Per segment and draw, the mean contrast over the segment's visitors: (G, S, K-1) float64.
-
-    ``masks`` (G, n) bool; one blocked pass over the draws (:meth:`Posterior.segments_mean_contrasts`).
-    """
-    return posterior.segments_mean_contrasts(np.asarray(masks, dtype=bool))
-
-
 def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(segment-mean contrast draws (G, S, K-1), raw win frequencies (G, K)) for segment masks (G, n).
 
     The one code path behind ``thompson_allocation`` and the policy tree's
     ``arm_best_probabilities``, so the two agree draw for draw.
     """
-    means = segment_mean_contrasts(posterior, masks)
+    means = posterior.segments_mean_contrasts(np.asarray(masks, dtype=bool))
     return means, np.stack([arm_win_frequencies(m, posterior.n_arms) for m in means])
 
 
