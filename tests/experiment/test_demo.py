@@ -6,9 +6,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
-from sortition.cli import app
 from sortition.experiment.demo import analyze, read_table, run_demo
 from sortition.scenarios import generate
 from sortition.serving import Client, Configuration
@@ -43,22 +42,21 @@ def test_demo_end_to_end(tmp_path):
 
 def test_analyze_the_demo_event_store(tmp_path):
     run = run_demo(rounds=2, visitors=300, engine="stratified", seed=4, out=tmp_path / "demo")
-    result = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", run.simulation.experiment.key,
+    result = invoke(["analyze", str(run.store), "--flag", run.simulation.experiment.key,
                                       "--kind", "revenue", "--control", "control", "--engine", "stratified",
                                       "--out", str(tmp_path / "a")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.text
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["visitors"] == 600 and summary["arms"] == ["control", "bundle", "free_shipping"]  # sorted after control
-    bad = CliRunner().invoke(app, ["analyze", str(run.store), "--flag", "no-such-flag", "--out", str(tmp_path / "b")])
-    assert bad.exit_code == 2 and "no exposures" in " ".join(bad.output.split())
+    bad = invoke(["analyze", str(run.store), "--flag", "no-such-flag", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "no exposures" in bad.text
 
 
 def test_demo_command(tmp_path):
-    result = CliRunner().invoke(
-        app, ["demo", "--rounds", "2", "--visitors", "200", "--engine", "stratified", "--out", str(tmp_path)]
+    result = invoke(["demo", "--rounds", "2", "--visitors", "200", "--engine", "stratified", "--out", str(tmp_path)]
     )
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())  # rich wraps at the terminal width
+    assert result.exit_code == 0, result.text
+    text = result.text
     assert "Regret vs oracle" in text and "uniform A/B test" in text
     assert (tmp_path / "index.html").exists()
 
@@ -92,14 +90,14 @@ def test_analyze_command_and_errors(tmp_path):
     data, _ = generate("two_segments", 400, arms=2, seed=5)
     path = tmp_path / "d.csv"
     data.frame().to_csv(path, index=False)
-    ok = CliRunner().invoke(app, ["analyze", str(path), "--subject", "visitor_id", "--propensity", "propensity",
+    ok = invoke(["analyze", str(path), "--subject", "visitor_id", "--propensity", "propensity",
                                   "--control", "control", "--engine", "stratified", "--out", str(tmp_path / "o")])
-    assert ok.exit_code == 0, ok.output
+    assert ok.exit_code == 0, ok.text
     assert (tmp_path / "o" / "configuration.json").exists()
-    bad = CliRunner().invoke(app, ["analyze", str(path), "--outcome", "revenue_typo", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "revenue_typo" in " ".join(bad.output.split())
-    missing = CliRunner().invoke(app, ["analyze", str(tmp_path / "nope.csv")])
-    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+    bad = invoke(["analyze", str(path), "--outcome", "revenue_typo", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "revenue_typo" in bad.text
+    missing = invoke(["analyze", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "does not exist" in missing.text
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(ValueError, match="csv, .parquet or .duckdb"):
         read_table(tmp_path / "d.json")

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from store.conftest import _postgres_schemas, store_url  # noqa: F401  (DuckDB + PostgreSQL store fixture)
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
-from sortition.cli import app
 from sortition.experiment import SequentialExperiment, load_experiment, plan_to_flag, uniform_plan
 from sortition.experiment import sequential as seq
 from sortition.experiment.daily import _new_rows
@@ -172,7 +171,7 @@ def _cli(store_path, tmp_path, *extra):
         str(tmp_path / "out"),
         *extra,
     ]
-    return CliRunner().invoke(app, args)
+    return invoke(args)
 
 
 def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatch):
@@ -185,8 +184,8 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
 
     # day 0: create; nothing served yet, so the round-0 configuration goes to the store
     res = _cli(store_path, tmp_path, "--arms", arms, "--engine", "stratified", "--seed", "4")
-    assert res.exit_code == 0, res.output
-    assert "No exposures yet" in res.output and state.exists()
+    assert res.exit_code == 0, res.text
+    assert "No exposures yet" in res.text and state.exists()
     reference = SequentialExperiment(
         scenario.arms, key=FLAG, outcome="continuous", engine="stratified", fit_options=FIT, seed=4
     )
@@ -197,8 +196,8 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     for day in range(2):
         _serve(store_path, scenario, 400, day, rng)
         res = _cli(store_path, tmp_path)
-        assert res.exit_code == 0, res.output
-        assert f"Round {day + 1}: read 400 new exposures" in res.output
+        assert res.exit_code == 0, res.text
+        assert f"Round {day + 1}: read 400 new exposures" in res.text
         with EventStore(str(store_path)) as store:
             frame = store.experiment_frame(FLAG, METRIC)
         reference.advance(_new_rows(frame, reference, FLAG))
@@ -214,13 +213,11 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     # no new data: a clear error, nothing saved
     before = state.read_bytes()
     res = _cli(store_path, tmp_path)
-    assert res.exit_code == 2 and "no new exposures" in res.output
+    assert res.exit_code == 2 and "no new exposures" in res.text
     res = _cli(store_path, tmp_path, "--arms", "control,x,y")
-    assert res.exit_code == 2 and "arms mismatch" in res.output
+    assert res.exit_code == 2 and "arms mismatch" in res.text
     assert state.read_bytes() == before
-    res = CliRunner().invoke(
-        app,
-        [
+    res = invoke([
             "round",
             str(store_path),
             "--flag",
@@ -236,9 +233,7 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
         ],
     )
     assert res.exit_code == 0  # a new flag's first run: nothing to read yet, round-0 config saved
-    res = CliRunner().invoke(
-        app,
-        [
+    res = invoke([
             "round",
             str(store_path),
             "--flag",
@@ -249,7 +244,7 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
             str(tmp_path / "other.json"),
         ],
     )
-    assert res.exit_code == 2 and "no exposures to flag 'nope'" in res.output and FLAG in res.output
+    assert res.exit_code == 2 and "no exposures to flag 'nope'" in res.text and FLAG in res.text
 
     # a round that fails mid-way leaves the state file and the store's configurations as they were
     _serve(store_path, scenario, 300, 2, rng)
@@ -268,25 +263,25 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
         assert store.configuration_versions() == versions
     monkeypatch.undo()
     res = _cli(store_path, tmp_path)  # the retry reads the same new rows
-    assert res.exit_code == 0 and "Round 3: read 300 new exposures" in res.output
+    assert res.exit_code == 0 and "Round 3: read 300 new exposures" in res.text
 
 
 def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
     store_path = tmp_path / "events.duckdb"
     res = _cli(store_path, tmp_path)
-    assert res.exit_code == 2 and "start one with --arms" in res.output
+    assert res.exit_code == 2 and "start one with --arms" in res.text
     assert not (tmp_path / "state.json").exists() and not store_path.exists()
     res = _cli(store_path, tmp_path, "--arms", "control,treat", "--kind", "sales")
-    assert res.exit_code == 2 and "outcome kind 'sales' is unknown" in res.output
+    assert res.exit_code == 2 and "outcome kind 'sales' is unknown" in res.text
     res = _cli(store_path, tmp_path, "--arms", "control,treat", "--engine", "stratified")
-    assert res.exit_code == 0, res.output  # the first run creates the store and saves the round-0 config
+    assert res.exit_code == 0, res.text  # the first run creates the store and saves the round-0 config
     with EventStore(str(store_path)) as store:
         assert store.configuration_versions() == [1]
     res = _cli(tmp_path / "missing.duckdb", tmp_path)
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.text
     (tmp_path / "state.json").write_text("{}")
     res = _cli(store_path, tmp_path)
-    assert res.exit_code == 2 and "not a Sortition experiment state" in res.output
+    assert res.exit_code == 2 and "not a Sortition experiment state" in res.text
 
 
 def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):  # noqa: F811  (the imported fixture)
@@ -336,3 +331,14 @@ def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):  # noqa: F811 
     assert SequentialExperiment.load(tmp_path / "s.json").plans_ == second.experiment.plans_
     with EventStore(store_url) as store:
         assert store.configuration().flags["flags"][FLAG] == second.experiment.configuration()["flags"][FLAG]
+
+
+@pytest.mark.parametrize("columns", [40, 80, 250])
+def test_cli_errors_never_wrap_at_any_terminal_width(tmp_path, columns):
+    """A long path in an error message stays on one line however narrow the terminal is."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "state.json"
+    res = invoke(["round", str(tmp_path / "events.duckdb"), "--flag", FLAG, "--metric", METRIC,
+                  "--state", str(deep), "--out", str(tmp_path / "out")], columns=columns)
+    assert res.exit_code == 2
+    error_lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and str(deep) in error_lines[0] and "start one with --arms" in error_lines[0]

@@ -8,9 +8,8 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
-from sortition.cli import app
 from sortition.learning import bandit_models_json, train_bandit
 from sortition.learning.environment import make_environment, policy_probabilities
 from sortition.learning.events import BanditEvents
@@ -56,22 +55,22 @@ def test_dr_interval_contains_the_candidates_true_value(simulated, tmp_path):
     models.write_text(json.dumps(bandit_models_json([candidate])))
     truth = float((policy_probabilities(candidate, contexts, env.offered()) * q).sum(axis=1).mean())
 
-    res = CliRunner().invoke(app, ["bandit", "evaluate", path, "--metric", REWARD_METRIC,
+    res = invoke(["bandit", "evaluate", path, "--metric", REWARD_METRIC,
                                    "--model", str(models), "--estimator", "all"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, res.text
     rows = _rows(res.output)
-    assert set(rows) == {"IPS", "SNIPS", "DM", "DR", "mean reward"}, res.output
+    assert set(rows) == {"IPS", "SNIPS", "DM", "DR", "mean reward"}, res.text
     value, lo, hi, ess = rows["DR"]
     assert lo <= truth <= hi, (truth, rows["DR"])
     assert 0.2 * len(frame) < ess < len(frame)
     # the logging policy's value is the logged mean reward, and the candidate beats it here
     assert rows["mean reward"][0] == pytest.approx(frame["reward"].mean(), abs=1e-4)
     assert truth > frame["reward"].mean() and value > rows["mean reward"][0]
-    assert "overlap warning" not in res.output
+    assert "overlap warning" not in res.text
 
-    boot = CliRunner().invoke(app, ["bandit", "evaluate", path, "--metric", REWARD_METRIC,
+    boot = invoke(["bandit", "evaluate", path, "--metric", REWARD_METRIC,
                                     "--model", str(models), "--interval", "bootstrap"])
-    assert boot.exit_code == 0, boot.output
+    assert boot.exit_code == 0, boot.text
     b_value, b_lo, b_hi, _ = _rows(boot.output)["DR"]
     assert b_value == value and (b_lo, b_hi) != (lo, hi) and b_lo <= truth <= b_hi
 
@@ -95,8 +94,8 @@ def test_a_candidate_flag_is_evaluated_and_a_poorly_covered_one_warns(simulated,
     flags.write_text(json.dumps(_flags(["action_0", "action_2"], split)))
     truth = float((0.3 * q[:, 0] + 0.7 * q[:, 2]).mean())
     args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--flags", str(flags), "--flag", "pick"]
-    res = CliRunner().invoke(app, [*args, "--estimator", "all"])
-    assert res.exit_code == 0, res.output
+    res = invoke([*args, "--estimator", "all"])
+    assert res.exit_code == 0, res.text
     rows = _rows(res.output)
     assert rows["IPS"][1] <= truth <= rows["IPS"][2], (truth, rows)
     assert rows["DR"][1] <= truth <= rows["DR"][2], (truth, rows)
@@ -105,9 +104,9 @@ def test_a_candidate_flag_is_evaluated_and_a_poorly_covered_one_warns(simulated,
     worst = int(np.argmin(q.mean(axis=0)))
     key = env.action_keys[worst]
     flags.write_text(json.dumps(_flags([key], [(key, 0, 10000)])))
-    res = CliRunner().invoke(app, [*args, "--estimator", "ips"])
-    assert res.exit_code == 0, res.output
-    assert "overlap warning" in res.output and "effective sample size" in res.output
+    res = invoke([*args, "--estimator", "ips"])
+    assert res.exit_code == 0, res.text
+    assert "overlap warning" in res.text and "effective sample size" in res.text
     assert _rows(res.output)["IPS"][3] < 0.05 * len(frame)
 
 
@@ -132,16 +131,16 @@ def test_decisions_without_offered_actions_give_a_clear_error(tmp_path):
                                     "timestamp": "2100-01-01T00:00:00Z"} for i in range(50)])
         last_old = store.bandit_events().query("subject.str.startswith('old')")["timestamp"].max()
 
-    res = CliRunner().invoke(app, ["bandit", "evaluate", path, "--metric", "m", "--model", str(models)])
+    res = invoke(["bandit", "evaluate", path, "--metric", "m", "--model", str(models)])
     assert res.exit_code == 2
-    text = " ".join(res.output.split())
+    text = res.text
     assert "50 of 100 decisions" in text and "without their offered actions" in text and "--since" in text
     since = re.search(r"--since (\S+)", text).group(1)
     assert since > last_old.isoformat()
-    ok = CliRunner().invoke(app, ["bandit", "evaluate", path, "--metric", "m", "--model", str(models),
+    ok = invoke(["bandit", "evaluate", path, "--metric", "m", "--model", str(models),
                                   "--since", since])
-    assert ok.exit_code == 0, ok.output
-    assert "50 decisions" in ok.output and _rows(ok.output)["DR"][0] == pytest.approx(1.0)
+    assert ok.exit_code == 0, ok.text
+    assert "50 decisions" in ok.text and _rows(ok.output)["DR"][0] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +163,6 @@ def test_errors_say_what_to_fix(simulated, tmp_path, monkeypatch, args, message)
     model = train_bandit(BanditEvents.from_frame(frame.head(300)), gamma=1.0)
     (tmp_path / "m.json").write_text(json.dumps(bandit_models_json([model])))
     (tmp_path / "f.json").write_text(json.dumps(_flags(["action_0"], [("action_0", 0, 10000)])))
-    res = CliRunner().invoke(app, ["bandit", "evaluate", path, "--metric", REWARD_METRIC, *args])
-    assert res.exit_code == 2, res.output
-    assert message in " ".join(res.output.split())
+    res = invoke(["bandit", "evaluate", path, "--metric", REWARD_METRIC, *args])
+    assert res.exit_code == 2, res.text
+    assert message in res.text

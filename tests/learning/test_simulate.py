@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
-from sortition.cli import app
 from sortition.learning import SqrtGamma, load_bandit_models
 from sortition.learning.environment import make_environment
 from sortition.learning.simulate import simulate_bandit
@@ -41,15 +40,14 @@ def test_binary_rewards_loop_also_learns():
 
 def test_cli_bandit_simulate_prints_rounds_and_writes_the_model(tmp_path):
     out = tmp_path / "model.json"
-    res = CliRunner().invoke(
-        app, ["bandit", "simulate", "--rounds", "3", "--subjects", "150", "--save-model", str(out)]
+    res = invoke(["bandit", "simulate", "--rounds", "3", "--subjects", "150", "--save-model", str(out)]
     )
-    assert res.exit_code == 0, res.output
-    assert "regret" in res.output and "uniform" in res.output and "oracle" in res.output
+    assert res.exit_code == 0, res.text
+    assert "regret" in res.text and "uniform" in res.text and "oracle" in res.text
     models = load_bandit_models(json.loads(out.read_text()))
     assert models["bandit"].n_events == 0 and models["bandit"].model_version == "round-3"
-    bad = CliRunner().invoke(app, ["bandit", "simulate", "--reward", "poisson"])
-    assert bad.exit_code != 0 and "continuous" in bad.output
+    bad = invoke(["bandit", "simulate", "--reward", "poisson"])
+    assert bad.exit_code != 0 and "continuous" in bad.text
 
 
 def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
@@ -64,9 +62,7 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
     flags_in = tmp_path / "flags.json"
     flags_in.write_text(json.dumps(bandit_flags_json(cold_start_model("bandit"), "bandit-flag")))
     models_out, flags_out = tmp_path / "models.json", tmp_path / "linked.json"
-    res = CliRunner().invoke(
-        app,
-        [
+    res = invoke([
             "bandit",
             "train",
             str(db),
@@ -82,7 +78,7 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
             str(flags_out),
         ],
     )
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, res.text
     model = load_bandit_models(json.loads(models_out.read_text()))["bandit"]
     assert set(model.coefficients) == set(env.action_keys) and model.model_version == "400"
     client = Client(Configuration.from_json(flags_out.read_text(), models_out.read_text()))
@@ -90,8 +86,6 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
         client.get_bandit_action("bandit-flag", "zoe", {"age": 30}, env.offered(), "none").action
         in env.actions
     )
-    empty = CliRunner().invoke(
-        app,
-        ["bandit", "train", str(db), "--metric", "reward", "--flag-key", "other", "--out", str(models_out)],
+    empty = invoke(["bandit", "train", str(db), "--metric", "reward", "--flag-key", "other", "--out", str(models_out)],
     )
-    assert empty.exit_code != 0 and "no bandit decisions" in empty.output
+    assert empty.exit_code != 0 and "no bandit decisions" in empty.text

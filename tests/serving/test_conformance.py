@@ -4,7 +4,7 @@ import json
 
 import pytest
 from conftest import UFC, cases, read
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
 from sortition.serving import Client, Configuration
 from sortition.serving.conformance import run_case, run_path
@@ -90,26 +90,21 @@ def test_without_models_bandit_variations_get_no_action():
 
 
 def test_cli_conformance_flags_and_bandits():
-    from sortition.cli import app
-
-    runner = CliRunner()
-    ok = runner.invoke(app, ["conformance", str(UFC / "flags-v1.json"), str(UFC / "tests")])
-    assert ok.exit_code == 0, ok.output
+    ok = invoke(["conformance", str(UFC / "flags-v1.json"), str(UFC / "tests")])
+    assert ok.exit_code == 0, ok.text
     assert ok.output.strip().splitlines()[-1] == "225 passed, 0 failed"
-    b = runner.invoke(app, ["conformance", str(UFC / "bandit-flags-v1.json"), str(UFC / "bandit-tests"),
-                            "--bandits", str(UFC / "bandit-models-v1.json")])
-    assert b.exit_code == 0, b.output
+    b = invoke(["conformance", str(UFC / "bandit-flags-v1.json"), str(UFC / "bandit-tests"),
+                "--bandits", str(UFC / "bandit-models-v1.json")])
+    assert b.exit_code == 0, b.text
     n = sum(len(c["subjects"]) for _, c in BANDIT_CASES)
     assert b.output.strip().splitlines()[-1] == f"{n} passed, 0 failed"
 
 
 def test_cli_conformance_reports_failures(tmp_path):
-    from sortition.cli import app
-
     case = json.loads((UFC / "tests" / "test-case-regex-flag.json").read_text())
     case["subjects"][0]["assignment"] = "not-what-it-serves"
     (tmp_path / "broken.json").write_text(json.dumps(case))
-    result = CliRunner().invoke(app, ["conformance", str(UFC / "flags-v1.json"), str(tmp_path)])
+    result = invoke(["conformance", str(UFC / "flags-v1.json"), str(tmp_path)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[-1] == f"{len(case['subjects']) - 1} passed, 1 failed"
@@ -117,9 +112,7 @@ def test_cli_conformance_reports_failures(tmp_path):
 
 
 def test_cli_conformance_bad_config_exits_2(tmp_path):
-    from sortition.cli import app
-
     bad = tmp_path / "flags.json"
     bad.write_text("{not json")
-    result = CliRunner().invoke(app, ["conformance", str(bad), str(UFC / "tests")])
-    assert result.exit_code == 2 and "not valid JSON" in result.output
+    result = invoke(["conformance", str(bad), str(UFC / "tests")])
+    assert result.exit_code == 2 and "not valid JSON" in result.text

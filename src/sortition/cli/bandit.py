@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sortition.cli.app import app
+from sortition.cli.console import console, fail
 
 bandit_app = typer.Typer(
     help="Contextual bandits: simulate the serve -> log -> retrain loop.", no_args_is_help=True
@@ -43,7 +43,6 @@ def simulate(
 
     if reward not in ("continuous", "binary"):
         raise typer.BadParameter(f"reward is {reward!r}; use 'continuous' or 'binary'", param_hint="--reward")
-    console = Console()
     env = make_environment(n_actions=actions, seed=seed, reward=reward)  # type: ignore[arg-type]
     table = Table(title=f"bandit simulation: {actions} actions, {subjects} subjects/round, seed {seed}")
     for col in ("round", "trained on", "gamma", "reward", "expected", "uniform", "oracle", "regret"):
@@ -111,7 +110,6 @@ def train(
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
-    console = Console()
     with EventStore(store) as event_store:
         frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
     if frame.empty:
@@ -144,18 +142,13 @@ def train(
 _ESTIMATORS = ("ips", "snips", "dm", "dr")
 
 
-def _fail(console: Console, message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-def _read_json(console: Console, path: Path, what: str) -> dict:
+def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
     except OSError as err:
-        _fail(console, f"cannot read the {what} file {path}: {err.strerror or err}")
+        fail(f"cannot read the {what} file {path}: {err.strerror or err}")
     except json.JSONDecodeError as err:
-        _fail(console, f"the {what} file {path} is not JSON ({err})")
+        fail(f"the {what} file {path} is not JSON ({err})")
     raise AssertionError("unreachable")
 
 
@@ -193,26 +186,25 @@ def evaluate(
     from sortition.store import EventStore
     from sortition.store.records import FieldError, to_utc
 
-    console = Console()
     if (model is None) == (flags is None):
-        _fail(console, "give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
+        fail("give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
               "--flag KEY")
     if flags is not None and flag is None:
-        _fail(console, "--flags needs --flag KEY: the candidate flag's key in the flags file")
+        fail("--flags needs --flag KEY: the candidate flag's key in the flags file")
     if model is not None and flag is not None:
-        _fail(console, "--flag goes with --flags; with --model choose the bandit with --bandit")
+        fail("--flag goes with --flags; with --model choose the bandit with --bandit")
     if estimator not in (*_ESTIMATORS, "all"):
-        _fail(console, f"--estimator is {estimator!r}; use one of {', '.join(_ESTIMATORS)} or all")
+        fail(f"--estimator is {estimator!r}; use one of {', '.join(_ESTIMATORS)} or all")
     try:
         settings = IntervalSettings(interval=interval, alpha=alpha, seed=seed)
     except ValueError as err:
-        _fail(console, f"--interval/--alpha: {err}")
+        fail(f"--interval/--alpha: {err}")
     since_utc = None
     if since is not None:
         try:
             since_utc = to_utc(since, "--since")
         except FieldError as err:
-            _fail(console, f"--since {err.problem}")
+            fail(f"--since {err.problem}")
 
     with EventStore(store) as event_store:
         frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
@@ -221,24 +213,23 @@ def evaluate(
     where = f"{store}" + (f" for flag {flag_key!r}" if flag_key else "")
     where += f" since {since}" if since else ""
     if frame.empty:
-        _fail(console, f"no bandit decisions in {where}; check the store, --flag-key and --since")
+        fail(f"no bandit decisions in {where}; check the store, --flag-key and --since")
 
     if model is not None:
         try:
-            models = load_bandit_models(_read_json(console, model, "models"))
+            models = load_bandit_models(_read_json(model, "models"))
         except (ValueError, KeyError, TypeError) as err:
-            _fail(console, f"{model} is not a bandit-models-v1 file: {err}")
+            fail(f"{model} is not a bandit-models-v1 file: {err}")
         if bandit is None and len(models) != 1:
-            _fail(console, f"{model} has {len(models)} bandits {sorted(models)[:10]}; "
+            fail(f"{model} has {len(models)} bandits {sorted(models)[:10]}; "
                   "choose one with --bandit")
         key = bandit if bandit is not None else next(iter(models))
         if key not in models:
-            _fail(console, f"bandit {key!r} is not in {model}; it has {sorted(models)[:10]}")
+            fail(f"bandit {key!r} is not in {model}; it has {sorted(models)[:10]}")
         lacking = frame["offered_actions"].isna()
         if lacking.any():
             stamps = frame.loc[lacking, "timestamp"]
-            _fail(
-                console,
+            fail(
                 f"{int(lacking.sum())} of {len(frame)} decisions in {where} were logged without their "
                 f"offered actions (logged {stamps.min()} to {stamps.max()} UTC), so a model's probability "
                 "of the logged action cannot be computed for them. Log with Sortition's Client (it records them, "
@@ -249,10 +240,10 @@ def evaluate(
         try:
             data = candidate_data(frame, models[key], seed=seed)
         except ValueError as err:
-            _fail(console, str(err))
+            fail(str(err))
     else:
         assert flags is not None and flag is not None
-        flags_doc = _read_json(console, flags, "flags")
+        flags_doc = _read_json(flags, "flags")
         variations = (flags_doc.get("flags", {}).get(flag) or {}).get("variations", {})
         # the logged action is the served variation's value; the plan is over variation keys
         key_of = {str(v.get("value")): k for k, v in variations.items() if isinstance(v, dict)}
@@ -269,7 +260,7 @@ def evaluate(
                 subject_keys=frame["subject"].astype(str).tolist(),
             )
         except ValueError as err:
-            _fail(console, str(err))
+            fail(str(err))
 
     classes = {"ips": IPS, "snips": SNIPS, "dm": DM, "dr": DR}
     chosen = _ESTIMATORS if estimator == "all" else (estimator,)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from sortition.cli.app import app
+from sortition.cli.console import console, fail
 
 
 @app.command()
@@ -18,12 +19,9 @@ def conformance(
     details: bool = typer.Option(True, "--details/--no-details", help="Also compare evaluation details."),
 ) -> None:
     """Run Eppo test vectors; print each failing subject, then 'N passed, M failed'."""
-    from rich.console import Console
-
     from sortition.serving import Client, Configuration
     from sortition.serving.conformance import run_path
 
-    console = Console(highlight=False, soft_wrap=True)
     logging.getLogger("sortition.serving").setLevel(logging.ERROR)  # expected warnings (e.g. invalid values)
     try:
         configuration = Configuration.from_json(
@@ -31,8 +29,7 @@ def conformance(
         )
         outcomes = run_path(Client(configuration), tests_path, details=details)
     except (OSError, ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True)
-        raise typer.Exit(2) from None
+        fail(exc)
     failed = [o for o in outcomes if not o.passed]
     if failed and configuration.bandit_links and not configuration.bandits:
         console.print("note: the flags link variations to bandits but no models were given (--bandits MODELS_JSON)")

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sortition.cli.app import app
+from sortition.cli.console import console, fail
 
-console = Console()
 
 
 @app.command()
@@ -62,8 +61,7 @@ def demo(
             run = run_demo(scenario=scenario, arms=arms, rounds=rounds, visitors=visitors, engine=engine,
                            threads=threads, seed=seed, out=out, on_round=on_round)
         except ValueError as err:
-            console.print(f"[red]error:[/] {err}")
-            raise typer.Exit(2) from None
+            fail(err)
     _print_summary(run.simulation.experiment, run.simulation)
     console.print(f"\nReport: [bold]{run.report}[/]  (events: {run.store}; next plan: {run.report.parent / 'configuration.json'})")
     console.print(f"Finished in {time.perf_counter() - started:.0f} s.")
@@ -111,8 +109,7 @@ def analyze(
                 outcome_kind=outcome_kind, engine=engine, threads=threads, seed=seed, out=out, source=str(data),
             )
     except (ValueError, TypeError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     _print_summary(experiment, None)
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from sortition.cli.app import app
-from sortition.cli.demo import _print_summary, _quiet_engines, console
+from sortition.cli.console import console, fail
+from sortition.cli.demo import _print_summary, _quiet_engines
 
 
 @app.command(name="round")
@@ -56,8 +57,7 @@ def round_(
                 out=out,
             )
     except (ValueError, TypeError, LookupError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     exp = run.experiment
     if run.created:
         console.print(

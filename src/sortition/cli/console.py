@@ -1,0 +1,25 @@
+"""The one console every sub-command prints through.
+
+``soft_wrap=True`` so that rich never inserts line breaks into messages: an error that names a long
+path must read the same in an 80-column terminal, a pipe and a test runner. Tables still fit the
+terminal; plain messages never wrap mid-word.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def print_error(message: object) -> None:
+    """Print ``error: MESSAGE`` with the message taken literally (no rich markup in user text)."""
+    console.print(f"[red]error:[/red] {escape(str(message))}")
+
+
+def fail(message: object, code: int = 2) -> None:
+    """Print the error and exit with ``code`` (2: the user's input is at fault)."""
+    print_error(message)
+    raise typer.Exit(code)
