@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from cli_helpers import invoke
 
-from sortition.experiment.demo import analyze, read_table, run_demo
+from sortition.workflows.demo import analyze, read_table, run_demo
 from sortition.scenarios import generate
 from sortition.serving import Client, Configuration
 from sortition.store import EventStore

@@ -12,8 +12,7 @@ from cli_helpers import invoke
 
 from sortition.experiment import SequentialExperiment, load_experiment, plan_to_flag, uniform_plan
 from sortition.experiment import sequential as seq
-from sortition.experiment.daily import _new_rows
-from sortition.experiment.persistence import experiment_to_json
+from sortition.workflows.daily import _new_rows
 from sortition.experiment.simulation import visitor_attributes
 from sortition.scenarios import make_scenario
 from sortition.serving import Client, Configuration
@@ -36,7 +35,7 @@ def test_round_trip_and_same_next_plan_after_reload(tmp_path):
     path = tmp_path / "state.json"
     # round 0: nothing learned yet
     fresh = SequentialExperiment.load(exp.save(path))
-    assert experiment_to_json(fresh) == experiment_to_json(exp)
+    assert fresh.to_json() == exp.to_json()
     assert fresh.plan_ == exp.plan_ and fresh.data_ is None
 
     rng = np.random.default_rng(0)
@@ -63,7 +62,7 @@ def test_round_trip_and_same_next_plan_after_reload(tmp_path):
 
 
 def _same_but_seconds(a, b):
-    da, db = experiment_to_json(a)["state"], experiment_to_json(b)["state"]
+    da, db = a.to_json()["state"], b.to_json()["state"]
     for d in (da, db):
         for r in d["results"]:
             r.pop("seconds")
@@ -286,7 +285,7 @@ def test_cli_first_run_needs_arms_and_later_runs_need_the_store(tmp_path):
 
 def test_daily_round_on_duckdb_and_postgres(store_url, tmp_path):  # noqa: F811  (the imported fixture)
     """The daily flow against both store backends: create, serve, advance, keep other flags."""
-    from sortition.experiment.daily import daily_round
+    from sortition.workflows.daily import daily_round
 
     scenario = make_scenario("multi_winner", 4)
     with EventStore(store_url) as store:

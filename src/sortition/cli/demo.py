@@ -28,7 +28,7 @@ def demo(
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report and the event store."),
 ) -> None:
     """Simulate an adaptive experiment end to end and write an HTML report."""
-    from sortition.experiment.demo import run_demo
+    from sortition.workflows.demo import run_demo
 
     _quiet_engines()
 
@@ -88,8 +88,8 @@ def analyze(
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report."),
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
-    from sortition.experiment.demo import analyze as run_analysis
-    from sortition.experiment.demo import read_event_store, read_table
+    from sortition.workflows.demo import analyze as run_analysis
+    from sortition.workflows.demo import read_event_store, read_table
 
     _quiet_engines()
     try:

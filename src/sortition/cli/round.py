@@ -36,7 +36,7 @@ def round_(
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
     save the next configuration to STORE and the state file, write the report."""
-    from sortition.experiment.daily import daily_round
+    from sortition.workflows.daily import daily_round
 
     _quiet_engines()
     state = state if state is not None else out / f"{flag}.state.json"

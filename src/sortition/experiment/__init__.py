@@ -10,16 +10,24 @@ from sortition.experiment.export import (
     served_probabilities,
     shard_layout,
 )
-from sortition.experiment.persistence import STATE_VERSION, load_experiment, save_experiment
+from sortition.experiment.persistence import STATE_VERSION
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, explicit, fixed, geometric
-from sortition.experiment.sequential import SequentialExperiment, expected_loss, sequential_experiment
+from sortition.experiment.sequential import (
+    SequentialExperiment,
+    expected_loss,
+    load_experiment,
+    save_experiment,
+    sequential_experiment,
+)
+from sortition.experiment.state import ExperimentState
 
 __all__ = [
     "CELLS",
     "TOTAL_SHARDS",
     "CellObservation",
     "CellWeights",
+    "ExperimentState",
     "Graduation",
     "Lift",
     "Plan",

@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,7 @@ import pandas as pd
 from sortition.experiment.cells import CellWeights, Plan, SegmentPlan
 from sortition.experiment.export import experiment_salt
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
-
-if TYPE_CHECKING:
-    from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.state import ExperimentState
 
 STATE_FORMAT = "sortition.experiment-state"
 STATE_VERSION = 1
@@ -277,17 +275,14 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
 
 
 # --- the experiment -------------------------------------------------------------------------------------
-def experiment_to_json(experiment: SequentialExperiment) -> dict[str, Any]:
-    """The experiment's settings and committed state as a JSON-ready dict."""
-    state = experiment._state
-    settings = {name: getattr(experiment, name) for name in SETTINGS}
-    settings["schedule"] = None if experiment.schedule is None else list(experiment.schedule.sizes)
+def state_to_json(arms: tuple[str, ...], settings: Mapping[str, Any], state: ExperimentState) -> dict[str, Any]:
+    """An experiment's arms, settings (its constructor keywords) and committed state as a JSON-ready dict."""
     doc = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
-        "arms": list(experiment.arms),
-        "salt": experiment_salt(experiment.key),
-        "settings": settings,
+        "arms": list(arms),
+        "salt": experiment_salt(settings["key"]),
+        "settings": dict(settings),
         "state": {
             "round": state.round,
             "active_arms": list(state.active_arms),
@@ -301,13 +296,11 @@ def experiment_to_json(experiment: SequentialExperiment) -> dict[str, Any]:
     return _plain(doc, "experiment state")
 
 
-def experiment_from_json(doc: Mapping[str, Any]) -> SequentialExperiment:
-    """Rebuild a :class:`SequentialExperiment` from :func:`experiment_to_json`'s dict.
+def state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any], ExperimentState]:
+    """(arms, settings, state) from :func:`state_to_json`'s dict; ValueError for anything inconsistent.
 
-    ``posterior_`` and ``tree_`` are None until the next ``advance`` refits them.
+    The state's posterior and tree are None: the next round refits them.
     """
-    from sortition.experiment.sequential import SequentialExperiment, _State
-
     if not isinstance(doc, Mapping) or doc.get("format") != STATE_FORMAT:
         found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
         raise ValueError(f"not a Sortition experiment state (format {found!r}, expected {STATE_FORMAT!r})")
@@ -318,11 +311,11 @@ def experiment_from_json(doc: Mapping[str, Any]) -> SequentialExperiment:
             f"{STATE_VERSION}; use the Sortition release that wrote it (or a newer one that migrates it)"
         )
     settings = dict(doc["settings"])
-    experiment = SequentialExperiment(doc["arms"], **settings)
-    if doc.get("salt") != experiment_salt(experiment.key):
+    key = settings.get("key")
+    if doc.get("salt") != experiment_salt(key):
         raise ValueError(
-            f"the saved salt {doc.get('salt')!r} does not match the key {experiment.key!r} "
-            f"(expected {experiment_salt(experiment.key)!r}); the state file was edited by hand"
+            f"the saved salt {doc.get('salt')!r} does not match the key {key!r} "
+            f"(expected {experiment_salt(key)!r}); the state file was edited by hand"
         )
     s = doc["state"]
     plans = tuple(plan_from_json(p) for p in s["plans"])
@@ -331,7 +324,7 @@ def experiment_from_json(doc: Mapping[str, Any]) -> SequentialExperiment:
         raise ValueError(
             f"inconsistent experiment state: round {s['round']}, {len(results)} results, {len(plans)} plans"
         )
-    experiment._state = _State(
+    state = ExperimentState(
         round=int(s["round"]),
         data=None if s["data"] is None else frame_from_json(s["data"]),
         plan=plans[-1],
@@ -341,13 +334,13 @@ def experiment_from_json(doc: Mapping[str, Any]) -> SequentialExperiment:
         loser_streak={str(k): int(v) for k, v in s["loser_streak"].items()},
         winner_streak={(seg, arm): int(n) for seg, arm, n in s["winner_streak"]},
     )
-    return experiment
+    return tuple(doc["arms"]), settings, state
 
 
-def save_experiment(experiment: SequentialExperiment, path: str | Path) -> Path:
-    """Write the experiment's state to ``path`` atomically (temp file in the same folder + rename)."""
+def write_state(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a state document to ``path`` atomically (temp file in the same folder + rename)."""
     path = Path(path)
-    text = json.dumps(experiment_to_json(experiment), separators=(",", ":"), allow_nan=False)
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -364,13 +357,12 @@ def save_experiment(experiment: SequentialExperiment, path: str | Path) -> Path:
     return path
 
 
-def load_experiment(path: str | Path) -> SequentialExperiment:
-    """Read a state written by :func:`save_experiment`."""
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The state document written by :func:`write_state`; ValueError for a missing or non-JSON file."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"experiment state {str(path)!r} does not exist")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"), object_hook=_unfloat)
+        return json.loads(path.read_text(encoding="utf-8"), object_hook=_unfloat)
     except json.JSONDecodeError as err:
         raise ValueError(f"experiment state {str(path)!r} is not valid JSON: {err}") from None
-    return experiment_from_json(doc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sortition.experiment.cells import CELLS, CellWeights, Plan, make_plan, unif
 from sortition.experiment.export import plan_to_configuration
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, as_schedule
+from sortition.experiment.state import ExperimentState
 from sortition.policy import expected_loss
 from sortition.posterior import summarize_lifts
 
@@ -62,20 +63,6 @@ def _recommend(posterior: Any, segments: Sequence[Any]) -> Any:
     from sortition.policy import recommend
 
     return recommend(posterior, segments)
-
-
-@dataclass(frozen=True)
-class _State:
-    round: int
-    data: pd.DataFrame | None
-    plan: Plan
-    active_arms: tuple[str, ...]
-    results: tuple[RoundResult, ...] = ()
-    plans: tuple[Plan, ...] = ()
-    loser_streak: Mapping[str, int] = field(default_factory=dict)
-    winner_streak: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    posterior: Any = None
-    tree: Any = None
 
 
 class SequentialExperiment:
@@ -161,7 +148,7 @@ class SequentialExperiment:
         self.covariates = None if covariates is None else list(covariates)
         self.seed = seed
         first = uniform_plan(arms, self.weights, round=0)
-        self._state = _State(round=0, data=None, plan=first, active_arms=arms, plans=(first,))
+        self._state = ExperimentState(round=0, data=None, plan=first, active_arms=arms, plans=(first,))
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -209,23 +196,47 @@ class SequentialExperiment:
         return plan_to_configuration(self.plan_, self.key, created_at=created_at)
 
     # --- persistence (see sortition.experiment.persistence) -----------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The constructor keywords (all but ``arms``) that rebuild this experiment, JSON-ready."""
+        from sortition.experiment.persistence import SETTINGS
+
+        out = {name: getattr(self, name) for name in SETTINGS}
+        out["schedule"] = None if self.schedule is None else list(self.schedule.sizes)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings and committed state as the state file's JSON-ready dict."""
+        from sortition.experiment.persistence import state_to_json
+
+        return state_to_json(self.arms, self.settings(), self._state)
+
     def save(self, path: str | Path) -> Path:
         """Write the settings and committed state to ``path`` as JSON, atomically.
 
         The fitted posterior and tree are not saved: the next ``advance`` refits them from the
         saved rows, so a reloaded experiment gives the same next plan as this one.
         """
-        from sortition.experiment.persistence import save_experiment
+        from sortition.experiment.persistence import write_state
 
-        return save_experiment(self, path)
+        return write_state(self.to_json(), path)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SequentialExperiment:
+        """Rebuild an experiment from :meth:`to_json`'s dict (``posterior_``/``tree_`` are None)."""
+        from sortition.experiment.persistence import state_from_json
+
+        arms, settings, state = state_from_json(doc)
+        experiment = cls(arms, **settings)
+        experiment._state = state
+        return experiment
 
     @classmethod
     def load(cls, path: str | Path) -> SequentialExperiment:
         """Read an experiment written by :meth:`save` (``posterior_``/``tree_`` are None until
         the next round). Raises ValueError for a missing file or an unknown format version."""
-        from sortition.experiment.persistence import load_experiment
+        from sortition.experiment.persistence import read_state
 
-        return load_experiment(path)
+        return cls.from_json(read_state(path))
 
     # --- the round ------------------------------------------------------------------------------
     def advance(self, round_data: pd.DataFrame) -> RoundResult:
@@ -344,7 +355,7 @@ class SequentialExperiment:
             seconds=timings,
         )
         # commit: the only mutation of the experiment
-        self._state = _State(
+        self._state = ExperimentState(
             round=state.round + 1,
             data=all_rows,
             plan=plan,
@@ -359,7 +370,7 @@ class SequentialExperiment:
         return result
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _validate(self, round_data: pd.DataFrame, state: _State) -> pd.DataFrame:
+    def _validate(self, round_data: pd.DataFrame, state: ExperimentState) -> pd.DataFrame:
         if not isinstance(round_data, pd.DataFrame):
             raise TypeError(f"round data must be a pandas DataFrame, got {type(round_data).__name__}")
         missing = [c for c in ("subject", "arm", "outcome") if c not in round_data.columns]
@@ -494,3 +505,13 @@ def _describe(rule: Any) -> str:
         return "everyone"
     text = rule.describe() if callable(getattr(rule, "describe", None)) else str(rule)
     return text or "everyone"
+
+
+def save_experiment(experiment: SequentialExperiment, path: str | Path) -> Path:
+    """``experiment.save(path)``: the state file, written atomically."""
+    return experiment.save(path)
+
+
+def load_experiment(path: str | Path) -> SequentialExperiment:
+    """``SequentialExperiment.load(path)``."""
+    return SequentialExperiment.load(path)
