@@ -117,6 +117,22 @@ def check_unique(values: pd.Series, col: str) -> None:
         raise ValueError(f"subject column {col!r} has missing keys at rows {first_rows(values.isna().to_numpy())}.")
 
 
+_PROBLEM_VERBS = {"entirely missing": "is", "constant": "is",
+                  "a distinct value on every row (an identifier?)": "has"}
+
+
+def covariate_problem(s: pd.Series) -> str | None:
+    """Why a covariate column is unusable ("entirely missing", "constant", "a distinct value on every
+    row (an identifier?)"), or None. The one rule behind the fit's warnings and the report's data quality."""
+    if s.isna().all():
+        return "entirely missing"
+    if s.nunique(dropna=False) <= 1:
+        return "constant"
+    if len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool and s.nunique() == len(s):
+        return "a distinct value on every row (an identifier?)"
+    return None
+
+
 def clean_covariates(df: pd.DataFrame) -> pd.DataFrame:
     """Raw covariates with a RangeIndex; constant or all-missing columns are dropped with a warning."""
     keep = []
@@ -127,16 +143,11 @@ def clean_covariates(df: pd.DataFrame) -> pd.DataFrame:
                 or pd.api.types.is_numeric_dtype(s.dtype)):
             raise TypeError(f"covariate column {col!r} has dtype {s.dtype}; covariates must be numeric, boolean or "
                             "categorical (convert dates to numbers such as days since an event).")
-        if s.isna().all():
-            warnings.warn(f"covariate column {col!r} is entirely missing; dropped.", UserWarning, stacklevel=4)
-            continue
-        if s.nunique(dropna=False) <= 1:
-            warnings.warn(f"covariate column {col!r} is constant; dropped.", UserWarning, stacklevel=4)
-            continue
-        if (len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool
-                and s.nunique() == len(s)):
-            warnings.warn(f"covariate column {col!r} has a distinct value on every row (an identifier?); dropped. "
-                          "Pass subject=<column> for subject keys.", UserWarning, stacklevel=4)
+        problem = covariate_problem(s)
+        if problem is not None:
+            advice = " Pass subject=<column> for subject keys." if problem.startswith("a distinct") else ""
+            warnings.warn(f"covariate column {col!r} {_PROBLEM_VERBS[problem]} {problem}; dropped.{advice}",
+                          UserWarning, stacklevel=4)
             continue
         keep.append(col)
     out = df[keep].reset_index(drop=True)

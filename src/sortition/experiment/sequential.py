@@ -59,10 +59,10 @@ def _population_allocation(posterior: Any, epsilon: float) -> dict[str, float]:
     return {a: float(w) for a, w in zip(posterior.arms, weights, strict=True)}
 
 
-def _recommend(posterior: Any, segments: Sequence[Any]) -> Any:
+def _recommend(posterior: Any, segments: Sequence[Any], **kwargs: Any) -> Any:
     from sortition.policy import recommend
 
-    return recommend(posterior, segments)
+    return recommend(posterior, segments, **kwargs)
 
 
 class SequentialExperiment:
@@ -270,10 +270,6 @@ class SequentialExperiment:
         segments = tuple(tree.segments)
         allocation = _allocate(posterior, segments, self.epsilon)
         population = _population_allocation(posterior, self.epsilon)
-        try:
-            recommendations = _recommend(posterior, segments)
-        except (ImportError, AttributeError, NotImplementedError):
-            recommendations = None
         timings["policy"] = time.perf_counter() - t0
 
         masks = [self._mask(seg.rule, data) for seg in segments]
@@ -324,6 +320,7 @@ class SequentialExperiment:
                 )
             )
 
+        recommendations = self._decisions(posterior, segments, graduations, scale)
         plan = make_plan(
             self.arms,
             [(seg.id, seg.rule) for seg in segments],
@@ -370,6 +367,23 @@ class SequentialExperiment:
         return result
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _decisions(self, posterior: Any, segments: Sequence[Any], graduations: Sequence[Graduation],
+                   scale: float) -> Any:
+        """recommend() under the graduation thresholds: SHIP in a segment only once graduated (overall:
+        once every segment graduated the same arm), so decisions and graduations are one vocabulary."""
+        from sortition.policy import DecisionThresholds
+
+        graduated = {(g.segment, g.arm) for g in graduations}
+        confirmed = {(seg.id, seg.best_arm) for seg in segments if (_describe(seg.rule), seg.best_arm) in graduated}
+        arms = {arm for _, arm in confirmed}
+        if segments and len(confirmed) == len(segments) and len(arms) == 1:
+            confirmed.add(("overall", arms.pop()))
+        thresholds = DecisionThresholds(self.graduation_probability, self.graduation_loss * scale)
+        try:
+            return _recommend(posterior, segments, thresholds=thresholds, confirmed=confirmed, level=self.level)
+        except (ImportError, AttributeError, NotImplementedError):
+            return None
+
     def _validate(self, round_data: pd.DataFrame, state: ExperimentState) -> pd.DataFrame:
         if not isinstance(round_data, pd.DataFrame):
             raise TypeError(f"round data must be a pandas DataFrame, got {type(round_data).__name__}")
@@ -443,8 +457,7 @@ def sequential_experiment(arms: Sequence[str], **kwargs: Any) -> SequentialExper
 
 # --- small pure helpers (shared with the report) ----------------------------------------------------
 def _lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
-    return tuple(Lift(str(a.arm), a.mean, a.lower, a.upper, a.prob_positive)
-                 for a in summarize_lifts(arms, mean_contrasts, level))
+    return summarize_lifts(arms, mean_contrasts, level)
 
 
 def ipw_arm_means(data: Any) -> dict[str, float]:
