@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
+from sortition.cli.jsonout import print_json, status
 
 if TYPE_CHECKING:
     from sortition.experiment.sequential import SequentialExperiment
@@ -90,6 +91,7 @@ def analyze(
     threads: int = typer.Option(1, min=1, help="Threads for the BCF engine."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (summary.json's content)."),
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
     from sortition.workflows.demo import analyze as run_analysis
@@ -105,7 +107,7 @@ def analyze(
                 propensity = "propensity"
         else:
             frame = read_table(data, query=query, table=table)
-        with console.status(f"fitting {len(frame):,} rows with the {engine} engine"):
+        with status(f"fitting {len(frame):,} rows with the {engine} engine", as_json):
             experiment, report = run_analysis(
                 frame, arm=arm, outcome=outcome, subject=subject, propensity=propensity,
                 arms=None if arms is None else [a.strip() for a in arms.split(",")], control=control,
@@ -114,6 +116,12 @@ def analyze(
             )
     except (ValueError, TypeError) as err:
         fail(err)
+    if as_json:
+        from sortition.report import summary
+
+        print_json({"report": str(report), "configuration": str(report.parent / "configuration.json"),
+                    **summary(experiment)})
+        return
     _print_summary(experiment, None)
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
 

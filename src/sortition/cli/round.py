@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
 from sortition.cli.demo import _print_summary, _quiet_engines
+from sortition.cli.jsonout import print_json, status
+
+if TYPE_CHECKING:
+    from sortition.workflows.daily import DailyRound
 
 
 @app.command(name="round")
@@ -20,7 +25,10 @@ def round_(
     arms: str = typer.Option(
         None, help="First run only: comma-separated arms, control first; creates the experiment."
     ),
-    state: Path = typer.Option(None, help="The experiment's state file (default: OUT/<flag>.state.json)."),
+    state: Path = typer.Option(
+        None, help="The experiment's state file (default: <flag>.state.json beside a DuckDB STORE, else in "
+        "./sortition-state/; never inside OUT)."
+    ),
     window_days: float = typer.Option(
         None, "--window-days", help="Attribution window in days (default: none)."
     ),
@@ -31,17 +39,20 @@ def round_(
     threads: int = typer.Option(1, min=1, help="First run only: threads for the BCF engine."),
     seed: int = typer.Option(0, help="First run only: seed of the fits."),
     out: Path = typer.Option(
-        Path("sortition-out"), help="Folder for the report (and the default state file)."
+        Path("sortition-out"), help="Folder of the round archive: OUT/round-NNNN/index.html per round, OUT/index.html."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print what the run did as JSON (with the round's summary)."),
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
     save the next configuration to STORE and the state file, write the report."""
     from sortition.workflows.daily import daily_round
 
     _quiet_engines()
-    state = state if state is not None else out / f"{flag}.state.json"
+    from sortition.workflows.daily import default_state_path
+
+    state = state if state is not None else default_state_path(store, flag)
     try:
-        with console.status(f"round of {flag!r}: reading {store} and fitting"):
+        with status(f"round of {flag!r}: reading {store} and fitting", as_json):
             run = daily_round(
                 store,
                 flag,
@@ -59,6 +70,9 @@ def round_(
     except (ValueError, TypeError, LookupError) as err:
         fail(err)
     exp = run.experiment
+    if as_json:
+        print_json(_run_json(run))
+        return
     if run.created:
         console.print(
             f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control: {exp.arms[0]}), "
@@ -67,17 +81,36 @@ def round_(
     if run.result is None:
         console.print(
             f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "
-            f"(round 0, uniform) from the store, log assignments and '{metric}' outcomes, then run "
+            f"(round 1, uniform) from the store, log assignments and '{metric}' outcomes, then run "
             "this command again."
         )
     else:
         console.print(
-            f"Round {run.result.round + 1}: read [bold]{run.n_new:,}[/] new exposures "
+            f"Round {run.result.number}: read [bold]{run.n_new:,}[/] new exposures "
             f"({run.result.n_total:,} in all)."
         )
         _print_summary(exp, None)
         console.print(
             f"Next: serve configuration version [bold]{run.configuration_version}[/] (round "
-            f"{exp.round_}); report: [bold]{run.report}[/]"
+            f"{run.result.number + 1}); report: [bold]{run.report}[/] (all rounds: {run.report.parent.parent / 'index.html'})"
         )
     console.print(f"State saved to {run.state}.")
+
+
+def _run_json(run: DailyRound) -> dict[str, Any]:
+    """``--json``: what the run did, and the round's summary (None when no round ran yet)."""
+    from sortition.report import summary
+
+    result = run.result
+    return {
+        "flag": run.experiment.key,
+        "created": run.created,
+        "round": None if result is None else result.number,
+        "next_round": 1 if result is None else result.number + 1,
+        "new_exposures": run.n_new,
+        "configuration_version": run.configuration_version,
+        "state": str(run.state),
+        "report": None if run.report is None else str(run.report),
+        "index": None if run.report is None else str(run.report.parent.parent / "index.html"),
+        "summary": None if result is None else summary(run.experiment),
+    }

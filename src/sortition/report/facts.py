@@ -213,3 +213,19 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
             for c in simulation.segments
         ]
     return out
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON data: numpy scalars as Python numbers, NaN/inf as None (strict JSON has neither),
+    tuples as lists, anything else unknown as text."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)

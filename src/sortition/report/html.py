@@ -339,7 +339,7 @@ def write_report(
     path = out / "index.html"
     _atomic_write(path, page)
     _atomic_write(out / "configuration.json", json.dumps(experiment.configuration(), indent=2))
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=json_default))
+    _atomic_write(out / "summary.json", json.dumps(facts.json_ready(summary), indent=2, allow_nan=False))
     _atomic_write(out / "rounds.csv", frame.to_csv(index=False))
     tmp = out / "rounds.parquet.tmp"
     frame.to_parquet(tmp, index=False)
@@ -351,10 +351,3 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-def json_default(value: Any) -> Any:
-    """JSON for numpy scalars (and anything else as text)."""
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

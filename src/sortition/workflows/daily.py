@@ -13,6 +13,7 @@ state file and the store's configurations as they were.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,18 @@ class DailyRound:
     configuration_version: int  # the store's version holding the configuration to serve next
     state: Path
     report: Path | None
+
+
+def default_state_path(store: str | Path, flag: str) -> Path:
+    """Where the state lives without ``--state``: beside a DuckDB store file, else in
+    ``./sortition-state/``; never inside the (disposable) report folder. The file name is the flag
+    key with anything but letters, digits, ``.``, ``_`` and ``-`` replaced, so a key such as
+    ``../../x`` cannot point outside that folder."""
+    text = str(store)
+    local = not text.startswith(("postgresql://", "postgres://")) and text != ":memory:"
+    folder = Path(text).resolve().parent if local else Path("sortition-state")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", flag).lstrip(".") or "flag"
+    return folder / f"{name}.state.json"
 
 
 def _open_store(location: str | Path, create: bool) -> Any:
@@ -126,7 +139,7 @@ def daily_round(
         engine, threads, draws, seed: the posterior's settings (used when creating; saved in the state).
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
-        out: folder for the report (None: no report).
+        out: folder of the round archive (``OUT/round-NNNN/index.html`` and ``OUT/index.html``; None: no report).
     Raises:
         ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
             no new exposures, bad data). Nothing is saved then.
@@ -195,12 +208,12 @@ def daily_round(
     experiment.save(state)
     report = None
     if out is not None and experiment.results_:
-        from sortition.report import write_report
+        from sortition.report.archive import write_round
 
-        report = write_report(
+        report = write_round(  # OUT/round-NNNN/index.html and the OUT/index.html that links every round
             out,
             experiment,
-            title=f"Sortition: {flag}, round {experiment.round_}",
+            title=f"Sortition: {flag}, round {experiment.results_[-1].number}",
             source=f"{where}, metric {metric!r}",
         )
     return DailyRound(experiment, created, result, len(rows), version, state, report)
