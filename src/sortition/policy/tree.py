@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sortition import display
+
 from sortition.policy.allocation import require_posterior, segment_masks, segment_win_frequencies
 from sortition.policy.features import encode_features
 from sortition.policy.search import Leaf, TreeSearch
@@ -45,6 +47,14 @@ class PolicyTree:
                 out = np.full(mask.shape[0], -1, dtype=np.int64)
             out[(out < 0) & mask] = seg.id
         return out
+
+    def _repr_html_(self) -> str:
+        rows = [[seg.id, seg.rule.describe(), display.percent(seg.share, 1), seg.best_arm,
+                 ", ".join(f"{a} {display.number(p, 2)}" for a, p in seg.arm_best_probabilities.items()),
+                 display.number(seg.stability, 2)] for seg in self.segments]
+        head = (f"<p><b>PolicyTree</b>: {len(self.segments)} segments, welfare "
+                f"{display.signed(self.welfare)} per visitor vs control (depth <= {self.max_depth})</p>")
+        return head + display.table(["id", "rule", "share", "best arm", "P(best)", "stability"], rows)
 
     def describe(self) -> str:
         lines = []
