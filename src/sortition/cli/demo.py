@@ -48,6 +48,8 @@ def demo(
     ) as progress:
         task = progress.add_task("round 1: serving", total=rounds)
 
+        from sortition.report.rules import readable
+
         def on_round(stage: str, r: int, info: dict[str, Any]) -> None:
             if stage == "assign":
                 progress.update(task, description=f"round {r + 1}: serving {info['n']:,} visitors via the Client")
@@ -56,7 +58,7 @@ def demo(
             elif stage == "done":
                 result = info["round"].result
                 progress.advance(task)
-                winners = ", ".join(f"{s.description} -> {s.best_arm}" for s in result.segments)
+                winners = ", ".join(f"{readable(s.rule)} -> {s.best_arm}" for s in result.segments)
                 progress.console.print(
                     f"  round {r + 1}: {info['round'].n:,} visitors, fit {result.seconds.get('fit', 0):.1f}s; "
                     f"{len(result.segments)} segments: {winners}"

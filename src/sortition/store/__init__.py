@@ -5,7 +5,7 @@ DuckDB file by default, PostgreSQL for ``postgresql://`` URLs; see docs/store.md
 
 from sortition.store.configurations import ConfigurationVersion
 from sortition.store.loggers import AssignmentLogger, BanditLogger, StoreLogger
-from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, derive_event_id
+from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY, derive_event_id
 from sortition.store.store import AppendResult, EventStore
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "EventStore",
     "PROPENSITY_KEY",
     "ROUND_KEY",
+    "SEGMENT_KEY",
     "StoreLogger",
     "derive_event_id",
 ]
