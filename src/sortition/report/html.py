@@ -69,6 +69,18 @@ def _alloc(probabilities: dict[str, float]) -> str:
     return ", ".join(f"{a} {percent(p)}" for a, p in probabilities.items() if p > 0)
 
 
+def _lift(experiment: SequentialExperiment, mean: float, lower: float, upper: float) -> str:
+    """A lift and its interval in the outcome's units: percentage points for conversions."""
+    if experiment.outcome == "binary":
+        return f"{mean * 100:+.1f} [{lower * 100:.1f}, {upper * 100:.1f}] pts"
+    return display.interval(mean, lower, upper)
+
+
+def _level(experiment: SequentialExperiment, value: float) -> str:
+    """A level (baseline, loss) in the outcome's units: percent for conversions."""
+    return percent(value, 2) if experiment.outcome == "binary" else number(value)
+
+
 def _checks(experiment: SequentialExperiment, result: RoundResult) -> str:
     """Banners shown first on the page (the sample-ratio-mismatch check goes here)."""
     return ""
@@ -109,8 +121,9 @@ def _decisions(experiment: SequentialExperiment, result: RoundResult, texts: dic
         rel = d.lift_mean / base if base and not math.isnan(base) and base != 0 else math.nan
         rows.append([
             titled(scope, exact), _decision_cell(d.label), d.arm,
-            Html(f'<span class="num">{escape(display.interval(d.lift_mean, d.lift_lower, d.lift_upper))}</span>'),
-            percent(rel, 1, sign=True), number(base), number(d.prob_positive, 2), number(d.loss_if_ship), d.reason,
+            Html(f'<span class="num">{escape(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper))}</span>'),
+            percent(rel, 1, sign=True), _level(experiment, base), number(d.prob_positive, 2),
+            _level(experiment, d.loss_if_ship), d.reason,
         ])
     if not rows:
         return ('<h2>Decisions</h2><p class="note">No decisions for this round (it was read back from a state '
@@ -192,7 +205,7 @@ def _arms(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any
                 row += ["control (baseline)", "-"]
             else:
                 rel = lift.mean / base if base and not math.isnan(base) else math.nan
-                row += [display.interval(lift.mean, lift.lower, lift.upper), percent(rel, 1, sign=True)]
+                row += [_lift(experiment, lift.mean, lift.lower, lift.upper), percent(rel, 1, sign=True)]
             if split:
                 row += _model_split(posterior, pmask, k) if lift is not None else ["-", "-"]
             rows.append(row)
@@ -250,7 +263,7 @@ def _regret(facts_: dict[str, Any], simulation: SimulationResult) -> str:
 def _rounds(experiment: SequentialExperiment) -> str:
     rows = []
     for res in experiment.results_:
-        cells = "; ".join(f"{c.cell}: n={number(c.n)}, lift {display.interval(c.model_lift, c.model_lower, c.model_upper)}"
+        cells = "; ".join(f"{c.cell}: n={number(c.n)}, lift {_lift(experiment, c.model_lift, c.model_lower, c.model_upper)}"
                           for c in res.cells)
         churn = facts.churn(res)
         rows.append([res.number, res.n_round, res.n_total, len(res.segments), ", ".join(res.dropped) or "-",
@@ -289,7 +302,9 @@ def render(
         _decisions(experiment, result, texts, baselines),
         _segments(experiment, result, texts, observed),
         arms_html,
-        "<h2>Posterior lift</h2>" + _img(plots.lift_intervals(result, experiment.level, names), "lifts"),
+        "<h2>Posterior lift</h2>" + _img(plots.lift_intervals(
+            result, experiment.level, names,
+            "conversion probability, 0.01 = 1 pt" if experiment.outcome == "binary" else "outcome units"), "lifts"),
     ]
     # one analysed round of someone's data: the round-1 plan was never served, so no history to show
     if len(experiment.results_) > 1 or simulation is not None:

@@ -127,7 +127,8 @@ def allocation_over_rounds(experiment: SequentialExperiment, names: dict[Any, st
     return fig
 
 
-def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str] | None = None) -> plt.Figure:
+def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str] | None = None,
+                   unit: str = "outcome units") -> plt.Figure:
     """Posterior lift vs control per segment and treatment: mean and credible interval (``names``:
     text per segment id, default its exact rule)."""
     segments = result.segments
@@ -152,7 +153,7 @@ def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str
     ax.set_yticks(ticks)
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"lift vs control (outcome units), {level:.0%} credible interval")
+    ax.set_xlabel(f"lift vs control ({unit}), {level:.0%} credible interval")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("Posterior lift per segment", fontsize=10)
     fig.tight_layout()
@@ -195,9 +196,9 @@ def policy_tree(result: RoundResult, arms: Sequence[str], observed: dict[str, Se
             continue
         k = list(arms).index(seg.best_arm) if seg.best_arm in arms else 0
         alloc = ", ".join(f"{a} {p:.0%}" for a, p in seg.arm_probabilities.items() if p > 0)
-        text = (f"segment {seg.id} ({seg.share:.0%} of traffic)\n"
-                f"best {seg.best_arm} (P = {seg.arm_best_probabilities.get(seg.best_arm, 0):.2f}); next: {alloc}")
-        ax.text(depth + 0.15, -row, _wrap(text, 70), ha="left", va="center", fontsize=8, zorder=3,
+        text = (f"segment {seg.id} · {seg.share:.0%} of traffic · best {seg.best_arm} "
+                f"(P(best) {seg.arm_best_probabilities.get(seg.best_arm, 0):.2f})\n{_wrap('next: ' + alloc, 70)}")
+        ax.text(depth + 0.15, -row, text, ha="left", va="center", fontsize=8, zorder=3,
                 bbox=dict(boxstyle="round", fc=arm_color(k), ec="black", alpha=0.3))
         if level < depth:
             ax.plot([level, depth + 0.1], [-row, -row], color="#999999", lw=1, ls=":", zorder=1)
