@@ -55,6 +55,13 @@ def percent(value: Any, digits: int = 0, sign: bool = False) -> str:
     return f"{float(value) * 100:{'+' if sign else ''}.{digits}f}%"
 
 
+def probability(value: Any) -> str:
+    """A probability with two decimals (``0.95``, ``1.00``): read against thresholds such as 0.95."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value):.2f}"
+
+
 def interval(mean: Any, lower: Any, upper: Any, digits: int = 3) -> str:
     """``+1.2 [0.3, 2.1]``."""
     return f"{signed(mean, digits)} [{number(lower, digits)}, {number(upper, digits)}]"

@@ -101,7 +101,7 @@ class RoundResult:
         for s in self.segments:
             d = self.decision(s.id)
             rows.append([s.description, display.percent(s.share), s.best_arm,
-                         display.number(s.arm_best_probabilities.get(s.best_arm, 0.0), 2),
+                         display.probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
                          d.label if d is not None else "-",
                          ", ".join(f"{a} {display.percent(p)}" for a, p in s.arm_probabilities.items() if p > 0)])
         head = (f"<p><b>Round {self.number}</b>: {self.n_round:,} visitors ({self.n_total:,} in all), "

@@ -50,8 +50,8 @@ class PolicyTree:
 
     def _repr_html_(self) -> str:
         rows = [[seg.id, seg.rule.describe(), display.percent(seg.share, 1), seg.best_arm,
-                 ", ".join(f"{a} {display.number(p, 2)}" for a, p in seg.arm_best_probabilities.items()),
-                 display.number(seg.stability, 2)] for seg in self.segments]
+                 ", ".join(f"{a} {display.probability(p)}" for a, p in seg.arm_best_probabilities.items()),
+                 display.probability(seg.stability)] for seg in self.segments]
         head = (f"<p><b>PolicyTree</b>: {len(self.segments)} segments, welfare "
                 f"{display.signed(self.welfare)} per visitor vs control (depth <= {self.max_depth})</p>")
         return head + display.table(["id", "rule", "share", "best arm", "P(best)", "stability"], rows)

@@ -40,7 +40,7 @@ class LiftSummary(tuple):
         return pd.DataFrame([vars(x) for x in self], columns=list(ArmLift.__dataclass_fields__))
 
     def _repr_html_(self) -> str:
-        rows = [[x.arm, display.interval(x.mean, x.lower, x.upper), display.number(x.prob_positive, 2),
+        rows = [[x.arm, display.interval(x.mean, x.lower, x.upper), display.probability(x.prob_positive),
                  "-" if x.relative_mean is None else display.percent(x.relative_mean, 1, sign=True)] for x in self]
         return display.table(["arm", "lift vs control [interval]", "P(lift > 0)", "relative lift"], rows)
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (isort: skip)
 import numpy as np  # noqa: E402
 
 from sortition import display  # noqa: E402
-from sortition.display import Html, escape, number, percent, signed, table, titled  # noqa: E402
+from sortition.display import Html, escape, number, percent, probability, signed, table, titled  # noqa: E402
 from sortition.experiment.results import RoundResult  # noqa: E402
 from sortition.experiment.sequential import SequentialExperiment  # noqa: E402
 from sortition.experiment.simulation import SimulationResult  # noqa: E402
@@ -42,6 +42,7 @@ td .num{white-space:nowrap}tbody tr:nth-child(even){background:#fafafa}img{max-w
 .checks:empty{display:none}.banner{padding:.6em 1em;border-radius:4px;margin:.6em 0;border:1px solid}
 .banner.bad{background:#fdecea;border-color:#e0a39c}.banner.ok{background:#edf7ed;border-color:#a8d5a8}
 .ship{font-weight:600;color:#1b6e1b}.stop{font-weight:600;color:#9b1c1c}.continue{color:#555}
+.ship,.stop,.continue{white-space:nowrap}
 span[title]{text-decoration:underline dotted #999;cursor:help}
 .key{display:flex;gap:2em;flex-wrap:wrap;margin:.8em 0}.key div{background:#f5f7fa;padding:.5em .9em;border-radius:4px}
 .key b{display:block;font-size:1.25em}
@@ -122,7 +123,7 @@ def _decisions(experiment: SequentialExperiment, result: RoundResult, texts: dic
         rows.append([
             titled(scope, exact), _decision_cell(d.label), d.arm,
             Html(f'<span class="num">{escape(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper))}</span>'),
-            percent(rel, 1, sign=True), _level(experiment, base), number(d.prob_positive, 2),
+            percent(rel, 1, sign=True), _level(experiment, base), probability(d.prob_positive),
             _level(experiment, d.loss_if_ship), d.reason,
         ])
     if not rows:
@@ -130,7 +131,7 @@ def _decisions(experiment: SequentialExperiment, result: RoundResult, texts: dic
                 "file; decisions are made when a round runs).</p>")
     grads = "".join(
         f"<li>graduate <b>{escape(g.arm)}</b> in {escape(texts.get(_segment_id(result, g.segment), (g.segment,))[0])} "
-        f"(P(lift &gt; 0) = {number(g.prob_positive, 3)}, confident {g.rounds} rounds in a row)</li>"
+        f"(P(lift &gt; 0) = {probability(g.prob_positive)}, confident {g.rounds} rounds in a row)</li>"
         for g in result.graduations
     )
     return (
@@ -139,7 +140,7 @@ def _decisions(experiment: SequentialExperiment, result: RoundResult, texts: dic
                  "relative lift", "control baseline", "P(lift > 0)", "expected loss if shipped", "why"], rows)
         + (f"<ul>{grads}</ul>" if grads else "")
         + f'<p class="note">One decision per scope. SHIP means the arm is a graduation: P(lift &gt; 0) &ge; '
-        f"{number(experiment.graduation_probability, 2)} with a small expected loss for "
+        f"{probability(experiment.graduation_probability)} with a small expected loss for "
         f"{experiment.graduation_rounds} rounds in a row (overall: every segment graduated the same arm). "
         "It is a proposal: the loop never ships an arm by itself. STOP: no treatment is likely to beat "
         "control. Relative lift = lift / the control arm's observed mean in the scope. Hover a scope for its "
@@ -157,7 +158,7 @@ def _segments(experiment: SequentialExperiment, result: RoundResult, texts: dict
     for s in result.segments:
         d = result.decision(s.id)
         rows.append([s.id, titled(texts[s.id][0], texts[s.id][1]), percent(s.share, 1), s.best_arm,
-                     number(s.arm_best_probabilities.get(s.best_arm, 0.0), 2),
+                     probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
                      _decision_cell(d.label) if d is not None else "-", _alloc(s.arm_probabilities),
                      Html(f"<code>{escape(texts[s.id][1])}</code>")])
     return (
