@@ -173,7 +173,8 @@ def test_json_output_matches_the_table(simulated, tmp_path):
     candidate = train_bandit(BanditEvents.from_frame(frame), gamma=8.0, action_probability_floor=0.1)
     models = tmp_path / "candidate.json"
     models.write_text(json.dumps(bandit_models_json([candidate])))
-    args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--model", str(models), "--estimator", "all"]
+    args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--model", str(models),
+            "--estimator", "all"]
     table = _rows(invoke(args).output)
     res = invoke([*args, "--json"])
     assert res.exit_code == 0, res.text
@@ -184,5 +185,6 @@ def test_json_output_matches_the_table(simulated, tmp_path):
     rows = {name.split()[-1]: v for name, v in table.items()}  # "candidate DR" -> "DR"
     for name, entry in by_name.items():
         value, lower, upper, _ = rows[name]
-        assert (entry["value"], entry["lower"], entry["upper"]) == pytest.approx((value, lower, upper), abs=1e-4)
+        got = (entry["value"], entry["lower"], entry["upper"])
+        assert got == pytest.approx((value, lower, upper), abs=1e-4)
     assert doc["logging"]["estimator"] == "mean reward" and doc["logging"]["n"] == len(frame)

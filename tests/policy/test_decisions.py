@@ -78,7 +78,9 @@ def test_thresholds_are_overridable_and_segments_reported(posterior):
     table = recommend(post, [seg])
     assert table["scope"].tolist() == ["overall", 4]
     assert table.iloc[1]["share"] == pytest.approx((post.data.covariates["x"] > 0.5).mean())
-    assert table.iloc[1]["best_arm"] == "t3" and table.iloc[1]["rule"] == "x > 0.5"  # the segment's own winner
+    assert (
+        table.iloc[1]["best_arm"] == "t3" and table.iloc[1]["rule"] == "x > 0.5"
+    )  # the segment's own winner
 
 
 def test_bad_inputs(posterior):

@@ -38,7 +38,9 @@ def test_to_frame(fitted):
     assert np.allclose(table.sum(axis=1), 1.0)
     assert isinstance(allocation, dict) and allocation[tree.segments[0].id] == table.iloc[0].to_dict()
     lifts = posterior.lift_summary().to_frame()
-    assert list(lifts["arm"]) == [EVIL] and lifts.loc[0, "mean"] == pytest.approx(posterior.lift_summary()[0].mean)
+    assert list(lifts["arm"]) == [EVIL] and lifts.loc[0, "mean"] == pytest.approx(
+        posterior.lift_summary()[0].mean
+    )
     assert posterior.lift_summary() == tuple(posterior.lift_summary())  # still a tuple
 
 

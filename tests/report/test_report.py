@@ -12,7 +12,7 @@ from cli_helpers import invoke
 from sortition.display import number, percent, signed
 from sortition.experiment import SequentialExperiment
 from sortition.experiment.results import RoundResult, SegmentResult
-from sortition.report import round_table, summary, write_report
+from sortition.report import round_table, summary
 from sortition.report.facts import ROUND_TABLE_COLUMNS
 from sortition.report.plots import policy_tree
 from sortition.report.rules import readable
@@ -21,7 +21,6 @@ from sortition.scenarios import make_scenario
 from sortition.store import EventStore
 from sortition.workflows.demo import analyze
 
-from experiment.conftest import draw_round
 from experiment.test_persistence import FLAG, METRIC, _serve
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -39,8 +38,15 @@ def _hostile_frame(n=900, seed=0):
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     out = tmp_path_factory.mktemp("hostile")
-    experiment, report = analyze(_hostile_frame(), control="control", engine="stratified", draws=100, out=out,
-                                 source=f"file {EVIL}.csv", key=EVIL)
+    experiment, report = analyze(
+        _hostile_frame(),
+        control="control",
+        engine="stratified",
+        draws=100,
+        out=out,
+        source=f"file {EVIL}.csv",
+        key=EVIL,
+    )
     return experiment, report, out
 
 
@@ -57,23 +63,46 @@ def test_every_value_from_the_data_is_escaped(hostile):
 
 def test_numbers_are_formatted_for_people(hostile):
     assert [number(24720.3), number(9870), number(0.01234), number(-3.5), number(float("nan"))] == [
-        "24,720", "9,870", "0.0123", "-3.5", "-"]
+        "24,720",
+        "9,870",
+        "0.0123",
+        "-3.5",
+        "-",
+    ]
     assert (signed(1.234), signed(-0.5), percent(0.123), percent(0.05, 1, sign=True)) == (
-        "+1.23", "-0.5", "12%", "+5.0%")
+        "+1.23",
+        "-0.5",
+        "12%",
+        "+5.0%",
+    )
     page = hostile[1].read_text()
     text = re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]+"', "", page))
     assert not re.search(r"\d\.\d+e[+-]\d", text)  # no 2.472e+04 beside 9,870
 
 
 def test_readable_rules_keep_the_exact_rule_at_hand(hostile):
-    rule = Rule((Condition("device", "NOT_ONE_OF", ["tablet", "desktop"]), Condition("visits", "GTE", 3),
-                 Condition("visits", "LT", 8)))
-    assert readable(rule, {"device": ("desktop", "mobile", "tablet")}) == "device = mobile and 3 <= visits < 8"
+    rule = Rule(
+        (
+            Condition("device", "NOT_ONE_OF", ["tablet", "desktop"]),
+            Condition("visits", "GTE", 3),
+            Condition("visits", "LT", 8),
+        )
+    )
+    assert (
+        readable(rule, {"device": ("desktop", "mobile", "tablet")}) == "device = mobile and 3 <= visits < 8"
+    )
     assert readable(rule) == "device not in {tablet, desktop} and 3 <= visits < 8"  # no levels known: as is
     experiment, report, _ = hostile
     page = report.read_text()
-    for seg in experiment.results_[-1].segments:  # the exact rule is on the page, escaped, beside the readable one
-        exact = seg.description.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    for seg in experiment.results_[
+        -1
+    ].segments:  # the exact rule is on the page, escaped, beside the readable one
+        exact = (
+            seg.description.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&quot;")
+        )
         assert f'title="{exact}"' in page
 
 
@@ -100,8 +129,20 @@ def test_tree_stays_readable_with_eight_leaves():
     segments = []
     for i in range(8):
         rule = Rule((Condition("country", "ONE_OF", [f"country-{i}"]), Condition("visits", "GT", i)))
-        segments.append(SegmentResult(i, rule.describe(), rule, 0.125, arms[i % 3], {a: 1 / 3 for a in arms}, (),
-                                      {}, {}, {"control": 0.1, "a": 0.45, "b": 0.45}))
+        segments.append(
+            SegmentResult(
+                i,
+                rule.describe(),
+                rule,
+                0.125,
+                arms[i % 3],
+                {a: 1 / 3 for a in arms},
+                (),
+                {},
+                {},
+                {"control": 0.1, "a": 0.45, "b": 0.45},
+            )
+        )
     result = RoundResult(0, 100, 100, (), {}, tuple(segments), (), arms, (), (), plan=None)
     fig = policy_tree(result, arms)
     width, height = fig.get_size_inches()
@@ -112,7 +153,7 @@ def test_tree_stays_readable_with_eight_leaves():
     assert min(t.get_fontsize() for t in texts) >= 8
     boxes = [t.get_window_extent(renderer) for t in texts if t.get_text().startswith("segment")]
     assert len(boxes) == 8
-    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
 
 
 @pytest.fixture
@@ -132,7 +173,9 @@ def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_st
     scenario, store = served_store
     out = tmp_path / "out"
     rng = np.random.default_rng(2)
-    res = _round(store, out, "--arms", ",".join(scenario.arms), "--kind", "continuous", "--engine", "stratified")
+    res = _round(
+        store, out, "--arms", ",".join(scenario.arms), "--kind", "continuous", "--engine", "stratified"
+    )
     assert res.exit_code == 0, res.text
     state = store.parent / f"{FLAG}.state.json"  # the default state file: beside the store, not in OUT
     assert state.exists() and not list(out.glob("*.state.json"))
@@ -141,7 +184,7 @@ def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_st
         res = _round(store, out)
         assert res.exit_code == 0, res.text
         assert f"Round {day + 1}: read 400" in res.text and f"Segments after round {day + 1}" in res.text
-    assert f"(round 3)" in res.text  # the next round to serve
+    assert "(round 3)" in res.text  # the next round to serve
     first, second = out / "round-0001" / "index.html", out / "round-0002" / "index.html"
     assert first.exists() and second.exists()
     assert "Sortition: checkout, round 2" in second.read_text() and "round 1" in first.read_text()
@@ -162,15 +205,32 @@ def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_st
     assert (doc["round"], doc["next_round"], doc["new_exposures"]) == (3, 4, 300)
     assert doc["report"].endswith("round-0003/index.html") and doc["summary"]["round"] == 3
     assert [d["label"] for d in doc["summary"]["decisions"]] == [
-        d["label"] for d in json.loads((out / "round-0003" / "summary.json").read_text())["decisions"]]
+        d["label"] for d in json.loads((out / "round-0003" / "summary.json").read_text())["decisions"]
+    ]
 
 
 def test_a_flag_key_cannot_write_outside_its_folders(served_store, tmp_path, monkeypatch):
     scenario, store = served_store
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "deep" / "er" / "out"
-    res = invoke(["round", str(store), "--flag", "../../x", "--metric", METRIC, "--out", str(out),
-                  "--arms", ",".join(scenario.arms), "--kind", "continuous", "--engine", "stratified"])
+    res = invoke(
+        [
+            "round",
+            str(store),
+            "--flag",
+            "../../x",
+            "--metric",
+            METRIC,
+            "--out",
+            str(out),
+            "--arms",
+            ",".join(scenario.arms),
+            "--kind",
+            "continuous",
+            "--engine",
+            "stratified",
+        ]
+    )
     assert res.exit_code == 0, res.text
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["data/_.._x.state.json", "data/events.duckdb"]  # the key's "/" never reaches a path
@@ -189,11 +249,25 @@ def test_round_table_and_analyze_json(hostile, tmp_path):
     assert len(on_csv) == len(table) and list(on_csv.columns) == list(table.columns)
     path = tmp_path / "data.csv"
     _hostile_frame(300, seed=1).to_csv(path, index=False)
-    res = invoke(["analyze", str(path), "--control", "control", "--engine", "stratified", "--out",
-                  str(tmp_path / "a"), "--json"])
+    res = invoke(
+        [
+            "analyze",
+            str(path),
+            "--control",
+            "control",
+            "--engine",
+            "stratified",
+            "--out",
+            str(tmp_path / "a"),
+            "--json",
+        ]
+    )
     assert res.exit_code == 0, res.text
     doc = json.loads(res.output)
     assert doc["visitors"] == 300 and doc["round"] == 1 and doc["report"].endswith("index.html")
-    assert doc == {**json.loads((tmp_path / "a" / "summary.json").read_text()), "report": doc["report"],
-                   "configuration": doc["configuration"]}
+    assert doc == {
+        **json.loads((tmp_path / "a" / "summary.json").read_text()),
+        "report": doc["report"],
+        "configuration": doc["configuration"],
+    }
     assert summary(experiment)["decisions"][0]["scope"] == "overall"

@@ -157,7 +157,8 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
             best += "\n[green]correct[/]" if check.correct else f"\n[red]truth:\n{check.true_best_arm}[/]"
         alloc = "\n".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
         decision = result.decision(s.id)
-        table.add_row(texts[s.id][0], f"{s.share:.0%}", best, "-" if decision is None else decision.label, alloc)
+        label = "-" if decision is None else decision.label
+        table.add_row(texts[s.id][0], f"{s.share:.0%}", best, label, alloc)
     console.print(table)
 
     lifts = ", ".join(f"{x.arm} {x.mean:+.3g} [{x.lower:.3g}, {x.upper:.3g}] P(>0)={x.prob_positive:.2f}"
@@ -180,7 +181,8 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
         console.print(
             f"Regret vs oracle over {n:,} visitors: adaptive loop [bold]{simulation.regret:,.0f}[/] "
             f"({simulation.regret / n:.3f}/visitor), uniform A/B test {simulation.uniform_regret:,.0f} "
-            f"({simulation.uniform_regret / n:.3f}/visitor): {_regret_change(saved, simulation.uniform_regret)}."
+            f"({simulation.uniform_regret / n:.3f}/visitor): "
+            f"{_regret_change(saved, simulation.uniform_regret)}."
         )
         pv = simulation.policy_values
         console.print(

@@ -39,9 +39,12 @@ def round_(
     threads: int = typer.Option(1, min=1, help="First run only: threads for the BCF engine."),
     seed: int = typer.Option(0, help="First run only: seed of the fits."),
     out: Path = typer.Option(
-        Path("sortition-out"), help="Folder of the round archive: OUT/round-NNNN/index.html per round, OUT/index.html."
+        Path("sortition-out"),
+        help="Folder of the round archive: OUT/round-NNNN/index.html per round, OUT/index.html.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print what the run did as JSON (with the round's summary)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print what the run did as JSON (with the round's summary)."
+    ),
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
     save the next configuration to STORE and the state file, write the report."""
@@ -92,7 +95,8 @@ def round_(
         _print_summary(exp, None)
         console.print(
             f"Next: serve configuration version [bold]{run.configuration_version}[/] (round "
-            f"{run.result.number + 1}); report: [bold]{run.report}[/] (all rounds: {run.report.parent.parent / 'index.html'})"
+            f"{run.result.number + 1}); report: [bold]{run.report}[/] "
+            f"(all rounds: {run.report.parent.parent / 'index.html'})"
         )
     console.print(f"State saved to {run.state}.")
 

@@ -128,7 +128,8 @@ def covariate_problem(s: pd.Series) -> str | None:
         return "entirely missing"
     if s.nunique(dropna=False) <= 1:
         return "constant"
-    if len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool and s.nunique() == len(s):
+    text_like = not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool
+    if len(s) > 20 and text_like and s.nunique() == len(s):
         return "a distinct value on every row (an identifier?)"
     return None
 

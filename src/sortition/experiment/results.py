@@ -103,7 +103,9 @@ class RoundResult:
             rows.append([s.description, display.percent(s.share), s.best_arm,
                          display.probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
                          d.label if d is not None else "-",
-                         ", ".join(f"{a} {display.percent(p)}" for a, p in s.arm_probabilities.items() if p > 0)])
+                         ", ".join(f"{a} {display.percent(p)}"
+                                   for a, p in s.arm_probabilities.items() if p > 0)])
         head = (f"<p><b>Round {self.number}</b>: {self.n_round:,} visitors ({self.n_total:,} in all), "
                 f"{len(self.segments)} segments</p>")
-        return head + display.table(["segment", "share", "best arm", "P(best)", "decision", "next allocation"], rows)
+        header = ["segment", "share", "best arm", "P(best)", "decision", "next allocation"]
+        return head + display.table(header, rows)

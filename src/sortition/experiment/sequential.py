@@ -374,13 +374,15 @@ class SequentialExperiment:
         from sortition.policy import DecisionThresholds
 
         graduated = {(g.segment, g.arm) for g in graduations}
-        confirmed = {(seg.id, seg.best_arm) for seg in segments if (_describe(seg.rule), seg.best_arm) in graduated}
+        confirmed = {(seg.id, seg.best_arm) for seg in segments
+                     if (_describe(seg.rule), seg.best_arm) in graduated}
         arms = {arm for _, arm in confirmed}
         if segments and len(confirmed) == len(segments) and len(arms) == 1:
             confirmed.add(("overall", arms.pop()))
         thresholds = DecisionThresholds(self.graduation_probability, self.graduation_loss * scale)
         try:
-            return _recommend(posterior, segments, thresholds=thresholds, confirmed=confirmed, level=self.level)
+            return _recommend(posterior, segments, thresholds=thresholds, confirmed=confirmed,
+                              level=self.level)
         except (ImportError, AttributeError, NotImplementedError):
             return None
 

@@ -123,16 +123,32 @@ def recommend(
     if not min_effect >= 0:
         raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
     thresholds = thresholds or DecisionThresholds()
-    scopes: list[tuple[Any, str, np.ndarray, Any]] = [(OVERALL, "everyone", np.ones(posterior.n, dtype=bool), None)]
+    scopes: list[tuple[Any, str, np.ndarray, Any]] = [
+        (OVERALL, "everyone", np.ones(posterior.n, dtype=bool), None)
+    ]
     if len(segments):
         masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments])
-        scopes += [(seg.id, seg.rule.describe() or "everyone", mask, getattr(seg, "best_arm", None))
-                   for seg, mask in zip(segments, masks)]
+        scopes += [
+            (seg.id, seg.rule.describe() or "everyone", mask, getattr(seg, "best_arm", None))
+            for seg, mask in zip(segments, masks)
+        ]
     rows = []
     for scope, rule, mask, best in scopes:
         means = np.asarray(posterior.segment_mean_contrasts(mask), dtype=np.float64)  # (S, K-1)
-        rows.append(_decide(posterior.arms, scope, rule, float(mask.mean()), means, best, min_effect, level,
-                            thresholds, confirmed))
+        rows.append(
+            _decide(
+                posterior.arms,
+                scope,
+                rule,
+                float(mask.mean()),
+                means,
+                best,
+                min_effect,
+                level,
+                thresholds,
+                confirmed,
+            )
+        )
     return pd.DataFrame([asdict(r) for r in rows])
 
 
@@ -144,8 +160,9 @@ def recommendations(table: pd.DataFrame | None) -> tuple[Recommendation, ...]:
     return tuple(Recommendation(**{k: row[k] for k in fields}) for row in table.to_dict("records"))
 
 
-def _decide(arms, scope, rule, share, means: np.ndarray, best, min_effect, level, th: DecisionThresholds,
-            confirmed) -> Recommendation:
+def _decide(
+    arms, scope, rule, share, means: np.ndarray, best, min_effect, level, th: DecisionThresholds, confirmed
+) -> Recommendation:
     wins = arm_win_frequencies(means, len(arms))
     if best is None or best not in arms:
         best = arms[int(np.argmax(wins))]
@@ -158,11 +175,18 @@ def _decide(arms, scope, rule, share, means: np.ndarray, best, min_effect, level
     practical = (means > min_effect).mean(axis=0)  # (K-1,) P(lift > min_effect) per treatment
     confident = k > 0 and prob_positive >= th.ship_probability and loss_ship <= th.max_loss
     if confident and (confirmed is None or (scope, best) in confirmed):
-        decision, reason = SHIP, (f"P(lift > 0) = {prob_positive:.2f} >= {th.ship_probability:.2f}, "
-                                  f"expected loss {loss_ship:.3g}")
+        decision, reason = (
+            SHIP,
+            (
+                f"P(lift > 0) = {prob_positive:.2f} >= {th.ship_probability:.2f}, "
+                f"expected loss {loss_ship:.3g}"
+            ),
+        )
     elif float(practical.max()) < th.stop_probability:
-        decision, reason = STOP, (f"every treatment has P(lift > {min_effect:g}) < {th.stop_probability:.2f}: "
-                                  "keep control")
+        decision, reason = (
+            STOP,
+            (f"every treatment has P(lift > {min_effect:g}) < {th.stop_probability:.2f}: keep control"),
+        )
     elif confident:
         decision, reason = CONTINUE, f"{best} is confident but not yet confirmed over enough rounds"
     elif k == 0:
@@ -171,9 +195,22 @@ def _decide(arms, scope, rule, share, means: np.ndarray, best, min_effect, level
         decision, reason = CONTINUE, f"P(lift > 0) = {prob_positive:.2f} < {th.ship_probability:.2f}"
     mean, sd = float(lift.mean()), float(lift.std())
     return Recommendation(
-        scope, rule, share, decision, arms[j + 1], best, float(wins[k]), mean, float(lower), float(upper),
-        prob_positive, float(practical[j]), loss_ship, float(np.maximum(lift, 0).mean()),
-        _value_of_next_round(mean, sd), reason,
+        scope,
+        rule,
+        share,
+        decision,
+        arms[j + 1],
+        best,
+        float(wins[k]),
+        mean,
+        float(lower),
+        float(upper),
+        prob_positive,
+        float(practical[j]),
+        loss_ship,
+        float(np.maximum(lift, 0).mean()),
+        _value_of_next_round(mean, sd),
+        reason,
     )
 
 
@@ -182,5 +219,7 @@ def _value_of_next_round(mean: float, sd: float) -> float:
     if tau <= 0:
         return 0.0
     z = mean / tau
-    expected_best = mean * 0.5 * (1 + math.erf(z / math.sqrt(2))) + tau * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    expected_best = mean * 0.5 * (1 + math.erf(z / math.sqrt(2))) + tau * math.exp(-0.5 * z * z) / math.sqrt(
+        2 * math.pi
+    )
     return max(0.0, expected_best - max(0.0, mean))

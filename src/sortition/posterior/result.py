@@ -41,7 +41,8 @@ class LiftSummary(tuple):
 
     def _repr_html_(self) -> str:
         rows = [[x.arm, display.interval(x.mean, x.lower, x.upper), display.probability(x.prob_positive),
-                 "-" if x.relative_mean is None else display.percent(x.relative_mean, 1, sign=True)] for x in self]
+                 "-" if x.relative_mean is None else display.percent(x.relative_mean, 1, sign=True)]
+                for x in self]
         return display.table(["arm", "lift vs control [interval]", "P(lift > 0)", "relative lift"], rows)
 
 

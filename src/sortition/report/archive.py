@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sortition.display import Html, escape, number, table
 from sortition.experiment.sequential import SequentialExperiment
-from sortition.report.html import _CSS, write_report
+from sortition.report.html import _CSS, _atomic_write, write_report
 
 LATEST_FILES = ("summary.json", "rounds.csv", "rounds.parquet", "configuration.json")
 
@@ -29,13 +29,15 @@ def round_folder(out: str | Path, number_: int) -> Path:
     return Path(out) / f"round-{number_:04d}"
 
 
-def write_round(out: str | Path, experiment: SequentialExperiment, *, title: str, source: str | None = None) -> Path:
+def write_round(
+    out: str | Path, experiment: SequentialExperiment, *, title: str, source: str | None = None
+) -> Path:
     """Write the latest round's report into its round folder, refresh the latest copies and the index;
     return the round's ``index.html``."""
     out = Path(out)
     number_ = experiment.results_[-1].number
     folder = round_folder(out, number_)
-    nav = [f'<a href="../index.html">all rounds</a>']
+    nav = ['<a href="../index.html">all rounds</a>']
     if number_ > 1 and round_folder(out, number_ - 1).exists():
         nav.append(f'<a href="../{round_folder(out, number_ - 1).name}/index.html">round {number_ - 1}</a>')
     page = write_report(folder, experiment, title=title, source=source, links=Html(" · ".join(nav)))
@@ -58,11 +60,25 @@ def write_index(out: str | Path, *, title: str = "Sortition rounds") -> Path:
             continue  # a folder this run did not write, or a half-copied one: not listed
         decisions = summary.get("decisions", [])
         overall = next((d["label"] for d in decisions if d.get("scope") == "overall"), "-")
-        ships = [f"segment {d['scope']}: {d['label']}" for d in decisions
-                 if d.get("scope") != "overall" and d.get("decision") == "SHIP"]
-        link = Html(f'<a href="{escape(folder.name)}/index.html">round {escape(summary.get("round", folder.name))}</a>')
-        rows.append([link, number(summary.get("visitors_this_round")), number(summary.get("visitors")),
-                     len(summary.get("segments", [])), overall, "; ".join(ships) or "-"])
+        ships = [
+            f"segment {d['scope']}: {d['label']}"
+            for d in decisions
+            if d.get("scope") != "overall" and d.get("decision") == "SHIP"
+        ]
+        link = Html(
+            f'<a href="{escape(folder.name)}/index.html">'
+            f"round {escape(summary.get('round', folder.name))}</a>"
+        )
+        rows.append(
+            [
+                link,
+                number(summary.get("visitors_this_round")),
+                number(summary.get("visitors")),
+                len(summary.get("segments", [])),
+                overall,
+                "; ".join(ships) or "-",
+            ]
+        )
     body = table(["round", "visitors", "total", "segments", "overall decision", "segments that ship"], rows)
     page = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
@@ -71,7 +87,5 @@ def write_index(out: str | Path, *, title: str = "Sortition rounds") -> Path:
         "<code>rounds.parquet</code>, <code>configuration.json</code> in this folder.</p></body></html>"
     )
     path = out / "index.html"
-    tmp = path.with_name("index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    _atomic_write(path, page)
     return path

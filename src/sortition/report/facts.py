@@ -21,8 +21,23 @@ from sortition.experiment.simulation import SimulationResult
 from sortition.report.rules import levels, readable, set_columns
 
 ROUND_TABLE_COLUMNS = (
-    "round", "segment", "rule", "exact_rule", "share", "arm", "is_control", "n_round", "n_total", "mean_outcome",
-    "p_best", "next_probability", "lift_mean", "lift_lower", "lift_upper", "prob_positive", "decision",
+    "round",
+    "segment",
+    "rule",
+    "exact_rule",
+    "share",
+    "arm",
+    "is_control",
+    "n_round",
+    "n_total",
+    "mean_outcome",
+    "p_best",
+    "next_probability",
+    "lift_mean",
+    "lift_lower",
+    "lift_upper",
+    "prob_positive",
+    "decision",
 )
 
 
@@ -71,11 +86,16 @@ def arm_stats(experiment: SequentialExperiment, scope: str, mask: np.ndarray | N
     for arm in experiment.arms:
         y = data.loc[data["arm"].astype(str) == arm, "outcome"].to_numpy(dtype=float)
         paid = y[y > 0]
-        out.append(ArmStats(
-            scope, arm, int(len(y)), float(y.mean()) if len(y) else math.nan,
-            float((y > 0).mean()) if money and len(y) else None,
-            float(paid.mean()) if experiment.outcome == "revenue" and len(paid) else None,
-        ))
+        out.append(
+            ArmStats(
+                scope,
+                arm,
+                int(len(y)),
+                float(y.mean()) if len(y) else math.nan,
+                float((y > 0).mean()) if money and len(y) else None,
+                float(paid.mean()) if experiment.outcome == "revenue" and len(paid) else None,
+            )
+        )
     return out
 
 
@@ -88,8 +108,11 @@ def data_quality(experiment: SequentialExperiment) -> dict[str, Any]:
 
     candidates = experiment.covariates or [c for c in data.columns if c not in ROLE_COLUMNS]
     posterior = experiment.posterior_
-    used = (list(posterior.data.covariates.columns) if posterior is not None and posterior.data is not None
-            else None)
+    used = (
+        list(posterior.data.covariates.columns)
+        if posterior is not None and posterior.data is not None
+        else None
+    )
     dropped = {}
     for col in candidates:
         if col in data.columns and (used is None or col not in used):
@@ -133,18 +156,27 @@ def round_table(experiment: SequentialExperiment) -> pd.DataFrame:
                     n_total = n_round = 0
                     mean = math.nan
                 lift = lifts.get(arm)
-                rows.append({
-                    "round": result.number, "segment": str(seg.id), "rule": texts[seg.id][0],
-                    "exact_rule": texts[seg.id][1], "share": seg.share, "arm": arm,
-                    "is_control": arm == experiment.arms[0], "n_round": n_round, "n_total": n_total,
-                    "mean_outcome": mean, "p_best": seg.arm_best_probabilities.get(arm, 0.0),
-                    "next_probability": seg.arm_probabilities.get(arm, 0.0),
-                    "lift_mean": None if lift is None else lift.mean,
-                    "lift_lower": None if lift is None else lift.lower,
-                    "lift_upper": None if lift is None else lift.upper,
-                    "prob_positive": None if lift is None else lift.prob_positive,
-                    "decision": None if decision is None else decision.label,
-                })
+                rows.append(
+                    {
+                        "round": result.number,
+                        "segment": str(seg.id),
+                        "rule": texts[seg.id][0],
+                        "exact_rule": texts[seg.id][1],
+                        "share": seg.share,
+                        "arm": arm,
+                        "is_control": arm == experiment.arms[0],
+                        "n_round": n_round,
+                        "n_total": n_total,
+                        "mean_outcome": mean,
+                        "p_best": seg.arm_best_probabilities.get(arm, 0.0),
+                        "next_probability": seg.arm_probabilities.get(arm, 0.0),
+                        "lift_mean": None if lift is None else lift.mean,
+                        "lift_lower": None if lift is None else lift.lower,
+                        "lift_upper": None if lift is None else lift.upper,
+                        "prob_positive": None if lift is None else lift.prob_positive,
+                        "decision": None if decision is None else decision.label,
+                    }
+                )
     frame = pd.DataFrame(rows, columns=list(ROUND_TABLE_COLUMNS))
     for col in ("lift_mean", "lift_lower", "lift_upper", "prob_positive", "mean_outcome"):
         frame[col] = frame[col].astype("float64")
@@ -156,8 +188,15 @@ def decision_records(result: RoundResult, texts: dict[Any, tuple[str, str]]) -> 
     out = []
     for d in result.decisions:
         rule = ("everyone", "everyone") if d.scope == "overall" else texts.get(d.scope, (d.rule, d.rule))
-        out.append({**asdict(d), "scope": d.scope if d.scope == "overall" else str(d.scope),
-                    "rule": rule[0], "exact_rule": rule[1], "label": d.label})
+        out.append(
+            {
+                **asdict(d),
+                "scope": d.scope if d.scope == "overall" else str(d.scope),
+                "rule": rule[0],
+                "exact_rule": rule[1],
+                "label": d.label,
+            }
+        )
     return out
 
 
@@ -209,7 +248,12 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
         out["segment_accuracy"] = simulation.segment_accuracy
         out["policy_values"] = simulation.policy_values
         out["truth"] = [
-            {"rule": c.description, "best_arm": c.best_arm, "true_best_arm": c.true_best_arm, "correct": c.correct}
+            {
+                "rule": c.description,
+                "best_arm": c.best_arm,
+                "true_best_arm": c.true_best_arm,
+                "correct": c.correct,
+            }
             for c in simulation.segments
         ]
     return out

@@ -31,22 +31,22 @@ from sortition.report import facts  # noqa: E402
 from sortition.report.rules import levels, set_columns  # noqa: E402
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:1.5em auto;color:#222;
-padding:0 1.2em;line-height:1.45}
-h1{font-size:1.55em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-h3{font-size:1em;margin-top:1.4em}
-table{border-collapse:collapse;font-size:.9em;margin:.6em 0}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left;
-vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td .num{white-space:nowrap}tbody tr:nth-child(even){background:#fafafa}img{max-width:100%;display:block;margin:.6em 0}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:1.5em auto;
+color:#222;padding:0 1.2em;line-height:1.45}
+h1{font-size:1.55em;margin-bottom:.2em}h3{font-size:1em;margin-top:1.4em}
+h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.9em;margin:.6em 0}
+td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f5f5f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td .num{white-space:nowrap}
+tbody tr:nth-child(even){background:#fafafa}img{max-width:100%;display:block;margin:.6em 0}
 .note{color:#555;font-size:.88em}code{background:#f5f5f5;padding:0 .2em}
 .checks:empty{display:none}.banner{padding:.6em 1em;border-radius:4px;margin:.6em 0;border:1px solid}
 .banner.bad{background:#fdecea;border-color:#e0a39c}.banner.ok{background:#edf7ed;border-color:#a8d5a8}
 .ship{font-weight:600;color:#1b6e1b}.stop{font-weight:600;color:#9b1c1c}.continue{color:#555}
 .ship,.stop,.continue{white-space:nowrap}
 span[title]{text-decoration:underline dotted #999;cursor:help}
-.key{display:flex;gap:2em;flex-wrap:wrap;margin:.8em 0}.key div{background:#f5f7fa;padding:.5em .9em;border-radius:4px}
-.key b{display:block;font-size:1.25em}
-details summary{cursor:pointer;color:#333}
+.key{display:flex;gap:2em;flex-wrap:wrap;margin:.8em 0}.key b{display:block;font-size:1.25em}
+.key div{background:#f5f7fa;padding:.5em .9em;border-radius:4px}
 """
 
 
@@ -102,42 +102,75 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
     boxes = "".join(f"<div>{escape(k)}<b>{escape(v)}</b></div>" for k, v in key)
     text = (
         f"<p>Arms {escape(', '.join(arms))}; outcome: {escape(experiment.outcome)}; engine: "
-        f"{escape(experiment.engine)}. Every segment keeps a control cell ({percent(experiment.weights.control)}) "
+        f"{escape(experiment.engine)}. Every segment keeps a control cell "
+        f"({percent(experiment.weights.control)}) "
         f"and an explore cell ({percent(experiment.weights.explore)}); the optimized cell "
         f"({percent(experiment.weights.optimized)}) follows the posterior."
-        + (f" Dropped arms: {escape(', '.join(dropped))}." if dropped else "") + "</p>"
+        + (f" Dropped arms: {escape(', '.join(dropped))}." if dropped else "")
+        + "</p>"
     )
     if source:
         text += f'<p class="note">Data: {escape(source)}</p>'
     return f'<div class="key">{boxes}</div>' + text
 
 
-def _decisions(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any, tuple[str, str]],
-               baselines: dict[str, float]) -> str:
+def _decisions(
+    experiment: SequentialExperiment,
+    result: RoundResult,
+    texts: dict[Any, tuple[str, str]],
+    baselines: dict[str, float],
+) -> str:
     rows = []
     for d in result.decisions:
-        text, exact = ("everyone", "everyone") if d.scope == "overall" else texts.get(d.scope, (d.rule, d.rule))
+        text, exact = (
+            ("everyone", "everyone") if d.scope == "overall" else texts.get(d.scope, (d.rule, d.rule))
+        )
         scope = "all visitors" if d.scope == "overall" else f"segment {d.scope}: {text}"
         base = baselines.get(str(d.scope), math.nan)
         rel = d.lift_mean / base if base and not math.isnan(base) and base != 0 else math.nan
-        rows.append([
-            titled(scope, exact), _decision_cell(d.label), d.arm,
-            Html(f'<span class="num">{escape(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper))}</span>'),
-            percent(rel, 1, sign=True), _level(experiment, base), probability(d.prob_positive),
-            _level(experiment, d.loss_if_ship), d.reason,
-        ])
+        rows.append(
+            [
+                titled(scope, exact),
+                _decision_cell(d.label),
+                d.arm,
+                Html(
+                    '<span class="num">'
+                    f"{escape(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper))}</span>"
+                ),
+                percent(rel, 1, sign=True),
+                _level(experiment, base),
+                probability(d.prob_positive),
+                _level(experiment, d.loss_if_ship),
+                d.reason,
+            ]
+        )
     if not rows:
-        return ('<h2>Decisions</h2><p class="note">No decisions for this round (it was read back from a state '
-                "file; decisions are made when a round runs).</p>")
+        return (
+            '<h2>Decisions</h2><p class="note">No decisions for this round (it was read back from a state '
+            "file; decisions are made when a round runs).</p>"
+        )
     grads = "".join(
-        f"<li>graduate <b>{escape(g.arm)}</b> in {escape(texts.get(_segment_id(result, g.segment), (g.segment,))[0])} "
+        f"<li>graduate <b>{escape(g.arm)}</b> in "
+        f"{escape(texts.get(_segment_id(result, g.segment), (g.segment,))[0])} "
         f"(P(lift &gt; 0) = {probability(g.prob_positive)}, confident {g.rounds} rounds in a row)</li>"
         for g in result.graduations
     )
     return (
         "<h2>Decisions</h2>"
-        + table(["scope", "decision", "treatment", f"lift vs control ({percent(experiment.level)} CI)",
-                 "relative lift", "control baseline", "P(lift > 0)", "expected loss if shipped", "why"], rows)
+        + table(
+            [
+                "scope",
+                "decision",
+                "treatment",
+                f"lift vs control ({percent(experiment.level)} CI)",
+                "relative lift",
+                "control baseline",
+                "P(lift > 0)",
+                "expected loss if shipped",
+                "why",
+            ],
+            rows,
+        )
         + (f"<ul>{grads}</ul>" if grads else "")
         + f'<p class="note">One decision per scope. SHIP means the arm is a graduation: P(lift &gt; 0) &ge; '
         f"{probability(experiment.graduation_probability)} with a small expected loss for "
@@ -152,24 +185,40 @@ def _segment_id(result: RoundResult, description: str) -> Any:
     return next((s.id for s in result.segments if s.description == description), None)
 
 
-def _segments(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any, tuple[str, str]],
-              observed: dict[str, Sequence[str]]) -> str:
+def _segments(
+    experiment: SequentialExperiment,
+    result: RoundResult,
+    texts: dict[Any, tuple[str, str]],
+    observed: dict[str, Sequence[str]],
+) -> str:
     rows = []
     for s in result.segments:
         d = result.decision(s.id)
-        rows.append([s.id, titled(texts[s.id][0], texts[s.id][1]), percent(s.share, 1), s.best_arm,
-                     probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
-                     _decision_cell(d.label) if d is not None else "-", _alloc(s.arm_probabilities),
-                     Html(f"<code>{escape(texts[s.id][1])}</code>")])
+        rows.append(
+            [
+                s.id,
+                titled(texts[s.id][0], texts[s.id][1]),
+                percent(s.share, 1),
+                s.best_arm,
+                probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
+                _decision_cell(d.label) if d is not None else "-",
+                _alloc(s.arm_probabilities),
+                Html(f"<code>{escape(texts[s.id][1])}</code>"),
+            ]
+        )
     return (
         "<h2>Segments</h2>"
-        + table(["id", "segment", "share", "best arm", "P(best)", "decision", "next allocation", "exact rule"], rows)
+        + table(
+            ["id", "segment", "share", "best arm", "P(best)", "decision", "next allocation", "exact rule"],
+            rows,
+        )
         + _img(plots.policy_tree(result, experiment.arms, observed), "policy tree")
     )
 
 
-def _arms(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any, tuple[str, str]]
-          ) -> tuple[str, dict[str, float]]:
+def _arms(
+    experiment: SequentialExperiment, result: RoundResult, texts: dict[Any, tuple[str, str]]
+) -> tuple[str, dict[str, float]]:
     """Per arm, overall and per segment: n, observed mean (conversion and order value for revenue),
     the model's lift vs control (absolute and relative) and, for revenue, its conversion/order-value split."""
     data = experiment.data_
@@ -178,8 +227,10 @@ def _arms(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any
     posterior = experiment.posterior_
     split = revenue and posterior is not None and {"conversion", "severity"} <= set(posterior.components)
     scopes = [("overall", "all visitors", "everyone", None, result.lifts)]
-    scopes += [(str(s.id), f"segment {s.id}: {texts[s.id][0]}", texts[s.id][1], facts.segment_mask(s, data), s.lifts)
-               for s in result.segments]
+    scopes += [
+        (str(s.id), f"segment {s.id}: {texts[s.id][0]}", texts[s.id][1], facts.segment_mask(s, data), s.lifts)
+        for s in result.segments
+    ]
     header = ["scope", "arm", "n", "conversion rate" if binary else "mean outcome"]
     if revenue:
         header += ["conversion rate", "order value"]
@@ -194,12 +245,19 @@ def _arms(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any
         by_arm = {str(lift.arm): lift for lift in lifts}
         pmask = None
         if split:  # the scope's rows among the posterior's visitors
-            pmask = (np.ones(posterior.n, dtype=bool) if key == "overall"
-                     else facts.segment_mask(_seg(result, key), posterior.data.covariates))
+            pmask = (
+                np.ones(posterior.n, dtype=bool)
+                if key == "overall"
+                else facts.segment_mask(_seg(result, key), posterior.data.covariates)
+            )
         for k, st in enumerate(stats):
             lift = by_arm.get(st.arm)
-            row: list[Any] = [titled(name, exact) if k == 0 else "", st.arm, st.n,
-                              percent(st.mean, 1) if binary else number(st.mean)]
+            row: list[Any] = [
+                titled(name, exact) if k == 0 else "",
+                st.arm,
+                st.n,
+                percent(st.mean, 1) if binary else number(st.mean),
+            ]
             if revenue:
                 row += [percent(st.conversion_rate, 1), number(st.order_value)]
             if lift is None:
@@ -210,11 +268,15 @@ def _arms(experiment: SequentialExperiment, result: RoundResult, texts: dict[Any
             if split:
                 row += _model_split(posterior, pmask, k) if lift is not None else ["-", "-"]
             rows.append(row)
-    note = ('<p class="note">Observed means are over every row read so far (raw, not reweighted by '
-            "propensity); lifts are the model's. ")
+    note = (
+        '<p class="note">Observed means are over every row read so far (raw, not reweighted by '
+        "propensity); lifts are the model's. "
+    )
     if split:
-        note += ("The model splits revenue per visitor into the lift in conversion probability and the lift in "
-                 "order value among converters. ")
+        note += (
+            "The model splits revenue per visitor into the lift in conversion probability and the lift in "
+            "order value among converters. "
+        )
     return "<h2>Arms</h2>" + table(header, rows) + note + "</p>", baselines
 
 
@@ -241,8 +303,7 @@ def _quality(experiment: SequentialExperiment) -> str:
         "<h2>Data quality</h2>"
         f"<p>Rows read: <b>{number(q['rows_read'])}</b> ({escape(per_round)}); rows dropped: "
         f"{number(q['rows_dropped'])} (rows with a missing arm or outcome are refused with an error, never "
-        "dropped silently).</p>"
-        + table(["covariate", "missing", "status"], rows)
+        "dropped silently).</p>" + table(["covariate", "missing", "status"], rows)
     )
 
 
@@ -251,10 +312,15 @@ def _regret(facts_: dict[str, Any], simulation: SimulationResult) -> str:
     pv = facts_["policy_values"]
     return (
         "<h2>Regret (simulation: the truth is known)</h2>"
-        + table(["policy", "cumulative regret vs oracle", "per visitor"],
-                [["Sortition adaptive loop", r["loop"], r["per_visitor_loop"]],
-                 ["uniform A/B test (same visitors)", r["uniform_ab"], r["per_visitor_uniform"]]])
-        + f"<p>Saved vs uniform A/B: <b>{number(r['saved_vs_uniform'])}</b> outcome units. Final segments whose "
+        + table(
+            ["policy", "cumulative regret vs oracle", "per visitor"],
+            [
+                ["Sortition adaptive loop", r["loop"], r["per_visitor_loop"]],
+                ["uniform A/B test (same visitors)", r["uniform_ab"], r["per_visitor_uniform"]],
+            ],
+        )
+        + f"<p>Saved vs uniform A/B: <b>{number(r['saved_vs_uniform'])}</b> outcome units. "
+        "Final segments whose "
         f"chosen arm is the true best: <b>{percent(facts_['segment_accuracy'])}</b> of traffic.</p>"
         + table(["value per visitor (truth, fresh visitors)", "value"], [[k, v] for k, v in pv.items()])
         + _img(plots.cumulative_regret(simulation), "cumulative regret")
@@ -264,16 +330,32 @@ def _regret(facts_: dict[str, Any], simulation: SimulationResult) -> str:
 def _rounds(experiment: SequentialExperiment) -> str:
     rows = []
     for res in experiment.results_:
-        cells = "; ".join(f"{c.cell}: n={number(c.n)}, lift {_lift(experiment, c.model_lift, c.model_lower, c.model_upper)}"
-                          for c in res.cells)
+        cells = "; ".join(
+            f"{c.cell}: n={number(c.n)}, lift {_lift(experiment, c.model_lift, c.model_lower, c.model_upper)}"
+            for c in res.cells
+        )
         churn = facts.churn(res)
-        rows.append([res.number, res.n_round, res.n_total, len(res.segments), ", ".join(res.dropped) or "-",
-                     "-" if churn is None else percent(churn, 1), cells])
+        rows.append(
+            [
+                res.number,
+                res.n_round,
+                res.n_total,
+                len(res.segments),
+                ", ".join(res.dropped) or "-",
+                "-" if churn is None else percent(churn, 1),
+                cells,
+            ]
+        )
     return (
         "<h2>Rounds</h2>"
-        + table(["round", "visitors", "total", "segments", "dropped", "churn", "cells (model lift vs control)"], rows)
-        + '<p class="note">Churn: share of visitors whose segment or served arm changed since the last round. '
-        "Files beside this page: <code>configuration.json</code> (the next round's plan, a UFC flag configuration "
+        + table(
+            ["round", "visitors", "total", "segments", "dropped", "churn", "cells (model lift vs control)"],
+            rows,
+        )
+        + '<p class="note">Churn: share of visitors whose segment or served arm changed since the last '
+        "round. "
+        "Files beside this page: <code>configuration.json</code> (the next round's plan, a UFC flag "
+        "configuration "
         "that Sortition's Client and Eppo's SDKs serve identically), <code>summary.json</code>, "
         "<code>rounds.csv</code> / <code>rounds.parquet</code> (one row per round x segment x arm).</p>"
     )
@@ -303,9 +385,16 @@ def render(
         _decisions(experiment, result, texts, baselines),
         _segments(experiment, result, texts, observed),
         arms_html,
-        "<h2>Posterior lift</h2>" + _img(plots.lift_intervals(
-            result, experiment.level, names,
-            "conversion probability, 0.01 = 1 pt" if experiment.outcome == "binary" else "outcome units"), "lifts"),
+        "<h2>Posterior lift</h2>"
+        + _img(
+            plots.lift_intervals(
+                result,
+                experiment.level,
+                names,
+                "conversion probability, 0.01 = 1 pt" if experiment.outcome == "binary" else "outcome units",
+            ),
+            "lifts",
+        ),
     ]
     # one analysed round of someone's data: the round-1 plan was never served, so no history to show
     if len(experiment.results_) > 1 or simulation is not None:

@@ -27,7 +27,7 @@ from sortition.rules import Rule  # noqa: E402
 plt.rcParams["text.parse_math"] = False  # names from the data are text: "$" never starts math
 
 if TYPE_CHECKING:
-    from sortition.experiment.results import RoundResult, SegmentResult
+    from sortition.experiment.results import RoundResult
     from sortition.experiment.sequential import SequentialExperiment
     from sortition.experiment.simulation import SimulationResult
 
@@ -55,8 +55,15 @@ def _grid(n: int, sharey: bool = True) -> tuple[plt.Figure, Any, int, int]:
 
 def _legend_below(fig: plt.Figure, ax: Any, n: int, nrows: int) -> None:
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(n, 6), frameon=False, fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.04 / nrows))
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(n, 6),
+        frameon=False,
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02 - 0.04 / nrows),
+    )
 
 
 def p_best_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] | None = None) -> plt.Figure:
@@ -76,8 +83,10 @@ def p_best_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] |
         probs = np.zeros((len(numbers), len(arms)))
         for r, res in enumerate(experiment.results_):
             index = experiment.plans_[r + 1].segment_index(members)  # the plan built from round r's segments
-            table = np.array([[s.arm_best_probabilities.get(a, 0.0) for a in arms] for s in res.segments]
-                             + [[1.0 / len(arms)] * len(arms)])  # the catch-all allocation
+            table = np.array(
+                [[s.arm_best_probabilities.get(a, 0.0) for a in arms] for s in res.segments]
+                + [[1.0 / len(arms)] * len(arms)]
+            )  # the catch-all allocation
             probs[r] = table[np.minimum(index, len(res.segments))].mean(axis=0)
         for k, arm in enumerate(arms):
             ax.plot(numbers, probs[:, k], "o-", color=arm_color(k), label=arm, ms=4)
@@ -92,7 +101,9 @@ def p_best_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] |
     return fig
 
 
-def allocation_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] | None = None) -> plt.Figure:
+def allocation_over_rounds(
+    experiment: SequentialExperiment, names: dict[Any, str] | None = None
+) -> plt.Figure:
     """Per final segment, the arm probabilities its visitors were served in each round.
 
     Segments are re-discovered every round, so each round's plan is evaluated on the final
@@ -127,8 +138,9 @@ def allocation_over_rounds(experiment: SequentialExperiment, names: dict[Any, st
     return fig
 
 
-def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str] | None = None,
-                   unit: str = "outcome units") -> plt.Figure:
+def lift_intervals(
+    result: RoundResult, level: float = 0.9, names: dict[Any, str] | None = None, unit: str = "outcome units"
+) -> plt.Figure:
     """Posterior lift vs control per segment and treatment: mean and credible interval (``names``:
     text per segment id, default its exact rule)."""
     segments = result.segments
@@ -137,14 +149,22 @@ def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * rows * max(1, len(treatments)) + 1.0))
     labels, y = [], 0.0
     ticks = []
-    blocks = [("all visitors", result.lifts), *[((names or {}).get(s.id, s.description), s.lifts) for s in segments]]
+    blocks = [
+        ("all visitors", result.lifts),
+        *[((names or {}).get(s.id, s.description), s.lifts) for s in segments],
+    ]
     height = 0.8 / max(1, len(treatments))
     for name, lifts in blocks:
         for j, lift in enumerate(lifts):
             pos = y + j * height
             ax.errorbar(
-                lift.mean, pos, xerr=[[lift.mean - lift.lower], [lift.upper - lift.mean]], fmt="o",
-                color=arm_color(j + 1), capsize=3, label=lift.arm if name == "all visitors" else None,
+                lift.mean,
+                pos,
+                xerr=[[lift.mean - lift.lower], [lift.upper - lift.mean]],
+                fmt="o",
+                color=arm_color(j + 1),
+                capsize=3,
+                label=lift.arm if name == "all visitors" else None,
             )
         ticks.append(y + height * (len(lifts) - 1) / 2)
         labels.append(_wrap(name, 38))
@@ -160,8 +180,9 @@ def lift_intervals(result: RoundResult, level: float = 0.9, names: dict[Any, str
     return fig
 
 
-def policy_tree(result: RoundResult, arms: Sequence[str], observed: dict[str, Sequence[str]] | None = None
-                ) -> plt.Figure:
+def policy_tree(
+    result: RoundResult, arms: Sequence[str], observed: dict[str, Sequence[str]] | None = None
+) -> plt.Figure:
     """The segments as a tree drawn left to right: edges carry the conditions, each leaf (one row per
     segment, so 8 leaves stay readable) its best arm, P(best) and next allocation.
 
@@ -183,23 +204,47 @@ def policy_tree(result: RoundResult, arms: Sequence[str], observed: dict[str, Se
         level, row = positions[id(node)]
         for edge, child in node["children"]:
             c_level, c_row = positions[id(child)]
-            ax.plot([level, level + 0.5, level + 0.5, c_level], [-row, -row, -c_row, -c_row], color="#999999", lw=1,
-                    zorder=1)
-            ax.text(level + 0.55, -c_row + 0.18, _wrap(edge, 34), fontsize=8, ha="left", va="bottom", zorder=2)
+            ax.plot(
+                [level, level + 0.5, level + 0.5, c_level],
+                [-row, -row, -c_row, -c_row],
+                color="#999999",
+                lw=1,
+                zorder=1,
+            )
+            ax.text(
+                level + 0.55, -c_row + 0.18, _wrap(edge, 34), fontsize=8, ha="left", va="bottom", zorder=2
+            )
         seg = node.get("segment")
         if seg is None:
             if node is tree:
-                ax.text(level, -row, "all visitors", ha="center", va="center", fontsize=8,
-                        bbox=dict(boxstyle="round", fc="#eeeeee", ec="#999999"))
+                ax.text(
+                    level,
+                    -row,
+                    "all visitors",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    bbox=dict(boxstyle="round", fc="#eeeeee", ec="#999999"),
+                )
             else:
                 ax.plot([level], [-row], "o", color="#999999", ms=3, zorder=3)
             continue
         k = list(arms).index(seg.best_arm) if seg.best_arm in arms else 0
         alloc = ", ".join(f"{a} {p:.0%}" for a, p in seg.arm_probabilities.items() if p > 0)
-        text = (f"segment {seg.id} · {seg.share:.0%} of traffic · best {seg.best_arm} "
-                f"(P(best) {seg.arm_best_probabilities.get(seg.best_arm, 0):.2f})\n{_wrap('next: ' + alloc, 70)}")
-        ax.text(depth + 0.15, -row, text, ha="left", va="center", fontsize=8, zorder=3,
-                bbox=dict(boxstyle="round", fc=arm_color(k), ec="black", alpha=0.3))
+        text = (
+            f"segment {seg.id} · {seg.share:.0%} of traffic · best {seg.best_arm} "
+            f"(P(best) {seg.arm_best_probabilities.get(seg.best_arm, 0):.2f})\n{_wrap('next: ' + alloc, 70)}"
+        )
+        ax.text(
+            depth + 0.15,
+            -row,
+            text,
+            ha="left",
+            va="center",
+            fontsize=8,
+            zorder=3,
+            bbox=dict(boxstyle="round", fc=arm_color(k), ec="black", alpha=0.3),
+        )
         if level < depth:
             ax.plot([level, depth + 0.1], [-row, -row], color="#999999", lw=1, ls=":", zorder=1)
     ax.set_xlim(-0.3, depth + 2.6)
@@ -214,7 +259,9 @@ def cumulative_regret(simulation: SimulationResult) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     visitors = np.cumsum([r.n for r in simulation.rounds])
     ax.plot(visitors, simulation.cumulative_regret, "o-", label="Sortition adaptive loop", color=arm_color(1))
-    ax.plot(visitors, simulation.cumulative_uniform_regret, "s--", label="uniform A/B test", color=arm_color(0))
+    ax.plot(
+        visitors, simulation.cumulative_uniform_regret, "s--", label="uniform A/B test", color=arm_color(0)
+    )
     ax.set_xlabel("visitors")
     ax.set_ylabel("cumulative regret vs oracle")
     ax.set_ylim(bottom=0)
@@ -256,7 +303,9 @@ def _depth(node: dict[str, Any]) -> int:
     return 0 if not node["children"] else 1 + max(_depth(c) for _, c in node["children"])
 
 
-def _layout(node: dict[str, Any], level: int, cursor: list[float], out: dict[int, tuple[float, float]]) -> float:
+def _layout(
+    node: dict[str, Any], level: int, cursor: list[float], out: dict[int, tuple[float, float]]
+) -> float:
     """(level, row) per node: leaves take consecutive rows, inner nodes sit at their children's middle."""
     if not node["children"]:
         row = cursor[0]

@@ -32,8 +32,15 @@ def levels(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, tuple[str, 
 
 def set_columns(rules: Sequence[Rule | None]) -> list[str]:
     """Columns that some rule compares with ONE_OF / NOT_ONE_OF."""
-    return sorted({c.attribute for r in rules if r is not None for c in r.conditions
-                   if c.operator in ("ONE_OF", "NOT_ONE_OF")})
+    return sorted(
+        {
+            c.attribute
+            for r in rules
+            if r is not None
+            for c in r.conditions
+            if c.operator in ("ONE_OF", "NOT_ONE_OF")
+        }
+    )
 
 
 def readable(rule: Rule | None, observed: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -74,6 +81,8 @@ def _range_text(name: str, conditions: list[Condition]) -> str:
     upper = [c for c in conditions if c.operator in _UPPER]
     if len(lower) == 1 and len(upper) == 1:
         lo, hi = lower[0], upper[0]
-        return (f"{js_string(lo.value)} {_FLIP[_LOWER[lo.operator]]} {name} "
-                f"{_UPPER[hi.operator]} {js_string(hi.value)}")
+        return (
+            f"{js_string(lo.value)} {_FLIP[_LOWER[lo.operator]]} {name} "
+            f"{_UPPER[hi.operator]} {js_string(hi.value)}"
+        )
     return " and ".join(c.describe() for c in conditions)

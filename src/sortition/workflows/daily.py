@@ -139,7 +139,8 @@ def daily_round(
         engine, threads, draws, seed: the posterior's settings (used when creating; saved in the state).
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
-        out: folder of the round archive (``OUT/round-NNNN/index.html`` and ``OUT/index.html``; None: no report).
+        out: folder of the round archive (``OUT/round-NNNN/index.html`` and ``OUT/index.html``;
+            None: no report).
     Raises:
         ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
             no new exposures, bad data). Nothing is saved then.
