@@ -192,6 +192,10 @@ def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_st
     assert 'href="round-0001/index.html"' in index and 'href="round-0002/index.html"' in index
     doc = json.loads((out / "summary.json").read_text())  # the latest round's files at a stable path
     assert doc["round"] == 2 and doc["next_round"] == 3
+    # the console prints the same decisions as summary.json: overall, then each segment's label in the table
+    overall, *segments = doc["decisions"]
+    assert f"Decisions: overall {overall['label']}" in res.text
+    assert all(d["label"] in res.text for d in segments)
     csv = pd.read_csv(out / "rounds.csv")
     assert sorted(set(csv["round"])) == [1, 2]
     experiment = SequentialExperiment.load(state)

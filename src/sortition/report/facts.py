@@ -60,9 +60,11 @@ def churn(result: RoundResult) -> float | None:
     return None if value is None else float(value)
 
 
-def rule_texts(experiment: SequentialExperiment, result: RoundResult) -> dict[Any, tuple[str, str]]:
+def rule_texts(
+    experiment: SequentialExperiment, result: RoundResult, data: pd.DataFrame | None = None
+) -> dict[Any, tuple[str, str]]:
     """Per segment id: (readable rule, exact rule)."""
-    data = experiment.data_
+    data = experiment.data_ if data is None else data
     seen = {} if data is None else levels(data, set_columns([s.rule for s in result.segments]))
     return {s.id: (readable(s.rule, seen), s.description) for s in result.segments}
 
@@ -74,9 +76,14 @@ def segment_mask(segment: SegmentResult, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(segment.rule.mask(frame), dtype=bool)
 
 
-def arm_stats(experiment: SequentialExperiment, scope: str, mask: np.ndarray | None = None) -> list[ArmStats]:
+def arm_stats(
+    experiment: SequentialExperiment,
+    scope: str,
+    mask: np.ndarray | None = None,
+    data: pd.DataFrame | None = None,
+) -> list[ArmStats]:
     """Per arm (control first) over the rows read so far (``mask``: a scope's rows)."""
-    data = experiment.data_
+    data = experiment.data_ if data is None else data
     if data is None:
         return []
     if mask is not None:
@@ -99,9 +106,9 @@ def arm_stats(experiment: SequentialExperiment, scope: str, mask: np.ndarray | N
     return out
 
 
-def data_quality(experiment: SequentialExperiment) -> dict[str, Any]:
+def data_quality(experiment: SequentialExperiment, data: pd.DataFrame | None = None) -> dict[str, Any]:
     """Rows read per round, covariates used and dropped (with why), missing-value rates."""
-    data = experiment.data_
+    data = experiment.data_ if data is None else data
     if data is None:
         return {}
     from sortition.experiment.sequential import ROLE_COLUMNS
@@ -129,7 +136,7 @@ def data_quality(experiment: SequentialExperiment) -> dict[str, Any]:
     }
 
 
-def round_table(experiment: SequentialExperiment) -> pd.DataFrame:
+def round_table(experiment: SequentialExperiment, data: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per round x segment x arm, for dashboards (columns :data:`ROUND_TABLE_COLUMNS`).
 
     ``n_round`` counts the round's own rows in the segment on the arm, ``n_total`` all rows so far;
@@ -137,11 +144,11 @@ def round_table(experiment: SequentialExperiment) -> pd.DataFrame:
     probability; lifts are vs control (empty on the control row); ``decision`` is the segment's
     (``SHIP arm`` / ``CONTINUE`` / ``STOP``; empty for rounds read back from a state file).
     """
-    data = experiment.data_
+    data = experiment.data_ if data is None else data
     rows = []
     for result in experiment.results_:
         upto = data[data["round"] <= result.round] if data is not None else None
-        texts = rule_texts(experiment, result)
+        texts = rule_texts(experiment, result, data)
         for seg in result.segments:
             mask = segment_mask(seg, upto) if upto is not None else None
             decision = result.decision(seg.id)
@@ -205,7 +212,8 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
     if not experiment.results_:
         raise ValueError("the experiment has no completed round to summarize; call advance() first")
     result = experiment.results_[-1]
-    texts = rule_texts(experiment, result)
+    data = experiment.data_
+    texts = rule_texts(experiment, result, data)
     out: dict[str, Any] = {
         "round": result.number,
         "rounds": len(experiment.results_),
@@ -234,7 +242,7 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
         ],
         "graduations": [asdict(g) for g in result.graduations],
         "lifts": [asdict(lift) for lift in result.lifts],
-        "data_quality": data_quality(experiment),
+        "data_quality": data_quality(experiment, data),
     }
     if simulation is not None:
         visitors = max(1, out["visitors"])

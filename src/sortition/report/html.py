@@ -20,6 +20,7 @@ from sortition.report import plots  # first: it selects the Agg backend
 import matplotlib.pyplot as plt  # noqa: E402  (isort: skip)
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from sortition import display  # noqa: E402
 from sortition.display import Html, escape, number, percent, probability, signed, table, titled  # noqa: E402
@@ -217,11 +218,13 @@ def _segments(
 
 
 def _arms(
-    experiment: SequentialExperiment, result: RoundResult, texts: dict[Any, tuple[str, str]]
+    experiment: SequentialExperiment,
+    result: RoundResult,
+    texts: dict[Any, tuple[str, str]],
+    data: pd.DataFrame,
 ) -> tuple[str, dict[str, float]]:
     """Per arm, overall and per segment: n, observed mean (conversion and order value for revenue),
     the model's lift vs control (absolute and relative) and, for revenue, its conversion/order-value split."""
-    data = experiment.data_
     revenue = experiment.outcome == "revenue"
     binary = experiment.outcome == "binary"
     posterior = experiment.posterior_
@@ -239,7 +242,7 @@ def _arms(
         header += ["model: conversion lift", "model: order-value lift"]
     rows, baselines = [], {}
     for key, name, exact, mask, lifts in scopes:
-        stats = facts.arm_stats(experiment, key, mask)
+        stats = facts.arm_stats(experiment, key, mask, data)
         base = stats[0].mean if stats else math.nan
         baselines[key] = base
         by_arm = {str(lift.arm): lift for lift in lifts}
@@ -291,8 +294,8 @@ def _model_split(posterior: Posterior, mask: np.ndarray, k: int) -> list[str]:
     return [f"{conversion * 100:+.2f} pts", signed(order_value)]
 
 
-def _quality(experiment: SequentialExperiment) -> str:
-    q = facts.data_quality(experiment)
+def _quality(experiment: SequentialExperiment, data: pd.DataFrame) -> str:
+    q = facts.data_quality(experiment, data)
     if not q:
         return ""
     per_round = ", ".join(f"round {r}: {number(n)}" for r, n in q["rows_per_round"].items())
@@ -374,11 +377,11 @@ def render(
         raise ValueError("the experiment has no completed round to report; call advance() first")
     result = experiment.results_[-1]
     summary = facts.summary(experiment, simulation)
-    texts = facts.rule_texts(experiment, result)
-    data = experiment.data_
+    data = experiment.data_  # one copy of the rows for the whole page
+    texts = facts.rule_texts(experiment, result, data)
     observed = levels(data, set_columns([s.rule for s in result.segments])) if data is not None else {}
     names = {s.id: texts[s.id][0] for s in result.segments}
-    arms_html, baselines = _arms(experiment, result, texts)
+    arms_html, baselines = _arms(experiment, result, texts, data)
     sections = [
         _intro(experiment, result, source),
         f'<div class="checks">{_checks(experiment, result)}</div>',  # SRM and other checks: first thing read
@@ -405,7 +408,7 @@ def render(
         )
     if simulation is not None:
         sections.append(_regret(summary, simulation))
-    sections += [_quality(experiment), _rounds(experiment)]
+    sections += [_quality(experiment, data), _rounds(experiment)]
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
