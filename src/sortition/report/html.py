@@ -240,19 +240,13 @@ def _arms(
     header += [f"lift vs control ({percent(experiment.level)} CI)", "relative lift"]
     if split:
         header += ["model: conversion lift", "model: order-value lift"]
+    split_means = _model_split(posterior, result) if split else None  # (scopes, 2, K-1)
     rows, baselines = [], {}
-    for key, name, exact, mask, lifts in scopes:
+    for g, (key, name, exact, mask, lifts) in enumerate(scopes):
         stats = facts.arm_stats(experiment, key, mask, data)
         base = stats[0].mean if stats else math.nan
         baselines[key] = base
         by_arm = {str(lift.arm): lift for lift in lifts}
-        pmask = None
-        if split:  # the scope's rows among the posterior's visitors
-            pmask = (
-                np.ones(posterior.n, dtype=bool)
-                if key == "overall"
-                else facts.segment_mask(_seg(result, key), posterior.data.covariates)
-            )
         for k, st in enumerate(stats):
             lift = by_arm.get(st.arm)
             row: list[Any] = [
@@ -268,8 +262,9 @@ def _arms(
             else:
                 rel = lift.mean / base if base and not math.isnan(base) else math.nan
                 row += [_lift(experiment, lift.mean, lift.lower, lift.upper), percent(rel, 1, sign=True)]
-            if split:
-                row += _model_split(posterior, pmask, k) if lift is not None else ["-", "-"]
+            if split_means is not None:
+                conversion, order_value = split_means[g, :, k - 1] if lift is not None else (None, None)
+                row += ["-", "-"] if lift is None else [f"{conversion * 100:+.2f} pts", signed(order_value)]
             rows.append(row)
     note = (
         '<p class="note">Observed means are over every row read so far (raw, not reweighted by '
@@ -283,15 +278,16 @@ def _arms(
     return "<h2>Arms</h2>" + table(header, rows) + note + "</p>", baselines
 
 
-def _seg(result: RoundResult, key: str) -> Any:
-    return next(s for s in result.segments if str(s.id) == key)
-
-
-def _model_split(posterior: Posterior, mask: np.ndarray, k: int) -> list[str]:
-    """Arm k's lift in conversion probability (points) and in order value among converters."""
-    conversion = float(posterior.segment_mean_contrasts(mask, "conversion")[:, k - 1].mean())
-    order_value = float(posterior.segment_mean_contrasts(mask, "severity")[:, k - 1].mean())
-    return [f"{conversion * 100:+.2f} pts", signed(order_value)]
+def _model_split(posterior: Posterior, result: RoundResult) -> np.ndarray:
+    """(1 + segments, 2, K-1): per scope (overall first), the posterior mean lift in conversion probability
+    and in order value among converters; one pass over each component's draws for all scopes."""
+    covariates = posterior.data.covariates
+    masks = np.stack(
+        [np.ones(posterior.n, dtype=bool), *[facts.segment_mask(s, covariates) for s in result.segments]]
+    )
+    return np.stack(
+        [posterior.segments_mean_contrasts(masks, c).mean(axis=1) for c in ("conversion", "severity")], 1
+    )
 
 
 def _quality(experiment: SequentialExperiment, data: pd.DataFrame) -> str:
