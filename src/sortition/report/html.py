@@ -78,6 +78,11 @@ def _lift(experiment: SequentialExperiment, mean: float, lower: float, upper: fl
     return display.interval(mean, lower, upper)
 
 
+def _nowrap(text: str) -> Html:
+    """An interval kept on one line."""
+    return Html(f'<span class="num">{escape(text)}</span>')
+
+
 def _level(experiment: SequentialExperiment, value: float) -> str:
     """A level (baseline, loss) in the outcome's units: percent for conversions."""
     return percent(value, 2) if experiment.outcome == "binary" else number(value)
@@ -134,10 +139,7 @@ def _decisions(
                 titled(scope, exact),
                 _decision_cell(d.label),
                 d.arm,
-                Html(
-                    '<span class="num">'
-                    f"{escape(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper))}</span>"
-                ),
+                _nowrap(_lift(experiment, d.lift_mean, d.lift_lower, d.lift_upper)),
                 percent(rel, 1, sign=True),
                 _level(experiment, base),
                 probability(d.prob_positive),
@@ -261,7 +263,10 @@ def _arms(
                 row += ["control (baseline)", "-"]
             else:
                 rel = lift.mean / base if base and not math.isnan(base) else math.nan
-                row += [_lift(experiment, lift.mean, lift.lower, lift.upper), percent(rel, 1, sign=True)]
+                row += [
+                    _nowrap(_lift(experiment, lift.mean, lift.lower, lift.upper)),
+                    percent(rel, 1, sign=True),
+                ]
             if split_means is not None:
                 conversion, order_value = split_means[g, :, k - 1] if lift is not None else (None, None)
                 row += ["-", "-"] if lift is None else [f"{conversion * 100:+.2f} pts", signed(order_value)]
