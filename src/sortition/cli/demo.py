@@ -14,6 +14,7 @@ from rich.table import Table
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
 from sortition.cli.jsonout import print_json, status
+from sortition.display import interval
 
 if TYPE_CHECKING:
     from sortition.experiment.sequential import SequentialExperiment
@@ -161,7 +162,7 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
         table.add_row(texts[s.id][0], f"{s.share:.0%}", best, label, alloc)
     console.print(table)
 
-    lifts = ", ".join(f"{x.arm} {x.mean:+.3g} [{x.lower:.3g}, {x.upper:.3g}] P(>0)={x.prob_positive:.2f}"
+    lifts = ", ".join(f"{x.arm} {interval(x.mean, x.lower, x.upper)} P(>0)={x.prob_positive:.2f}"
                       for x in result.lifts)
     console.print(f"Average lift vs control (90% CI): {lifts}")
     overall = result.decision("overall")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from sortition.experiment.cells import CELLS, CellWeights, Plan, make_plan, uniform_plan
 from sortition.experiment.export import plan_to_configuration
-from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
+from sortition.experiment.results import CellObservation, Graduation, RoundResult, SegmentResult
 from sortition.experiment.schedules import Schedule, as_schedule
 from sortition.experiment.state import ExperimentState
 from sortition.policy import expected_loss
@@ -294,7 +294,7 @@ class SequentialExperiment:
         seg_results: list[SegmentResult] = []
         for seg, draws in zip(segments, seg_draws, strict=True):
             description = _describe(seg.rule)
-            lifts = _lifts(self.arms, draws, self.level)
+            lifts = summarize_lifts(self.arms, draws, self.level)
             loss = expected_loss(draws, self.arms)
             best = str(seg.best_arm)
             if best != self.arms[0]:
@@ -339,7 +339,7 @@ class SequentialExperiment:
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=_lifts(self.arms, posterior.mean_contrasts(), self.level),
+            lifts=summarize_lifts(self.arms, posterior.mean_contrasts(), self.level),
             ipw_arm_means=ipw_arm_means(data),
             segments=tuple(seg_results),
             cells=cell_observations(posterior, data, this_round, self.level),
@@ -458,10 +458,6 @@ def sequential_experiment(arms: Sequence[str], **kwargs: Any) -> SequentialExper
 
 
 # --- small pure helpers (shared with the report) ----------------------------------------------------
-def _lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
-    return summarize_lifts(arms, mean_contrasts, level)
-
-
 def ipw_arm_means(data: Any) -> dict[str, float]:
     """Self-normalized inverse-propensity (Hajek) mean outcome per arm over all rows.
 
