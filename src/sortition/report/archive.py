@@ -30,7 +30,12 @@ def round_folder(out: str | Path, number_: int) -> Path:
 
 
 def write_round(
-    out: str | Path, experiment: SequentialExperiment, *, title: str, source: str | None = None
+    out: str | Path,
+    experiment: SequentialExperiment,
+    *,
+    title: str,
+    source: str | None = None,
+    index_title: str = "Sortition rounds",
 ) -> Path:
     """Write the latest round's report into its round folder, refresh the latest copies and the index;
     return the round's ``index.html``."""
@@ -45,7 +50,7 @@ def write_round(
         tmp = out / (name + ".tmp")
         shutil.copyfile(folder / name, tmp)
         tmp.replace(out / name)
-    write_index(out, title=title.split(", round")[0])
+    write_index(out, title=index_title)
     return page
 
 

@@ -371,7 +371,7 @@ def render(
     *,
     title: str = "Sortition adaptive experiment",
     source: str | None = None,
-    links: str = "",
+    links: Html | str = "",
 ) -> str:
     """The report page as a string (see :func:`write_report`)."""
     if not experiment.results_:
@@ -415,7 +415,9 @@ def render(
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
-        f'<p class="note">Generated {stamp} by Sortition. {links}</p>' + "".join(sections) + "</body></html>"
+        f'<p class="note">Generated {stamp} by Sortition. {escape(links)}</p>'
+        + "".join(sections)
+        + "</body></html>"
     )
 
 
@@ -426,7 +428,7 @@ def write_report(
     *,
     title: str = "Sortition adaptive experiment",
     source: str | None = None,
-    links: str = "",
+    links: Html | str = "",
 ) -> Path:
     """Write ``index.html`` (plots embedded), ``configuration.json`` (the next round's flag
     configuration), ``summary.json``, ``rounds.csv`` and ``rounds.parquet`` (one row per round x
@@ -438,7 +440,8 @@ def write_report(
         simulation: a :class:`SimulationResult` for simulated runs (adds regret and truth checks).
         title: the page title.
         source: where the data came from (shown on the page).
-        links: escaped HTML put under the title (the round archive's navigation).
+        links: text under the title (the round archive's navigation); escaped unless it is
+            :class:`sortition.display.Html`.
     """
     page = render(experiment, simulation, title=title, source=source, links=links)
     out = Path(out_dir)

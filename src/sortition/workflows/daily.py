@@ -215,6 +215,7 @@ def daily_round(
             out,
             experiment,
             title=f"Sortition: {flag}, round {experiment.results_[-1].number}",
+            index_title=f"Sortition: {flag}",
             source=f"{where}, metric {metric!r}",
         )
     return DailyRound(experiment, created, result, len(rows), version, state, report)
