@@ -200,6 +200,10 @@ def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_st
     assert sorted(set(csv["round"])) == [1, 2]
     experiment = SequentialExperiment.load(state)
     assert [r.number for r in experiment.results_] == [1, 2]
+    # decisions survive the state file, so the table keeps every round's decision
+    first_round = json.loads((out / "round-0001" / "summary.json").read_text())["decisions"]
+    assert [d.label for d in experiment.results_[0].decisions] == [d["label"] for d in first_round]
+    assert csv["decision"].notna().all()
 
     # --json: one document, the same numbers
     _serve(store, scenario, 300, 2, rng)
