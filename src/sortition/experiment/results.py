@@ -89,7 +89,7 @@ class RoundResult:
     @property
     def decisions(self) -> tuple[Recommendation, ...]:
         """One decision per scope (overall first, then each segment): ``recommend``'s rows, where SHIP
-        is a graduation. Empty for a round loaded from a state file (decisions are not saved)."""
+        is a graduation. Saved with the state; empty only for a round that computed none."""
         return recommendations(self.recommendations)
 
     def decision(self, scope: Any) -> Recommendation | None:

@@ -142,7 +142,7 @@ def round_table(experiment: SequentialExperiment, data: pd.DataFrame | None = No
     ``n_round`` counts the round's own rows in the segment on the arm, ``n_total`` all rows so far;
     ``p_best`` and ``next_probability`` are the segment's P(arm is best) and the next plan's
     probability; lifts are vs control (empty on the control row); ``decision`` is the segment's
-    (``SHIP arm`` / ``CONTINUE`` / ``STOP``; empty for rounds read back from a state file).
+    (``SHIP arm`` / ``CONTINUE`` / ``STOP``; empty only for rounds saved before decisions were kept).
     """
     data = experiment.data_ if data is None else data
     rows = []

@@ -149,8 +149,8 @@ def _decisions(
         )
     if not rows:
         return (
-            '<h2>Decisions</h2><p class="note">No decisions for this round (it was read back from a state '
-            "file; decisions are made when a round runs).</p>"
+            '<h2>Decisions</h2><p class="note">No decisions for this round (a state file written before '
+            "decisions were saved); the next round makes them.</p>"
         )
     grads = "".join(
         f"<li>graduate <b>{escape(g.arm)}</b> in "
