@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from sortition.serving.attributes import Attributes
 from sortition.serving.conditions import js_string
 from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, first_uint32, shard
+from sortition.serving.validation import ConfigurationError, arr, number, obj, show, string
 from sortition.serving.sharding import md5 as _md5
 
 # (attribute key, coefficient, missing-value coefficient)
@@ -89,37 +90,37 @@ class BanditEvaluation(NamedTuple):
 # ---------------------------------------------------------------- parsing
 
 
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{path}: expected a finite number, got {value!r}")
-    return float(value)
+def check_gamma_floor(gamma: float, floor: float, path: str = "modelData") -> None:
+    """The one check of a model's parameters: ``gamma`` finite and >= 0, ``floor`` in [0, 1].
+
+    Raises:
+        ConfigurationError: naming ``path.gamma`` or ``path.actionProbabilityFloor``.
+    """
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+        raise ConfigurationError(f"{path}.gamma", f"must be a finite number >= 0, got {show(gamma)}")
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
+        raise ConfigurationError(f"{path}.actionProbabilityFloor", f"must be in [0, 1], got {show(floor)}")
 
 
-def _string(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{path}: expected a string, got {value!r}")
-    return value
-
-
-def _list(value: Any, path: str) -> list:
+def _optional_text(value: Any, path: str) -> str:
+    """A key or version: a string, or a number written as JavaScript would; ``""`` when absent."""
     if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
-    return value
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return js_string(value)
+    return string(value, path)
 
 
 def _numeric_terms(items: Any, path: str) -> tuple[NumericTerm, ...]:
     terms = []
-    for i, item in enumerate(_list(items, path)):
+    for i, item in enumerate(arr(items, path, null_ok=True)):
         p = f"{path}[{i}]"
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{p}: expected an object, got {item!r}")
+        item = obj(item, p)
         terms.append(
             (
-                _string(item.get("attributeKey"), f"{p}.attributeKey"),
-                _number(item.get("coefficient"), f"{p}.coefficient"),
-                _number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
+                string(item.get("attributeKey"), f"{p}.attributeKey"),
+                number(item.get("coefficient"), f"{p}.coefficient"),
+                number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
             )
         )
     return tuple(terms)
@@ -127,22 +128,16 @@ def _numeric_terms(items: Any, path: str) -> tuple[NumericTerm, ...]:
 
 def _categorical_terms(items: Any, path: str) -> tuple[CategoricalTerm, ...]:
     terms = []
-    for i, item in enumerate(_list(items, path)):
+    for i, item in enumerate(arr(items, path, null_ok=True)):
         p = f"{path}[{i}]"
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{p}: expected an object, got {item!r}")
-        values = item.get("valueCoefficients")
-        if not isinstance(values, Mapping):
-            raise ValueError(f"{p}.valueCoefficients: expected an object, got {values!r}")
-        table = {
-            _string(k, f"{p}.valueCoefficients key"): _number(v, f"{p}.valueCoefficients.{k}")
-            for k, v in values.items()
-        }
+        item = obj(item, p)
+        values = obj(item.get("valueCoefficients"), f"{p}.valueCoefficients")
+        table = {k: number(v, f"{p}.valueCoefficients.{k}") for k, v in values.items()}
         terms.append(
             (
-                _string(item.get("attributeKey"), f"{p}.attributeKey"),
+                string(item.get("attributeKey"), f"{p}.attributeKey"),
                 MappingProxyType(table),
-                _number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
+                number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
             )
         )
     return tuple(terms)
@@ -153,36 +148,27 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
     ``{banditKey, modelVersion, modelData}``.
 
     Raises:
-        ValueError: naming the JSON path of the first bad field.
+        ConfigurationError: (a ``ValueError``) naming the JSON path of the first bad field.
     """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
+    data = obj(data, path)
     bandit_key = model_version = ""
     if "modelData" in data:
-        bandit_key = str(data.get("banditKey") or "")
-        model_version = js_string(data.get("modelVersion")) if data.get("modelVersion") is not None else ""
+        bandit_key = _optional_text(data.get("banditKey"), f"{path}.banditKey")
+        model_version = _optional_text(data.get("modelVersion"), f"{path}.modelVersion")
         path = f"{path}.modelData" if path != "modelData" else path
-        data = data["modelData"]
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
-    gamma = _number(data.get("gamma"), f"{path}.gamma")
-    floor = _number(data.get("actionProbabilityFloor", 0.0), f"{path}.actionProbabilityFloor")
-    default = _number(data.get("defaultActionScore", 0.0), f"{path}.defaultActionScore")
-    if not math.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"{path}.gamma: must be a finite number >= 0, got {gamma!r}")
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"{path}.actionProbabilityFloor: must be in [0, 1], got {floor!r}")
-    raw = data.get("coefficients") or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path}.coefficients: expected an object, got {type(raw).__name__}")
+        data = obj(data["modelData"], path)
+    gamma = number(data.get("gamma"), f"{path}.gamma")
+    floor = number(data.get("actionProbabilityFloor", 0.0), f"{path}.actionProbabilityFloor")
+    default = number(data.get("defaultActionScore", 0.0), f"{path}.defaultActionScore")
+    check_gamma_floor(gamma, floor, path)
+    raw = obj(data.get("coefficients") or {}, f"{path}.coefficients")
     coefficients = {}
     for key, c in raw.items():
         p = f"{path}.coefficients.{key}"
-        if not isinstance(c, Mapping):
-            raise ValueError(f"{p}: expected an object, got {c!r}")
+        c = obj(c, p)
         coefficients[key] = ActionCoefficients(
             action_key=key,
-            intercept=_number(c.get("intercept", 0.0), f"{p}.intercept"),
+            intercept=number(c.get("intercept", 0.0), f"{p}.intercept"),
             subject_numeric=_numeric_terms(c.get("subjectNumericCoefficients"), f"{p}.subjectNumericCoefficients"),
             subject_categorical=_categorical_terms(
                 c.get("subjectCategoricalCoefficients"), f"{p}.subjectCategoricalCoefficients"

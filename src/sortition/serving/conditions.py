@@ -50,7 +50,10 @@ def js_string(value: Any) -> str:
     if isinstance(value, int):
         if abs(value) < 10**21:
             return str(value)
-        return js_number_string(float(value))
+        try:
+            return js_number_string(float(value))
+        except OverflowError:  # Number(10**400) is Infinity in JavaScript
+            return "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, float):
         return js_number_string(value)
     if value is None:
@@ -95,7 +98,10 @@ def to_number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # beyond float range: not a finite number
+            return None
     elif isinstance(value, str) and _NUMERIC_STRING.match(value):
         number = float(value)
     else:

@@ -14,7 +14,10 @@ try:  # CPython's own md5: about twice as fast as OpenSSL's for short strings (n
 except ImportError:  # pragma: no cover - builds without it
     from hashlib import md5
 
-BANDIT_ASSIGNMENT_SHARDS = 10_000
+# The one shard count: flag splits default to it (``totalShards``), and bandit selection hashes
+# into it. Eppo's SDKs use 10,000 for both.
+TOTAL_SHARDS = 10_000
+BANDIT_ASSIGNMENT_SHARDS = TOTAL_SHARDS
 
 # Batches of at least this many one-block strings are hashed by sortition.serving.md5_batch
 # (numpy, one operation per MD5 step for all of them); below it one md5 call each is as fast:
