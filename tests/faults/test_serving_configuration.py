@@ -193,7 +193,7 @@ def test_mutation_fuzz_raises_only_configuration_errors(base):
     rng = random.Random(13)
     doc = {"flags": FLAGS, "bandit-flags": BANDIT_FLAGS, "obfuscated": obfuscate_flags(FLAGS)}[base]
     accepted = refused = 0
-    for i in range(500):
+    for i in range(240):
         mutated = _mutate(doc, rng)
         if i % 2:  # as text (the deep sentinel spliced in, since json.dumps itself would recurse)
             data = json.dumps(mutated, allow_nan=True).replace('"__DEEP__"', "[" * 3000 + "]" * 3000)
@@ -207,8 +207,8 @@ def test_mutation_fuzz_raises_only_configuration_errors(base):
             continue
         accepted += 1
         client = Client(cfg)
-        for key in list((BANDIT_FLAGS if base == "bandit-flags" else FLAGS)["flags"])[:8]:
-            for subject in ("alice", "bob"):
+        for key in list((BANDIT_FLAGS if base == "bandit-flags" else FLAGS)["flags"])[:5]:
+            for subject in ("alice",):
                 details = client.get_assignment_details(key, subject, {"country": "US", "age": 30}, None)
                 assert not details.description.startswith("evaluation failed"), (key, details.description)
-    assert accepted > 20 and refused > 20  # both outcomes exercised
+    assert accepted > 10 and refused > 10  # both outcomes exercised

@@ -66,7 +66,7 @@ def _pattern() -> st.SearchStrategy[str]:
 
     anchored = st.recursive(base, extend, max_leaves=6)
     return st.builds(lambda start, body, end: start + body + end,
-                     st.sampled_from(["", "^"]), anchored, st.sampled_from(["", "$"]))
+                     st.sampled_from(["", "^", ".*"]), anchored, st.sampled_from(["", "$"]))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -75,6 +75,18 @@ def test_random_safe_patterns_agree_with_re(pattern, texts):
     search = compile_search(pattern)
     for t in texts:
         assert search(t) == (re.search(pattern, t) is not None), (pattern, t)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(literal=st.text(alphabet="ab@.-$\\é", max_size=5), start=st.sampled_from(["", "^", ".*"]),
+       end=st.sampled_from(["", "$"]), texts=st.lists(st.text(alphabet="ab@.-$\\é\n", max_size=8), max_size=6))
+def test_literal_patterns_answered_by_str_methods_agree_with_re(literal, start, end, texts):
+    body = start + "".join("\\" + ch if ch in ".$\\" else ch for ch in literal)
+    pattern = body + end
+    search = compile_search(pattern)
+    python = body + ("\\Z" if end else "")  # RE2's $ is re's \Z (the very end)
+    for t in texts + [literal, literal + "\n"]:
+        assert search(t) == (re.search(python, t) is not None), (pattern, t)
 
 
 def test_pathological_patterns_run_in_linear_time():

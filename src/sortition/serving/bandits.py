@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from sortition.serving.attributes import Attributes
+from sortition.serving.attributes import Attributes, numeric_value
 from sortition.serving.conditions import js_string
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, first_uint32, shard
+from sortition.serving.sharding import TOTAL_SHARDS, salted, shard
 from sortition.serving.validation import ConfigurationError, arr, number, obj, show, string
-from sortition.serving.sharding import md5 as _md5
 
 # (attribute key, coefficient, missing-value coefficient)
 NumericTerm = tuple[str, float, float]
@@ -208,12 +207,17 @@ def _numeric_sum(terms: tuple[NumericTerm, ...], values: Mapping[str, Any]) -> f
     for key, coefficient, missing in terms:
         v = values.get(key)
         cls = v.__class__
-        if (cls is float or cls is int) and _isfinite(v):
-            total += v * coefficient
-        elif v is not None and cls is not bool and isinstance(v, (int, float)) and _isfinite(v):
-            total += float(v) * coefficient
-        else:
+        if cls is float or cls is int:
+            try:
+                if _isfinite(v):
+                    total += v * coefficient
+                    continue
+            except OverflowError:  # an int beyond float range is missing, and only it
+                pass
             total += missing
+        else:
+            x = numeric_value(v)  # int/float subclasses count as numbers; bool and others: missing
+            total += missing if x is None else float(x) * coefficient
     return total
 
 
@@ -351,32 +355,37 @@ def action_weights(
     return _weights_sorted(_js_sorted(scores), scores, gamma, action_probability_floor)[0]
 
 
-def _shuffle(prefix: str, keys: list[str]) -> list[str]:
-    """``keys`` (already in JS order) sorted by ``shard(prefix + key)``; the sort is stable, so
-    equal shards keep key order."""
-    shard_of = dict(zip(keys, [
-        first_uint32(_md5((prefix + k).encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS for k in keys
-    ]))
+def _shuffle(hasher: Any, keys: list[str]) -> list[str]:
+    """``keys`` (already in JS order) sorted by ``shard(prefix + "-" + key)`` where ``hasher =
+    salted(prefix)``; the sort is stable, so equal shards keep key order."""
+    shard_of = {k: shard(f"-{k}", TOTAL_SHARDS, hasher) for k in keys}
     return sorted(keys, key=shard_of.__getitem__)
 
 
 def shuffled_actions(flag_key: str, subject_key: str, keys) -> list[str]:
     """Actions in the subject's deterministic order: by ``shard(f"{flag}-{subject}-{key}")``, ties by key."""
-    return _shuffle(f"{flag_key}-{subject_key}-", _js_sorted(keys))
+    return _shuffle(salted(f"{flag_key}-{subject_key}"), _js_sorted(keys))
+
+
+def _select(hasher: Any, keys: list[str], weights: Mapping[str, float]) -> str:
+    """The first action, in the shuffled order, whose running weight exceeds the subject's
+    threshold ``shard(prefix, 10000) / 10000`` (``hasher = salted(prefix)``); if rounding
+    selects none, the last one (never raise)."""
+    shuffled = _shuffle(hasher, keys)
+    threshold = shard("", TOTAL_SHARDS, hasher) / TOTAL_SHARDS
+    cumulative = 0.0
+    for k in shuffled:
+        cumulative += weights[k]
+        if cumulative > threshold:
+            return k
+    return shuffled[-1]
 
 
 def select_action(flag_key: str, subject_key: str, weights: Mapping[str, float]) -> str:
     """The action this subject gets under ``weights`` (see the module docstring)."""
     if not weights:
         raise ValueError("weights is empty: there is no action to select")
-    shuffled = shuffled_actions(flag_key, subject_key, weights)
-    threshold = shard(f"{flag_key}-{subject_key}", BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
-    cumulative = 0.0
-    for k in shuffled:
-        cumulative += weights[k]
-        if cumulative > threshold:
-            return k
-    return shuffled[-1]  # rounding left nothing selected: take the last (never raise)
+    return _select(salted(f"{flag_key}-{subject_key}"), _js_sorted(weights), weights)
 
 
 def evaluate_bandit(
@@ -401,20 +410,7 @@ def evaluate_bandit(
     scores = {k: _score(model, subject, k, attributes_view(a)) for k, a in actions.items()}
     keys = _js_sorted(scores)
     weights, _, top = _weights_sorted(keys, scores, model.gamma, model.action_probability_floor)
-    prefix = f"{flag_key}-{subject_key}"
-    pre = prefix + "-"
-    # Shuffle: a stable sort by shard over keys already in JS order breaks ties by key.
-    shuffled = _shuffle(pre, keys)
-    threshold = (first_uint32(_md5(prefix.encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
-    cumulative = 0.0
-    chosen = None
-    for k in shuffled:
-        cumulative += weights[k]
-        if cumulative > threshold:
-            chosen = k
-            break
-    if chosen is None:  # rounding left nothing selected: take the last (never raise)
-        chosen = shuffled[-1]
+    chosen = _select(salted(f"{flag_key}-{subject_key}"), keys, weights)
     score = scores[chosen]
     return BanditEvaluation(flag_key, subject_key, chosen, score, weights[chosen], model.gamma, top - score,
                             subject_attributes, actions[chosen])

@@ -29,7 +29,7 @@ from sortition.serving.model import (
     Split,
     Variation,
 )
-from sortition.serving.sharding import TOTAL_SHARDS
+from sortition.serving.sharding import TOTAL_SHARDS, salted
 from sortition.serving.obfuscation import b64decode, compile_obfuscated_condition, decode_operator, md5_hex
 from sortition.serving.validation import (
     MAX_DEPTH,
@@ -135,8 +135,9 @@ def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
             raw = b64decode(raw, f"{vp}.value")
         raw, value, error = _typed_value(variation_type, raw, obfuscated, f"{vp}.value")
         variations[vkey] = Variation(vkey, raw, value, error)
+    salts: dict[str, int] = {}  # salt -> index, filled as the splits are read
     allocations = tuple(
-        _parse_allocation(a, f"{p}.allocations[{i}]", obfuscated)
+        _parse_allocation(a, f"{p}.allocations[{i}]", obfuscated, i, salts, variations)
         for i, a in enumerate(arr(f.get("allocations", []), f"{p}.allocations"))
     )
     return Flag(
@@ -147,10 +148,13 @@ def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
         allocations=allocations,
         total_shards=total_shards,
         timed=any(a.start_at is not None or a.end_at is not None for a in allocations),
+        salts=tuple(salts),
+        hashers=tuple(salted(f"{salt}-") for salt in salts),
     )
 
 
-def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
+def _parse_allocation(a: Any, p: str, obfuscated: bool, position: int, salts: dict[str, int],
+                      variations: Mapping[str, Variation]) -> Allocation:
     a = obj(a, p)
     key = string(a.get("key"), f"{p}.key")
     start, end = a.get("startAt"), a.get("endAt")
@@ -162,7 +166,8 @@ def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
         _parse_rule(r, f"{p}.rules[{i}]", obfuscated) for i, r in enumerate(arr(a.get("rules"), f"{p}.rules", null_ok=True))
     )
     splits = tuple(
-        _parse_split(s, f"{p}.splits[{i}]", obfuscated) for i, s in enumerate(arr(a.get("splits", []), f"{p}.splits"))
+        _parse_split(s, f"{p}.splits[{i}]", obfuscated, salts, variations)
+        for i, s in enumerate(arr(a.get("splits", []), f"{p}.splits"))
     )
     return Allocation(
         key=key,
@@ -172,6 +177,7 @@ def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
         splits=splits,
         do_log=boolean(a.get("doLog", True), f"{p}.doLog"),
         describes_traffic=len(splits) > 1 or any(len(s.shards) > 1 for s in splits),
+        position=position,
     )
 
 
@@ -206,7 +212,8 @@ def _parse_rule(r: Any, p: str, obfuscated: bool) -> Rule:
     return Rule(tuple(conditions), r)
 
 
-def _parse_split(s: Any, p: str, obfuscated: bool) -> Split:
+def _parse_split(s: Any, p: str, obfuscated: bool, salts: dict[str, int],
+                 variations: Mapping[str, Variation]) -> Split:
     s = obj(s, p)
     variation_key = string(s.get("variationKey"), f"{p}.variationKey")
     if obfuscated:
@@ -223,7 +230,7 @@ def _parse_split(s: Any, p: str, obfuscated: bool) -> Split:
             rp = f"{sp}.ranges[{j}]"
             rg = obj(rg, rp)
             ranges.append((whole(rg.get("start"), f"{rp}.start"), whole(rg.get("end"), f"{rp}.end")))
-        shards.append(Shard(salt, tuple(ranges)))
+        shards.append(Shard(salt, tuple(ranges), salts.setdefault(salt, len(salts))))
     extra = obj(s.get("extraLogging") or {}, f"{p}.extraLogging")
     if obfuscated:
         extra = {
@@ -231,7 +238,7 @@ def _parse_split(s: Any, p: str, obfuscated: bool) -> Split:
         }
     else:  # Eppo's format: string to string
         extra = {k: string(v, f"{p}.extraLogging.{k}") for k, v in extra.items()}
-    return Split(variation_key, tuple(shards), MappingProxyType(extra))
+    return Split(variation_key, tuple(shards), MappingProxyType(extra), variations.get(variation_key))
 
 
 def _parse_links(data: Mapping[str, Any]) -> dict[tuple[str, str], BanditLink]:
@@ -396,6 +403,8 @@ class Configuration:
         """The compiled flag for a plain flag key (hashed here when obfuscated)."""
         if not self.obfuscated:
             return self.flags.get(flag_key)
+        if flag_key.__class__ is not str:
+            return None
         hashed = _KEY_HASHES.get(flag_key)
         if hashed is None:
             hashed = md5_hex(flag_key)

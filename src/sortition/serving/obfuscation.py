@@ -21,7 +21,10 @@ from sortition.serving.validation import ConfigurationError, show
 
 
 def md5_hex(text: str) -> str:
-    return md5(text.encode()).hexdigest()
+    try:
+        return md5(text.encode()).hexdigest()
+    except UnicodeEncodeError:  # a lone surrogate: hash its bytes, never raise
+        return md5(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def b64encode(text: str) -> str:
