@@ -313,10 +313,12 @@ class Client:
                 return value, variation.key, None
             return value, variation.key, _match_details(cfg, flag_key, flag, value, subject_key, found, trace,
                                                         MATCH, None)
-        except BadRequest as exc:
+        except (BadRequest, UnicodeEncodeError) as exc:
+            reason = str(exc) if isinstance(exc, BadRequest) else \
+                f"subject_key must be a valid Unicode string, got {subject_key!r} (a lone surrogate)"
             _report_failure("sortition: flag %r, subject %r: %s; serving the default", flag_key, subject_key,
-                            exc, traceback=False)
-            return _default(cfg, default, flag_key, subject_key, trace, ASSIGNMENT_ERROR, str(exc))
+                            reason, traceback=False)
+            return _default(cfg, default, flag_key, subject_key, trace, ASSIGNMENT_ERROR, reason)
         except Exception as exc:  # noqa: BLE001 - request-time evaluation never raises
             _report_failure("sortition: evaluating flag %r for %r failed; serving the default", flag_key, subject_key)
             return _default(cfg, default, flag_key, subject_key, trace, ASSIGNMENT_ERROR,
