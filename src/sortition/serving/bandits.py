@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from sortition.serving.attributes import Attributes, numeric_value
 from sortition.serving.conditions import js_string
+from sortition.serving.events import now_rfc3339
 from sortition.serving.sharding import TOTAL_SHARDS, salted, shard
 from sortition.serving.validation import ConfigurationError, arr, number, obj, show, string
 
@@ -50,22 +51,89 @@ class ActionCoefficients:
 
 @dataclass(frozen=True, slots=True)
 class BanditModel:
-    """A bandit's model data (the ``modelData`` object of the bandit-model JSON).
+    """A contextual bandit's model: what the evaluator scores, what training produces, and one
+    entry of a bandit-models-v1 file (:meth:`to_json` / :meth:`from_json`). The one model type
+    (``sortition.learning.BanditModel`` is this class).
 
     Attributes:
-        gamma: inverse-gap weighting strength (>= 0; larger = greedier).
-        action_probability_floor: total floor; each action gets at least ``floor / n_actions``.
+        bandit_key: the bandit's key (also the flag variation value that routes to it).
+        gamma: inverse-gap weighting strength (finite, >= 0; 0 = uniform, larger = greedier).
         default_action_score: score of an action the model has no coefficients for.
-        coefficients: action key -> :class:`ActionCoefficients`.
-        bandit_key, model_version: identification, carried into events.
+        action_probability_floor: total floor in [0, 1]; each action gets at least ``floor / n``.
+        coefficients: action key -> :class:`ActionCoefficients` (read-only mapping).
+        model_version, model_name, updated_at: metadata, carried into events and the JSON.
+        n_events: events the model was trained on (0 when read from JSON; not serialized).
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) for a bad ``gamma`` or floor
+            (:func:`check_gamma_floor`, the one check).
     """
 
+    bandit_key: str
     gamma: float
-    action_probability_floor: float
     default_action_score: float
+    action_probability_floor: float
     coefficients: Mapping[str, ActionCoefficients]
-    bandit_key: str = ""
-    model_version: str = ""
+    model_version: str = "1"
+    model_name: str = "sortition-ridge"
+    updated_at: str = field(default_factory=now_rfc3339)
+    n_events: int = field(default=0, compare=False)  # training metadata, not part of the model
+
+    def __post_init__(self) -> None:
+        check_gamma_floor(self.gamma, self.action_probability_floor, "model")
+        if not isinstance(self.coefficients, MappingProxyType):
+            object.__setattr__(self, "coefficients", MappingProxyType(dict(self.coefficients)))
+
+    def model_data(self) -> dict[str, Any]:
+        """The ``modelData`` object."""
+        return {
+            "gamma": self.gamma,
+            "defaultActionScore": self.default_action_score,
+            "actionProbabilityFloor": self.action_probability_floor,
+            "coefficients": {k: action_coefficients_json(c) for k, c in self.coefficients.items()},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """This model's entry in a bandit-models-v1 file's ``bandits`` object."""
+        return {
+            "banditKey": self.bandit_key,
+            "modelName": self.model_name,
+            "updatedAt": self.updated_at,
+            "modelVersion": self.model_version,
+            "modelData": self.model_data(),
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> BanditModel:
+        """Read one entry ``{banditKey, modelVersion, modelData, ...}`` of a bandit-models-v1 file."""
+        if not isinstance(entry, Mapping) or "modelData" not in entry:
+            raise ConfigurationError("bandits", "a bandit model entry needs 'banditKey' and 'modelData' "
+                                     "(bandit-models-v1)")
+        return parse_bandit_model(entry, path=f"bandits.{_optional_text(entry.get('banditKey'), 'banditKey')}")
+
+    def serving_model(self) -> BanditModel:
+        """This model (kept for callers of the former learning-side type)."""
+        return self
+
+
+def _numeric_json(terms: tuple[NumericTerm, ...]) -> list[dict[str, Any]]:
+    return [{"attributeKey": k, "coefficient": c, "missingValueCoefficient": m} for k, c, m in terms]
+
+
+def _categorical_json(terms: tuple[CategoricalTerm, ...]) -> list[dict[str, Any]]:
+    return [{"attributeKey": k, "valueCoefficients": dict(v), "missingValueCoefficient": m} for k, v, m in terms]
+
+
+def action_coefficients_json(c: ActionCoefficients) -> dict[str, Any]:
+    """One action's entry of ``modelData.coefficients``."""
+    return {
+        "actionKey": c.action_key,
+        "intercept": c.intercept,
+        "actionNumericCoefficients": _numeric_json(c.action_numeric),
+        "actionCategoricalCoefficients": _categorical_json(c.action_categorical),
+        "subjectNumericCoefficients": _numeric_json(c.subject_numeric),
+        "subjectCategoricalCoefficients": _categorical_json(c.subject_categorical),
+    }
 
 
 class BanditEvaluation(NamedTuple):
@@ -150,10 +218,12 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
         ConfigurationError: (a ``ValueError``) naming the JSON path of the first bad field.
     """
     data = obj(data, path)
-    bandit_key = model_version = ""
+    bandit_key = model_version = model_name = updated_at = ""
     if "modelData" in data:
         bandit_key = _optional_text(data.get("banditKey"), f"{path}.banditKey")
         model_version = _optional_text(data.get("modelVersion"), f"{path}.modelVersion")
+        model_name = _optional_text(data.get("modelName"), f"{path}.modelName")
+        updated_at = _optional_text(data.get("updatedAt"), f"{path}.updatedAt")
         path = f"{path}.modelData" if path != "modelData" else path
         data = obj(data["modelData"], path)
     gamma = number(data.get("gamma"), f"{path}.gamma")
@@ -177,7 +247,8 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
                 c.get("actionCategoricalCoefficients"), f"{p}.actionCategoricalCoefficients"
             ),
         )
-    return BanditModel(gamma, floor, default, MappingProxyType(coefficients), bandit_key, model_version)
+    return BanditModel(bandit_key, gamma, default, floor, MappingProxyType(coefficients), model_version,
+                       model_name, updated_at)
 
 
 # ---------------------------------------------------------------- scoring

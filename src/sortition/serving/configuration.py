@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
@@ -361,10 +361,7 @@ class Configuration:
             for key, entry in entries.items():
                 model = parse_bandit_model(obj(entry, f"bandits.{key}"), f"bandits.{key}")
                 if not model.bandit_key:
-                    model = BanditModel(
-                        model.gamma, model.action_probability_floor, model.default_action_score,
-                        model.coefficients, key, model.model_version,
-                    )
+                    model = replace(model, bandit_key=key)
                 models[key] = model
         env = data.get("environment")
         return cls(

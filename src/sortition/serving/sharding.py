@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover - builds without it
 # into it. Eppo's SDKs use 10,000 for both.
 TOTAL_SHARDS = 10_000
 
-# Batches of at least this many one-block strings are hashed by sortition.serving.md5_batch
+# The one vector threshold of the shard hash: batches of at least this many one-block strings
+# are hashed by sortition.serving.md5_batch
 # (numpy, one operation per MD5 step for all of them); below it one md5 call each is as fast:
 # numpy pays ~0.3 µs per operation and one MD5 block takes ~650 of them.
 MIN_VECTOR = 4096
