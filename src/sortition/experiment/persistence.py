@@ -3,8 +3,9 @@
 The state is one JSON document (no pickle): the settings, the committed state (round, active
 arms, loser/winner streaks, every plan, every round's result, every row read so far) and the
 shard salt. The fitted posterior and policy tree are not stored: ``advance`` refits them from the
-rows, with a seed derived from (seed, round), so a reloaded experiment computes exactly the same
-next plan as the original from the same next round's data.
+rows, with a seed derived from (seed, round), and from the last fit's warm start (its forests' last
+draw, which is stored), so a reloaded experiment computes exactly the same next plan as the original
+from the same next round's data.
 
 Floats are written with Python's shortest round-trip repr, so values come back bit-exact;
 non-finite floats are written as ``{"$float": "nan"}`` to keep the file strict JSON. Writes go to a
@@ -29,6 +30,7 @@ from sortition.experiment.cells import CellWeights, Plan, SegmentPlan
 from sortition.experiment.export import experiment_salt
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.state import ExperimentState
+from sortition.posterior.warm import WarmStart
 
 STATE_FORMAT = "sortition.experiment-state"
 STATE_VERSION = 1
@@ -53,6 +55,7 @@ SETTINGS = (
     "level",
     "covariates",
     "seed",
+    "warm_start",
 )
 
 
@@ -291,6 +294,7 @@ def state_to_json(arms: tuple[str, ...], settings: Mapping[str, Any], state: Exp
             "plans": [plan_to_json(p) for p in state.plans],
             "results": [_result_to_json(r) for r in state.results],
             "data": None if state.data is None else frame_to_json(state.data),
+            "warm_start": None if state.warm_start is None else state.warm_start.to_json(),
         },
     }
     return _plain(doc, "experiment state")
@@ -333,6 +337,7 @@ def state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, 
         plans=plans,
         loser_streak={str(k): int(v) for k, v in s["loser_streak"].items()},
         winner_streak={(seg, arm): int(n) for seg, arm, n in s["winner_streak"]},
+        warm_start=None if s.get("warm_start") is None else WarmStart.from_json(s["warm_start"]),
     )
     return tuple(doc["arms"]), settings, state
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sortition.policy.allocation import require_posterior, segment_masks, segment_win_frequencies
+from sortition.policy.allocation import require_posterior, segment_masks
 from sortition.policy.features import encode_features
 from sortition.policy.search import Leaf, TreeSearch
 from sortition.policy.segments import Segment
+from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
 from sortition.rules import Rule
 
@@ -27,6 +28,8 @@ class PolicyTree:
         welfare: posterior expected gain per visitor of serving each segment its ``best_arm``,
             relative to serving everyone control (metric units).
         max_depth, min_leaf_share: the fit's constraints.
+        summary: the leaves' :class:`SegmentSummary` (plus the fit's ``extra_masks``), computed in the
+            fit's one pass over the draws; hand it to ``thompson_allocation`` and ``recommend``.
     """
 
     segments: tuple[Segment, ...]
@@ -34,6 +37,7 @@ class PolicyTree:
     welfare: float
     max_depth: int
     min_leaf_share: float
+    summary: SegmentSummary | None = field(default=None, repr=False, compare=False)
 
     def assign(self, frame: Any) -> np.ndarray:
         """Segment id per row of a frame (or ExperimentData); -1 where no segment matches (e.g. a
@@ -68,6 +72,7 @@ def fit_policy_tree(
     n_bootstrap: int = 20,
     seed: int = 0,
     level: float = 0.9,
+    extra_masks: Mapping[str, np.ndarray] | None = None,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 
@@ -91,6 +96,8 @@ def fit_policy_tree(
             0 skips them (stability NaN).
         seed: seed of the bootstrap.
         level: credible level of ``gate_interval``.
+        extra_masks: named (n,) masks whose mean-contrast draws the returned ``summary`` also holds
+            (``summary.extra``), read in the same pass over the draws as the leaves'.
     """
     data = require_posterior(posterior, "fit_policy_tree")
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 3:
@@ -112,7 +119,8 @@ def fit_policy_tree(
 
     rules = [Rule(leaf.conditions) for leaf in leaves]
     masks = segment_masks(posterior, list(enumerate(rules)))
-    all_means, all_raw = segment_win_frequencies(posterior, masks)
+    summary = SegmentSummary.compute(posterior, list(range(len(rules))), masks, extra_masks)
+    all_means, all_raw = summary.means, summary.win
     segments = []
     q = [(1 - level) / 2, (1 + level) / 2]
     for i, (leaf, rule, mask, means, raw) in enumerate(zip(leaves, rules, masks, all_means, all_raw)):
@@ -132,7 +140,8 @@ def fit_policy_tree(
             )
         )
     welfare = sum(leaf.welfare for leaf in leaves) / cate.shape[0]
-    return PolicyTree(tuple(segments), tuple(posterior.arms), float(welfare), max_depth, float(min_leaf_share))
+    return PolicyTree(tuple(segments), tuple(posterior.arms), float(welfare), max_depth, float(min_leaf_share),
+                      summary)
 
 
 def _refine(frame, rewards, leaves, max_depth, min_leaf_share, refine_bins, n_bins) -> list[Leaf]:
