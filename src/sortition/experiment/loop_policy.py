@@ -20,6 +20,7 @@ from sortition.policy import (
     arm_win_frequencies,
     fit_policy_tree,
     iterative_floor_clip,
+    policy_tree_from_rules,
     recommend,
     thompson_allocation,
 )
@@ -54,6 +55,8 @@ class LoopPolicy:
         fit: ``fit(data, **options) -> Posterior`` (``sortition.posterior.fit``).
         tree: ``tree(posterior, **options) -> PolicyTree`` with ``.segments`` and ``.summary``
             (``fit_policy_tree``; the loop passes ``extra_masks``).
+        keep: ``keep(posterior, rules, **options) -> PolicyTree``: last round's segments rescored
+            (``policy_tree_from_rules``).
         allocate: ``allocate(posterior, segments, epsilon, summary) -> {segment id: {arm: weight}}``.
         population: ``population(posterior, epsilon, summary) -> {arm: weight}`` for unmatched visitors.
         recommend: ``recommend(posterior, segments, summary) -> DataFrame``.
@@ -61,6 +64,7 @@ class LoopPolicy:
 
     fit: Callable[..., Posterior] = fit
     tree: Callable[..., PolicyTree] = fit_policy_tree
+    keep: Callable[..., PolicyTree] = policy_tree_from_rules
     allocate: Callable[[Posterior, Sequence[Segment], float, SegmentSummary], dict] = segment_allocation
     population: Callable[[Posterior, float, SegmentSummary], dict[str, float]] = population_allocation
     recommend: Callable[[Posterior, Sequence[Segment], SegmentSummary], pd.DataFrame] = recommendations

@@ -56,6 +56,7 @@ SETTINGS = (
     "covariates",
     "seed",
     "warm_start",
+    "resegment_probability",
 )
 
 
@@ -243,6 +244,8 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
             for g in r.graduations
         ],
         "seconds": r.seconds,
+        "churn": r.churn,
+        "resegment_probability": r.resegment_probability,
     }
 
 
@@ -274,6 +277,8 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         graduations=tuple(Graduation(**g) for g in d["graduations"]),
         plan=plan,
         seconds=dict(d.get("seconds", {})),
+        churn=d.get("churn"),
+        resegment_probability=d.get("resegment_probability"),
     )
 
 

@@ -65,6 +65,11 @@ class SequentialExperiment:
         seed: base seed; round r fits with a seed derived from (seed, r).
         warm_start: start each round's BCF fit from the previous round's forests (its last draw; no
             grow-from-root sweeps, a short burn-in); False refits every round cold.
+        resegment_probability: from the second learned round on, the new policy tree replaces last
+            round's segments only when the posterior probability that its welfare (expected gain per
+            visitor of serving each segment its best arm) is higher is at least this; 0 always
+            re-segments. ``RoundResult.resegment_probability`` reports it, ``RoundResult.churn`` the
+            share of visitors whose segment or served arm changed.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 
@@ -95,6 +100,7 @@ class SequentialExperiment:
         covariates: Sequence[str] | None = None,
         seed: int = 0,
         warm_start: bool = True,
+        resegment_probability: float = 0.95,
         policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
@@ -110,7 +116,7 @@ class SequentialExperiment:
             max_depth=max_depth, min_leaf_share=min_leaf_share, tree_options=tree_options, drop_below=drop_below,
             drop_after=drop_after, graduation_probability=graduation_probability, graduation_loss=graduation_loss,
             graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
-            warm_start=warm_start,
+            warm_start=warm_start, resegment_probability=resegment_probability,
         )
         self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
@@ -138,6 +144,7 @@ class SequentialExperiment:
     covariates = _setting("covariates")
     seed = _setting("seed")
     warm_start = _setting("warm_start")
+    resegment_probability = _setting("resegment_probability")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -249,8 +256,12 @@ class SequentialExperiment:
 
         t0 = time.perf_counter()
         this_round = np.asarray(data.round) == state.round if data.round is not None else np.ones(data.n, bool)
-        tree = policy.tree(posterior, max_depth=settings.max_depth, min_leaf_share=settings.min_leaf_share,
-                           seed=seed, extra_masks=steps.summary_masks(data, this_round), **settings.tree_options)
+        extra = steps.summary_masks(data, this_round)
+        limits = {"max_depth": settings.max_depth, "min_leaf_share": settings.min_leaf_share}
+        tree = policy.tree(posterior, seed=seed, extra_masks=extra, **limits, **settings.tree_options)
+        rules = steps.previous_rules(state.plan, data)
+        kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
+        tree, p_resegment = steps.choose_tree(tree, kept, settings.resegment_probability)
         segments, summary = tuple(tree.segments), tree.summary
         allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
         population = policy.population(posterior, settings.epsilon, summary)
@@ -282,6 +293,8 @@ class SequentialExperiment:
             recommendations=recommendations,
             tree=tree,
             seconds=timings,
+            churn=None if not state.results else steps.churn(state.plan, plan, data),
+            resegment_probability=p_resegment,
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

@@ -59,6 +59,7 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "None or a list of column names"),
     ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     ("warm_start", lambda v: isinstance(v, bool), "True or False"),
+    ("resegment_probability", _unit, "in [0, 1]"),
 )
 
 
@@ -68,7 +69,9 @@ class ExperimentSettings:
 
     ``schedule`` is a :class:`Schedule` or None; ``fit_options`` / ``tree_options`` are read-only
     mappings; ``covariates`` a tuple or None. ``warm_start``: each round's BCF fit starts from the
-    previous round's forests (False: every round refits cold).
+    previous round's forests (False: every round refits cold). ``resegment_probability``: last round's
+    segments are replaced by the new tree's only when the posterior probability that the new tree's
+    welfare is higher is at least this (0: always take the new tree).
     """
 
     key: str = "sortition-experiment"
@@ -91,6 +94,7 @@ class ExperimentSettings:
     covariates: tuple[str, ...] | None = None
     seed: int = 0
     warm_start: bool = True
+    resegment_probability: float = 0.95
 
     def __post_init__(self) -> None:
         # normalize containers first, so a list or a dict is accepted and frozen

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import ExperimentData
-from sortition.experiment.cells import CELLS
+from sortition.experiment.cells import CELLS, Plan
 from sortition.experiment.results import CellObservation, Graduation, Lift, SegmentResult
 from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
-from sortition.policy import Segment, expected_loss
+from sortition.policy import PolicyTree, Segment, expected_loss
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import summarize_lifts
+from sortition.rules import Rule
 
 # Column roles in round data; every other column is a covariate unless ``covariates`` is given.
 ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
@@ -105,6 +106,48 @@ def summary_masks(data: ExperimentData, this_round: np.ndarray) -> dict[str, np.
             for k in range(1, data.n_arms):
                 masks[f"cell:{name}:{k}"] = in_cell & (data.arm_index == k)
     return masks
+
+
+# --- stable segments -----------------------------------------------------------------------------------
+def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
+    """The rules of the plan served this round, when they are learned segments that still partition
+    ``data`` (each matches someone, together everyone); None otherwise (the first round's "everyone")."""
+    rules = [seg.rule for seg in plan.segments]
+    if not rules or any(rule is None for rule in rules):
+        return None
+    index = plan.segment_index(data)
+    counts = np.bincount(index, minlength=len(rules) + 1)
+    if counts[len(rules)] > 0 or (counts[:len(rules)] == 0).any():
+        return None
+    return rules
+
+
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float) -> tuple[PolicyTree, float | None]:
+    """(the tree to serve, P(new welfare > kept welfare)): the new tree replaces last round's segments
+    only when that posterior probability (over the same draws) is at least ``threshold``."""
+    if kept is None:
+        return new, None
+    if [seg.rule for seg in new.segments] == [seg.rule for seg in kept.segments]:
+        return new, None
+    w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
+    # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
+    p_better = float(np.mean((w_new > w_kept) & ~np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)))
+    return (new if p_better >= threshold else kept), p_better
+
+
+def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
+    """Share of ``data``'s visitors whose segment (its rule) or served arm (the segment's most-allocated
+    arm in the optimized cell) differs between ``previous`` and ``plan``."""
+    def labels(p: Plan) -> tuple[np.ndarray, np.ndarray]:
+        index = p.segment_index(data)
+        allocations = (*p.segments, p.default)
+        rule = np.array([describe(s.rule) if s.rule is not None else s.description for s in allocations],
+                        dtype=object)
+        served = np.array([max(s.optimized, key=s.optimized.get) for s in allocations], dtype=object)
+        return rule[index], served[index]
+
+    (rule_a, arm_a), (rule_b, arm_b) = labels(previous), labels(plan)
+    return float(np.mean((rule_a != rule_b) | (arm_a != arm_b)))
 
 
 # --- decisions over the summary ---------------------------------------------------------------------
