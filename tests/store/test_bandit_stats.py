@@ -139,3 +139,19 @@ def test_training_reads_no_events_into_python(messy_store, monkeypatch):
 def test_no_matching_decisions_is_a_clear_error(store):
     with pytest.raises(ValueError, match="no events"):
         train_bandit_from_store(store, "revenue")
+
+
+def test_nan_and_infinity_read_as_the_in_memory_path_reads_them(tmp_path):
+    """Python's json writes NaN/Infinity; DuckDB parses them, and they must count as missing
+    numbers (NaN also as a missing category; Infinity is the category "Infinity")."""
+    decisions, outcomes = _messy_events(300, seed=4)
+    for i, d in enumerate(decisions[::3]):
+        d["subjectNumericAttributes"]["age"] = [float("nan"), float("inf"), -float("inf")][i % 3]
+        d["subjectCategoricalAttributes"]["country"] = [float("nan"), float("inf"), "US"][i % 3]
+    with EventStore(str(tmp_path / "nan.duckdb")) as store:
+        store.append_bandit_events(decisions)
+        store.append_outcomes(outcomes)
+        in_memory = train_bandit(BanditEvents.from_frame(store.bandit_rewards("revenue")))
+        in_store = train_bandit_from_store(store, "revenue")
+    _assert_same(in_memory, in_store)
+    assert "Infinity" in dict(in_store.coefficients["a"].subject_categorical[0][1])

@@ -146,13 +146,16 @@ class _Json:
         typ, member = self._member(alias, key)
         if self.pg:
             return f"CASE WHEN {typ} = 'number' THEN CAST({alias} ->> {_literal(key)} AS {_DOUBLE}) END"
-        return f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST({member} AS {_DOUBLE}) END"
+        return (f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({member} AS {_DOUBLE})) "
+                f"THEN CAST({member} AS {_DOUBLE}) END")
 
     def number_of(self, typ: str, value: str) -> str:
-        """A member's number (from its type and value), NULL unless a JSON number."""
+        """A member's number (from its type and value), NULL unless a finite JSON number (DuckDB reads
+        Python's NaN / Infinity tokens as numbers; PostgreSQL refuses them)."""
         if self.pg:
             return f"CASE WHEN {typ} = 'number' THEN CAST({value} #>> '{{}}' AS {_DOUBLE}) END"
-        return f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST({value} AS {_DOUBLE}) END"
+        return (f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({value} AS {_DOUBLE})) "
+                f"THEN CAST({value} AS {_DOUBLE}) END")
 
     def code_of(self, typ: str, value: str) -> str:
         """A member's categorical code (see the module docstring), NULL for JSON null."""
