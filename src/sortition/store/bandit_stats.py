@@ -146,13 +146,7 @@ class _Json:
         return f"json_type({alias}, {path})", f"json_extract({alias}, {path})"
 
     def number(self, alias: str, key: str) -> str:
-        typ, member = self._member(alias, key)
-        if self.pg:
-            return f"CASE WHEN {typ} = 'number' THEN CAST({alias} ->> {_literal(key)} AS {_DOUBLE}) END"
-        return (
-            f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({member} AS {_DOUBLE})) "
-            f"THEN CAST({member} AS {_DOUBLE}) END"
-        )
+        return self.number_of(*self._member(alias, key))
 
     def number_of(self, typ: str, value: str) -> str:
         """A member's number (from its type and value), NULL unless a finite JSON number (DuckDB reads
