@@ -47,21 +47,43 @@ def make_data(k: int, p: int, rows: int, seed: int) -> tuple[np.ndarray, np.ndar
     from sklearn.datasets import make_classification
 
     informative = max(2, p // 2)
-    X, y = make_classification(n_samples=rows, n_features=p, n_informative=informative,
-                               n_redundant=min(p - informative, p // 4), n_classes=k, n_clusters_per_class=1,
-                               class_sep=1.0, flip_y=0.01, random_state=seed)
+    X, y = make_classification(
+        n_samples=rows,
+        n_features=p,
+        n_informative=informative,
+        n_redundant=min(p - informative, p // 4),
+        n_classes=k,
+        n_clusters_per_class=1,
+        class_sep=1.0,
+        flip_y=0.01,
+        random_state=seed,
+    )
     return X, y
 
 
-def run_sortition(X: np.ndarray, y: np.ndarray, order: np.ndarray, update_every: int, bonus: float,
-                  l2: float, weighting: str, max_weight: float = 20.0) -> float:
+def run_sortition(
+    X: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    update_every: int,
+    bonus: float,
+    l2: float,
+    weighting: str,
+    max_weight: float = 20.0,
+) -> float:
     p = X.shape[1]
     names = [f"x{j}" for j in range(p)]
     classes = [f"c{c}" for c in range(int(y.max()) + 1)]
     actions = {c: None for c in classes}
     learner = IncrementalBandit.cold(
-        numeric_layout(names), classes, update_every=update_every, gamma=SqrtGamma(GAMMA_SCALE),
-        l2=l2, importance_weighting=weighting, max_importance_weight=max_weight, cold_start=ColdStart(bonus),
+        numeric_layout(names),
+        classes,
+        update_every=update_every,
+        gamma=SqrtGamma(GAMMA_SCALE),
+        l2=l2,
+        importance_weighting=weighting,
+        max_importance_weight=max_weight,
+        cold_start=ColdStart(bonus),
     )
     model = learner.model_.serving_model()
     total = 0.0
@@ -70,11 +92,17 @@ def run_sortition(X: np.ndarray, y: np.ndarray, order: np.ndarray, update_every:
         chosen = evaluate_bandit("bakeoff", f"row-{t}", Attributes(numeric, {}), actions, model)
         reward = 1.0 if chosen.action_key == classes[y[i]] else 0.0
         total += reward
-        if learner.learn(BanditEvents(
-            action=np.array([chosen.action_key], dtype=object), reward=np.array([reward]),
-            action_probability=np.array([chosen.action_weight]), subject_numeric=(numeric,),
-            subject_categorical=({},), action_numeric=({},), action_categorical=({},),
-        )):
+        if learner.learn(
+            BanditEvents(
+                action=np.array([chosen.action_key], dtype=object),
+                reward=np.array([reward]),
+                action_probability=np.array([chosen.action_weight]),
+                subject_numeric=(numeric,),
+                subject_categorical=({},),
+                action_numeric=({},),
+                action_categorical=({},),
+            )
+        ):
             model = learner.model_.serving_model()
     return total / len(order)
 
@@ -91,8 +119,9 @@ def run_vw(X: np.ndarray, y: np.ndarray, order: np.ndarray, seed: int) -> float:
     import vowpalwabbit
 
     k = int(y.max()) + 1
-    vw = vowpalwabbit.Workspace(f"--cb_explore_adf --squarecb -q sa --gamma_scale {GAMMA_SCALE:g} "
-                                f"--quiet --random_seed {seed}")
+    vw = vowpalwabbit.Workspace(
+        f"--cb_explore_adf --squarecb -q sa --gamma_scale {GAMMA_SCALE:g} --quiet --random_seed {seed}"
+    )
     rng = np.random.default_rng(seed)
     total = 0.0
     for i in order:
@@ -117,11 +146,19 @@ def main() -> None:
     ap.add_argument("--max-weight", type=float, default=3.0, help="clip of the ips weights")
     ap.add_argument("--grid", default=None, help="K:p,K:p,... (default: the built-in grid)")
     a = ap.parse_args()
-    grid = GRID if a.grid is None else tuple(tuple(int(v) for v in kp.split(":")) for kp in a.grid.split(","))
-    print(f"supervised-to-bandit, {a.rows} rows, {a.shuffles} shuffles (median), gamma = {GAMMA_SCALE:g} sqrt(t); "
-          f"sortition: update every {a.update_every}, ColdStart({a.bonus:g}), l2 {a.l2:g}, weighting {a.weighting}"
-          + (f" (clip {a.max_weight:g})" if a.weighting == "ips" else ""))
-    print(f"{'K':>3} {'p':>3} {'uniform':>8} {'sortition':>10} {'vw':>8} {'ratio':>7} {'s ms/ev':>8} {'vw ms/ev':>8}")
+    grid = GRID
+    if a.grid is not None:
+        grid = tuple(tuple(int(v) for v in kp.split(":")) for kp in a.grid.split(","))
+    print(
+        f"supervised-to-bandit, {a.rows} rows, {a.shuffles} shuffles (median), "
+        f"gamma = {GAMMA_SCALE:g} sqrt(t); sortition: update every {a.update_every}, "
+        f"ColdStart({a.bonus:g}), l2 {a.l2:g}, weighting {a.weighting}"
+        + (f" (clip {a.max_weight:g})" if a.weighting == "ips" else "")
+    )
+    print(
+        f"{'K':>3} {'p':>3} {'uniform':>8} {'sortition':>10} {'vw':>8} {'ratio':>7} "
+        f"{'s ms/ev':>8} {'vw ms/ev':>8}"
+    )
     missed = []
     for k, p in grid:
         X, y = make_data(k, p, a.rows, seed=1000 * k + p)
@@ -142,11 +179,15 @@ def main() -> None:
         o, v = statistics.median(ours), statistics.median(theirs)
         if o < v:
             missed.append((k, p, o, v))
-        print(f"{k:3d} {p:3d} {1 / k:8.3f} {o:10.4f} {v:8.4f} {o / v:6.3f}x "
-              f"{1e3 * statistics.median(t_ours) / a.rows:8.3f} {1e3 * statistics.median(t_vw) / a.rows:8.3f}")
+        print(
+            f"{k:3d} {p:3d} {1 / k:8.3f} {o:10.4f} {v:8.4f} {o / v:6.3f}x "
+            f"{1e3 * statistics.median(t_ours) / a.rows:8.3f} {1e3 * statistics.median(t_vw) / a.rows:8.3f}"
+        )
     if missed:
-        print("goal missed (sortition below vw) on: " + ", ".join(f"K={k} p={p} ({o:.4f} < {v:.4f})"
-                                                                for k, p, o, v in missed))
+        print(
+            "goal missed (sortition below vw) on: "
+            + ", ".join(f"K={k} p={p} ({o:.4f} < {v:.4f})" for k, p, o, v in missed)
+        )
     else:
         print("goal met: sortition's progressive reward >= vw's on every data set")
 

@@ -44,28 +44,31 @@ def fill_sql(dialect: str, n: int) -> list[str]:
     rows = f"range({n}) t(i)" if dialect == "duckdb" else f"generate_series(0, {n - 1}) AS t(i)"
     action = f"CAST(floor({r(0)} * 4) AS INTEGER)"
     num = lambda x: f"CAST({x} AS TEXT)"  # noqa: E731
-    ts = ("TIMESTAMP '2024-01-01 00:00:00' + to_seconds(i)" if dialect == "duckdb"
-          else "TIMESTAMP '2024-01-01 00:00:00' + i * INTERVAL '1 second'")
+    ts = (
+        "TIMESTAMP '2024-01-01 00:00:00' + to_seconds(i)"
+        if dialect == "duckdb"
+        else "TIMESTAMP '2024-01-01 00:00:00' + i * INTERVAL '1 second'"
+    )
     decisions = f"""
 INSERT INTO bandit_events (event_id, flag_key, bandit_key, subject, action, action_probability,
     optimality_gap, model_version, ts, subject_numeric_attributes, subject_categorical_attributes,
     action_numeric_attributes, action_categorical_attributes, meta_data, offered_actions)
-SELECT 'e' || {num('i')}, 'flag', 'bandit', 's' || {num('i')}, 'action_' || {num('a')},
+SELECT 'e' || {num("i")}, 'flag', 'bandit', 's' || {num("i")}, 'action_' || {num("a")},
        0.1 + 0.8 * {r(1)}, 0.0, '1', {ts},
-       '{{' || CASE WHEN {r(2)} < 0.9 THEN '"age":' || {num(f'round(18 + 50 * {r(3)})')} ELSE '' END
+       '{{' || CASE WHEN {r(2)} < 0.9 THEN '"age":' || {num(f"round(18 + 50 * {r(3)})")} ELSE '' END
             || CASE WHEN {r(2)} < 0.9 AND {r(4)} < 0.9 THEN ',' ELSE '' END
-            || CASE WHEN {r(4)} < 0.9 THEN '"visits":' || {num(f'floor(10 * {r(5)})')} ELSE '' END || '}}',
+            || CASE WHEN {r(4)} < 0.9 THEN '"visits":' || {num(f"floor(10 * {r(5)})")} ELSE '' END || '}}',
        CASE WHEN {r(6)} < 0.9 THEN '{{"country":"' || (CASE WHEN {r(7)} < 0.5 THEN 'US' WHEN {r(7)} < 0.8
             THEN 'UK' ELSE 'DE' END) || '","device":"' || (CASE WHEN {r(8)} < 0.6 THEN 'mobile' ELSE 'desktop' END)
             || '"}}' ELSE '{{"device":"mobile"}}' END,
-       '{{"price":' || {num('10 + 5 * a')} || '}}',
+       '{{"price":' || {num("10 + 5 * a")} || '}}',
        '{{"color":"' || (CASE a WHEN 0 THEN 'red' WHEN 1 THEN 'blue' WHEN 2 THEN 'green' ELSE 'red' END) || '"}}',
        NULL, NULL
 FROM (SELECT i, {action} AS a FROM {rows}) g
 """
     outcomes = f"""
 INSERT INTO outcomes (event_id, subject, metric, value, ts)
-SELECT 'o' || {num('i')}, 's' || {num('i')}, 'reward', {r(9)} + 0.1 * (CASE WHEN {r(0)} < 0.25 THEN 1 ELSE 0 END),
+SELECT 'o' || {num("i")}, 's' || {num("i")}, 'reward', {r(9)} + 0.1 * (CASE WHEN {r(0)} < 0.25 THEN 1 ELSE 0 END),
        {ts} + INTERVAL '1 second'
 FROM {rows} WHERE {r(10)} < 0.7
 """
@@ -113,23 +116,40 @@ def worker(path: str, location: str) -> None:
             model = train_bandit(BanditEvents.from_frame(store.bandit_rewards("reward")), l2=1.0)
     wall = time.perf_counter() - t0
     intercepts = [c.intercept for c in model.coefficients.values()]
-    print(json.dumps({"wall": wall, "max_rss_mb": _peak_mb(), "import_rss_mb": base, "n": model.n_events,
-                      "intercepts": [float(x) for x in np.round(intercepts, 9)]}))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "max_rss_mb": _peak_mb(),
+                "import_rss_mb": base,
+                "n": model.n_events,
+                "intercepts": [float(x) for x in np.round(intercepts, 9)],
+            }
+        )
+    )
 
 
 def _run(path: str, location: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", path, "--store", location],
-                         check=True, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", path, "--store", location],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
-    p.add_argument("--reps", type=int, default=3, help="repeats per size (1 at sizes >= 5M)")
-    p.add_argument("--max-in-memory", type=int, default=1_000_000,
-                   help="largest size the in-memory path is run at (it needs ~GBs per million events)")
+    p.add_argument("--reps", type=int, default=3, help="repeats per size (1 at sizes >= 1M)")
+    p.add_argument(
+        "--max-in-memory",
+        type=int,
+        default=1_000_000,
+        help="largest size the in-memory path is run at (it needs ~GBs per million events)",
+    )
     p.add_argument("--postgres", help="a PostgreSQL URL to benchmark instead of DuckDB files")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--store", help=argparse.SUPPRESS)
@@ -139,9 +159,14 @@ def main() -> None:
         return
     import duckdb
 
-    print(f"python {sys.version.split()[0]}, duckdb {duckdb.__version__}, {os.cpu_count()} cpus; "
-          "wall time median over repeats, peak memory = peak RSS (VmHWM) of the training process")
-    print(f"{'events':>10} {'path':>9} {'wall s':>8} {'max RSS MB':>10} | {'time mem/sql':>12} {'RSS mem/sql':>11}")
+    print(
+        f"python {sys.version.split()[0]}, duckdb {duckdb.__version__}, {os.cpu_count()} cpus; "
+        "wall time median over repeats, peak memory = peak RSS (VmHWM) of the training process"
+    )
+    print(
+        f"{'events':>10} {'path':>9} {'wall s':>8} {'max RSS MB':>10} | "
+        f"{'time mem/sql':>12} {'RSS mem/sql':>11}"
+    )
     last_mem: tuple[int, dict] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for n in a.sizes:
@@ -155,27 +180,37 @@ def main() -> None:
             else:
                 location = str(Path(tmp) / f"events-{n}.duckdb")
             fill_s = fill(location, n)
-            reps = 1 if n >= 5_000_000 else a.reps
+            reps = 1 if n >= 1_000_000 else a.reps
             sql_runs = [_run("sql", location) for _ in range(reps)]
-            sql = {"wall": statistics.median(r["wall"] for r in sql_runs),
-                   "max_rss_mb": max(r["max_rss_mb"] for r in sql_runs)}
-            print(f"{n:>10} {'sql':>9} {sql['wall']:8.2f} {sql['max_rss_mb']:10.0f} | (store filled by SQL in "
-                  f"{fill_s:.1f} s; interpreter + imports {sql_runs[0]['import_rss_mb']:.0f} MB)")
+            sql = {
+                "wall": statistics.median(r["wall"] for r in sql_runs),
+                "max_rss_mb": max(r["max_rss_mb"] for r in sql_runs),
+            }
+            print(
+                f"{n:>10} {'sql':>9} {sql['wall']:8.2f} {sql['max_rss_mb']:10.0f} | (store filled by SQL in "
+                f"{fill_s:.1f} s; interpreter + imports {sql_runs[0]['import_rss_mb']:.0f} MB)"
+            )
             if n <= a.max_in_memory:
                 mem_runs = [_run("in-memory", location) for _ in range(reps)]
-                mem = {"wall": statistics.median(r["wall"] for r in mem_runs),
-                       "max_rss_mb": max(r["max_rss_mb"] for r in mem_runs)}
+                mem = {
+                    "wall": statistics.median(r["wall"] for r in mem_runs),
+                    "max_rss_mb": max(r["max_rss_mb"] for r in mem_runs),
+                }
                 same = max(abs(x - y) for x, y in zip(mem_runs[0]["intercepts"], sql_runs[0]["intercepts"]))
                 last_mem = (n, mem)
-                print(f"{n:>10} {'in-memory':>9} {mem['wall']:8.2f} {mem['max_rss_mb']:10.0f} | "
-                      f"{mem['wall'] / sql['wall']:11.1f}x {mem['max_rss_mb'] / sql['max_rss_mb']:10.1f}x  "
-                      f"(max |intercept difference| {same:.1e})")
+                print(
+                    f"{n:>10} {'in-memory':>9} {mem['wall']:8.2f} {mem['max_rss_mb']:10.0f} | "
+                    f"{mem['wall'] / sql['wall']:11.1f}x {mem['max_rss_mb'] / sql['max_rss_mb']:10.1f}x  "
+                    f"(max |intercept difference| {same:.1e})"
+                )
             elif last_mem is not None:
                 m, mem = last_mem
                 f = n / m
                 wall, rss = mem["wall"] * f, mem["max_rss_mb"] * f
-                print(f"{n:>10} {'in-memory':>9} {wall:7.0f}* {rss:9.0f}* | {wall / sql['wall']:11.1f}x "
-                      f"{rss / sql['max_rss_mb']:10.1f}x  (* not run: extrapolated linearly from {m} events)")
+                print(
+                    f"{n:>10} {'in-memory':>9} {wall:7.0f}* {rss:9.0f}* | {wall / sql['wall']:11.1f}x "
+                    f"{rss / sql['max_rss_mb']:10.1f}x  (* not run: extrapolated linearly from {m} events)"
+                )
 
 
 if __name__ == "__main__":

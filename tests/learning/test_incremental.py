@@ -22,8 +22,10 @@ def logs():
 
 
 def _layout(ev):
-    return fit_layout({"subject": ev.subject_numeric, "action": ev.action_numeric},
-                      {"subject": ev.subject_categorical, "action": ev.action_categorical})
+    return fit_layout(
+        {"subject": ev.subject_numeric, "action": ev.action_numeric},
+        {"subject": ev.subject_categorical, "action": ev.action_categorical},
+    )
 
 
 def test_rank_k_updates_give_the_batch_solution_and_a_version_per_update(logs):
@@ -65,7 +67,9 @@ def test_continues_from_the_stores_statistics(logs, tmp_path):
     with EventStore(str(tmp_path / "e.duckdb")) as store:
         simulate_bandit(env, rounds=2, subjects_per_round=200, seed=5, store=store)
         stats = store_statistics(store, "reward")
-    learner = IncrementalBandit.from_statistics(stats, update_every=10, base_version="v7", gamma=SqrtGamma(2.0))
+    learner = IncrementalBandit.from_statistics(
+        stats, update_every=10, base_version="v7", gamma=SqrtGamma(2.0)
+    )
     retrained = model_from_statistics(stats, model_version="v7+0", gamma=SqrtGamma(2.0))
     assert learner.model_.model_data() == retrained.model_data()
     assert learner.model_.model_version == "v7+0" and learner.model_.n_events == 400
@@ -81,17 +85,29 @@ def test_cold_start_explores_actions_it_knows_little_about():
     from sortition.learning.events import BanditEvents
 
     def tried(n: int) -> BanditEvents:  # "a" is tried n times and pays 0.6
-        return BanditEvents(np.array(["a"] * n, dtype=object), np.full(n, 0.6), np.ones(n), ({"x": 0.0},) * n,
-                            ({},) * n, ({},) * n, ({},) * n)
+        return BanditEvents(
+            np.array(["a"] * n, dtype=object),
+            np.full(n, 0.6),
+            np.ones(n),
+            ({"x": 0.0},) * n,
+            ({},) * n,
+            ({},) * n,
+            ({},) * n,
+        )
 
-    learner = IncrementalBandit.cold(numeric_layout(["x"]), update_every=1, cold_start=ColdStart(0.5),
-                                     gamma=50.0, importance_weighting="none")
+    learner = IncrementalBandit.cold(
+        numeric_layout(["x"]),
+        update_every=1,
+        cold_start=ColdStart(0.5),
+        gamma=50.0,
+        importance_weighting="none",
+    )
     for _ in range(30):
         learner.learn(tried(1))
     model = learner.model_.serving_model()
     scores = score_actions(model, {"x": 0.0}, {"a": None, "b": None})
     # b has no evidence: optimistic (default + bonus) beats a's 0.6 + 0.5 / sqrt(31)
-    assert scores["b"] == pytest.approx(0.6 + 0.5) and scores["a"] == pytest.approx(0.6 + 0.5 / 31 ** 0.5)
+    assert scores["b"] == pytest.approx(0.6 + 0.5) and scores["a"] == pytest.approx(0.6 + 0.5 / 31**0.5)
     assert action_weights(scores, model.gamma, 0.0)["b"] > 0.9
     plain = IncrementalBandit.cold(numeric_layout(["x"]), update_every=30, gamma=50.0)
     plain.learn(tried(30))

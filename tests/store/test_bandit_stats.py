@@ -13,7 +13,7 @@ from sortition.learning.sufficient import model_from_statistics, store_statistic
 from sortition.store import EventStore
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0)
-ODD_KEY = "it's a ?key% /~\"q\""
+ODD_KEY = 'it\'s a ?key% /~"q"'
 
 
 def _messy_events(n: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -33,7 +33,9 @@ def _messy_events(n: int, seed: int) -> tuple[list[dict], list[dict]]:
             sn["visits"] = [None, True, "12"][i % 3]
         if rng.random() < 0.2:
             sn[ODD_KEY] = float(rng.normal(1e6, 1.0))
-        country = ["US", "DE", "UK", "", None, 3, 3.0, True][int(rng.choice(8, p=[.4, .2, .15, .05, .05, .05, .05, .05]))]
+        country = ["US", "DE", "UK", "", None, 3, 3.0, True][
+            int(rng.choice(8, p=[0.4, 0.2, 0.15, 0.05, 0.05, 0.05, 0.05, 0.05]))
+        ]
         sc: dict = {"country": country} if rng.random() > 0.05 else {}
         if rng.random() < 0.5:
             sc[ODD_KEY] = ["x'y", "p?q", "r%s", "ünï"][i % 4]
@@ -41,16 +43,32 @@ def _messy_events(n: int, seed: int) -> tuple[list[dict], list[dict]]:
         ac = {"color": ["red", "blue", "red", "green"][actions.index(action)]}
         p = float(rng.uniform(0.05, 1.0))
         reward = 0.3 * (action == "a") + 0.01 * (age - 40) * (action == "b") + rng.normal(0, 1)
-        decisions.append({
-            "flagKey": "flag" if i % 13 else "other-flag", "banditKey": "banner", "subject": f"u{i}",
-            "action": action, "actionProbability": p, "optimalityGap": 0.0, "modelVersion": "v1",
-            "subjectNumericAttributes": sn, "subjectCategoricalAttributes": sc,
-            "actionNumericAttributes": an, "actionCategoricalAttributes": ac,
-            "timestamp": T0 + dt.timedelta(seconds=i), "metaData": {},
-        })
+        decisions.append(
+            {
+                "flagKey": "flag" if i % 13 else "other-flag",
+                "banditKey": "banner",
+                "subject": f"u{i}",
+                "action": action,
+                "actionProbability": p,
+                "optimalityGap": 0.0,
+                "modelVersion": "v1",
+                "subjectNumericAttributes": sn,
+                "subjectCategoricalAttributes": sc,
+                "actionNumericAttributes": an,
+                "actionCategoricalAttributes": ac,
+                "timestamp": T0 + dt.timedelta(seconds=i),
+                "metaData": {},
+            }
+        )
         if i % 5:
-            outcomes.append({"subject": f"u{i}", "metric": "revenue", "value": float(reward),
-                             "timestamp": T0 + dt.timedelta(seconds=i, milliseconds=500)})
+            outcomes.append(
+                {
+                    "subject": f"u{i}",
+                    "metric": "revenue",
+                    "value": float(reward),
+                    "timestamp": T0 + dt.timedelta(seconds=i, milliseconds=500),
+                }
+            )
     return decisions, outcomes
 
 
@@ -87,7 +105,8 @@ def _assert_same(a, b, tol=1e-9):
     worst = max(abs(fa[k] - fb[k]) / max(1.0, abs(fa[k])) for k in fa if isinstance(fa[k], float))
     assert worst < tol, worst
     assert {k: v for k, v in fa.items() if not isinstance(v, float)} == {
-        k: v for k, v in fb.items() if not isinstance(v, float)}
+        k: v for k, v in fb.items() if not isinstance(v, float)
+    }
     assert a.n_events == b.n_events
 
 
@@ -105,8 +124,9 @@ def test_sql_training_gives_the_in_memory_coefficients(messy_store, options):
     in_memory = train_bandit(BanditEvents.from_frame(frame), **options)
     in_store = train_bandit_from_store(messy_store, "revenue", flag_key="flag", **options)
     _assert_same(in_memory, in_store)
-    assert set(in_store.coefficients) == ({"a", "b", "c"} if options.get("min_events_per_action") else
-                                          {"a", "b", "c", "rare"})
+    assert set(in_store.coefficients) == (
+        {"a", "b", "c"} if options.get("min_events_per_action") else {"a", "b", "c", "rare"}
+    )
     # the odd key survives the round trip through SQL text, as a numeric and a categorical attribute
     terms = in_store.coefficients["a"]
     assert ODD_KEY in {t[0] for t in terms.subject_numeric}

@@ -81,20 +81,29 @@ def _concat(chunks: list[BanditEvents]) -> BanditEvents:
         return chunks[0]
     join = lambda name: tuple(x for c in chunks for x in getattr(c, name))  # noqa: E731
     subjects = None if any(c.subject is None for c in chunks) else np.concatenate([c.subject for c in chunks])
-    offered = None if all(c.offered is None for c in chunks) else tuple(
-        x for c in chunks for x in (c.offered if c.offered is not None else (None,) * c.n))
+    offered = (
+        None
+        if all(c.offered is None for c in chunks)
+        else tuple(x for c in chunks for x in (c.offered if c.offered is not None else (None,) * c.n))
+    )
     return BanditEvents(
         action=np.concatenate([c.action for c in chunks]),
         reward=np.concatenate([c.reward for c in chunks]),
         action_probability=np.concatenate([c.action_probability for c in chunks]),
-        subject_numeric=join("subject_numeric"), subject_categorical=join("subject_categorical"),
-        action_numeric=join("action_numeric"), action_categorical=join("action_categorical"),
-        subject=subjects, offered=offered,
+        subject_numeric=join("subject_numeric"),
+        subject_categorical=join("subject_categorical"),
+        action_numeric=join("action_numeric"),
+        action_categorical=join("action_categorical"),
+        subject=subjects,
+        offered=offered,
     )
 
 
 def event_statistics(
-    layout: FeatureLayout, events: Any, *, importance_weighting: Literal["ips", "none"] = "ips",
+    layout: FeatureLayout,
+    events: Any,
+    *,
+    importance_weighting: Literal["ips", "none"] = "ips",
     max_importance_weight: float = 20.0,
 ) -> ActionStatistics:
     """One action's sufficient statistics of ``events`` (all of that action) in a given layout."""
@@ -184,15 +193,23 @@ class IncrementalBandit:
     @classmethod
     def from_statistics(cls, stats: StoreStatistics, **kwargs: Any) -> IncrementalBandit:
         """Continue from a full training's statistics (``store_statistics(store, metric)``)."""
-        return cls({a: s.layout for a, s in stats.actions.items()}, statistics=stats.actions,
-                   prior_weight_sum=stats.weight_sum, prior_reward_sum=stats.weighted_reward_sum, **kwargs)
+        return cls(
+            {a: s.layout for a, s in stats.actions.items()},
+            statistics=stats.actions,
+            prior_weight_sum=stats.weight_sum,
+            prior_reward_sum=stats.weighted_reward_sum,
+            **kwargs,
+        )
 
     @classmethod
-    def cold(cls, layout: FeatureLayout | None = None, actions: Iterable[str] = (), **kwargs: Any
-             ) -> IncrementalBandit:
+    def cold(
+        cls, layout: FeatureLayout | None = None, actions: Iterable[str] = (), **kwargs: Any
+    ) -> IncrementalBandit:
         """Start with no events. Every action uses ``layout`` (None: each action's layout is learned
         from its events in its first update)."""
-        return cls({a: layout for a in actions} if layout is not None else {}, default_layout=layout, **kwargs)
+        return cls(
+            {a: layout for a in actions} if layout is not None else {}, default_layout=layout, **kwargs
+        )
 
     # ---- learning ----------------------------------------------------------------------------
     def learn(self, events: Any) -> list[BanditModel]:
@@ -229,8 +246,9 @@ class IncrementalBandit:
 
     def _update(self) -> BanditModel:
         chunk = _concat(self._pending)
-        weights = importance_weights(chunk.action_probability, self.importance_weighting,
-                                     self.max_importance_weight)
+        weights = importance_weights(
+            chunk.action_probability, self.importance_weighting, self.max_importance_weight
+        )
         self._weight_sum += float(weights.sum())
         self._reward_sum += float(weights @ chunk.reward)
         touched = chunk.actions
@@ -245,8 +263,12 @@ class IncrementalBandit:
                 p = layout.n_columns
                 old = ActionStatistics(layout, np.zeros((p, p)), np.zeros(p), 0, 0.0)
             self.statistics_[action] = ActionStatistics(  # the rank-k update
-                layout, old.xtwx + X.T @ Xw, old.xtwy + Xw.T @ sub.reward, old.n + rows.size,
-                old.weight_sum + float(weights[rows].sum()))
+                layout,
+                old.xtwx + X.T @ Xw,
+                old.xtwy + Xw.T @ sub.reward,
+                old.n + rows.size,
+                old.weight_sum + float(weights[rows].sum()),
+            )
         self.n_events_ += chunk.n
         for action in touched:
             self._fitted[action] = self.statistics_[action].coefficients(action, self.l2)
@@ -262,7 +284,12 @@ class IncrementalBandit:
             bonus = self.cold_start.intercept_bonus(self.statistics_[action].n)
             coefficients[action] = dataclasses.replace(c, intercept=c.intercept + bonus) if bonus else c
         return assemble_model(
-            coefficients, n_events=self.n_events_, default_action_score=default + self.cold_start.bonus,
-            bandit_key=self.bandit_key, gamma=self.gamma, action_probability_floor=self.action_probability_floor,
-            model_version=f"{self.base_version}+{self.updates_}", model_name=self.model_name,
+            coefficients,
+            n_events=self.n_events_,
+            default_action_score=default + self.cold_start.bonus,
+            bandit_key=self.bandit_key,
+            gamma=self.gamma,
+            action_probability_floor=self.action_probability_floor,
+            model_version=f"{self.base_version}+{self.updates_}",
+            model_name=self.model_name,
         )

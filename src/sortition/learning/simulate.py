@@ -104,7 +104,8 @@ def simulate_bandit(
     store = store if store is not None else EventStore(":memory:")
     logger = StoreLogger(store, buffer_size=max(subjects_per_round, 1))
     seeds = np.random.SeedSequence(seed).spawn(rounds)
-    options = dict(bandit_key="bandit", gamma=gamma, action_probability_floor=action_probability_floor, l2=l2)
+    options = {"bandit_key": "bandit", "gamma": gamma, "action_probability_floor": action_probability_floor,
+               "l2": l2}
     model = cold_start_model("bandit", gamma, action_probability_floor)
     learner = None
     if update_every is not None:
@@ -140,10 +141,14 @@ def simulate_bandit(
             reward[idx] = env.draw_rewards(q[idx, chosen[idx]], rng)
             now = dt.datetime.now(dt.UTC)
             store.append_outcomes(
-                [{"subject": ctx.subject[i], "metric": REWARD_METRIC, "value": float(reward[i]), "timestamp": now}
-                 for i in rows]
+                [
+                    {"subject": ctx.subject[i], "metric": REWARD_METRIC, "value": float(reward[i]),
+                     "timestamp": now}
+                    for i in rows
+                ]
             )
-            if learner is not None and learner.learn(_events(env, ctx, idx, chosen[idx], reward[idx], probability)):
+            new = _events(env, ctx, idx, chosen[idx], reward[idx], probability)
+            if learner is not None and learner.learn(new):
                 model = learner.model_
                 client.set_configuration(_configuration(model, flag_key))
                 updates += 1
@@ -168,7 +173,8 @@ def simulate_bandit(
         model = model_from_statistics(stats, model_version=f"round-{r + 1}", **options)
         if learner is not None:
             learner = IncrementalBandit.from_statistics(
-                stats, update_every=update_every, cold_start=cold_start, base_version=f"round-{r + 1}", **options
+                stats, update_every=update_every, cold_start=cold_start, base_version=f"round-{r + 1}",
+                **options,
             )
             model = learner.model_
     return SimulationResult(tuple(results), model)

@@ -18,7 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sortition.learning.features import GROUPS, CategoricalColumn, FeatureLayout, categorical_value, numeric_column
+from sortition.learning.features import (
+    GROUPS,
+    CategoricalColumn,
+    FeatureLayout,
+    categorical_value,
+    numeric_column,
+)
 from sortition.learning.model import BanditModel
 from sortition.learning.training import (
     SqrtGamma,
@@ -88,7 +94,9 @@ def _layouts(summary: Any, actions: list[str], min_count: int) -> tuple[dict[str
     numeric: dict[str, dict[str, list]] = {a: {g: [] for g in GROUPS} for a in actions}
     for a, group, key, _, present, mean, sd in summary.numeric:
         if a in numeric:
-            numeric[a][group].append(numeric_column(group, key, mean if present else 0.0, sd if present else 0.0))
+            numeric[a][group].append(
+                numeric_column(group, key, mean if present else 0.0, sd if present else 0.0)
+            )
     keys: dict[str, dict[str, set]] = {a: {g: set() for g in GROUPS} for a in actions}
     counts: dict[tuple, Counter] = defaultdict(Counter)
     codes: dict[tuple, set] = defaultdict(set)
@@ -117,13 +125,21 @@ def _union(layouts: dict[str, FeatureLayout], codes: dict) -> tuple[list, list, 
     own columns among the union's (its layout is a subsequence of the union's order)."""
     from sortition.store.bandit_stats import CategoricalSpec, NumericSpec
 
-    num_keys = sorted({(c.group, c.key) for lay in layouts.values() for c in lay.numeric},
-                      key=lambda gk: (GROUPS.index(gk[0]), gk[1]))
-    cat_keys = sorted({(c.group, c.key) for lay in layouts.values() for c in lay.categorical},
-                      key=lambda gk: (GROUPS.index(gk[0]), gk[1]))
+    num_keys = sorted(
+        {(c.group, c.key) for lay in layouts.values() for c in lay.numeric},
+        key=lambda gk: (GROUPS.index(gk[0]), gk[1]),
+    )
+    cat_keys = sorted(
+        {(c.group, c.key) for lay in layouts.values() for c in lay.categorical},
+        key=lambda gk: (GROUPS.index(gk[0]), gk[1]),
+    )
     numeric = [
-        NumericSpec(g, k, {a: c.mean for a, lay in layouts.items() for c in lay.numeric if (c.group, c.key) == (g, k)},
-                    {a: c.scale for a, lay in layouts.items() for c in lay.numeric if (c.group, c.key) == (g, k)})
+        NumericSpec(
+            g,
+            k,
+            {a: c.mean for a, lay in layouts.items() for c in lay.numeric if (c.group, c.key) == (g, k)},
+            {a: c.scale for a, lay in layouts.items() for c in lay.numeric if (c.group, c.key) == (g, k)},
+        )
         for g, k in num_keys
     ]
     index: dict[tuple, int] = {("intercept",): 0}
@@ -139,8 +155,11 @@ def _union(layouts: dict[str, FeatureLayout], codes: dict) -> tuple[list, list, 
                     for v in c.values:
                         keepers[v].add(a)
         values = sorted(keepers)
-        categorical.append(CategoricalSpec(g, k, tuple((tuple(sorted(codes[(g, k, v)])), frozenset(keepers[v]))
-                                                       for v in values)))
+        categorical.append(
+            CategoricalSpec(
+                g, k, tuple((tuple(sorted(codes[(g, k, v)])), frozenset(keepers[v])) for v in values)
+            )
+        )
         for v in values:
             index[("cat", g, k, v)] = len(index)
         index[("cat-missing", g, k)] = len(index)
@@ -150,16 +169,26 @@ def _union(layouts: dict[str, FeatureLayout], codes: dict) -> tuple[list, list, 
         for c in lay.numeric:
             cols += [index[("num", c.group, c.key)], index[("num-missing", c.group, c.key)]]
         for c in lay.categorical:
-            cols += [index[("cat", c.group, c.key, v)] for v in c.values] + [index[("cat-missing", c.group, c.key)]]
+            cols += [index[("cat", c.group, c.key, v)] for v in c.values] + [
+                index[("cat-missing", c.group, c.key)]
+            ]
         positions[a] = np.array(cols)
     return numeric, categorical, positions
 
 
 def store_statistics(
-    store: Any, metric: str, *, flag_key: str | None = None, bandit_key: str | None = None,
-    window: Any = None, aggregate: str = "sum", until: Any = None,
-    importance_weighting: Literal["ips", "none"] = "ips", max_importance_weight: float = 20.0,
-    min_events_per_action: int = 1, min_category_count: int = 1,
+    store: Any,
+    metric: str,
+    *,
+    flag_key: str | None = None,
+    bandit_key: str | None = None,
+    window: Any = None,
+    aggregate: str = "sum",
+    until: Any = None,
+    importance_weighting: Literal["ips", "none"] = "ips",
+    max_importance_weight: float = 20.0,
+    min_events_per_action: int = 1,
+    min_category_count: int = 1,
 ) -> StoreStatistics:
     """Per-action sufficient statistics of ``store.bandit_rewards(metric, ...)``'s events, computed
     in the store (see the module docstring). Raises NoDecisionsError when no decision matches."""
@@ -177,8 +206,16 @@ def store_statistics(
     layouts, codes = _layouts(summary, fitted, min_category_count)
     numeric, categorical, positions = _union(layouts, codes)
     moments = action_moments(
-        store, metric, numeric, categorical, flag_key=flag_key, bandit_key=bandit_key, window=window,
-        aggregate=aggregate, until=until_utc, importance_weighting=importance_weighting,
+        store,
+        metric,
+        numeric,
+        categorical,
+        flag_key=flag_key,
+        bandit_key=bandit_key,
+        window=window,
+        aggregate=aggregate,
+        until=until_utc,
+        importance_weighting=importance_weighting,
         max_importance_weight=max_importance_weight,
     )
     actions = {}
@@ -194,9 +231,15 @@ def store_statistics(
 
 
 def model_from_statistics(
-    stats: StoreStatistics, *, bandit_key: str = "bandit", gamma: float | SqrtGamma = 1.0,
-    action_probability_floor: float = 0.0, l2: float = 1.0, default_action_score: float | None = None,
-    model_version: str | None = None, model_name: str = "sortition-ridge",
+    stats: StoreStatistics,
+    *,
+    bandit_key: str = "bandit",
+    gamma: float | SqrtGamma = 1.0,
+    action_probability_floor: float = 0.0,
+    l2: float = 1.0,
+    default_action_score: float | None = None,
+    model_version: str | None = None,
+    model_name: str = "sortition-ridge",
 ) -> BanditModel:
     """The ridge model of :func:`store_statistics`' output (parameters as ``train_bandit``'s)."""
     check_training(action_probability_floor, l2, 1.0)
@@ -204,19 +247,37 @@ def model_from_statistics(
     if default_action_score is None:
         default_action_score = stats.weighted_reward_sum / stats.weight_sum
     return assemble_model(
-        coefficients, n_events=stats.n, default_action_score=default_action_score, bandit_key=bandit_key,
-        gamma=gamma, action_probability_floor=action_probability_floor, model_version=model_version,
+        coefficients,
+        n_events=stats.n,
+        default_action_score=default_action_score,
+        bandit_key=bandit_key,
+        gamma=gamma,
+        action_probability_floor=action_probability_floor,
+        model_version=model_version,
         model_name=model_name,
     )
 
 
 def train_bandit_from_store(
-    store: Any, metric: str, *, flag_key: str | None = None, bandit_key_filter: str | None = None,
-    window: Any = None, aggregate: str = "sum", until: Any = None, bandit_key: str = "bandit",
-    gamma: float | SqrtGamma = 1.0, action_probability_floor: float = 0.0, l2: float = 1.0,
-    importance_weighting: Literal["ips", "none"] = "ips", max_importance_weight: float = 20.0,
-    min_events_per_action: int = 1, min_category_count: int = 1, default_action_score: float | None = None,
-    model_version: str | None = None, model_name: str = "sortition-ridge",
+    store: Any,
+    metric: str,
+    *,
+    flag_key: str | None = None,
+    bandit_key_filter: str | None = None,
+    window: Any = None,
+    aggregate: str = "sum",
+    until: Any = None,
+    bandit_key: str = "bandit",
+    gamma: float | SqrtGamma = 1.0,
+    action_probability_floor: float = 0.0,
+    l2: float = 1.0,
+    importance_weighting: Literal["ips", "none"] = "ips",
+    max_importance_weight: float = 20.0,
+    min_events_per_action: int = 1,
+    min_category_count: int = 1,
+    default_action_score: float | None = None,
+    model_version: str | None = None,
+    model_name: str = "sortition-ridge",
 ) -> BanditModel:
     """``train_bandit(store.bandit_rewards(metric, flag_key=..., bandit_key=bandit_key_filter, ...))``,
     computed in the store: the events never come into Python.
@@ -226,11 +287,25 @@ def train_bandit_from_store(
     """
     check_training(action_probability_floor, l2, max_importance_weight)
     stats = store_statistics(
-        store, metric, flag_key=flag_key, bandit_key=bandit_key_filter, window=window, aggregate=aggregate,
-        until=until, importance_weighting=importance_weighting, max_importance_weight=max_importance_weight,
-        min_events_per_action=min_events_per_action, min_category_count=min_category_count,
+        store,
+        metric,
+        flag_key=flag_key,
+        bandit_key=bandit_key_filter,
+        window=window,
+        aggregate=aggregate,
+        until=until,
+        importance_weighting=importance_weighting,
+        max_importance_weight=max_importance_weight,
+        min_events_per_action=min_events_per_action,
+        min_category_count=min_category_count,
     )
     return model_from_statistics(
-        stats, bandit_key=bandit_key, gamma=gamma, action_probability_floor=action_probability_floor, l2=l2,
-        default_action_score=default_action_score, model_version=model_version, model_name=model_name,
+        stats,
+        bandit_key=bandit_key,
+        gamma=gamma,
+        action_probability_floor=action_probability_floor,
+        l2=l2,
+        default_action_score=default_action_score,
+        model_version=model_version,
+        model_name=model_name,
     )

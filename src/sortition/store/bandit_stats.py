@@ -131,8 +131,11 @@ class _Json:
         """(FROM-clause join, type expression, value expression) over every member of ``column``;
         the member's key is ``e.key``."""
         if self.pg:
-            return (f"CROSS JOIN LATERAL jsonb_each(CAST({column} AS jsonb)) AS e", "jsonb_typeof(e.value)",
-                    "e.value")
+            return (
+                f"CROSS JOIN LATERAL jsonb_each(CAST({column} AS jsonb)) AS e",
+                "jsonb_typeof(e.value)",
+                "e.value",
+            )
         return f", json_each({column}) AS e", "e.type", "e.value"
 
     def _member(self, alias: str, key: str) -> tuple[str, str]:
@@ -143,27 +146,29 @@ class _Json:
         return f"json_type({alias}, {path})", f"json_extract({alias}, {path})"
 
     def number(self, alias: str, key: str) -> str:
-        typ, member = self._member(alias, key)
-        if self.pg:
-            return f"CASE WHEN {typ} = 'number' THEN CAST({alias} ->> {_literal(key)} AS {_DOUBLE}) END"
-        return (f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({member} AS {_DOUBLE})) "
-                f"THEN CAST({member} AS {_DOUBLE}) END")
+        return self.number_of(*self._member(alias, key))
 
     def number_of(self, typ: str, value: str) -> str:
         """A member's number (from its type and value), NULL unless a finite JSON number (DuckDB reads
         Python's NaN / Infinity tokens as numbers; PostgreSQL refuses them)."""
         if self.pg:
             return f"CASE WHEN {typ} = 'number' THEN CAST({value} #>> '{{}}' AS {_DOUBLE}) END"
-        return (f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({value} AS {_DOUBLE})) "
-                f"THEN CAST({value} AS {_DOUBLE}) END")
+        return (
+            f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND isfinite(CAST({value} AS {_DOUBLE})) "
+            f"THEN CAST({value} AS {_DOUBLE}) END"
+        )
 
     def code_of(self, typ: str, value: str) -> str:
         """A member's categorical code (see the module docstring), NULL for JSON null."""
         if self.pg:
-            return (f"CASE {typ} WHEN 'string' THEN 's' || ({value} #>> '{{}}') WHEN 'null' THEN NULL "
-                    f"ELSE 'j' || CAST({value} AS TEXT) END")
-        return (f"CASE {typ} WHEN 'VARCHAR' THEN 's' || ({value} ->> '$') WHEN 'NULL' THEN NULL "
-                f"ELSE 'j' || CAST({value} AS VARCHAR) END")
+            return (
+                f"CASE {typ} WHEN 'string' THEN 's' || ({value} #>> '{{}}') WHEN 'null' THEN NULL "
+                f"ELSE 'j' || CAST({value} AS TEXT) END"
+            )
+        return (
+            f"CASE {typ} WHEN 'VARCHAR' THEN 's' || ({value} ->> '$') WHEN 'NULL' THEN NULL "
+            f"ELSE 'j' || CAST({value} AS VARCHAR) END"
+        )
 
     def code(self, alias: str, key: str) -> str:
         typ, member = self._member(alias, key)
@@ -174,32 +179,50 @@ class _Json:
 
 
 def attribute_summary(
-    store: Any, *, flag_key: str | None = None, bandit_key: str | None = None, until: dt.datetime | None = None,
+    store: Any,
+    *,
+    flag_key: str | None = None,
+    bandit_key: str | None = None,
+    until: dt.datetime | None = None,
 ) -> AttributeSummary:
     """Per action, the attribute keys and their statistics (see :class:`AttributeSummary`), over the
     decisions that ``EventStore.bandit_rewards`` would return for the same filters."""
     backend = store._backend
     js = _Json(backend.dialect)
     where, params = decision_filter(flag_key, bandit_key, until)
-    counts = backend.frame(f"SELECT action, COUNT(*) AS n FROM bandit_events WHERE {where} GROUP BY action",
-                           params)
+    counts = backend.frame(
+        f"SELECT action, COUNT(*) AS n FROM bandit_events WHERE {where} GROUP BY action", params
+    )
     events = {str(a): int(n) for a, n in zip(counts["action"], counts["n"])}
     numeric: list[tuple] = []
     categorical: list[tuple] = []
     for (group, kind), column in GROUP_COLUMNS.items():
         join, typ, value = js.each("d." + column)
         if kind == "numeric":
-            sql = (f"SELECT action, k, COUNT(*) AS n, COUNT(x) AS n_x, AVG(x) AS mean, STDDEV_POP(x) AS sd "
-                   f"FROM (SELECT d.action AS action, e.key AS k, {js.number_of(typ, value)} AS x "
-                   f"FROM bandit_events d {join} WHERE {where}) m GROUP BY action, k")
+            sql = (
+                f"SELECT action, k, COUNT(*) AS n, COUNT(x) AS n_x, AVG(x) AS mean, STDDEV_POP(x) AS sd "
+                f"FROM (SELECT d.action AS action, e.key AS k, {js.number_of(typ, value)} AS x "
+                f"FROM bandit_events d {join} WHERE {where}) m GROUP BY action, k"
+            )
             for a, k, n, n_x, mean, sd in backend.frame(sql, params).itertuples(index=False):
                 present = int(n_x)
-                numeric.append((str(a), group, str(k), int(n), present,
-                                float(mean) if present else 0.0, float(sd) if present else 0.0))
+                numeric.append(
+                    (
+                        str(a),
+                        group,
+                        str(k),
+                        int(n),
+                        present,
+                        float(mean) if present else 0.0,
+                        float(sd) if present else 0.0,
+                    )
+                )
         else:
-            sql = (f"SELECT action, k, code, COUNT(*) AS n FROM (SELECT d.action AS action, e.key AS k, "
-                   f"{js.code_of(typ, value)} AS code FROM bandit_events d {join} WHERE {where}) c "
-                   "GROUP BY action, k, code")
+            sql = (
+                f"SELECT action, k, code, COUNT(*) AS n FROM (SELECT d.action AS action, e.key AS k, "
+                f"{js.code_of(typ, value)} AS code FROM bandit_events d {join} WHERE {where}) c "
+                "GROUP BY action, k, code"
+            )
             for a, k, c, n in backend.frame(sql, params).itertuples(index=False):
                 categorical.append((str(a), group, str(k), c if isinstance(c, str) else None, int(n)))
     return AttributeSummary(events, tuple(numeric), tuple(categorical))
@@ -222,8 +245,9 @@ def _in_list(items: Sequence[str]) -> str:
     return "(" + ", ".join(_literal(i) for i in items) + ")"
 
 
-def _categorical_columns(spec: CategoricalSpec, code: str, all_actions: frozenset[str], params: list[Any]
-                         ) -> list[str]:
+def _categorical_columns(
+    spec: CategoricalSpec, code: str, all_actions: frozenset[str], params: list[Any]
+) -> list[str]:
     conditions: list[tuple[str, list[str]]] = []
     for codes, actions in spec.values:
         cond, keep = f"{code} IN {_in_list(codes)}", []
@@ -243,7 +267,9 @@ def _categorical_columns(spec: CategoricalSpec, code: str, all_actions: frozense
     return columns
 
 
-def _zero_pairs(numeric: Sequence[NumericSpec], categorical: Sequence[CategoricalSpec]) -> set[tuple[int, int]]:
+def _zero_pairs(
+    numeric: Sequence[NumericSpec], categorical: Sequence[CategoricalSpec]
+) -> set[tuple[int, int]]:
     """Pairs (i < j) of columns whose product is 0 in every row: a value and its own missing
     indicator, two indicators of the same categorical attribute."""
     zero: set[tuple[int, int]] = set()
@@ -259,9 +285,18 @@ def _zero_pairs(numeric: Sequence[NumericSpec], categorical: Sequence[Categorica
 
 
 def action_moments(
-    store: Any, metric: str, numeric: Sequence[NumericSpec], categorical: Sequence[CategoricalSpec], *,
-    flag_key: str | None = None, bandit_key: str | None = None, window: Any = None, aggregate: str = "sum",
-    until: dt.datetime | None = None, importance_weighting: str = "ips", max_importance_weight: float = 20.0,
+    store: Any,
+    metric: str,
+    numeric: Sequence[NumericSpec],
+    categorical: Sequence[CategoricalSpec],
+    *,
+    flag_key: str | None = None,
+    bandit_key: str | None = None,
+    window: Any = None,
+    aggregate: str = "sum",
+    until: dt.datetime | None = None,
+    importance_weighting: str = "ips",
+    max_importance_weight: float = 20.0,
 ) -> dict[str, ActionMoments]:
     """Per action, the weighted moments of the design columns (module docstring), in one aggregation
     over the decision/reward join of ``EventStore.bandit_rewards`` (same filters, same rewards).
@@ -271,8 +306,9 @@ def action_moments(
     """
     backend = store._backend
     js = _Json(backend.dialect)
-    base, params = decision_reward_sql(flag_key, bandit_key, metric, check_window(window), aggregate, until,
-                                       ordered=False)
+    base, params = decision_reward_sql(
+        flag_key, bandit_key, metric, check_window(window), aggregate, until, ordered=False
+    )
     if importance_weighting == "ips":
         weight = f"LEAST(1.0 / action_probability, CAST(? AS {_DOUBLE}))"
         params.append(float(max_importance_weight))
@@ -280,24 +316,29 @@ def action_moments(
         weight = "1.0"
     else:
         raise ValueError(f"importance_weighting is {importance_weighting!r}; use 'ips' or 'none'")
-    groups = {(s.group, kind) for kind, specs in (("numeric", numeric), ("categorical", categorical))
-              for s in specs}
+    groups = {
+        (s.group, kind) for kind, specs in (("numeric", numeric), ("categorical", categorical)) for s in specs
+    }
     parsed = ", ".join(f"{js.parsed(GROUP_COLUMNS[g])} AS {_ALIAS[g]}" for g in sorted(groups))
     raw = [f"x{i}" for i in range(len(numeric))] + [f"c{i}" for i in range(len(categorical))]
     extracted = [js.number(_ALIAS[(s.group, "numeric")], s.key) for s in numeric]
     extracted += [js.code(_ALIAS[(s.group, "categorical")], s.key) for s in categorical]
     # Layer 1 parses each attribute once; layer 2 builds the design columns; the outer query sums.
-    layer1 = ", ".join(["action", f"{weight} AS w", "reward AS y"]
-                       + [f"{e} AS {name}" for e, name in zip(extracted, raw)])
+    layer1 = ", ".join(
+        ["action", f"{weight} AS w", "reward AS y"] + [f"{e} AS {name}" for e, name in zip(extracted, raw)]
+    )
     layer0 = "action, action_probability, reward" + (f", {parsed}" if parsed else "")
     columns: list[str] = []
     for i, spec in enumerate(numeric):
         mean = _case_by_action(spec.mean, 0.0, params)
         scale = _case_by_action(spec.scale, 1.0, params)
-        columns += [f"CASE WHEN x{i} IS NULL THEN 0.0 ELSE (x{i} - {mean}) / {scale} END",
-                    f"CASE WHEN x{i} IS NULL THEN 1.0 ELSE 0.0 END"]
+        columns += [
+            f"CASE WHEN x{i} IS NULL THEN 0.0 ELSE (x{i} - {mean}) / {scale} END",
+            f"CASE WHEN x{i} IS NULL THEN 1.0 ELSE 0.0 END",
+        ]
     all_actions = frozenset(a for s in numeric for a in s.mean) | frozenset(
-        a for s in categorical for _, acts in s.values for a in acts)
+        a for s in categorical for _, acts in s.values for a in acts
+    )
     for i, spec in enumerate(categorical):
         columns += _categorical_columns(spec, f"c{i}", all_actions, params)
     p = 1 + len(columns)
@@ -327,6 +368,7 @@ FROM design GROUP BY action
         vals = np.asarray(xtwx, dtype=np.float64)
         for (i, j), v in zip(pairs, vals):
             A[i, j] = A[j, i] = v
-        out[str(action)] = ActionMoments(int(n), float(w_sum), float(wy_sum), A,
-                                         np.asarray(xtwy, dtype=np.float64))
+        out[str(action)] = ActionMoments(
+            int(n), float(w_sum), float(wy_sum), A, np.asarray(xtwy, dtype=np.float64)
+        )
     return out
