@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from sortition.experiment.cells import CELLS, Plan, SegmentPlan
+from sortition.serving.sharding import TOTAL_SHARDS  # the one shard count (re-exported here)
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY
-
-TOTAL_SHARDS = 10_000
 
 
 def largest_remainder(weights: Sequence[float] | np.ndarray, total: int) -> np.ndarray:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from sortition.policy.allocation import require_posterior, segment_masks
 from sortition.policy.arms import arm_win_frequencies
+from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
 
 SHIP, CONTINUE, STOP = "SHIP", "CONTINUE", "STOP"
@@ -102,6 +103,7 @@ def recommend(
     level: float = 0.9,
     thresholds: DecisionThresholds | None = None,
     confirmed: Collection[tuple[Any, Any]] | None = None,
+    summary: SegmentSummary | None = None,
 ) -> pd.DataFrame:
     """One row per scope: overall first, then each segment (objects with ``id`` and ``rule``).
 
@@ -113,6 +115,8 @@ def recommend(
         thresholds: decision thresholds (default :class:`DecisionThresholds`).
         confirmed: when given, SHIP also needs ``(scope, arm)`` in it (scope "overall" or a segment
             id); a confident but unconfirmed candidate CONTINUEs (the loop's graduation streak).
+        summary: the round's :class:`~sortition.policy.summary.SegmentSummary` of these segments with an
+            ``"everyone"`` extra mask (the loop's), so the draws are not read again; None computes it.
 
     Returns:
         DataFrame with the fields of :class:`Recommendation`, one row per scope.
@@ -123,32 +127,22 @@ def recommend(
     if not min_effect >= 0:
         raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
     thresholds = thresholds or DecisionThresholds()
-    scopes: list[tuple[Any, str, np.ndarray, Any]] = [
-        (OVERALL, "everyone", np.ones(posterior.n, dtype=bool), None)
+    everyone = np.ones(posterior.n, dtype=bool)
+    if summary is None or not summary.covers(segments) or "everyone" not in summary.extra:
+        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments]) if len(segments) else everyone[:0]
+        summary = SegmentSummary.compute(posterior, [seg.id for seg in segments], masks, {"everyone": everyone})
+    scopes: list[tuple[Any, str, np.ndarray, np.ndarray, Any]] = [
+        (OVERALL, "everyone", everyone, summary.extra["everyone"], None)
     ]
-    if len(segments):
-        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments])
-        scopes += [
-            (seg.id, seg.rule.describe() or "everyone", mask, getattr(seg, "best_arm", None))
-            for seg, mask in zip(segments, masks)
-        ]
-    rows = []
-    for scope, rule, mask, best in scopes:
-        means = np.asarray(posterior.segment_mean_contrasts(mask), dtype=np.float64)  # (S, K-1)
-        rows.append(
-            _decide(
-                posterior.arms,
-                scope,
-                rule,
-                float(mask.mean()),
-                means,
-                best,
-                min_effect,
-                level,
-                thresholds,
-                confirmed,
-            )
-        )
+    scopes += [
+        (seg.id, seg.rule.describe() or "everyone", mask, means, getattr(seg, "best_arm", None))
+        for seg, mask, means in zip(segments, summary.masks, summary.means, strict=True)
+    ]
+    rows = [
+        _decide(posterior.arms, scope, rule, float(mask.mean()), np.asarray(means, dtype=np.float64), best,
+                min_effect, level, thresholds, confirmed)
+        for scope, rule, mask, means, best in scopes  # means: (S, K-1)
+    ]
     return pd.DataFrame([asdict(r) for r in rows])
 
 

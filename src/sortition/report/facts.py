@@ -18,6 +18,7 @@ from sortition.data.validation import covariate_problem
 from sortition.experiment.results import RoundResult, SegmentResult
 from sortition.experiment.sequential import SequentialExperiment
 from sortition.experiment.simulation import SimulationResult
+from sortition.experiment.steps import ROLE_COLUMNS
 from sortition.report.rules import levels, readable, set_columns
 
 ROUND_TABLE_COLUMNS = (
@@ -56,8 +57,7 @@ class ArmStats:
 def churn(result: RoundResult) -> float | None:
     """Share of visitors whose segment or served arm changed since the last round (None in round 1
     or before the loop computes it)."""
-    value = getattr(result, "churn", None)
-    return None if value is None else float(value)
+    return None if result.churn is None else float(result.churn)
 
 
 def rule_texts(
@@ -111,8 +111,6 @@ def data_quality(experiment: SequentialExperiment, data: pd.DataFrame | None = N
     data = experiment.data_ if data is None else data
     if data is None:
         return {}
-    from sortition.experiment.sequential import ROLE_COLUMNS
-
     candidates = experiment.covariates or [c for c in data.columns if c not in ROLE_COLUMNS]
     posterior = experiment.posterior_
     used = (
