@@ -53,17 +53,22 @@ def _grid(n: int, sharey: bool = True) -> tuple[plt.Figure, Any, int, int]:
     return fig, axes, nrows, ncols
 
 
-def _legend_below(fig: plt.Figure, ax: Any, n: int, nrows: int) -> None:
-    handles, labels = ax.get_legend_handles_labels()
+def _finish(fig: plt.Figure, axes: Any, ylabel: str, title: str, n_arms: int, nrows: int) -> plt.Figure:
+    """A grid of per-segment panels: the y label, the title, one legend of the arms below."""
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(
         handles,
         labels,
         loc="lower center",
-        ncol=min(n, 6),
+        ncol=min(n_arms, 6),
         frameon=False,
         fontsize=8,
         bbox_to_anchor=(0.5, -0.02 - 0.04 / nrows),
     )
+    return fig
 
 
 def p_best_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] | None = None) -> plt.Figure:
@@ -94,11 +99,7 @@ def p_best_over_rounds(experiment: SequentialExperiment, names: dict[Any, str] |
         ax.set_xticks(numbers)
         ax.set_xlabel("round", fontsize=8)
         ax.set_ylim(-0.02, 1.02)
-    axes[0][0].set_ylabel("P(best)")
-    fig.suptitle("P(arm is best) per segment over rounds", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    _legend_below(fig, axes[0][0], len(arms), nrows)
-    return fig
+    return _finish(fig, axes, "P(best)", "P(arm is best) per segment over rounds", len(arms), nrows)
 
 
 def allocation_over_rounds(
@@ -131,11 +132,8 @@ def allocation_over_rounds(
         ax.set_xticklabels([str(r) for r in rounds[:-1]] + ["next"], fontsize=8)
         ax.set_xlabel("round", fontsize=8)
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("share of traffic")
-    fig.suptitle("Allocation per segment over rounds (last bar: the next round's plan)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    _legend_below(fig, axes[0][0], len(arms), nrows)
-    return fig
+    title = "Allocation per segment over rounds (last bar: the next round's plan)"
+    return _finish(fig, axes, "share of traffic", title, len(arms), nrows)
 
 
 def lift_intervals(
