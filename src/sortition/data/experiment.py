@@ -130,8 +130,7 @@ class ExperimentData:
             raise ValueError("the data has no rows.")
         df = df.reset_index(drop=True)
         arm_names = v.resolve_arms(df[arm], arm, arms, control)
-        lookup = {a: i for i, a in enumerate(arm_names)}
-        arm_index = df[arm].map(lookup).to_numpy(dtype=np.int64)
+        arm_index = _arm_codes(df[arm], arm_names)
         y = v.numeric_column(df[outcome], outcome, "outcome")
         bad = ~np.isfinite(y)
         if bad.any():
@@ -157,7 +156,7 @@ class ExperimentData:
                 raise ValueError(f"covariates {clash} are also named as arm/outcome/subject/propensity/cell/round; "
                                  "a column can play one role only.")
         cov = v.clean_covariates(df[covariates])
-        optional = lambda c: None if c is None else _readonly(df[c].to_numpy())  # noqa: E731
+        optional = lambda c: None if c is None else _readonly(_values(df[c]))  # noqa: E731
         cols = {k: c for k, c in roles.items() if c is not None}
         return cls(arm_names, _readonly(subj), _readonly(arm_index), _readonly(y), cov,
                    None if prop is None else _readonly(prop), optional(cell), optional(round), cols)
@@ -191,3 +190,22 @@ def _readonly(a: np.ndarray) -> np.ndarray:
         a = a.copy() if not a.flags.owndata else a
         a.flags.writeable = False
     return a
+
+
+def _arm_codes(column: pd.Series, arm_names: Sequence) -> np.ndarray:
+    """(n,) int64 index of each row's arm in ``arm_names``, through categorical codes (no per-row objects)."""
+    codes = pd.Categorical(column, categories=list(arm_names)).codes
+    if (codes < 0).any():  # a value outside the arms (resolve_arms lets none through): the exact lookup
+        lookup = {a: i for i, a in enumerate(arm_names)}
+        return column.map(lookup).to_numpy(dtype=np.int64)
+    return codes.astype(np.int64)
+
+
+def _values(column: pd.Series) -> np.ndarray:
+    """The column as a numpy array; text with few distinct values as an object array sharing one Python
+    object per value (10M rows of cells: 80 MB of pointers, not 10M separate strings)."""
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        codes, levels = pd.factorize(column, use_na_sentinel=True)
+        if len(levels) <= 1024 and not (codes < 0).any():
+            return np.asarray(levels, dtype=object)[codes]
+    return column.to_numpy()

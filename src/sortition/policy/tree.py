@@ -68,7 +68,7 @@ def fit_policy_tree(
     n_bootstrap: int = 20,
     seed: int = 0,
     level: float = 0.9,
-    max_rows: int | None = 200_000,
+    max_rows: int | None = 100_000,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 

@@ -27,10 +27,11 @@ def strata_of(data: ExperimentData, strata: Sequence[str] | None, max_strata: in
     most ``max_strata`` non-empty strata (default n / 50 / K, so cells hold ~50 visitors per arm).
     """
     cov = data.covariates
+    cache: dict = {}
     if strata is None:
         cols = [c for c in cov.columns if is_categorical(cov[c]) or cov[c].dtype == bool]
         limit = max_strata or max(1, data.n // (50 * data.n_arms))
-        while cols and _count(cov, cols) > limit:
+        while cols and _codes(cov, cols, cache)[1] > limit:
             cols = cols[:-1]
     else:
         cols = list(strata)
@@ -39,27 +40,39 @@ def strata_of(data: ExperimentData, strata: Sequence[str] | None, max_strata: in
             raise ValueError(f"strata={missing} are not covariates; covariates are {list(cov.columns)}.")
     if not cols:
         return np.zeros(data.n, dtype=np.int64), []
-    return _codes(cov, cols)[0], cols
+    return _codes(cov, cols, cache)[0], cols
 
 
-def _codes(cov: pd.DataFrame, cols: list) -> tuple[np.ndarray, int]:
+def _column_codes(column: pd.Series) -> tuple[np.ndarray, int]:
+    """(n,) codes of a column's values in sorted order, missing = the last code, and the number of codes."""
+    try:
+        codes, levels = pd.factorize(column, sort=True, use_na_sentinel=True)
+    except TypeError:  # values of mixed types do not sort: first-seen order
+        codes, levels = pd.factorize(column, sort=False, use_na_sentinel=True)
+    codes = codes.astype(np.int32 if len(levels) < 2**31 - 1 else np.int64)
+    codes[codes < 0] = len(levels)  # missing: its own stratum, after the levels
+    return codes, len(levels) + 1
+
+
+def _codes(cov: pd.DataFrame, cols: list, cache: dict) -> tuple[np.ndarray, int]:
     """(n,) dense stratum index, in sorted order of the columns' values (missing last), and the count.
 
-    Per column ``pd.factorize`` (no object copies of the columns), then the combined code; O(n) memory."""
+    Per column ``pd.factorize`` once (``cache``; no object copies of the columns), then the combined
+    code made dense with a bincount over the code space (O(n), no sort) when that space is small."""
     combined = np.zeros(len(cov), dtype=np.int64)
+    space = 1
     for c in cols:
-        try:
-            codes, levels = pd.factorize(cov[c], sort=True, use_na_sentinel=True)
-        except TypeError:  # values of mixed types do not sort: first-seen order
-            codes, levels = pd.factorize(cov[c], sort=False, use_na_sentinel=True)
-        codes = np.where(codes < 0, len(levels), codes)  # missing: its own stratum, after the levels
-        combined = combined * (len(levels) + 1) + codes
+        if c not in cache:
+            cache[c] = _column_codes(cov[c])
+        codes, size = cache[c]
+        combined = combined * size + codes
+        space *= size
+    if space <= max(1 << 22, len(cov)):
+        present = np.bincount(combined, minlength=space) > 0
+        dense = (np.cumsum(present) - 1)[combined]
+        return dense, int(present.sum())
     unique, dense = np.unique(combined, return_inverse=True)
     return dense.astype(np.int64).reshape(-1), len(unique)
-
-
-def _count(cov: pd.DataFrame, cols: list) -> int:
-    return _codes(cov, cols)[1]
 
 
 def _stats(g: np.ndarray, a: np.ndarray, v: np.ndarray, n_g: int, k: int):
