@@ -3,8 +3,9 @@
 The state is one JSON document (no pickle): the settings, the committed state (round, active
 arms, loser/winner streaks, every plan, every round's result, every row read so far) and the
 shard salt. The fitted posterior and policy tree are not stored: ``advance`` refits them from the
-rows, with a seed derived from (seed, round), so a reloaded experiment computes exactly the same
-next plan as the original from the same next round's data.
+rows, with a seed derived from (seed, round), and from the last fit's warm start (its forests' last
+draw, which is stored), so a reloaded experiment computes exactly the same next plan as the original
+from the same next round's data.
 
 Floats are written with Python's shortest round-trip repr, so values come back bit-exact;
 non-finite floats are written as ``{"$float": "nan"}`` to keep the file strict JSON. Writes go to a
@@ -37,6 +38,7 @@ from sortition.experiment.cells import CellWeights, Plan, SegmentPlan
 from sortition.experiment.export import experiment_salt
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.state import ExperimentState
+from sortition.posterior.warm import WarmStart
 
 STATE_FORMAT = "sortition.experiment-state"
 # 1: the first release. 2: the document carries its checksum (version-1 files, which have none, are
@@ -64,6 +66,8 @@ SETTINGS = (
     "level",
     "covariates",
     "seed",
+    "warm_start",
+    "resegment_probability",
 )
 
 
@@ -258,6 +262,8 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
             for g in r.graduations
         ],
         "seconds": r.seconds,
+        "churn": r.churn,
+        "resegment_probability": r.resegment_probability,
     }
 
 
@@ -289,6 +295,8 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         graduations=tuple(Graduation(**g) for g in d["graduations"]),
         plan=plan,
         seconds=dict(d.get("seconds", {})),
+        churn=d.get("churn"),
+        resegment_probability=d.get("resegment_probability"),
     )
 
 
@@ -309,6 +317,7 @@ def state_to_json(arms: tuple[str, ...], settings: Mapping[str, Any], state: Exp
             "plans": [plan_to_json(p) for p in state.plans],
             "results": [_result_to_json(r) for r in state.results],
             "data": None if state.data is None else frame_to_json(state.data),
+            "warm_start": None if state.warm_start is None else state.warm_start.to_json(),
         },
     }
     return _plain(doc, "experiment state")
@@ -361,6 +370,7 @@ def _state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str,
         plans=plans,
         loser_streak={str(k): int(v) for k, v in s["loser_streak"].items()},
         winner_streak={(seg, arm): int(n) for seg, arm, n in s["winner_streak"]},
+        warm_start=None if s.get("warm_start") is None else WarmStart.from_json(s["warm_start"]),
     )
     return tuple(doc["arms"]), settings, state
 

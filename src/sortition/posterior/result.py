@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.posterior.warm import WarmStart
 
 CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
 _FORMAT = "sortition.posterior/1"
@@ -51,6 +52,7 @@ class Posterior:
     Build with :func:`sortition.posterior.fit` or :meth:`from_draws`. ``components`` holds extra draws of
     the same shape (the revenue model's ``conversion`` and ``severity`` contrasts); ``baseline`` holds
     (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
+    ``warm_start`` (BCF fits) is the last draw of the fit's forests, for ``fit(..., warm_start=...)`` next round.
 
     Grouped form: when visitors share their draws (the stratified engine: one set per stratum), the
     draws are kept once per group, shape (G, S, K-1), with ``rows`` (n,) the group of each visitor. Every
@@ -65,6 +67,7 @@ class Posterior:
     components: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     baseline: np.ndarray | None = field(default=None, repr=False)
     info: Mapping = field(default_factory=dict)
+    warm_start: WarmStart | None = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False)  # (n,) group of each visitor (grouped form)
 
     def __post_init__(self):
@@ -86,7 +89,7 @@ class Posterior:
     def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
                    baseline: np.ndarray | None = None, info: Mapping | None = None,
-                   rows: np.ndarray | None = None) -> Posterior:
+                   warm_start: WarmStart | None = None, rows: np.ndarray | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
@@ -111,7 +114,7 @@ class Posterior:
         if rows is not None:
             groups = np.array(rows, dtype=np.int64, copy=True)
             groups.flags.writeable = False
-        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), groups)
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, groups)
 
     # --- shape ----------------------------------------------------------------------------------
     @property
