@@ -22,6 +22,8 @@ import pandas as pd
 
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.srm import SRMResult, srm_plan
+from sortition.workflows.guards import refuse_near_flag, require_metric
 
 # how a kind of outcome aggregates a subject's outcome events in the attribution window
 AGGREGATES = {"revenue": "sum", "continuous": "sum", "binary": "conversion"}
@@ -38,6 +40,18 @@ class DailyRound:
     configuration_version: int  # the store's version holding the configuration to serve next
     state: Path
     report: Path | None
+    srm: SRMResult | None = None  # the sample-ratio check of the rows read (None: no rows)
+    other_flags: tuple[str, ...] = ()  # the store configuration's other flags (kept beside this one)
+
+
+class SampleRatioMismatch(ValueError):
+    """The round's rows do not follow the plan that served them; nothing was saved."""
+
+    def __init__(self, srm: SRMResult):
+        super().__init__(f"{srm.describe()}. Nothing was saved or published: find the cause (bot filters, "
+                         "redirects, logging that depends on the arm), or rerun with --allow-srm to publish "
+                         "anyway")
+        self.srm = srm
 
 
 def _open_store(location: str | Path, create: bool) -> Any:
@@ -113,6 +127,8 @@ def daily_round(
     window: dt.timedelta | float | None = None,
     aggregate: str | None = None,
     out: str | Path | None = None,
+    allow_srm: bool = False,
+    new_flag: bool = False,
 ) -> DailyRound:
     """Run one round of the experiment saved at ``state`` on the new data in ``store``.
 
@@ -127,9 +143,13 @@ def daily_round(
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
         out: folder for the report (None: no report).
+        allow_srm: publish even when the sample-ratio check of the new rows fails.
+        new_flag: create the experiment even when its flag key is close to one of the store's flags.
     Raises:
-        ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
-            no new exposures, bad data). Nothing is saved then.
+        ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag or
+            metric, a flag key close to another one, no new exposures, bad data). Nothing is saved then.
+        SampleRatioMismatch: the new rows do not follow the plan that served them (a ValueError);
+            nothing is saved or published unless ``allow_srm``.
     """
     state = Path(state)
     if outcome is not None and outcome not in AGGREGATES:
@@ -172,7 +192,12 @@ def daily_round(
     aggregate = aggregate or AGGREGATES.get(experiment.outcome, "sum")
 
     with _open_store(store, create=created) as events:
+        others = _other_flags(events, flag)
+        if created:
+            refuse_near_flag(flag, list(others), allow_new=new_flag)
         frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
+        if not frame.empty:
+            require_metric(events, metric)  # else every outcome reads as 0
         if frame.empty and not created:
             known = events.flag_keys()
             raise ValueError(
@@ -188,6 +213,9 @@ def daily_round(
                 f"({len(frame):,} exposures already read); serve the latest configuration and log its "
                 "assignments, then run this again"
             )
+        srm = srm_plan(experiment.plans_, rows) if len(rows) else None
+        if srm is not None and not srm.ok and not allow_srm:
+            raise SampleRatioMismatch(srm)
         if len(rows):
             result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
         version = _save_configuration(events, experiment)
@@ -202,5 +230,15 @@ def daily_round(
             experiment,
             title=f"Sortition: {flag}, round {experiment.round_}",
             source=f"{where}, metric {metric!r}",
+            srm=srm,
         )
-    return DailyRound(experiment, created, result, len(rows), version, state, report)
+    return DailyRound(experiment, created, result, len(rows), version, state, report, srm, others)
+
+
+def _other_flags(events: Any, flag: str) -> tuple[str, ...]:
+    """The flags other than ``flag`` in the store's latest configuration or with exposures."""
+    try:
+        configured = set(events.configuration().flags.get("flags", {}))
+    except LookupError:
+        configured = set()
+    return tuple(sorted((configured | set(events.flag_keys())) - {flag}))
