@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from sortition.store.errors import lock_holder, open_error
+from sortition.store.errors import StoreLockedError, lock_holder, open_error
 from sortition.store.schema import EVENT_TABLES, TABLES, Table, create_statements, upgrade_statements
 
 _ARROW_TYPES = {"text": pa.string(), "float": pa.float64(), "int": pa.int32(), "timestamp": pa.timestamp("us")}
@@ -107,7 +107,7 @@ class DuckDBBackend:
                     raise open_error(err, self.location) from None
                 if time.monotonic() >= deadline:
                     holder = lock_holder(str(err)) or "another process"
-                    raise RuntimeError(
+                    raise StoreLockedError(
                         f"the DuckDB file {self.location!r} is held by {holder} (waited "
                         f"{self.lock_timeout:g} s). DuckDB lets one process at a time write a file: stop or "
                         "wait for that process, open the store with EventStore(path, shared=True) in every "

@@ -20,7 +20,7 @@ def open_error(err: BaseException, location: str) -> Exception:
     text = str(err)
     holder = lock_holder(text)
     if holder is not None or "lock" in text.lower():
-        return RuntimeError(
+        return StoreLockedError(
             f"the DuckDB file {location!r} is held by {holder or 'another process'}; DuckDB lets one process "
             "at a time write a file: stop that process (or wait for it), open the store with "
             "EventStore(path, shared=True) in every process, or use PostgreSQL for many writers"
@@ -34,3 +34,7 @@ def open_error(err: BaseException, location: str) -> Exception:
 
 def missing_psycopg() -> ImportError:
     return ImportError(f"a postgresql:// store needs psycopg 3: {POSTGRES_EXTRA}")
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the DuckDB file (the message says which)."""

@@ -121,7 +121,7 @@ def daily_round(
     outcome: str | None = None,
     arms: Sequence[str] | None = None,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     window: dt.timedelta | float | None = None,

@@ -47,7 +47,7 @@ def run_demo(
     rounds: int = 6,
     visitors: int = 2000,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     out: str | Path = "sortition-out",
@@ -55,9 +55,9 @@ def run_demo(
 ) -> DemoRun:
     """Run the simulated adaptive experiment and write the report into ``out``.
 
-    Defaults (6 rounds of 2,000 visitors, BCF with 100 draws on one thread) take about
-    1.5 minutes on 2 busy cores. One thread is deliberate: stochtree's threads contend badly
-    with anything else running on a small machine.
+    Defaults: 6 rounds of 2,000 visitors, BCF with 100 draws; ``threads=None`` picks threads as
+    ``sortition.posterior.fit`` does (``OMP_NUM_THREADS`` when set, else every core). On a small, busy
+    machine one thread is often fastest: stochtree's threads contend with anything else running.
 
     Returns:
         The simulation, the report path, and the DuckDB event store path (rewritten each run).
@@ -199,7 +199,7 @@ def analyze(
     covariates: Sequence[str] | None = None,
     outcome_kind: str | None = None,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     key: str = "sortition-experiment",
