@@ -25,7 +25,7 @@ from sortition.cli.console import console, print_error
 
 # recent Typer vendors click as typer._click; older ones use click itself
 _click = getattr(typer.core, "_click", None) or click
-_NOT_ONE_OF = re.compile(r"'(.*?)' is not one of (.*?)\.?$")
+_NOT_ONE_OF = re.compile(r"'([^']*)' is not one of (.*?)\.?$")
 
 _TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: "BOOLEAN"}
 
@@ -97,6 +97,9 @@ class Command(TyperCommand):
             warnings.showwarning = one_line
             try:
                 return super().invoke(ctx)
+            except _click.exceptions.UsageError as err:  # typer.BadParameter raised by a command
+                print_error(_usage_message(err, ctx))
+                raise typer.Exit(2) from None
             except (typer.Exit, typer.Abort, _click.exceptions.ClickException):
                 raise
             except _user_errors() as err:

@@ -19,7 +19,10 @@ from sortition.data.names import did_you_mean, listing
 OUTCOME_KINDS = ("continuous", "binary", "revenue")
 _SHOW = 5  # how many bad rows an error message lists
 ROW_LABELS = "sortition.rows"  # the DataFrame.attrs key a loader puts its RowLabels under
-TINY_ARM_SHARE = 0.01  # an unlisted arm with fewer rows than this share of the largest arm is a typo
+# an unlisted arm with fewer rows than this share of the largest arm is a mistake; so is one under
+# NEAR_ARM_SHARE whose name is close to another arm's ('Control' beside 'control')
+TINY_ARM_SHARE = 0.02
+NEAR_ARM_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def resolve_arms(values: pd.Series, col: str, arms: Sequence | None, control, *,
                  rows: RowLabels = POSITIONS, require_control: bool = False) -> tuple:
     """Arm names in order, control first; every row's arm must be listed and every arm must have rows.
 
-    Without ``arms``, an arm with under ``TINY_ARM_SHARE`` of the largest arm's rows is refused (a
-    mislabelled row such as ``Control`` beside ``control`` would otherwise become a real arm), and the
+    Without ``arms``, an arm with under ``TINY_ARM_SHARE`` of the largest arm's rows, or under
+    ``NEAR_ARM_SHARE`` with a name close to a bigger arm's, is refused (mislabelled rows such as
+    ``Control`` beside ``control`` would otherwise become a real arm that can win traffic), and the
     order is sorted with ``control`` moved first. ``require_control``: without ``control``, an arm
     named ``control`` is the control, and any other data is refused (the caller must name it).
     """
@@ -130,11 +134,18 @@ def resolve_arms(values: pd.Series, col: str, arms: Sequence | None, control, *,
 def _refuse_tiny_arms(values: pd.Series, col: str, arms: list, rows: RowLabels) -> None:
     counts = values.value_counts()
     largest = int(counts.max())
-    tiny = [a for a in arms if counts[a] < TINY_ARM_SHARE * largest]
+
+    def suspect(a) -> bool:
+        if counts[a] < TINY_ARM_SHARE * largest:
+            return True
+        others = [str(b) for b in arms if b != a and counts[b] > counts[a]]
+        return counts[a] < NEAR_ARM_SHARE * largest and bool(did_you_mean(a, others))
+
+    tiny = [a for a in arms if suspect(a)]
     if not tiny:
         return
     a = tiny[0]
-    others = [b for b in arms if b not in tiny]
+    others = [str(b) for b in arms if b not in tiny]
     raise ValueError(
         f"arm {a!r} of column {col!r} has only {int(counts[a]):,} rows beside {largest:,} for the largest arm "
         f"{did_you_mean(a, others).strip() or '(a mislabelled arm?)'}; it is at "

@@ -141,7 +141,8 @@ def srm_plan(plans: Sequence[Plan], rows: pd.DataFrame, *, alpha: float = ALPHA)
             checks.append(_check(f"{name}: cells", cell, share))
             for c in CELLS:
                 arms = in_seg.loc[(cell == c).to_numpy(), "arm"].astype(str)
-                if len(arms) >= MIN_ROWS and sum(p > 0 for p in seg.cells[c].values()) > 1:
+                impossible = any(seg.cells[c].get(a, 0.0) <= 0 for a in set(arms))  # fails at any count
+                if impossible or (len(arms) >= MIN_ROWS and sum(p > 0 for p in seg.cells[c].values()) > 1):
                     checks.append(_check(f"{name}, cell {c!r}: arms", arms, seg.cells[c]))
     return SRMResult(tuple(checks), "plan", alpha)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from sortition.data.names import did_you_mean, listing
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
 from sortition.experiment.srm import SRMResult, srm_plan
@@ -201,8 +202,8 @@ def daily_round(
         if frame.empty and not created:
             known = events.flag_keys()
             raise ValueError(
-                f"the event store has no exposures to flag {flag!r} (flags with exposures: "
-                f"{known[:10]}); check --flag, or serve the latest configuration in the store "
+                f"the event store has no exposures to flag {flag!r}{did_you_mean(flag, known)} (flags with "
+                f"exposures: {listing(known)}); check --flag, or serve the latest configuration in the store "
                 "and log its assignments first"
             )
         rows = _new_rows(frame, experiment, flag)
