@@ -33,7 +33,7 @@ _TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: 
 def _user_errors() -> tuple[type[BaseException], ...]:
     import duckdb
 
-    from sortition.store.errors import StoreLockedError
+    from sortition.data.locks import StoreLockedError
 
     return (ValueError, LookupError, ImportError, OSError, StoreLockedError, duckdb.Error)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -15,13 +15,16 @@ from rich.table import Table
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
 from sortition.cli.options import Engine, Kind, comma_list
+from sortition.scenarios import SCENARIOS
+
+Scenario = Literal[SCENARIOS]  # type: ignore[valid-type]
 
 THREADS_HELP = "Threads for the BCF engine (default: $OMP_NUM_THREADS, else every core; as the library's fit)."
 
 
 @app.command()
 def demo(
-    scenario: str = typer.Option("storefront", help="Scenario from sortition.scenarios."),
+    scenario: Scenario = typer.Option("storefront", help="Scenario from sortition.scenarios."),
     arms: int = typer.Option(3, help="Arms, control included (scenarios with fixed arms ignore it)."),
     rounds: int = typer.Option(6, min=1, help="Rounds of the adaptive experiment."),
     visitors: int = typer.Option(2000, min=50, help="Visitors per round."),

@@ -132,7 +132,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_duckdb(path: Path, query: str | None, table: str | None) -> pd.DataFrame:
     import duckdb
 
-    from sortition.store.errors import open_error
+    from sortition.data.locks import open_error
 
     if query is not None and table is not None:
         raise ValueError("give --query or --table, not both")

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import re
+from sortition.data.locks import StoreLockedError, lock_holder, open_error
 
-_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 POSTGRES_EXTRA = "pip install sortition[postgres]"
 
-
-def lock_holder(message: str) -> str | None:
-    """``"process 1234 (/usr/bin/python3)"`` from DuckDB's lock error, or None."""
-    found = _HOLDER.search(message)
-    return f"process {found.group(2)} ({found.group(1)})" if found else None
-
-
-def open_error(err: BaseException, location: str) -> Exception:
-    """A clear error for a DuckDB file that cannot be opened: locked (and by whom), not a database,
-    missing; other errors keep DuckDB's first line."""
-    text = str(err)
-    holder = lock_holder(text)
-    if holder is not None or "lock" in text.lower():
-        return StoreLockedError(
-            f"the DuckDB file {location!r} is held by {holder or 'another process'}; DuckDB lets one process "
-            "at a time write a file: stop that process (or wait for it), open the store with "
-            "EventStore(path, shared=True) in every process, or use PostgreSQL for many writers"
-        )
-    if "not a valid DuckDB database" in text:
-        return ValueError(f"{location!r} is not a DuckDB database")
-    if "does not exist" in text:
-        return ValueError(f"the DuckDB file {location!r} does not exist")
-    return ValueError(f"cannot open the DuckDB file {location!r}: {text.strip().splitlines()[0]}")
+__all__ = ["POSTGRES_EXTRA", "StoreLockedError", "lock_holder", "missing_psycopg", "open_error"]
 
 
 def missing_psycopg() -> ImportError:
     return ImportError(f"a postgresql:// store needs psycopg 3: {POSTGRES_EXTRA}")
-
-
-class StoreLockedError(RuntimeError):
-    """Another process holds the DuckDB file (the message says which)."""
