@@ -14,7 +14,7 @@ from rich.table import Table
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
-from sortition.cli.options import Engine, Kind, comma_list
+from sortition.cli.options import WINDOW_HELP, Engine, Kind, comma_list, parse_window
 from sortition.scenarios import SCENARIOS
 
 Scenario = Literal[SCENARIOS]  # type: ignore[valid-type]
@@ -93,6 +93,7 @@ def analyze(
     metric: str = typer.Option(
         None, help="Sortition event store: the outcome metric (default: the store's only metric)."
     ),
+    window: str = typer.Option(None, help="Sortition event store: " + WINDOW_HELP),
     engine: Engine = typer.Option("bcf", help="Posterior engine."),
     threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     seed: int = typer.Option(0, help="Seed of the fit."),
@@ -103,9 +104,10 @@ def analyze(
     from sortition.workflows.demo import prepare_analysis, read_event_store, read_table
 
     _quiet_engines()
+    seconds = parse_window(window)
     try:
         if flag is not None:
-            frame, metric = _store_frame(data, flag, metric)
+            frame, metric = _store_frame(data, flag, metric, seconds)
             arm, outcome, subject = "arm", metric, "subject"
             roles = {"propensity": "propensity" if frame["propensity"].notna().all() else None,
                      "cell": "cell" if frame["cell"].notna().all() else None,
@@ -113,9 +115,9 @@ def analyze(
             frame = frame.drop(columns=[c for c, used in roles.items() if used is None])
             propensity = roles["propensity"]
         else:
-            if metric is not None:
-                fail("--metric names an outcome in a Sortition event store (with --flag); in a data file, name "
-                     "the outcome column with --outcome")
+            if metric is not None or window is not None:
+                fail(f"{'--metric' if metric is not None else '--window'} reads a Sortition event store (with "
+                     "--flag); in a data file, name the outcome column with --outcome")
             frame = read_table(data, query=query, table=table)
             roles = {"cell": None, "round": None}
         prepared = prepare_analysis(
@@ -137,7 +139,7 @@ def analyze(
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
 
 
-def _store_frame(data: Path, flag: str, metric: str | None) -> tuple[Any, str]:
+def _store_frame(data: Path, flag: str, metric: str | None, window: float | None) -> tuple[Any, str]:
     """The event store's exposures to ``flag`` joined to ``metric`` (the store's only metric when None),
     with the outcome column named after the metric."""
     from sortition.data.files import file_kind
@@ -157,7 +159,7 @@ def _store_frame(data: Path, flag: str, metric: str | None) -> tuple[Any, str]:
             fail(f"name the outcome metric with --metric; the store has outcome events of {listing(metrics)}")
         metric = metrics[0]
         console.print(f"Outcome metric: [bold]{metric}[/] (the store's only metric).")
-    frame = read_event_store(data, flag, metric)
+    frame = read_event_store(data, flag, metric, window=window)
     if metric not in frame.columns:
         frame = frame.rename(columns={"y": metric})  # errors then name the user's metric
     else:

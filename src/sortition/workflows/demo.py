@@ -95,11 +95,13 @@ def run_demo(
     return DemoRun(simulation, report, store_path)
 
 
-def read_event_store(path: str | Path, flag: str, metric: str = "outcome") -> pd.DataFrame:
+def read_event_store(path: str | Path, flag: str, metric: str = "outcome", *,
+                     window: float | None = None) -> pd.DataFrame:
     """Exposures to ``flag`` joined to outcomes of ``metric`` from a Sortition event store, opened
     read-only (nothing is created or written in the file).
 
     Columns: subject, arm, y, propensity, cell, round, then the logged subject attributes.
+    ``window``: the attribution window in seconds (None: no limit).
     Raises ValueError for a missing file, an unknown flag or a metric with no outcome events.
     """
     from sortition.store import EventStore
@@ -108,7 +110,7 @@ def read_event_store(path: str | Path, flag: str, metric: str = "outcome") -> pd
     with EventStore(str(path), read_only=True) as store:
         require_flag(store, flag)
         require_metric(store, metric)
-        frame = store.experiment_frame(flag, metric)
+        frame = store.experiment_frame(flag, metric, window=window)
     return frame
 
 
