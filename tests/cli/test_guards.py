@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import invoke
+from cli_helpers import invoke, write_table
 
 from sortition.experiment.simulation import visitor_attributes
 from sortition.scenarios import make_scenario
@@ -305,16 +305,7 @@ def test_messages_use_the_users_columns_and_file_lines(tmp_path):
 def test_a_timestamp_column_is_dropped_with_one_warning_line_in_every_format(tmp_path, suffix):
     frame = _table(300).assign(signed_up=pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC"))
     path = tmp_path / f"d.{suffix}"
-    if suffix.startswith("csv"):
-        frame.to_csv(path, index=False)
-    elif suffix == "parquet":
-        frame.to_parquet(path)
-    else:
-        import duckdb
-
-        with duckdb.connect(str(path)) as con:
-            con.register("f", frame)
-            con.execute("CREATE TABLE visits AS SELECT * FROM f")
+    write_table(frame, path)
     res = _analyze(path, tmp_path, "--kind", "revenue")
     assert res.exit_code == 0, res.text
     lines = [line for line in res.output.splitlines() if "signed_up" in line]

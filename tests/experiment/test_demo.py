@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import invoke
+from cli_helpers import invoke, write_table
 
 from sortition.workflows.demo import analyze, read_table, run_demo
 from sortition.scenarios import generate
@@ -66,16 +66,7 @@ def test_analyze_reads_user_data(tmp_path, suffix):
     data, _ = generate("reversal", 600, arms=3, seed=4)
     frame = data.frame()
     path = tmp_path / f"data.{suffix}"
-    if suffix == "csv":
-        frame.to_csv(path, index=False)
-    elif suffix == "parquet":
-        frame.to_parquet(path)
-    else:
-        import duckdb
-
-        with duckdb.connect(str(path)) as con:
-            con.register("f", frame)
-            con.execute("CREATE TABLE visits AS SELECT * FROM f")
+    write_table(frame, path)
     loaded = read_table(path)
     experiment, report = analyze(
         loaded, arm="arm", outcome="y", subject="visitor_id", propensity="propensity", control="control",

@@ -190,16 +190,6 @@ def prepare_analysis(
 def analyze(
     data: pd.DataFrame | AnalysisInput,
     *,
-    arm: str = "arm",
-    outcome: str = "y",
-    subject: str | None = None,
-    propensity: str | None = None,
-    cell: str | None = None,
-    round: str | None = None,
-    arms: Sequence[str] | None = None,
-    control: str | None = None,
-    covariates: Sequence[str] | None = None,
-    outcome_kind: str | None = None,
     engine: str = "bcf",
     threads: int | None = None,
     draws: int = 100,
@@ -207,16 +197,20 @@ def analyze(
     key: str = "sortition-experiment",
     out: str | Path = "sortition-out",
     source: str | None = None,
+    **columns: Any,
 ) -> tuple[SequentialExperiment, Path]:
     """One round of the loop on a user's data: posterior, segments, allocation, next plan, report.
 
-    ``data`` is a table (checked by :func:`prepare_analysis` with the column keywords) or an
-    :class:`AnalysisInput` already checked. ``outcome_kind=None`` infers the kind (see there).
+    ``data`` is a table, checked by :func:`prepare_analysis` with ``columns`` (its keywords: arm,
+    outcome, subject, propensity, cell, round, arms, control, covariates, outcome_kind; a None kind is
+    inferred), or an :class:`AnalysisInput` already checked.
     """
-    prepared = data if isinstance(data, AnalysisInput) else prepare_analysis(
-        data, arm=arm, outcome=outcome, subject=subject, propensity=propensity, cell=cell, round=round,
-        arms=arms, control=control, covariates=covariates, outcome_kind=outcome_kind,
-    )
+    if isinstance(data, AnalysisInput):
+        if columns:
+            raise TypeError(f"analyze: {sorted(columns)} were already applied by prepare_analysis")
+        prepared = data
+    else:
+        prepared = prepare_analysis(data, **columns)
     frame = prepared.frame.copy()
     fit_options: dict[str, Any] = {"progress": False, "draws": draws}
     if engine == "bcf":
