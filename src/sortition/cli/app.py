@@ -94,6 +94,9 @@ class Command(TyperCommand):
             warnings.simplefilter("default")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+            # rendering and sampler chatter, not about the user's data (stochtree's own notes on the
+            # design matrix are filtered where the posterior is fit)
+            warnings.filterwarnings("ignore", module=r"matplotlib(\..*)?$")
             warnings.showwarning = one_line
             try:
                 return super().invoke(ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
@@ -77,8 +78,8 @@ def round_(
     exp = run.experiment
     if run.created:
         console.print(
-            f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control: {exp.arms[0]}), "
-            f"outcome {exp.outcome}, engine {exp.engine}."
+            f"Created experiment [bold]{escape(flag)}[/]: arms {escape(', '.join(exp.arms))} (control: "
+            f"{escape(exp.arms[0])}), outcome {exp.outcome}, engine {exp.engine}."
         )
         if run.other_flags:
             console.print(
@@ -88,7 +89,7 @@ def round_(
     if run.result is None:
         console.print(
             f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "
-            f"(round 0, uniform) from the store, log assignments and '{metric}' outcomes, then run "
+            f"(round 0, uniform) from the store, log assignments and '{escape(metric)}' outcomes, then run "
             "this command again."
         )
     else:
@@ -100,6 +101,6 @@ def round_(
         _print_summary(exp, None)
         console.print(
             f"Next: serve configuration version [bold]{run.configuration_version}[/] (round "
-            f"{exp.round_}); report: [bold]{run.report}[/]"
+            f"{exp.round_}); report: [bold]{escape(str(run.report))}[/]"
         )
-    console.print(f"State saved to {run.state}.")
+    console.print(f"State saved to {run.state}.", markup=False)
