@@ -334,3 +334,21 @@ def test_version_option():
 
     res = invoke(["--version"])
     assert res.exit_code == 0 and res.text == f"sortition {sortition.__version__}"
+
+
+def test_an_unexpected_failure_is_one_line_unless_debugging(tmp_path, monkeypatch):
+    from sortition.experiment import sequential
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("sampler diverged\n  at frame 3")
+
+    monkeypatch.setattr(sequential, "_fit_posterior", boom)
+    path = tmp_path / "d.csv"
+    _table().to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip() == "error: RuntimeError: sampler diverged (set SORTITION_DEBUG=1 for the traceback, " \
+                                 "and please report it)"
+    monkeypatch.setenv("SORTITION_DEBUG", "1")
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert isinstance(res.exception, RuntimeError)

@@ -256,7 +256,7 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
 
     monkeypatch.setattr(seq, "_fit_posterior", boom)
     res = _cli(store_path, tmp_path)
-    assert res.exit_code != 0 and isinstance(res.exception, RuntimeError)
+    assert res.exit_code == 1 and "error: RuntimeError: fit failed (set SORTITION_DEBUG=1" in res.text
     assert state.read_bytes() == before
     with EventStore(str(store_path)) as store:
         assert store.configuration_versions() == versions

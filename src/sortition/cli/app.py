@@ -6,11 +6,14 @@ on a :class:`SortitionTyper` group):
 - help shows arguments as ``DATA`` and option types as ``TEXT``/``INTEGER``/``FLOAT``/``PATH``;
 - Python warnings print as one ``warning: ...`` line (no source file and line), each once;
 - errors in the user's input (ValueError, LookupError, a missing driver, a locked or unreadable
-  store) print as one ``error: ...`` line and exit with code 2, never as a traceback.
+  store) print as one ``error: ...`` line and exit with code 2; anything else (a failing fit, a bug)
+  prints one line naming the exception and exits with code 1 (``SORTITION_DEBUG=1`` shows the
+  traceback). Never a traceback by default.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -27,6 +30,7 @@ from sortition.cli.console import console, print_error
 _click = getattr(typer.core, "_click", None) or click
 _NOT_ONE_OF = re.compile(r"'([^']*)' is not one of (.*?)\.?$")
 
+DEBUG_ENV = "SORTITION_DEBUG"  # set: unexpected errors show their traceback
 _TYPE_NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH", bool: "BOOLEAN"}
 
 
@@ -108,6 +112,13 @@ class Command(TyperCommand):
             except _user_errors() as err:
                 print_error(_message(err))
                 raise typer.Exit(2) from None
+            except Exception as err:  # noqa: BLE001 - a bug or a library failure: one line, not a traceback
+                if os.environ.get(DEBUG_ENV):
+                    raise
+                first = (str(err).strip().splitlines() or [""])[0]
+                print_error(f"{type(err).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback, and please "
+                            "report it)")
+                raise typer.Exit(1) from None
 
 
 def _usage_message(err: Any, ctx: Any) -> str:
