@@ -352,3 +352,25 @@ def test_an_unexpected_failure_is_one_line_unless_debugging(tmp_path, monkeypatc
     monkeypatch.setenv("SORTITION_DEBUG", "1")
     res = _analyze(path, tmp_path, "--kind", "revenue")
     assert isinstance(res.exception, RuntimeError)
+
+
+def test_bandit_train_refuses_a_metric_without_outcome_events(copies, tmp_path):
+    before = _digest(copies[0])
+    res = invoke(["bandit", "train", copies[0], "--metric", "revenu", "--out", tmp_path / "m.json"])
+    assert res.exit_code == 2 and "metric 'revenu' has no outcome events in the store (did you mean 'revenue'?)" \
+        in res.text
+    assert _digest(copies[0]) == before and not (tmp_path / "m.json").exists()
+
+
+def test_analyze_flags_propensities_that_do_not_match_the_split(tmp_path):
+    frame = _table(1500, seed=3)
+    rng = np.random.default_rng(3)
+    frame["variant"] = rng.choice(["control", "bundle", "discount"], size=len(frame), p=[0.2, 0.3, 0.5])
+    frame["p"] = 1 / 3  # logged as uniform, served 20/30/50
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--propensity", "p")
+    assert res.exit_code == 0, res.text  # analyze reports; only `round` blocks a publish
+    assert "warning: sample-ratio mismatch: arm" in res.text and "inverse-propensity count" in res.text
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert page.index("Sample-ratio mismatch") < page.index("<h2>")
