@@ -374,3 +374,14 @@ def test_analyze_flags_propensities_that_do_not_match_the_split(tmp_path):
     assert "warning: sample-ratio mismatch: arm" in res.text and "inverse-propensity count" in res.text
     page = (tmp_path / "out" / "index.html").read_text()
     assert page.index("Sample-ratio mismatch") < page.index("<h2>")
+
+
+def test_a_parquet_date_column_is_a_timestamp_too(tmp_path):
+    import datetime as dt
+
+    frame = _table(300).assign(first_visit=[dt.date(2024, 1, 1) + dt.timedelta(days=i % 90) for i in range(300)])
+    path = tmp_path / "d.parquet"
+    frame.to_parquet(path)  # date32: read back as datetime.date objects
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 0, res.text
+    assert "warning: column 'first_visit' holds timestamps, not a covariate; dropped" in res.text

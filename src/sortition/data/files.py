@@ -9,6 +9,7 @@ frame carries a :class:`~sortition.data.validation.RowLabels` so that later erro
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -82,14 +83,21 @@ def read_table(path: str | Path, *, query: str | None = None, table: str | None 
 
 
 def parse_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns whose every non-missing value is an ISO date/timestamp, as UTC timestamps."""
+    """Text columns whose every non-missing value is an ISO date/timestamp, and object columns of
+    dates (Parquet's ``date32`` arrives as ``datetime.date`` objects), as UTC timestamps."""
     out = frame
     for col in frame.columns:
         s = frame[col]
         if not (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
             continue
         values = s.dropna()
-        if values.empty or not all(isinstance(v, str) and _ISO.match(v) for v in values.head(1000)):
+        if values.empty:
+            continue
+        if all(isinstance(v, (dt.date, dt.datetime)) for v in values.head(1000)):
+            out = out.copy() if out is frame else out
+            out[col] = pd.to_datetime(s, utc=True, errors="coerce")
+            continue
+        if not all(isinstance(v, str) and _ISO.match(v) for v in values.head(1000)):
             continue
         if not values.astype(str).str.match(_ISO).all():
             continue
