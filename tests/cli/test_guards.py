@@ -114,6 +114,13 @@ def test_round_refuses_a_new_flag_that_looks_like_a_typo(copies):
     assert "keeps its other flags beside 'chekout': 'checkout'" in ok.text  # said, not silent
 
 
+def test_round_refuses_a_typod_store_path(copies):
+    store, state = copies
+    res = _round(store.with_name("event.duckdb"), state)
+    assert res.exit_code == 2 and "event store" in res.text and "(did you mean 'events.duckdb'?)" in res.text
+    assert not store.with_name("event.duckdb").exists()
+
+
 def test_round_checks_options_before_reading_anything(tmp_path):
     store, state = tmp_path / "events.duckdb", tmp_path / "s.json"
     for extra, message in (

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from sortition.data.files import require_file
 from sortition.data.names import did_you_mean, listing
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
@@ -61,11 +62,14 @@ def _open_store(location: str | Path, create: bool) -> Any:
     location = str(location)
     if location.startswith(("postgresql://", "postgres://")):
         return EventStore(location)
-    if not create and location != ":memory:" and not Path(location).exists():
-        raise ValueError(
-            f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
-            "your assignment logger writes to (the first run, with --arms, creates it)"
-        )
+    if not create and location != ":memory:":
+        try:
+            require_file(location, "event store")
+        except ValueError as err:
+            raise ValueError(
+                f"{err}; give the DuckDB file (or postgresql:// URL) your assignment logger writes to (the "
+                "first run, with --arms, creates it)"
+            ) from None
     return EventStore(location, shared=True)  # a serving process may be writing the same file
 
 
