@@ -392,3 +392,12 @@ def test_a_parquet_date_column_is_a_timestamp_too(tmp_path):
     res = _analyze(path, tmp_path, "--kind", "revenue")
     assert res.exit_code == 0, res.text
     assert "warning: column 'first_visit' holds timestamps, not a covariate; dropped" in res.text
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["round"], ["bandit"], ["bandit", "evaluate"]])
+def test_help_shows_plain_metavars(command):
+    res = invoke([*command, "--help"], columns=200)
+    assert res.exit_code == 0
+    assert "{" not in res.text.split("Usage:")[1].split("\n")[0] and "<str>" not in res.text and "<bool>" not in res.text
+    if command == ["analyze"]:
+        assert "[OPTIONS] DATA" in res.text and "TEXT" in res.text and "[revenue|binary|continuous]" in res.text

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import sortition
 from sortition.cli.console import console, print_error
@@ -42,30 +42,53 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, LookupError, ImportError, OSError, StoreLockedError, duckdb.Error)
 
 
-class Command(TyperCommand):
-    """A Typer command with plain metavars, one-line warnings and one-line errors."""
+def _plain_metavars(params: list[Any]) -> None:
+    """Click-style help for ``params``: ``DATA`` for arguments, ``TEXT``/``INTEGER``/``PATH``/``[a|b]``
+    for option values, nothing for flags (recent Typer shows ``{data}``, ``<str>``, ``<bool>``)."""
+    for param in params:
+        if param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None  # a flag takes no value
+            continue
+        desc = getattr(param, "type_descriptor", None)
+        if isinstance(param, TyperArgument):
+            param.metavar = (param.name or "value").upper()
+            if desc is not None:  # the type column: TEXT/PATH, not Typer's <str>
+                kind = "PATH" if desc.is_path else _TYPE_NAMES.get(desc.annotation, "TEXT")
+                param.display_type_rich = lambda ctx, _kind=kind: _kind
+            continue
+        if desc is None:
+            continue
+        if desc.is_choice and desc.choices:
+            param.metavar = "[" + "|".join(str(c) for c in desc.choices) + "]"
+        elif desc.is_path:
+            param.metavar = "PATH"
+        else:
+            annotation = desc.annotation
+            param.metavar = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", "TEXT").upper())
+
+
+class _PlainHelp:
+    """Mixin: plain metavars on the command's parameters and its --help option."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for param in self.params:
-            if param.metavar is not None or getattr(param, "is_flag", False):
-                continue
-            desc = getattr(param, "type_descriptor", None)
-            if isinstance(param, TyperArgument):
-                param.metavar = (param.name or "value").upper()
-                if desc is not None:  # the type column: TEXT/PATH, not Typer's <str>
-                    kind = "PATH" if desc.is_path else _TYPE_NAMES.get(desc.annotation, "TEXT")
-                    param.display_type_rich = lambda ctx, _kind=kind: _kind  # type: ignore[method-assign]
-                continue
-            if desc is None:
-                continue
-            if desc.is_choice and desc.choices:
-                param.metavar = "[" + "|".join(str(c) for c in desc.choices) + "]"
-            elif desc.is_path:
-                param.metavar = "PATH"
-            else:
-                annotation = desc.annotation
-                param.metavar = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", "TEXT").upper())
+        _plain_metavars(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _plain_metavars([option])
+        return option
+
+
+class Group(_PlainHelp, TyperGroup):
+    """The ``sortition`` group (and its sub-groups) with plain help."""
+
+
+class Command(_PlainHelp, TyperCommand):
+    """A Typer command with plain metavars, one-line warnings and one-line errors."""
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -146,7 +169,8 @@ def _message(err: BaseException) -> str:
 
 
 class SortitionTyper(typer.Typer):
-    """A Typer group whose commands are :class:`Command` unless told otherwise."""
+    """A Typer group whose commands are :class:`Command` unless told otherwise (pass ``cls=Group``
+    for plain help on the group itself)."""
 
     def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
         return super().command(*args, cls=cls or Command, **kwargs)
@@ -154,6 +178,7 @@ class SortitionTyper(typer.Typer):
 
 app = SortitionTyper(
     name="sortition",
+    cls=Group,
     help="Adaptive experiments and contextual bandits, served with Eppo's semantics.",
     no_args_is_help=True,
     add_completion=False,

@@ -10,11 +10,12 @@ from typing import Any, Literal
 import typer
 from rich.table import Table
 
-from sortition.cli.app import SortitionTyper, app
+from sortition.cli.app import Group, SortitionTyper, app
 from sortition.cli.console import console, fail
 from sortition.cli.options import WINDOW_HELP, parse_window
 
 bandit_app = SortitionTyper(
+    cls=Group,
     help="Contextual bandits: simulate the serve -> log -> retrain loop.", no_args_is_help=True
 )
 app.add_typer(bandit_app, name="bandit")
