@@ -121,6 +121,7 @@ class Command(_PlainHelp, TyperCommand):
             warnings.simplefilter("default")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)  # notes to developers (pandas, numpy)
             # rendering and sampler chatter, not about the user's data (stochtree's own notes on the
             # design matrix are filtered where the posterior is fit)
             warnings.filterwarnings("ignore", module=r"matplotlib(\..*)?$")
