@@ -65,9 +65,10 @@ class DuckDBBackend:
     def __init__(self, path: str, shared: bool = False, lock_timeout: float = 10.0, read_only: bool = False):
         self.location = str(path)
         self._memory = self.location == ":memory:"
-        self.shared = bool(shared) and not self._memory  # a :memory: database exists only while open
-        self.lock_timeout = float(lock_timeout)
         self.read_only = bool(read_only) and not self._memory
+        # a :memory: database exists only while open; a reader never keeps the file from writers
+        self.shared = (bool(shared) or self.read_only) and not self._memory
+        self.lock_timeout = float(lock_timeout)
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
         if self.read_only:

@@ -59,7 +59,8 @@ class EventStore:
         it (DuckDB lets one process at a time hold a file); see ``sortition.store.duckdb_backend``.
     lock_timeout : DuckDB only: seconds to wait for a file held by another process.
     read_only : DuckDB only: open an existing event store for reading; nothing is created or
-        written (a missing file, or one without the event tables, raises ValueError).
+        written (a missing file, or one without the event tables, raises ValueError). The file is
+        opened per query (as with ``shared``), so a reader never keeps it from writers.
 
     Every append is one transaction (the whole batch or nothing) and idempotent: each event has an
     id (``event_id`` or ``eventId`` in the event, else derived from its content), and an id already
