@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
 from typing import Any, Literal
 
 import typer
@@ -107,17 +108,25 @@ def train(
     ),
     out_flags: Path | None = typer.Option(None, help="Write the flags file with banditReferences here."),
 ) -> None:
-    """Train a bandit model from the store's logged decisions and their rewards, and publish it."""
-    from sortition.learning import SqrtGamma, bandit_models_json, link_bandit, train_bandit
-    from sortition.learning.events import BanditEvents
+    """Train a bandit model from the store's logged decisions and their rewards, and publish it.
+
+    The ridge's sufficient statistics are computed in the store (SQL on DuckDB or PostgreSQL): the
+    events are never loaded into Python, so months of logs train in bounded memory.
+    """
+    from sortition.learning import SqrtGamma, bandit_models_json, link_bandit
+    from sortition.learning.sufficient import NoDecisionsError, model_from_statistics, store_statistics
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
-    frame = _rewards(store, metric, flag, parse_window(window))
-    if frame.empty:
-        fail(f"no bandit decisions in {store}" + (f" for flag {flag!r}" if flag else ""))
-    model = train_bandit(
-        BanditEvents.from_frame(frame),
+    seconds = parse_window(window)
+    with _read_store(store, metric, flag) as event_store, \
+            console.status("computing sufficient statistics in the store..."):
+        try:
+            stats = store_statistics(event_store, metric, flag_key=flag, window=seconds)
+        except NoDecisionsError:
+            fail(f"no bandit decisions in {store}" + (f" for flag {flag!r}" if flag else ""))
+    model = model_from_statistics(
+        stats,
         bandit_key=bandit_key,
         gamma=SqrtGamma(gamma_scale) if gamma is None else gamma,
         action_probability_floor=floor,
@@ -127,9 +136,8 @@ def train(
     table = Table(title=f"bandit {bandit_key!r}: {model.n_events} events, gamma {model.gamma:.2f}")
     for col in ("action", "events", "intercept"):
         table.add_column(col, justify="right")
-    counts = frame["action"].value_counts()
     for key, c in model.coefficients.items():
-        table.add_row(key, str(int(counts.get(key, 0))), f"{c.intercept:.4f}")
+        table.add_row(key, str(stats.events.get(key, 0)), f"{c.intercept:.4f}")
     console.print(table)
     console.print(f"model written to {out}")
     if flags is not None and out_flags is not None:
@@ -141,9 +149,10 @@ def train(
 _ESTIMATORS = ("ips", "snips", "dm", "dr")
 
 
-def _rewards(store: str, metric: str, flag: str | None, window: float | None) -> Any:
-    """Bandit decisions joined to ``metric`` from ``store``, opened read-only; refuses a store that does
-    not exist, a metric with no outcome events and a flag with no bandit decisions."""
+@contextmanager
+def _read_store(store: str, metric: str, flag: str | None) -> Iterator[Any]:
+    """``store`` opened read-only, after refusing a store that does not exist, a metric with no
+    outcome events and a flag with no bandit decisions."""
     from sortition.store import EventStore
     from sortition.workflows.guards import require_flag, require_metric
 
@@ -155,6 +164,12 @@ def _rewards(store: str, metric: str, flag: str | None, window: float | None) ->
         require_metric(event_store, metric)
         if flag is not None:
             require_flag(event_store, flag, bandit=True)
+        yield event_store
+
+
+def _rewards(store: str, metric: str, flag: str | None, window: float | None) -> Any:
+    """Bandit decisions joined to ``metric`` from ``store`` (see :func:`_read_store`)."""
+    with _read_store(store, metric, flag) as event_store:
         return event_store.bandit_rewards(metric, flag_key=flag, window=window)
 
 

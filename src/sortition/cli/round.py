@@ -86,7 +86,13 @@ def round_(
                 f"The store's configuration keeps its other flags beside {flag!r}: "
                 f"{', '.join(repr(f) for f in run.other_flags[:10])}.", markup=False,
             )
-    if run.result is None:
+    if run.recovered:
+        console.print(
+            f"Round {exp.round_} was committed by a run that stopped before publishing its configuration: "
+            f"published it now. Serve configuration version [bold]{run.configuration_version}[/] (round "
+            f"{exp.round_})."
+        )
+    elif run.result is None:
         console.print(
             f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "
             f"(round 0, uniform) from the store, log assignments and '{escape(metric)}' outcomes, then run "
