@@ -344,12 +344,14 @@ def test_version_option():
 
 
 def test_an_unexpected_failure_is_one_line_unless_debugging(tmp_path, monkeypatch):
-    from sortition.experiment import sequential
+    from dataclasses import replace
+
+    from sortition.experiment import loop_policy
 
     def boom(*args, **kwargs):
         raise RuntimeError("sampler diverged\n  at frame 3")
 
-    monkeypatch.setattr(sequential, "_fit_posterior", boom)
+    monkeypatch.setattr(loop_policy, "DEFAULT_POLICY", replace(loop_policy.DEFAULT_POLICY, fit=boom))
     path = tmp_path / "d.csv"
     _table().to_csv(path, index=False)
     res = _analyze(path, tmp_path, "--kind", "revenue")

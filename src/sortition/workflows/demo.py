@@ -23,7 +23,8 @@ from sortition.data.files import read_table, require_file
 from sortition.data.names import did_you_mean
 from sortition.data.validation import OUTCOME_KINDS, ROW_LABELS, check_outcome, infer_kind, labels_of
 from sortition.experiment.schedules import fixed
-from sortition.experiment.sequential import ROLE_COLUMNS, SequentialExperiment
+from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.steps import ROLE_COLUMNS
 from sortition.experiment.simulation import SimulationResult, simulate
 from sortition.experiment.srm import SRMResult, srm_propensity
 from sortition.workflows.guards import require_flag, require_metric
