@@ -107,7 +107,7 @@ class ExperimentData:
     def from_frame(cls, df: pd.DataFrame, *, arm: str = "arm", outcome: str = "y", subject: str | None = None,
                    arms: Sequence | None = None, control=None, covariates: Sequence[str] | None = None,
                    propensity: str | None = None, cell: str | None = None, round: str | None = None,
-                   ) -> ExperimentData:
+                   require_control: bool = False) -> ExperimentData:
         """Validate a DataFrame and pin its rows.
 
         Args:
@@ -120,6 +120,11 @@ class ExperimentData:
                 with a warning.
             propensity: column with the probability, in (0, 1], of the arm each row received.
             cell, round: optional columns carried along (adaptive experiments).
+            require_control: without ``arms``/``control``, take the arm named ``control`` as the
+                control and refuse data that has none (instead of the first in sorted order).
+
+        Errors name rows by position, or by file line when the frame came from
+        :func:`sortition.data.files.read_table` (it attaches a ``RowLabels``).
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"from_frame expects a pandas DataFrame, got {type(df).__name__}.")
@@ -128,23 +133,24 @@ class ExperimentData:
         v.require_columns(df, roles)
         if len(df) == 0:
             raise ValueError("the data has no rows.")
+        rows = v.labels_of(df)
         df = df.reset_index(drop=True)
-        arm_names = v.resolve_arms(df[arm], arm, arms, control)
+        arm_names = v.resolve_arms(df[arm], arm, arms, control, rows=rows, require_control=require_control)
         arm_index = _arm_codes(df[arm], arm_names)
-        y = v.numeric_column(df[outcome], outcome, "outcome")
+        y = v.numeric_column(df[outcome], outcome, "outcome", rows=rows)
         bad = ~np.isfinite(y)
         if bad.any():
-            raise ValueError(f"outcome column {outcome!r} has missing or infinite values at rows "
-                             f"{v.first_rows(bad)}; drop those rows or fill them (0 for no conversion).")
+            raise ValueError(f"outcome column {outcome!r} has missing or infinite values at {rows.at(bad)}; "
+                             "drop those rows or fill them (0 for no conversion).")
         if subject is not None:
-            v.check_unique(df[subject], subject)
+            v.check_unique(df[subject], subject, rows=rows)
             subj = df[subject].to_numpy()
         else:
             subj = np.arange(len(df))
         prop = None
         if propensity is not None:
-            prop = v.numeric_column(df[propensity], propensity, "propensity")
-            v.check_propensity(prop, propensity)
+            prop = v.numeric_column(df[propensity], propensity, "propensity", rows=rows)
+            v.check_propensity(prop, propensity, rows=rows)
         used = {c for c in roles.values() if c is not None}
         if covariates is None:
             covariates = [c for c in df.columns if c not in used]
@@ -155,7 +161,7 @@ class ExperimentData:
             if clash:
                 raise ValueError(f"covariates {clash} are also named as arm/outcome/subject/propensity/cell/round; "
                                  "a column can play one role only.")
-        cov = v.clean_covariates(df[covariates])
+        cov = v.clean_covariates(df[covariates], subject_given=subject is not None)
         optional = lambda c: None if c is None else _readonly(_values(df[c]))  # noqa: E731
         cols = {k: c for k, c in roles.items() if c is not None}
         return cls(arm_names, _readonly(subj), _readonly(arm_index), _readonly(y), cov,
@@ -164,12 +170,16 @@ class ExperimentData:
     @classmethod
     def from_parquet(cls, path: str | Path, **kw) -> ExperimentData:
         """Read a Parquet file (keywords as :meth:`from_frame`)."""
-        return cls.from_frame(pd.read_parquet(path), **kw)
+        from sortition.data.files import read_table
+
+        return cls.from_frame(read_table(path), **kw)
 
     @classmethod
     def from_csv(cls, path: str | Path, **kw) -> ExperimentData:
         """Read a CSV file (keywords as :meth:`from_frame`)."""
-        return cls.from_frame(pd.read_csv(path), **kw)
+        from sortition.data.files import read_table
+
+        return cls.from_frame(read_table(path), **kw)
 
     @classmethod
     def from_duckdb(cls, con_or_path, query: str, **kw) -> ExperimentData:
