@@ -41,6 +41,7 @@ def hostile(tmp_path_factory):
     experiment, report = analyze(
         _hostile_frame(),
         control="control",
+        outcome_kind="continuous",
         engine="stratified",
         draws=100,
         out=out,
@@ -263,6 +264,8 @@ def test_round_table_and_analyze_json(hostile, tmp_path):
             str(path),
             "--control",
             "control",
+            "--kind",
+            "continuous",
             "--engine",
             "stratified",
             "--out",

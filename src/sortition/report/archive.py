@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sortition.display import Html, escape, number, table
 from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.srm import SRMResult
 from sortition.report.html import _CSS, _atomic_write, write_report
 
 LATEST_FILES = ("summary.json", "rounds.csv", "rounds.parquet", "configuration.json")
@@ -36,6 +37,7 @@ def write_round(
     title: str,
     source: str | None = None,
     index_title: str = "Sortition rounds",
+    srm: SRMResult | None = None,
 ) -> Path:
     """Write the latest round's report into its round folder, refresh the latest copies and the index;
     return the round's ``index.html``."""
@@ -45,7 +47,7 @@ def write_round(
     nav = ['<a href="../index.html">all rounds</a>']
     if number_ > 1 and round_folder(out, number_ - 1).exists():
         nav.append(f'<a href="../{round_folder(out, number_ - 1).name}/index.html">round {number_ - 1}</a>')
-    page = write_report(folder, experiment, title=title, source=source, links=Html(" · ".join(nav)))
+    page = write_report(folder, experiment, title=title, source=source, links=Html(" · ".join(nav)), srm=srm)
     for name in LATEST_FILES:
         tmp = out / (name + ".tmp")
         shutil.copyfile(folder / name, tmp)

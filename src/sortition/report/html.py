@@ -27,6 +27,7 @@ from sortition.display import Html, escape, number, percent, probability, signed
 from sortition.experiment.results import RoundResult  # noqa: E402
 from sortition.experiment.sequential import SequentialExperiment  # noqa: E402
 from sortition.experiment.simulation import SimulationResult  # noqa: E402
+from sortition.experiment.srm import SRMResult  # noqa: E402
 from sortition.posterior import Posterior  # noqa: E402
 from sortition.report import facts  # noqa: E402
 from sortition.report.rules import levels, set_columns  # noqa: E402
@@ -88,9 +89,16 @@ def _level(experiment: SequentialExperiment, value: float) -> str:
     return percent(value, 2) if experiment.outcome == "binary" else number(value)
 
 
-def _checks(experiment: SequentialExperiment, result: RoundResult) -> str:
-    """Banners shown first on the page (the sample-ratio-mismatch check goes here)."""
-    return ""
+def _checks(srm: SRMResult | None) -> str:
+    """Banners shown first on the page: the sample-ratio-mismatch check of the rows read."""
+    if srm is None:
+        return ""
+    if srm.ok:
+        return f'<div class="banner ok">{escape(srm.describe())}.</div>'
+    return (
+        f'<div class="banner bad"><b>Sample-ratio mismatch.</b> {escape(srm.describe())}. '
+        "Do not act on this report until the cause is found.</div>"
+    )
 
 
 def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | None) -> str:
@@ -372,6 +380,7 @@ def render(
     title: str = "Sortition adaptive experiment",
     source: str | None = None,
     links: Html | str = "",
+    srm: SRMResult | None = None,
 ) -> str:
     """The report page as a string (see :func:`write_report`)."""
     if not experiment.results_:
@@ -385,7 +394,7 @@ def render(
     arms_html, baselines = _arms(experiment, result, texts, data)
     sections = [
         _intro(experiment, result, source),
-        f'<div class="checks">{_checks(experiment, result)}</div>',  # SRM and other checks: first thing read
+        f'<div class="checks">{_checks(srm)}</div>',  # SRM and other checks: first thing read
         _decisions(experiment, result, texts, baselines),
         _segments(experiment, result, texts, observed),
         arms_html,
@@ -429,6 +438,7 @@ def write_report(
     title: str = "Sortition adaptive experiment",
     source: str | None = None,
     links: Html | str = "",
+    srm: SRMResult | None = None,
 ) -> Path:
     """Write ``index.html`` (plots embedded), ``configuration.json`` (the next round's flag
     configuration), ``summary.json``, ``rounds.csv`` and ``rounds.parquet`` (one row per round x
@@ -442,11 +452,15 @@ def write_report(
         source: where the data came from (shown on the page).
         links: text under the title (the round archive's navigation); escaped unless it is
             :class:`sortition.display.Html`.
+        srm: the round's :class:`~sortition.experiment.srm.SRMResult` (a banner at the top of the page,
+            and ``srm`` in ``summary.json``).
     """
-    page = render(experiment, simulation, title=title, source=source, links=links)
+    page = render(experiment, simulation, title=title, source=source, links=links, srm=srm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = facts.summary(experiment, simulation)
+    if srm is not None:
+        summary["srm"] = srm.to_dict()
     frame = facts.round_table(experiment)
     path = out / "index.html"
     _atomic_write(path, page)
