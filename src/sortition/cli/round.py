@@ -13,7 +13,9 @@ from sortition.cli.demo import _print_summary, _quiet_engines
 
 @app.command(name="round")
 def round_(
-    store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
+    store: str = typer.Argument(
+        ..., help="Event store: a DuckDB file or a postgresql:// URL; or http://SERVER to run it in the server."
+    ),
     flag: str = typer.Option(..., help="The flag (experiment) key the assignments are logged under."),
     metric: str = typer.Option(..., help="The outcome metric joined to the exposures."),
     kind: str = typer.Option(None, help="Outcome kind: revenue, continuous or binary (needed to create)."),
@@ -33,6 +35,9 @@ def round_(
     out: Path = typer.Option(
         Path("sortition-out"), help="Folder for the report (and the default state file)."
     ),
+    publish: bool = typer.Option(False, "--publish", help="Serve the round's configuration (see --environment)."),
+    environment: str = typer.Option("production", help="With --publish: the environment that serves it."),
+    key: str = typer.Option(None, envvar="SORTITION_ADMIN_KEY", help="With http://SERVER: an admin key."),
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
     save the next configuration to STORE and the state file, write the report."""
@@ -40,6 +45,13 @@ def round_(
 
     _quiet_engines()
     state = state if state is not None else out / f"{flag}.state.json"
+    if store.startswith(("http://", "https://")):  # the server holds the store: it runs the round
+        from sortition.cli.server import print_remote_round
+
+        print_remote_round(store, key, publish, environment, flag=flag, metric=metric, state=state, kind=kind,
+                           arms=arms, window_days=window_days, aggregate=aggregate, engine=engine,
+                           threads=threads, seed=seed, out=out)
+        return
     try:
         with console.status(f"round of {flag!r}: reading {store} and fitting"):
             run = daily_round(
@@ -55,6 +67,7 @@ def round_(
                 window=None if window_days is None else window_days * 86400.0,
                 aggregate=aggregate,
                 out=out,
+                publish=environment if publish else None,
             )
     except (ValueError, TypeError, LookupError) as err:
         fail(err)
@@ -81,3 +94,5 @@ def round_(
             f"{exp.round_}); report: [bold]{run.report}[/]"
         )
     console.print(f"State saved to {run.state}.")
+    if publish:
+        console.print(f"Published version [bold]{run.configuration_version}[/] to [bold]{environment}[/].")

@@ -4,6 +4,7 @@ DuckDB file by default, PostgreSQL for ``postgresql://`` URLs; see docs/store.md
 """
 
 from sortition.store.configurations import ConfigurationVersion
+from sortition.store.http_logger import HttpEventLogger
 from sortition.store.loggers import AssignmentLogger, BanditLogger, StoreLogger
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, derive_event_id
 from sortition.store.store import AppendResult, EventStore
@@ -15,6 +16,7 @@ __all__ = [
     "CELL_KEY",
     "ConfigurationVersion",
     "EventStore",
+    "HttpEventLogger",
     "PROPENSITY_KEY",
     "ROUND_KEY",
     "StoreLogger",

@@ -113,6 +113,7 @@ def daily_round(
     window: dt.timedelta | float | None = None,
     aggregate: str | None = None,
     out: str | Path | None = None,
+    publish: str | None = None,
 ) -> DailyRound:
     """Run one round of the experiment saved at ``state`` on the new data in ``store``.
 
@@ -127,6 +128,7 @@ def daily_round(
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
         out: folder for the report (None: no report).
+        publish: an environment name: serve the round's configuration there once the state is saved.
     Raises:
         ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
             no new exposures, bad data). Nothing is saved then.
@@ -193,6 +195,10 @@ def daily_round(
         version = _save_configuration(events, experiment)
         where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
     experiment.save(state)
+    if publish is not None:
+        from sortition.store.publishing import publish_round
+
+        publish_round(_open_store(store, create=False), version, publish, flag)
     report = None
     if out is not None and experiment.results_:
         from sortition.report import write_report
