@@ -85,15 +85,34 @@ def parse_events(text: bytes) -> list[Any]:
     return events
 
 
+# Fields the JavaScript SDKs add to their events that are neither Eppo's logged fields nor extraLogging.
+_SDK_ONLY_FIELDS = ("evaluationDetails", "format", "entityId")
+
+
 def event_kind(event: Mapping) -> str | None:
-    """Which kind an event is, by the fields Eppo's SDKs (and outcomes) always carry."""
+    """Which kind an event is, by the fields Eppo's SDKs (and outcomes) always carry. Bandit events
+    have ``banditKey`` (Python SDK) or ``bandit`` and ``action`` (JavaScript SDKs)."""
+    if "banditKey" in event or ("bandit" in event and "action" in event):
+        return "bandit"
     if "featureFlag" in event:
         return "assignment"
-    if "banditKey" in event:
-        return "bandit"
     if "metric" in event:
         return "outcome"
     return None
+
+
+def normalize(event: Mapping, kind: str) -> Mapping:
+    """The JavaScript SDKs' spellings -> the Python SDK's (``featureFlag``/``bandit`` of a bandit event
+    are ``flagKey``/``banditKey``); their evaluation details and format are not stored."""
+    if kind == "outcome" or not any(k in event for k in (*_SDK_ONLY_FIELDS, "bandit")):
+        return event
+    out = {k: v for k, v in event.items() if k not in _SDK_ONLY_FIELDS}
+    if kind == "bandit":
+        if "flagKey" not in out and "featureFlag" in out:
+            out["flagKey"] = out.pop("featureFlag")
+        if "banditKey" not in out and "bandit" in out:
+            out["banditKey"] = out.pop("bandit")
+    return out
 
 
 @dataclass
@@ -126,7 +145,7 @@ def validate(events: Any) -> Validated:
                                  "a bandit action 'banditKey', an outcome 'metric'"})
             continue
         try:
-            out.rows[kind].append(ROW_BUILDERS[kind][1](event))
+            out.rows[kind].append(ROW_BUILDERS[kind][1](normalize(event, kind)))
         except FieldError as err:
             out.rejected.append({"index": index, "reason": f"{kind} event: field {err.field!r} {err.problem}"})
         except (TypeError, ValueError, OverflowError) as err:  # e.g. a timestamp out of range
