@@ -182,10 +182,14 @@ class GroupCommitter:
         store: the EventStore written to (this thread is its only event writer in the process).
         max_pending: most rows waiting (queued, not yet committed) before requests get 429.
         max_batch: most rows per transaction.
+        linger: seconds the writer waits for more requests to join a commit (bigger transactions cost
+            less per row; each waits at most this long more for its answer).
     """
 
-    def __init__(self, store: EventStore, max_pending: int = 400_000, max_batch: int = 100_000):
+    def __init__(self, store: EventStore, max_pending: int = 400_000, max_batch: int = 100_000,
+                 linger: float = 0.0):
         self.store = store
+        self.linger = linger
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.stats = CommitStats()
@@ -244,9 +248,11 @@ class GroupCommitter:
         if first is None:
             return None
         group, total = [first], first.n
+        linger_until = time.monotonic() + self.linger
         while total < self.max_batch:
             try:
-                item = self._queue.get_nowait()
+                wait = linger_until - time.monotonic()
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:

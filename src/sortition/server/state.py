@@ -22,12 +22,14 @@ logger = logging.getLogger("sortition.server")
 class Settings:
     """Server settings. ``refresh_interval``: seconds between re-reads of the published versions and
     keys (publishes by other processes show within it). ``max_pending``: rows the ingestion queue
-    holds before answering 429. ``max_batch``: most rows per group commit. ``log_ofrep``: store the
+    holds before answering 429. ``max_batch``: most rows per group commit. ``linger``: seconds a commit
+    waits for more requests to join it. ``log_ofrep``: store the
     assignments that OFREP evaluations make (the server is then the SDK that logs them)."""
 
     refresh_interval: float = 2.0
     max_pending: int = 400_000
     max_batch: int = 100_000
+    linger: float = 0.005
     log_ofrep: bool = True
 
 
@@ -73,7 +75,7 @@ class ServerState:
     def build(cls, store: EventStore, settings: Settings) -> ServerState:
         exposures = ExposureLogger() if settings.log_ofrep else None
         catalog = Catalog(store, exposures)
-        committer = GroupCommitter(store, settings.max_pending, settings.max_batch)
+        committer = GroupCommitter(store, settings.max_pending, settings.max_batch, settings.linger)
         if exposures is not None:
             exposures.committer = committer
         metrics = Metrics(lambda: committer.depth,
