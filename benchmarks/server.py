@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,9 @@ class Connection:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         return self
 
-    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -75,8 +78,15 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-async def fixed_rate(port: int, path: str, headers: dict[str, str], rate: float, seconds: float,
-                     expect: int, connections: int = 16) -> dict[str, float]:
+async def fixed_rate(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    expect: int,
+    connections: int = 16,
+) -> dict[str, float]:
     """Open-loop requests at ``rate``/s; latency from each request's scheduled time (ms)."""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -101,8 +111,12 @@ async def fixed_rate(port: int, path: str, headers: dict[str, str], rate: float,
     await asyncio.gather(*(one(i) for i in range(n)))
     while not pool.empty():
         pool.get_nowait().close()
-    return {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "bad": bad,
-            "achieved": n / (time.perf_counter() - start)}
+    return {
+        "p50": _pct(latencies, 0.5),
+        "p99": _pct(latencies, 0.99),
+        "bad": bad,
+        "achieved": n / (time.perf_counter() - start),
+    }
 
 
 async def closed_loop(port: int, make: object, seconds: float, connections: int = 8) -> float:
@@ -136,18 +150,38 @@ def _event_batches(n_batches: int, size: int) -> tuple[list[bytes], int]:
         for j in range(size):
             eid = uuid.uuid4().hex
             if j % 2:
-                events.append({"eventId": eid, "subject": f"s{b}-{j}", "metric": "revenue", "value": 1.0,
-                               "timestamp": stamp})
+                events.append(
+                    {
+                        "eventId": eid,
+                        "subject": f"s{b}-{j}",
+                        "metric": "revenue",
+                        "value": 1.0,
+                        "timestamp": stamp,
+                    }
+                )
             else:
-                events.append({"eventId": eid, "featureFlag": "checkout", "allocation": "seg-1",
-                               "experiment": "checkout-seg-1", "variation": "treatment", "subject": f"s{b}-{j}",
-                               "timestamp": stamp, "subjectAttributes": {"country": "FR", "age": 31},
-                               "cell": "explore", "propensity": "0.25", "round": "3"})
+                events.append(
+                    {
+                        "eventId": eid,
+                        "featureFlag": "checkout",
+                        "allocation": "seg-1",
+                        "experiment": "checkout-seg-1",
+                        "variation": "treatment",
+                        "subject": f"s{b}-{j}",
+                        "timestamp": stamp,
+                        "subjectAttributes": {"country": "FR", "age": 31},
+                        "cell": "explore",
+                        "propensity": "0.25",
+                        "round": "3",
+                    }
+                )
         bodies.append(json.dumps(events).encode())
     return bodies, n_batches * size
 
 
-async def ingest(port: int, key: str, bodies: list[bytes], size: int, connections: int = 8) -> tuple[float, int]:
+async def ingest(
+    port: int, key: str, bodies: list[bytes], size: int, connections: int = 8
+) -> tuple[float, int]:
     """POST every body once over ``connections``; -> (events/s, events acknowledged)."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
@@ -171,6 +205,22 @@ async def ingest(port: int, key: str, bodies: list[bytes], size: int, connection
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     return acked / (time.perf_counter() - started), acked
+
+
+def _get(path: str, headers: dict[str, str]) -> Callable[[int], tuple]:
+    return lambda i: ("GET", path, headers, b"")
+
+
+def _ofrep(key: str) -> Callable[[int], tuple]:
+    """OFREP requests for distinct subjects."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def make(i: int) -> tuple:
+        context = {"targetingKey": f"u{i}", "country": "US", "age": i % 90}
+        body = json.dumps({"context": context}).encode()
+        return "POST", "/ofrep/v1/evaluate/flags/new-user-onboarding", headers, body
+
+    return make
 
 
 def bare_server(doc: bytes, port: int) -> subprocess.Popen:
@@ -212,38 +262,45 @@ def run_polls(args: argparse.Namespace, work: Path) -> None:
         try:
             for _ in range(args.reps):
                 for name, port, p, headers, expect in (
-                    ("ours 200", server.port, path, h200, 200), ("ours 304", server.port, path, h304, 304),
+                    ("ours 200", server.port, path, h200, 200),
+                    ("ours 304", server.port, path, h304, 304),
                     ("bare uvicorn 200", floor_port, "/api/flag-config/v1/config", h200, 200),
                 ):
                     r = asyncio.run(fixed_rate(port, p, headers, args.rate, args.poll_seconds, expect))
                     assert r["bad"] == 0, (name, r)
                     rows.setdefault(name + " p50", []).append(r["p50"])
                     rows.setdefault(name + " p99", []).append(r["p99"])
-                mk = lambda i, h=h200: ("GET", path, h, b"")  # noqa: E731
-                rows.setdefault("ours 200 max", []).append(asyncio.run(closed_loop(server.port, mk, 3.0)))
-                mk304 = lambda i, h=h304: ("GET", path, h, b"")  # noqa: E731
-                rows.setdefault("ours 304 max", []).append(asyncio.run(closed_loop(server.port, mk304, 3.0)))
-                mkf = lambda i, h=h200: ("GET", "/api/flag-config/v1/config", h, b"")  # noqa: E731
-                rows.setdefault("bare 200 max", []).append(asyncio.run(closed_loop(floor_port, mkf, 3.0)))
-                auth = {"Authorization": f"Bearer {keys.sdk}", "Content-Type": "application/json"}
-                mko = lambda i, a=auth: ("POST", "/ofrep/v1/evaluate/flags/new-user-onboarding", a,  # noqa: E731
-                                         json.dumps({"context": {"targetingKey": f"u{i}", "country": "US",
-                                                                 "age": i % 90}}).encode())
+                for name, port, p, headers in (
+                    ("ours 200 max", server.port, path, h200),
+                    ("ours 304 max", server.port, path, h304),
+                    ("bare 200 max", floor_port, "/api/flag-config/v1/config", h200),
+                ):
+                    rate = asyncio.run(closed_loop(port, _get(p, headers), 3.0))
+                    rows.setdefault(name, []).append(rate)
+                mko = _ofrep(keys.sdk)
                 rows.setdefault("ofrep", []).append(asyncio.run(closed_loop(server.port, mko, 3.0)))
         finally:
             floor.kill()
         med = {k: statistics.median(v) for k, v in rows.items()}
-        print(f"\nconfig polls at {args.rate:.0f} req/s offered, {args.poll_seconds:g} s, medians of {args.reps} runs "
-              "(latency from the scheduled send time, ms)")
+        print(
+            f"\nconfig polls at {args.rate:.0f} req/s offered, {args.poll_seconds:g} s, "
+            f"medians of {args.reps} runs (latency from the scheduled send time, ms)"
+        )
         print(f"{'':24}{'p50':>8}{'p99':>8}   {'floor (bare uvicorn) p99':>26}{'ratio':>7}")
+        floor_p99 = med["bare uvicorn 200 p99"]
         for kind in ("200", "304"):
-            print(f"{'ours ' + kind:24}{med[f'ours {kind} p50']:8.2f}{med[f'ours {kind} p99']:8.2f}   "
-                  f"{med['bare uvicorn 200 p99']:26.2f}{med[f'ours {kind} p99'] / med['bare uvicorn 200 p99']:7.2f}")
-        print(f"goal: p99 < 5 ms at 500/s -> 200: {'met' if med['ours 200 p99'] < 5 else 'MISSED'}, "
-              f"304: {'met' if med['ours 304 p99'] < 5 else 'MISSED'}")
+            p50, p99 = med[f"ours {kind} p50"], med[f"ours {kind} p99"]
+            print(f"{'ours ' + kind:24}{p50:8.2f}{p99:8.2f}   {floor_p99:26.2f}{p99 / floor_p99:7.2f}")
+        print(
+            f"goal: p99 < 5 ms at 500/s -> 200: {'met' if med['ours 200 p99'] < 5 else 'MISSED'}, "
+            f"304: {'met' if med['ours 304 p99'] < 5 else 'MISSED'}"
+        )
         print("\nmost polls per second (8 connections, closed loop)")
-        print(f"  ours 200: {med['ours 200 max']:8.0f}/s   ours 304: {med['ours 304 max']:8.0f}/s   "
-              f"bare uvicorn 200: {med['bare 200 max']:8.0f}/s   ratio 200/bare {med['ours 200 max'] / med['bare 200 max']:.2f}")
+        print(
+            f"  ours 200: {med['ours 200 max']:8.0f}/s   ours 304: {med['ours 304 max']:8.0f}/s   "
+            f"bare uvicorn 200: {med['bare 200 max']:8.0f}/s   "
+            f"ratio 200/bare {med['ours 200 max'] / med['bare 200 max']:.2f}"
+        )
         print(f"\nOFREP evaluations per second (8 connections): {med['ofrep']:8.0f}/s")
     finally:
         server.kill()
@@ -277,16 +334,26 @@ def run_ingest(args: argparse.Namespace, work: Path, location: str, label: str) 
         with EventStore(floor_at) as store:
             started = time.perf_counter()
             for batch in events:
-                store.append(assignments=[e for e in batch if "featureFlag" in e],
-                             outcomes=[e for e in batch if "metric" in e])
+                store.append(
+                    assignments=[e for e in batch if "featureFlag" in e],
+                    outcomes=[e for e in batch if "metric" in e],
+                )
             floors.append(sum(len(b) for b in events) / (time.perf_counter() - started))
     med, floor = statistics.median(rates), statistics.median(floors)
-    print(f"\ningestion into {label}: {len(bodies) * size:,} events per run ({args.seconds:g} s at the target), "
-          f"medians of {args.reps} runs")
-    print(f"  ours (HTTP, group commit): {med:10,.0f} events/s   floor (EventStore.append in-process): "
-          f"{floor:10,.0f} events/s   ratio {med / floor:.2f}")
-    print(f"  zero loss: every acknowledged event stored exactly once (checked by id and count); goal 20,000/s: "
-          f"{'met' if med >= 20000 else 'MISSED'}")
+    print(
+        f"\ningestion into {label}: {len(bodies) * size:,} events per run "
+        f"({args.seconds:g} s at the target), "
+        f"medians of {args.reps} runs"
+    )
+    print(
+        f"  ours (HTTP, group commit): {med:10,.0f} events/s   floor (EventStore.append in-process): "
+        f"{floor:10,.0f} events/s   ratio {med / floor:.2f}"
+    )
+    print(
+        "  zero loss: every acknowledged event stored exactly once (checked by id and count); "
+        "goal 20,000/s: "
+        f"{'met' if med >= 20000 else 'MISSED'}"
+    )
 
 
 def _fresh_schema(url: str) -> str:
@@ -301,12 +368,16 @@ def _fresh_schema(url: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="offered config polls per second")
     parser.add_argument("--poll-seconds", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="ingestion run length at the target rate")
-    parser.add_argument("--target", type=float, default=20000.0, help="events/s the ingestion run is sized for")
+    parser.add_argument(
+        "--target", type=float, default=20000.0, help="events/s the ingestion run is sized for"
+    )
     parser.add_argument("--skip", choices=["polls", "ingest"], action="append", default=[])
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -320,7 +391,10 @@ def main() -> None:
         if pg:
             run_ingest(args, work, pg, "PostgreSQL")
         else:
-            print("\nPostgreSQL: skipped (SORTITION_TEST_POSTGRES_URL is not set; `. .ci/postgres.sh` starts one)")
+            print(
+                "\nPostgreSQL: skipped (SORTITION_TEST_POSTGRES_URL is not set; "
+                "`. .ci/postgres.sh` starts one)"
+            )
 
 
 if __name__ == "__main__":

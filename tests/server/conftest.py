@@ -32,8 +32,12 @@ def read(name: str) -> str:
 def combined_flags() -> dict:
     """flags-v1.json and the bandit flags in one document (a version is a whole configuration)."""
     plain, bandit = json.loads(read("flags-v1.json")), json.loads(read("bandit-flags-v1.json"))
-    return {**plain, "flags": {**plain["flags"], **bandit["flags"]},
-            "banditReferences": bandit["banditReferences"], "bandits": bandit["bandits"]}
+    return {
+        **plain,
+        "flags": {**plain["flags"], **bandit["flags"]},
+        "banditReferences": bandit["banditReferences"],
+        "bandits": bandit["bandits"],
+    }
 
 
 def bandit_models() -> dict:
@@ -52,14 +56,16 @@ class Keys:
 def prepare(location: str) -> Keys:
     """Create keys and publish the combined conformance configuration to production."""
     with EventStore(location) as store:
-        keys = Keys(*(create_key(store, role)[0] for role in ("sdk", "client", "ingest", "admin")),
-                    create_key(store, "sdk", "staging")[0])
+        keys = Keys(
+            *(create_key(store, role)[0] for role in ("sdk", "client", "ingest", "admin")),
+            create_key(store, "sdk", "staging")[0],
+        )
         publish(store, combined_flags(), bandit_models(), "production")
     return keys
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
-def any_store(request, tmp_path, _postgres_schemas) -> str:
+def any_store(request, tmp_path, _postgres_schemas) -> str:  # noqa: F811 (the imported fixture)
     if request.param == "duckdb":
         return str(tmp_path / "events.duckdb")
     if not POSTGRES_URL:
@@ -86,9 +92,22 @@ class LiveServer:
     def start(self, timeout: float = 60.0) -> LiveServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sortition", "serve", self.location, "--port", str(self.port),
-             "--refresh", str(self.refresh)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "sortition",
+                "serve",
+                self.location,
+                "--port",
+                str(self.port),
+                "--refresh",
+                str(self.refresh),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

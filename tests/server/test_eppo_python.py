@@ -15,12 +15,20 @@ from tests.server.conftest import bandit_models, combined_flags
 
 eppo_client = pytest.importorskip("eppo_client")
 
-_GETTERS = {"STRING": "get_string_assignment", "INTEGER": "get_integer_assignment",
-            "NUMERIC": "get_numeric_assignment", "BOOLEAN": "get_boolean_assignment",
-            "JSON": "get_json_assignment"}
+_GETTERS = {
+    "STRING": "get_string_assignment",
+    "INTEGER": "get_integer_assignment",
+    "NUMERIC": "get_numeric_assignment",
+    "BOOLEAN": "get_boolean_assignment",
+    "JSON": "get_json_assignment",
+}
 _DEFAULTS = {"STRING": "default", "INTEGER": -1, "NUMERIC": -1.5, "BOOLEAN": False, "JSON": {"default": True}}
-BANDIT_ACTIONS = {"nike": {"brand_affinity": 1.2, "loyalty_tier": "gold"}, "adidas": {"brand_affinity": 0.3},
-                  "reebok": {}, "puma": {"loyalty_tier": "silver", "discount": 0.1}}
+BANDIT_ACTIONS = {
+    "nike": {"brand_affinity": 1.2, "loyalty_tier": "gold"},
+    "adidas": {"brand_affinity": 0.3},
+    "reebok": {},
+    "puma": {"loyalty_tier": "silver", "discount": 0.1},
+}
 
 
 class EppoHttpLogger(HttpEventLogger, eppo_client.AssignmentLogger):
@@ -29,10 +37,13 @@ class EppoHttpLogger(HttpEventLogger, eppo_client.AssignmentLogger):
 
 def _subject(rng: random.Random, i: int) -> tuple[str, dict]:
     return f"user-{i}-{rng.randrange(10**9)}", {
-        "country": rng.choice(["US", "UK", "Canada", "Mexico", "France"]), "age": rng.randint(1, 90),
+        "country": rng.choice(["US", "UK", "Canada", "Mexico", "France"]),
+        "age": rng.randint(1, 90),
         "email": rng.choice(["a@example.com", "b@mycompany.com", "c@other.org"]),
-        "account_age": rng.random() * 5, "gender_identity": rng.choice(["female", "male"]),
-        "version": rng.choice(["1.0.0", "1.5.0", "2.3.1", "0.9.9"])}
+        "account_age": rng.random() * 5,
+        "gender_identity": rng.choice(["female", "male"]),
+        "version": rng.choice(["1.0.0", "1.5.0", "2.3.1", "0.9.9"]),
+    }
 
 
 def _wait(predicate, timeout: float = 20.0) -> bool:
@@ -49,9 +60,15 @@ def test_eppo_python_sdk_serves_what_client_serves_and_logs_once(live):
     flags = combined_flags()
     ours = Client(Configuration.from_json(flags, bandit_models()))
     logger = EppoHttpLogger(server.url, keys.ingest, batch_size=2000, flush_interval=0.05)
-    eppo = eppo_client.init(eppo_client.ClientConfig(
-        api_key=keys.sdk, base_url=server.url + "/api", assignment_logger=logger, poll_interval_seconds=1,
-        poll_jitter_seconds=0))
+    eppo = eppo_client.init(
+        eppo_client.ClientConfig(
+            api_key=keys.sdk,
+            base_url=server.url + "/api",
+            assignment_logger=logger,
+            poll_interval_seconds=1,
+            poll_jitter_seconds=0,
+        )
+    )
     eppo.wait_for_initialization()
     rng = random.Random(7)
     compared = 0
@@ -82,22 +99,30 @@ def test_eppo_python_sdk_serves_what_client_serves_and_logs_once(live):
     logged = logger.sent
     assert logged > 5000 and actions_logged > 100
     metrics = __import__("httpx").get(server.url + "/metrics").text
-    accepted = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                   if line.startswith("sortition_events_accepted_total"))
+    accepted = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("sortition_events_accepted_total")
+    )
     assert accepted == logged
 
     # a new version is served within one poll interval
     changed = json.loads(json.dumps(flags))
     changed["flags"]["kill-switch"]["enabled"] = not flags["flags"]["kill-switch"]["enabled"]
     before = eppo.get_boolean_assignment("kill-switch", "alice", {"country": "US"}, False)
-    answer = __import__("httpx").post(server.url + "/api/v1/configurations", json={"flags": changed, "bandits": bandit_models()},
-                                      headers={"Authorization": f"Bearer {keys.admin}"})
+    answer = __import__("httpx").post(
+        server.url + "/api/v1/configurations",
+        json={"flags": changed, "bandits": bandit_models()},
+        headers={"Authorization": f"Bearer {keys.admin}"},
+    )
     assert answer.status_code == 200, answer.text
     published = time.monotonic()
     ours_new = Client(Configuration.from_json(changed))
     expected = ours_new.get_assignment("kill-switch", "alice", {"country": "US"}, False)
     assert expected != before
-    assert _wait(lambda: eppo.get_boolean_assignment("kill-switch", "alice", {"country": "US"}, False) == expected)
+    assert _wait(
+        lambda: eppo.get_boolean_assignment("kill-switch", "alice", {"country": "US"}, False) == expected
+    )
     assert time.monotonic() - published < 1.0 + 0.2 + 1.0  # poll interval + server refresh + slack
     logger.close()
     assert logger.dropped == 0 and logger.sent >= logged

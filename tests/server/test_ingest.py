@@ -14,22 +14,44 @@ from sortition.store import EventStore
 
 
 def assignment(i: int, **extra) -> dict:
-    return {"featureFlag": "f", "allocation": "a", "experiment": "f-a", "variation": "on", "subject": f"s{i}",
-            "timestamp": "2024-05-01T12:00:00Z", "subjectAttributes": {"country": "FR"}, **extra}
+    return {
+        "featureFlag": "f",
+        "allocation": "a",
+        "experiment": "f-a",
+        "variation": "on",
+        "subject": f"s{i}",
+        "timestamp": "2024-05-01T12:00:00Z",
+        "subjectAttributes": {"country": "FR"},
+        **extra,
+    }
 
 
 def outcome(i: int, **extra) -> dict:
-    return {"subject": f"s{i}", "metric": "revenue", "value": 1.5, "timestamp": "2024-05-02T00:00:00Z", **extra}
+    return {
+        "subject": f"s{i}",
+        "metric": "revenue",
+        "value": 1.5,
+        "timestamp": "2024-05-02T00:00:00Z",
+        **extra,
+    }
 
 
 def bandit(i: int) -> dict:
-    return {"flagKey": "b", "banditKey": "bk", "subject": f"s{i}", "action": "x", "actionProbability": 0.5,
-            "timestamp": "2024-05-01T12:00:00Z", "modelVersion": "1"}
+    return {
+        "flagKey": "b",
+        "banditKey": "bk",
+        "subject": f"s{i}",
+        "action": "x",
+        "actionProbability": 0.5,
+        "timestamp": "2024-05-01T12:00:00Z",
+        "modelVersion": "1",
+    }
 
 
 def _post(client, keys, body: bytes, **headers):
-    return client.post("/api/v1/events", content=body,
-                       headers={"Authorization": f"Bearer {keys.ingest}", **headers})
+    return client.post(
+        "/api/v1/events", content=body, headers={"Authorization": f"Bearer {keys.ingest}", **headers}
+    )
 
 
 def _counts(client) -> dict:
@@ -50,8 +72,14 @@ def test_array_ndjson_and_gzip_are_stored(app_client):
 
 def test_bad_rows_are_listed_and_good_rows_stored(app_client):
     client, keys, _ = app_client
-    rows = [assignment(1), {"featureFlag": "f", "subject": "x"}, outcome(2, value="lots"), 17,
-            {"hello": 1}, outcome(3)]
+    rows = [
+        assignment(1),
+        {"featureFlag": "f", "subject": "x"},
+        outcome(2, value="lots"),
+        17,
+        {"hello": 1},
+        outcome(3),
+    ]
     answer = _post(client, keys, json.dumps(rows).encode()).json()
     assert answer["received"] == 6 and answer["accepted"] == 2
     reasons = {r["index"]: r["reason"] for r in answer["rejected"]}

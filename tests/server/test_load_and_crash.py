@@ -27,11 +27,27 @@ def _events(sender: int, n: int) -> list[dict]:
     for _ in range(n):
         eid = uuid.uuid4().hex
         if len(out) % 2:
-            out.append({"eventId": eid, "subject": f"s{sender}-{eid[:8]}", "metric": "revenue", "value": 1.0,
-                        "timestamp": stamp})
+            out.append(
+                {
+                    "eventId": eid,
+                    "subject": f"s{sender}-{eid[:8]}",
+                    "metric": "revenue",
+                    "value": 1.0,
+                    "timestamp": stamp,
+                }
+            )
         else:
-            out.append({"eventId": eid, "featureFlag": "f", "allocation": "a", "variation": "on",
-                        "subject": f"s{sender}-{eid[:8]}", "timestamp": stamp, "subjectAttributes": {"x": 1}})
+            out.append(
+                {
+                    "eventId": eid,
+                    "featureFlag": "f",
+                    "allocation": "a",
+                    "variation": "on",
+                    "subject": f"s{sender}-{eid[:8]}",
+                    "timestamp": stamp,
+                    "subjectAttributes": {"x": 1},
+                }
+            )
     return out
 
 
@@ -64,8 +80,10 @@ def test_load_every_acknowledged_event_stored_once_sigterm_under_load(any_store)
     sent: list[list[str]] = [[] for _ in range(SENDERS)]
     try:
         started = time.monotonic()
-        threads = [threading.Thread(target=_send, args=(server.url, keys.ingest, stop, acked[i], sent[i], i))
-                   for i in range(SENDERS)]
+        threads = [
+            threading.Thread(target=_send, args=(server.url, keys.ingest, stop, acked[i], sent[i], i))
+            for i in range(SENDERS)
+        ]
         for t in threads:
             t.start()
         time.sleep(4.0)
@@ -89,8 +107,17 @@ def test_load_every_acknowledged_event_stored_once_sigterm_under_load(any_store)
 def test_sigkill_mid_load_loses_no_acknowledged_event(any_store):
     keys = prepare(any_store)
     server = LiveServer(any_store).start()
-    loggers = [HttpEventLogger(server.url, keys.ingest, batch_size=200, flush_interval=0.02,
-                               backoff=(0.05, 0.5), close_timeout=60) for _ in range(2)]
+    loggers = [
+        HttpEventLogger(
+            server.url,
+            keys.ingest,
+            batch_size=200,
+            flush_interval=0.02,
+            backoff=(0.05, 0.5),
+            close_timeout=60,
+        )
+        for _ in range(2)
+    ]
     logged: list[list[str]] = [[], []]
     stop = threading.Event()
 

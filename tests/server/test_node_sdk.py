@@ -27,8 +27,13 @@ def node_sdk() -> Path:
         pytest.skip("node or npm is not installed: Eppo's Node SDK cannot be run")
     if not (NODE_DIR / "node_modules" / "@eppo" / "node-server-sdk").exists():
         try:
-            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR,
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--silent"],
+                cwd=NODE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         except subprocess.TimeoutExpired:
             pytest.skip("npm install of @eppo/node-server-sdk timed out (is the npm registry reachable?)")
         if done.returncode != 0:
@@ -46,27 +51,56 @@ def test_node_sdk_serves_what_client_serves_and_logs_once(node_sdk, live):
         kind = flag["variationType"]
         for i in range(1000):
             key, attrs = _subject(rng, i)
-            cases.append({"flag": flag_key, "type": kind, "subject": key, "attributes": attrs,
-                          "default": _DEFAULTS[kind]})
+            cases.append(
+                {
+                    "flag": flag_key,
+                    "type": kind,
+                    "subject": key,
+                    "attributes": attrs,
+                    "default": _DEFAULTS[kind],
+                }
+            )
             expected.append(ours.get_assignment(flag_key, key, attrs, _DEFAULTS[kind], variation_type=kind))
     bandit_cases, bandit_expected = [], []
     for flag_key in [k for k in flags["flags"] if "bandit" in k]:
         for i in range(1000):
             key, attrs = _subject(rng, i)
-            bandit_cases.append({"flag": flag_key, "subject": key, "attributes": attrs, "actions": BANDIT_ACTIONS,
-                                 "default": "default"})
+            bandit_cases.append(
+                {
+                    "flag": flag_key,
+                    "subject": key,
+                    "attributes": attrs,
+                    "actions": BANDIT_ACTIONS,
+                    "default": "default",
+                }
+            )
             mine = ours.get_bandit_action(flag_key, key, attrs, BANDIT_ACTIONS, "default")
             bandit_expected.append([mine.variation, mine.action])
-    job = {"baseUrl": server.url + "/api", "apiKey": keys.sdk, "serverUrl": server.url, "ingestKey": keys.ingest,
-           "flags": cases, "bandits": bandit_cases}
-    run = subprocess.run(["node", "check.mjs"], cwd=node_sdk, input=json.dumps(job), capture_output=True,
-                         text=True, timeout=300)
+    job = {
+        "baseUrl": server.url + "/api",
+        "apiKey": keys.sdk,
+        "serverUrl": server.url,
+        "ingestKey": keys.ingest,
+        "flags": cases,
+        "bandits": bandit_cases,
+    }
+    run = subprocess.run(
+        ["node", "check.mjs"],
+        cwd=node_sdk,
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [line for line in run.stdout.splitlines() if line.startswith("SORTITION-RESULT ")]
     assert lines, run.stdout[-2000:]
     answer = json.loads(lines[-1].split(" ", 1)[1])
-    mismatches = [(c["flag"], c["subject"], a, e) for c, a, e in zip(cases, answer["flags"], expected, strict=True)
-                  if a != e]
+    mismatches = [
+        (c["flag"], c["subject"], a, e)
+        for c, a, e in zip(cases, answer["flags"], expected, strict=True)
+        if a != e
+    ]
     assert not mismatches, mismatches[:5]
     assert answer["bandits"] == bandit_expected
     assert sum(1 for _, action in answer["bandits"] if action) > 100

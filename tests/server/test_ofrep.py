@@ -17,9 +17,13 @@ ofrep = pytest.importorskip("openfeature.contrib.provider.ofrep")
 
 from openfeature.evaluation_context import EvaluationContext  # noqa: E402
 
-_METHODS = {"STRING": ("get_string_details", "zz"), "INTEGER": ("get_integer_details", -7),
-            "NUMERIC": ("get_float_details", -7.5), "BOOLEAN": ("get_boolean_details", False),
-            "JSON": ("get_object_details", {"d": 1})}
+_METHODS = {
+    "STRING": ("get_string_details", "zz"),
+    "INTEGER": ("get_integer_details", -7),
+    "NUMERIC": ("get_float_details", -7.5),
+    "BOOLEAN": ("get_boolean_details", False),
+    "JSON": ("get_object_details", {"d": 1}),
+}
 
 
 def _of_client(provider, name: str):
@@ -48,7 +52,9 @@ def _compare(of_client, ours: Client, per_flag: int, seed: int) -> int:
 def test_ofrep_provider_resolves_what_client_resolves(live):
     server, keys = live
     ours = Client(Configuration.from_json(combined_flags(), bandit_models()))
-    provider = ofrep.OFREPProvider(server.url, headers_factory=lambda: {"Authorization": f"Bearer {keys.sdk}"})
+    provider = ofrep.OFREPProvider(
+        server.url, headers_factory=lambda: {"Authorization": f"Bearer {keys.sdk}"}
+    )
     assert _compare(_of_client(provider, "ofrep"), ours, 60, seed=11) >= 60 * 20
 
     # a bandit decision: the actions in the context, the object {variation, action} back
@@ -56,9 +62,11 @@ def test_ofrep_provider_resolves_what_client_resolves(live):
     decided = 0
     for i in range(50):
         key, attrs = _subject(rng, i)
-        answer = httpx.post(f"{server.url}/ofrep/v1/evaluate/flags/banner_bandit_flag",
-                            json={"context": {"targetingKey": key, **attrs, "actions": BANDIT_ACTIONS}},
-                            headers={"Authorization": f"Bearer {keys.sdk}"}).json()
+        answer = httpx.post(
+            f"{server.url}/ofrep/v1/evaluate/flags/banner_bandit_flag",
+            json={"context": {"targetingKey": key, **attrs, "actions": BANDIT_ACTIONS}},
+            headers={"Authorization": f"Bearer {keys.sdk}"},
+        ).json()
         mine = ours.get_bandit_action_details("banner_bandit_flag", key, attrs, BANDIT_ACTIONS, "")
         expected = None if mine.details.is_default else {"variation": mine.variation, "action": mine.action}
         assert answer.get("value") == expected, answer
@@ -68,8 +76,9 @@ def test_ofrep_provider_resolves_what_client_resolves(live):
 
     # errors as OFREP defines them
     h = {"Authorization": f"Bearer {keys.sdk}"}
-    missing = httpx.post(f"{server.url}/ofrep/v1/evaluate/flags/nope", json={"context": {"targetingKey": "a"}},
-                         headers=h)
+    missing = httpx.post(
+        f"{server.url}/ofrep/v1/evaluate/flags/nope", json={"context": {"targetingKey": "a"}}, headers=h
+    )
     assert missing.status_code == 404 and missing.json()["errorCode"] == "FLAG_NOT_FOUND"
     no_key = httpx.post(f"{server.url}/ofrep/v1/evaluate/flags/kill-switch", json={"context": {}}, headers=h)
     assert no_key.status_code == 400 and no_key.json()["errorCode"] == "TARGETING_KEY_MISSING"
@@ -82,12 +91,19 @@ def test_ofrep_provider_resolves_what_client_resolves(live):
     assert bulk.status_code == 200 and len(bulk.json()["flags"]) == len(combined_flags()["flags"])
     by_key = {f["key"]: f for f in bulk.json()["flags"]}
     assert by_key["new-user-onboarding"].get("value") == ours.get_assignment(
-        "new-user-onboarding", "alice", {"country": "US"}, "x")
-    again = httpx.post(f"{server.url}/ofrep/v1/evaluate/flags", json=body,
-                       headers={**h, "If-None-Match": bulk.headers["ETag"]})
+        "new-user-onboarding", "alice", {"country": "US"}, "x"
+    )
+    again = httpx.post(
+        f"{server.url}/ofrep/v1/evaluate/flags",
+        json=body,
+        headers={**h, "If-None-Match": bulk.headers["ETag"]},
+    )
     assert again.status_code == 304
-    other = httpx.post(f"{server.url}/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "bob"}},
-                       headers={**h, "If-None-Match": bulk.headers["ETag"]})
+    other = httpx.post(
+        f"{server.url}/ofrep/v1/evaluate/flags",
+        json={"context": {"targetingKey": "bob"}},
+        headers={**h, "If-None-Match": bulk.headers["ETag"]},
+    )
     assert other.status_code == 200
 
 
@@ -100,12 +116,15 @@ def test_in_process_provider_resolves_what_client_resolves():
     rng = random.Random(9)
     for i in range(100):
         key, attrs = _subject(rng, i)
-        details = client.get_object_details("banner_bandit_flag", {},
-                                            EvaluationContext(key, {**attrs, "actions": BANDIT_ACTIONS}))
+        details = client.get_object_details(
+            "banner_bandit_flag", {}, EvaluationContext(key, {**attrs, "actions": BANDIT_ACTIONS})
+        )
         mine = ours.get_bandit_action_details("banner_bandit_flag", key, attrs, BANDIT_ACTIONS, "")
         expected = {} if mine.details.is_default else {"variation": mine.variation, "action": mine.action}
         assert details.value == expected
     missing = client.get_string_details("nope", "dflt", EvaluationContext("a"))
     assert missing.value == "dflt" and missing.error_code is not None
-    mismatch = client.get_integer_details("new-user-onboarding", 3, EvaluationContext("alice", {"country": "US"}))
+    mismatch = client.get_integer_details(
+        "new-user-onboarding", 3, EvaluationContext("alice", {"country": "US"})
+    )
     assert mismatch.value == 3 and str(mismatch.error_code).endswith("TYPE_MISMATCH")

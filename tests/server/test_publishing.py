@@ -8,8 +8,15 @@ import json
 import pytest
 
 from sortition.store import EventStore
-from sortition.store.publishing import (KeyRing, create_key, current, list_keys, publications, publish,
-                                        rollback)
+from sortition.store.publishing import (
+    KeyRing,
+    create_key,
+    current,
+    list_keys,
+    publications,
+    publish,
+    rollback,
+)
 from sortition.store.schema import SCHEMA_VERSION
 from tests.cli_helpers import invoke
 from tests.server.conftest import UFC, bandit_models, combined_flags, read
@@ -67,15 +74,28 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
     listed = invoke(["keys", "list", store])
     assert "sdk" in listed.text and key not in listed.output
     assert invoke(["publish", store, UFC / "flags-v1.json"]).exit_code == 0
-    both = invoke(["publish", store, UFC / "bandit-flags-v1.json", "--bandits", UFC / "bandit-models-v1.json",
-                   "-e", "staging"])
+    both = invoke(
+        [
+            "publish",
+            store,
+            UFC / "bandit-flags-v1.json",
+            "--bandits",
+            UFC / "bandit-models-v1.json",
+            "-e",
+            "staging",
+        ]
+    )
     assert both.exit_code == 0 and "version 2 to staging" in both.text
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"flags": {"f": {"key": "f", "enabled": "yes"}}}))
     refused = invoke(["publish", store, bad])
     assert refused.exit_code == 2 and "was not published" in refused.text and "flags.f" in refused.text
     listing = invoke(["versions", store])
-    assert listing.exit_code == 0 and "production: version 1" in listing.text and "staging: version 2" in listing.text
+    assert (
+        listing.exit_code == 0
+        and "production: version 1" in listing.text
+        and "staging: version 2" in listing.text
+    )
     assert invoke(["rollback", store, "2"]).exit_code == 0
     assert "production: version 2" in invoke(["versions", store]).text
     missing = invoke(["rollback", store, "7"])
@@ -92,7 +112,9 @@ def test_a_schema_2_store_is_upgraded_in_place(tmp_path):
 
     path = str(tmp_path / "old.duckdb")
     with EventStore(path) as s:
-        s.append_outcomes([{"subject": "a", "metric": "m", "value": 1.0, "timestamp": "2024-01-01T00:00:00Z"}])
+        s.append_outcomes(
+            [{"subject": "a", "metric": "m", "value": 1.0, "timestamp": "2024-01-01T00:00:00Z"}]
+        )
     con = duckdb.connect(path)
     con.execute("DROP TABLE api_keys")
     con.execute("DROP TABLE publications")
@@ -104,5 +126,6 @@ def test_a_schema_2_store_is_upgraded_in_place(tmp_path):
         assert current(s)["production"].version == 1
     con = duckdb.connect(path)
     assert con.execute("SELECT value FROM sortition_meta WHERE key = 'schema_version'").fetchall() == [
-        (str(SCHEMA_VERSION),)]
+        (str(SCHEMA_VERSION),)
+    ]
     con.close()

@@ -19,8 +19,23 @@ FLAG, METRIC = "checkout", "outcome"
 
 
 def _round(target: str, tmp_path, *extra: str):
-    return invoke(["round", target, "--flag", FLAG, "--metric", METRIC, "--kind", "continuous",
-                   "--state", str(tmp_path / "state.json"), "--out", str(tmp_path / "out"), *extra])
+    return invoke(
+        [
+            "round",
+            target,
+            "--flag",
+            FLAG,
+            "--metric",
+            METRIC,
+            "--kind",
+            "continuous",
+            "--state",
+            str(tmp_path / "state.json"),
+            "--out",
+            str(tmp_path / "out"),
+            *extra,
+        ]
+    )
 
 
 def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
@@ -29,8 +44,17 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
     keys = prepare(location)
     server = LiveServer(location).start()
     try:
-        first = _round(server.url, tmp_path, "--arms", ",".join(scenario.arms), "--engine", "stratified",
-                       "--publish", "--key", keys.admin)
+        first = _round(
+            server.url,
+            tmp_path,
+            "--arms",
+            ",".join(scenario.arms),
+            "--engine",
+            "stratified",
+            "--publish",
+            "--key",
+            keys.admin,
+        )
         assert first.exit_code == 0, first.text
         assert "published to production" in first.text
         poll = httpx.get(server.url + "/api/flag-config/v1/config", params={"apiKey": keys.sdk})
@@ -43,8 +67,10 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
         rng = np.random.default_rng(4)
         visitors = scenario.sample_visitors(300, rng)
         subjects = [f"v{i}" for i in range(300)]
-        arms = [client.get_assignment(FLAG, s, a, scenario.arms[0])
-                for s, a in zip(subjects, visitor_attributes(visitors), strict=True)]
+        arms = [
+            client.get_assignment(FLAG, s, a, scenario.arms[0])
+            for s, a in zip(subjects, visitor_attributes(visitors), strict=True)
+        ]
         y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]), rng)
         for s, v in zip(subjects, y, strict=True):
             client_logger.log_outcome(s, METRIC, float(v))
@@ -73,8 +99,17 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
 def test_round_publish_without_a_server(tmp_path):
     scenario = make_scenario("multi_winner", 3)
     location = str(tmp_path / "local.duckdb")
-    made = _round(location, tmp_path, "--arms", ",".join(scenario.arms), "--engine", "stratified",
-                  "--publish", "--environment", "staging")
+    made = _round(
+        location,
+        tmp_path,
+        "--arms",
+        ",".join(scenario.arms),
+        "--engine",
+        "stratified",
+        "--publish",
+        "--environment",
+        "staging",
+    )
     assert made.exit_code == 0, made.text
     assert "Published version 1 to staging" in made.text
     with EventStore(location) as store:

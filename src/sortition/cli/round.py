@@ -14,7 +14,7 @@ from sortition.cli.demo import _print_summary, _quiet_engines
 @app.command(name="round")
 def round_(
     store: str = typer.Argument(
-        ..., help="Event store: a DuckDB file or a postgresql:// URL; or http://SERVER to run it in the server."
+        ..., help="Event store: a DuckDB file or a postgresql:// URL (or http://SERVER: the server runs it)."
     ),
     flag: str = typer.Option(..., help="The flag (experiment) key the assignments are logged under."),
     metric: str = typer.Option(..., help="The outcome metric joined to the exposures."),
@@ -35,7 +35,7 @@ def round_(
     out: Path = typer.Option(
         Path("sortition-out"), help="Folder for the report (and the default state file)."
     ),
-    publish: bool = typer.Option(False, "--publish", help="Serve the round's configuration (see --environment)."),
+    publish: bool = typer.Option(False, "--publish", help="Serve the round's configuration (--environment)."),
     environment: str = typer.Option("production", help="With --publish: the environment that serves it."),
     key: str = typer.Option(None, envvar="SORTITION_ADMIN_KEY", help="With http://SERVER: an admin key."),
 ) -> None:

@@ -29,16 +29,25 @@ _ENVIRONMENT = typer.Option("production", "--environment", "-e", help="The envir
 def _open(store: str, create: bool = False) -> Any:
     from sortition.store import EventStore
 
-    if not create and not store.startswith(("postgresql://", "postgres://")) and store != ":memory:" and not Path(store).exists():
-        fail(f"event store {store!r} does not exist; give the DuckDB file or postgresql:// URL that "
-             "'sortition serve' serves")
+    if (
+        not create
+        and not store.startswith(("postgresql://", "postgres://"))
+        and store != ":memory:"
+        and not Path(store).exists()
+    ):
+        fail(
+            f"event store {store!r} does not exist; give the DuckDB file or postgresql:// URL that "
+            "'sortition serve' serves"
+        )
     try:
         return EventStore(store, lock_timeout=2.0)
     except RuntimeError as err:
         fail(f"{err} While 'sortition serve' holds a DuckDB store, use --server URL --key ADMIN_KEY.")
 
 
-def _where(args: list[str], server: str | None, key: str | None, names: tuple[str, ...]) -> tuple[Any, list[str]]:
+def _where(
+    args: list[str], server: str | None, key: str | None, names: tuple[str, ...]
+) -> tuple[Any, list[str]]:
     """(an AdminClient or an open EventStore, the other positional arguments)."""
     from sortition.server.run import AdminClient
 
@@ -67,7 +76,9 @@ def serve(
     store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
-    refresh: float = typer.Option(2.0, min=0.05, help="Seconds between re-reads of published versions and keys."),
+    refresh: float = typer.Option(
+        2.0, min=0.05, help="Seconds between re-reads of published versions and keys."
+    ),
 ) -> None:
     """Serve the published configurations to Eppo SDKs and OFREP clients, and ingest their events.
 
@@ -131,11 +142,18 @@ def versions(
         fail(err)
     table = Table("version", "created (UTC)", "flags", "bandits", "served in")
     for row in answer["versions"]:
-        table.add_row(str(row["version"]), row["created_at"][:19], escape(", ".join(row["flags"][:6])),
-                      escape(", ".join(row["bandits"][:4])), escape(", ".join(row["served_in"])) or "-")
+        table.add_row(
+            str(row["version"]),
+            row["created_at"][:19],
+            escape(", ".join(row["flags"][:6])),
+            escape(", ".join(row["bandits"][:4])),
+            escape(", ".join(row["served_in"])) or "-",
+        )
     console.print(table)
     for env, pub in sorted(answer["environments"].items()):
-        console.print(f"{escape(env)}: version {pub['version']} since {pub['published_at'][:19]} ({pub['action']})")
+        console.print(
+            f"{escape(env)}: version {pub['version']} since {pub['published_at'][:19]} ({pub['action']})"
+        )
     if not answer["versions"]:
         console.print("No configuration saved yet: sortition publish STORE FLAGS.json")
 
@@ -170,8 +188,9 @@ def rollback(
 def keys_create(
     store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
     role: str = typer.Option(..., help="sdk, client, ingest or admin."),
-    environment: str = typer.Option(None, "--environment", "-e",
-                                    help="Environment of the key (default: production; admin: all)."),
+    environment: str = typer.Option(
+        None, "--environment", "-e", help="Environment of the key (default: production; admin: all)."
+    ),
     description: str = typer.Option(None, help="A note to recognize the key by."),
 ) -> None:
     """Create an API key. The key is printed alone on the last line, once: it is stored hashed."""
@@ -184,12 +203,16 @@ def keys_create(
     except (ValueError, TypeError) as err:
         fail(err)
     scope = made.environment or "every environment"
-    console.print(f"Created {made.role} key {made.key_id} for {escape(scope)}. Keep it now: it is never shown again.")
+    console.print(
+        f"Created {made.role} key {made.key_id} for {escape(scope)}. Keep it now: it is never shown again."
+    )
     typer.echo(secret)
 
 
 @keys_app.command("list")
-def keys_list(store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL.")) -> None:
+def keys_list(
+    store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
+) -> None:
     """List the keys (ids, roles, environments; never the keys themselves)."""
     from sortition.store.publishing import list_keys
 
@@ -197,8 +220,14 @@ def keys_list(store: str = typer.Argument(..., help="Event store: a DuckDB file 
         keys = list_keys(target)
     table = Table("id", "role", "environment", "created (UTC)", "revoked", "description")
     for k in keys:
-        table.add_row(k.key_id, k.role, escape(k.environment or "all"), k.created_at.isoformat()[:19],
-                      "-" if k.revoked_at is None else k.revoked_at.isoformat()[:19], escape(k.description or ""))
+        table.add_row(
+            k.key_id,
+            k.role,
+            escape(k.environment or "all"),
+            k.created_at.isoformat()[:19],
+            "-" if k.revoked_at is None else k.revoked_at.isoformat()[:19],
+            escape(k.description or ""),
+        )
     console.print(table)
 
 
@@ -234,9 +263,17 @@ def print_remote_round(url: str, key: str | None, publish: bool, environment: st
     except ValueError as err:
         fail(err)
     if run["n_new"]:
-        console.print(f"Round {run['round']}: read [bold]{run['n_new']:,}[/] new exposures ({run['n_total']:,} in all).")
+        console.print(
+            f"Round {run['round']}: read [bold]{run['n_new']:,}[/] new exposures ({run['n_total']:,} in all)."
+        )
     else:
-        console.print(f"Created experiment [bold]{escape(run['flag'])}[/] with arms {', '.join(run['arms'])}.")
-    console.print(f"Configuration version [bold]{run['version']}[/]"
-                  + (f" published to [bold]{escape(run['environment'])}[/]." if run["environment"] else " saved."))
-    console.print(f"State saved to {escape(run['state'])} (on the server); report: {escape(str(run['report']))}")
+        console.print(
+            f"Created experiment [bold]{escape(run['flag'])}[/] with arms {', '.join(run['arms'])}."
+        )
+    console.print(
+        f"Configuration version [bold]{run['version']}[/]"
+        + (f" published to [bold]{escape(run['environment'])}[/]." if run["environment"] else " saved.")
+    )
+    console.print(
+        f"State saved to {escape(run['state'])} (on the server); report: {escape(str(run['report']))}"
+    )

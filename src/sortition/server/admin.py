@@ -39,8 +39,14 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def publication_json(p: Publication) -> dict[str, Any]:
-    return {"seq": p.seq, "environment": p.environment, "version": p.version,
-            "published_at": p.published_at.isoformat() + "Z", "action": p.action, "note": p.note}
+    return {
+        "seq": p.seq,
+        "environment": p.environment,
+        "version": p.version,
+        "published_at": p.published_at.isoformat() + "Z",
+        "action": p.action,
+        "note": p.note,
+    }
 
 
 async def _admin(request: Request, work: Any) -> Response:
@@ -63,11 +69,13 @@ def _environment(body: dict, query: Any) -> str:
 
 def _publish(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
     if "flags" not in body:
-        raise ValueError("the body needs 'flags' (the UFC flags document) and may have 'bandits' and "
-                         "'environment'")
+        raise ValueError(
+            "the body needs 'flags' (the UFC flags document) and may have 'bandits' and 'environment'"
+        )
     environment = _environment(body, query)
-    saved, pub = publishing.publish(state.store, body["flags"], body.get("bandits"), environment,
-                                    note=body.get("note"))
+    saved, pub = publishing.publish(
+        state.store, body["flags"], body.get("bandits"), environment, note=body.get("note")
+    )
     return publication_json(pub)
 
 
@@ -87,20 +95,41 @@ def versions_json(store: Any) -> dict[str, Any]:
     rows = []
     for number in store.configuration_versions():
         saved = store.configuration(number)
-        rows.append({"version": number, "created_at": saved.created_at.isoformat() + "Z",
-                     "flags": sorted(saved.flags.get("flags", {})),
-                     "bandits": sorted((saved.bandits or {}).get("bandits", {})),
-                     "served_in": sorted(served.get(number, []))})
-    return {"versions": rows, "environments": {env: publication_json(p) for env, p in now.items()},
-            "history": [publication_json(p) for p in publishing.publications(store)]}
+        rows.append(
+            {
+                "version": number,
+                "created_at": saved.created_at.isoformat() + "Z",
+                "flags": sorted(saved.flags.get("flags", {})),
+                "bandits": sorted((saved.bandits or {}).get("bandits", {})),
+                "served_in": sorted(served.get(number, [])),
+            }
+        )
+    return {
+        "versions": rows,
+        "environments": {env: publication_json(p) for env, p in now.items()},
+        "history": [publication_json(p) for p in publishing.publications(store)],
+    }
 
 
 def _versions(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
     return versions_json(state.store)
 
 
-_ROUND_FIELDS = {"flag", "metric", "state", "kind", "arms", "window_days", "aggregate", "engine", "threads",
-                 "seed", "out", "environment", "publish"}
+_ROUND_FIELDS = {
+    "flag",
+    "metric",
+    "state",
+    "kind",
+    "arms",
+    "window_days",
+    "aggregate",
+    "engine",
+    "threads",
+    "seed",
+    "out",
+    "environment",
+    "publish",
+}
 
 
 def _round(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
@@ -121,20 +150,35 @@ def _round(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
         raise ValueError("another round is running on this server; try again when it is done")
     try:
         run = daily_round(
-            state.store._backend.location, body["flag"], body["metric"], state=Path(body["state"]),
-            outcome=body.get("kind"), arms=arms, engine=body.get("engine", "bcf"),
-            threads=int(body.get("threads", 1)), seed=int(body.get("seed", 0)),
-            window=None if window is None else float(window) * 86400.0, aggregate=body.get("aggregate"),
-            out=body.get("out"), publish=environment,
+            state.store._backend.location,
+            body["flag"],
+            body["metric"],
+            state=Path(body["state"]),
+            outcome=body.get("kind"),
+            arms=arms,
+            engine=body.get("engine", "bcf"),
+            threads=int(body.get("threads", 1)),
+            seed=int(body.get("seed", 0)),
+            window=None if window is None else float(window) * 86400.0,
+            aggregate=body.get("aggregate"),
+            out=body.get("out"),
+            publish=environment,
         )
     finally:
         state.round_lock.release()
     exp = run.experiment
-    result = {"flag": body["flag"], "created": run.created, "round": exp.round_, "n_new": run.n_new,
-              "n_total": None if run.result is None else run.result.n_total,
-              "version": run.configuration_version, "environment": environment,
-              "state": str(run.state), "report": None if run.report is None else str(run.report),
-              "arms": list(exp.arms)}
+    result = {
+        "flag": body["flag"],
+        "created": run.created,
+        "round": exp.round_,
+        "n_new": run.n_new,
+        "n_total": None if run.result is None else run.result.n_total,
+        "version": run.configuration_version,
+        "environment": environment,
+        "state": str(run.state),
+        "report": None if run.report is None else str(run.report),
+        "arms": list(exp.arms),
+    }
     state.rounds[body["flag"]] = result
     return result
 

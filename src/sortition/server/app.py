@@ -81,8 +81,9 @@ async def _openapi(request: Request) -> Response:
 
 async def _auth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthError)
-    return routes.error(exc.status, exc.message,
-                        headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+    return routes.error(
+        exc.status, exc.message, headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    )
 
 
 def create_app(store: EventStore | str, settings: Settings | None = None) -> Starlette:

@@ -47,13 +47,19 @@ def authorize(request: Request, keys: KeyRing, roles: tuple[str, ...]) -> Caller
     """
     presented = presented_key(request)
     if presented is None:
-        raise AuthError(401, "no API key: pass it as the apiKey query parameter or an 'Authorization: "
-                             "Bearer KEY' header (create one with: sortition keys create STORE --role ...)")
+        raise AuthError(
+            401,
+            "no API key: pass it as the apiKey query parameter or an 'Authorization: "
+            "Bearer KEY' header (create one with: sortition keys create STORE --role ...)",
+        )
     key = keys.authenticate(presented)
     if key is None:
         raise AuthError(401, "unknown or revoked API key")
     environment = key.environment or request.query_params.get("environment") or DEFAULT_ENVIRONMENT
     if not any(key.allows(role, environment) for role in roles):
-        raise AuthError(403, f"this {key.role!r} key may not use this endpoint; it needs the role "
-                             f"{' or '.join(repr(r) for r in roles)}" + (f" (or admin)" if "admin" not in roles else ""))
+        raise AuthError(
+            403,
+            f"this {key.role!r} key may not use this endpoint; it needs the role "
+            f"{' or '.join(repr(r) for r in roles)}" + (" (or admin)" if "admin" not in roles else ""),
+        )
     return Caller(key, environment)

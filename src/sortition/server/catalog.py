@@ -38,8 +38,11 @@ class Document:
     @classmethod
     def of(cls, obj: Any) -> Document:
         body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-        return cls(body, gzip.compress(body, compresslevel=6, mtime=0),
-                   '"' + hashlib.sha256(body).hexdigest()[:24] + '"')
+        return cls(
+            body,
+            gzip.compress(body, compresslevel=6, mtime=0),
+            '"' + hashlib.sha256(body).hexdigest()[:24] + '"',
+        )
 
 
 @dataclass(frozen=True)
@@ -57,17 +60,27 @@ class Served:
     flag_keys: tuple[str, ...]
 
 
-def render(environment: str, publication: Publication, flags: dict, bandits: dict | None,
-           assignment_logger: Any = None) -> Served:
+def render(
+    environment: str,
+    publication: Publication,
+    flags: dict,
+    bandits: dict | None,
+    assignment_logger: Any = None,
+) -> Served:
     """Build an environment's documents; the configuration was validated when it was published."""
     stamp = publication.published_at.isoformat(timespec="milliseconds") + "Z"
     doc = {**flags, "format": "SERVER", "environment": {"name": environment}, "createdAt": stamp}
     bandit_doc = bandits if bandits is not None else {"bandits": {}}
     configuration = Configuration.from_json(doc, bandit_doc)
     return Served(
-        environment=environment, version=publication.version, published_at=publication.published_at,
-        action=publication.action, flags=Document.of(doc), client_flags=Document.of(obfuscate_flags(doc)),
-        bandits=Document.of(bandit_doc), client=Client(configuration, assignment_logger),
+        environment=environment,
+        version=publication.version,
+        published_at=publication.published_at,
+        action=publication.action,
+        flags=Document.of(doc),
+        client_flags=Document.of(obfuscate_flags(doc)),
+        bandits=Document.of(bandit_doc),
+        client=Client(configuration, assignment_logger),
         flag_keys=tuple(sorted(doc.get("flags", {}))),
     )
 
@@ -101,7 +114,11 @@ class Catalog:
                 changed = False
                 for env, pub in pointers.items():
                     have = served.get(env)
-                    if have is not None and have.version == pub.version and have.published_at == pub.published_at:
+                    if (
+                        have is not None
+                        and have.version == pub.version
+                        and have.published_at == pub.published_at
+                    ):
                         continue
                     saved = self.store.configuration(pub.version)
                     served[env] = render(env, pub, saved.flags, saved.bandits, self._logger)

@@ -55,7 +55,9 @@ def decode_body(body: bytes, content_encoding: str | None) -> bytes:
         except zlib.error as err:
             raise BadRequest(f"the body is not valid gzip: {err}") from None
         if len(out) > MAX_BODY_BYTES:
-            raise BadRequest(f"the body is over {MAX_BODY_BYTES // 2**20} MiB uncompressed; send smaller batches")
+            raise BadRequest(
+                f"the body is over {MAX_BODY_BYTES // 2**20} MiB uncompressed; send smaller batches"
+            )
         return out
     if encoding not in ("", "identity"):
         raise BadRequest(f"Content-Encoding {content_encoding!r} is not supported; use gzip or none")
@@ -80,8 +82,9 @@ def parse_events(text: bytes) -> list[Any]:
         try:
             events.append(json.loads(line))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BadRequest(f"line {number} is not valid JSON ({err}); send a JSON array or NDJSON, "
-                             "one event per line") from None
+            raise BadRequest(
+                f"line {number} is not valid JSON ({err}); send a JSON array or NDJSON, one event per line"
+            ) from None
     return events
 
 
@@ -137,17 +140,26 @@ def validate(events: Any) -> Validated:
     out = Validated(received=len(events))
     for index, event in enumerate(events):
         if not isinstance(event, Mapping):
-            out.rejected.append({"index": index, "reason": f"must be a JSON object, got {type(event).__name__}"})
+            out.rejected.append(
+                {"index": index, "reason": f"must be a JSON object, got {type(event).__name__}"}
+            )
             continue
         kind = event_kind(event)
         if kind is None:
-            out.rejected.append({"index": index, "reason": "unknown event kind: an assignment has 'featureFlag', "
-                                 "a bandit action 'banditKey', an outcome 'metric'"})
+            out.rejected.append(
+                {
+                    "index": index,
+                    "reason": "unknown event kind: an assignment has 'featureFlag', "
+                    "a bandit action 'banditKey', an outcome 'metric'",
+                }
+            )
             continue
         try:
             out.rows[kind].append(ROW_BUILDERS[kind][1](normalize(event, kind)))
         except FieldError as err:
-            out.rejected.append({"index": index, "reason": f"{kind} event: field {err.field!r} {err.problem}"})
+            out.rejected.append(
+                {"index": index, "reason": f"{kind} event: field {err.field!r} {err.problem}"}
+            )
         except (TypeError, ValueError, OverflowError) as err:  # e.g. a timestamp out of range
             out.rejected.append({"index": index, "reason": f"{kind} event: {err}"})
     return out
@@ -186,8 +198,9 @@ class GroupCommitter:
             less per row; each waits at most this long more for its answer).
     """
 
-    def __init__(self, store: EventStore, max_pending: int = 400_000, max_batch: int = 100_000,
-                 linger: float = 0.0):
+    def __init__(
+        self, store: EventStore, max_pending: int = 400_000, max_batch: int = 100_000, linger: float = 0.0
+    ):
         self.store = store
         self.linger = linger
         self.max_pending = max_pending
@@ -279,7 +292,9 @@ class GroupCommitter:
         n = sum(r.n for r in group)
 
         def work(tx: Transaction) -> int:
-            return sum(tx.insert_new(EVENT_TABLES[k], list(rows.values())) for k, rows in merged.items() if rows)
+            return sum(
+                tx.insert_new(EVENT_TABLES[k], list(rows.values())) for k, rows in merged.items() if rows
+            )
 
         error: BaseException | None = None
         started = time.perf_counter()
@@ -293,7 +308,9 @@ class GroupCommitter:
             self.stats.commits += 1
             self.stats.committed += n
             self.stats.inserted += inserted
-            logger.debug("committed %d rows (%d new) in %.1f ms", n, inserted, 1e3 * (time.perf_counter() - started))
+            logger.debug(
+                "committed %d rows (%d new) in %.1f ms", n, inserted, 1e3 * (time.perf_counter() - started)
+            )
         with self._lock:
             self._pending -= n
         for request in group:

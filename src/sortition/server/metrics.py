@@ -31,20 +31,31 @@ def route_of(path: str) -> str:
 class Metrics:
     """The server's metrics. ``sample`` callbacks give the live values (queue depth, versions)."""
 
-    def __init__(self, queue_depth: Callable[[], int], versions: Callable[[], dict[str, int]],
-                 deduplicated: Callable[[], int]):
+    def __init__(
+        self,
+        queue_depth: Callable[[], int],
+        versions: Callable[[], dict[str, int]],
+        deduplicated: Callable[[], int],
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("sortition_http_requests", "HTTP requests by route and status",
-                                ["route", "status"], registry=r)
-        self.latency = Histogram("sortition_http_request_duration_seconds", "Request latency by route",
-                                 ["route"], registry=r,
-                                 buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
-        self.accepted = Counter("sortition_events_accepted", "Event rows committed (new or duplicate)",
-                                ["kind"], registry=r)
+        self.requests = Counter(
+            "sortition_http_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "sortition_http_request_duration_seconds",
+            "Request latency by route",
+            ["route"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.accepted = Counter(
+            "sortition_events_accepted", "Event rows committed (new or duplicate)", ["kind"], registry=r
+        )
         self.rejected = Counter("sortition_events_rejected", "Event rows rejected by validation", registry=r)
-        self.overloaded = Counter("sortition_events_overloaded_requests",
-                                  "Ingestion requests answered 429 (queue full)", registry=r)
+        self.overloaded = Counter(
+            "sortition_events_overloaded_requests", "Ingestion requests answered 429 (queue full)", registry=r
+        )
         self.ofrep = Counter("sortition_ofrep_evaluations", "OFREP flag evaluations", registry=r)
         depth = Gauge("sortition_ingest_queue_depth", "Event rows waiting for the group commit", registry=r)
         depth.set_function(lambda: float(queue_depth()))
@@ -66,13 +77,17 @@ class _LiveCollector:
         return []
 
     def collect(self) -> Any:
-        family = GaugeMetricFamily("sortition_published_version", "Configuration version served",
-                                   labels=["environment"])
+        family = GaugeMetricFamily(
+            "sortition_published_version", "Configuration version served", labels=["environment"]
+        )
         for env, version in sorted(self._versions().items()):
             family.add_metric([env], float(version))
         yield family
-        yield CounterMetricFamily("sortition_events_deduplicated", "Committed event rows already stored "
-                                  "(retries, repeats)", value=float(self._deduplicated()))
+        yield CounterMetricFamily(
+            "sortition_events_deduplicated",
+            "Committed event rows already stored (retries, repeats)",
+            value=float(self._deduplicated()),
+        )
 
 
 class MinuteCounts:

@@ -12,7 +12,14 @@ from starlette.responses import Response
 from sortition.openfeature import resolution as ofrep
 from sortition.server.auth import authorize
 from sortition.server.catalog import Document, Served
-from sortition.server.ingest import MAX_BODY_BYTES, BadRequest, Overloaded, decode_body, parse_events, validate
+from sortition.server.ingest import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    Overloaded,
+    decode_body,
+    parse_events,
+    validate,
+)
 from sortition.server.state import ServerState
 
 VERSION_HEADER = "X-Sortition-Version"
@@ -37,8 +44,10 @@ def version_headers(served: Served) -> dict[str, str]:
 
 
 def _unpublished(environment: str) -> str:
-    return (f"environment {environment!r} has no published configuration yet; publish one with "
-            f"'sortition publish STORE FLAGS.json --environment {environment}'")
+    return (
+        f"environment {environment!r} has no published configuration yet; publish one with "
+        f"'sortition publish STORE FLAGS.json --environment {environment}'"
+    )
 
 
 def _served(state: ServerState, environment: str) -> Served | Response:
@@ -59,7 +68,9 @@ def send_document(request: Request, doc: Document, headers: dict[str, str]) -> R
     if _etag_matches(request, doc.etag):
         return Response(status_code=304, headers=headers)
     if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(doc.gzipped, headers={**headers, "Content-Encoding": "gzip"}, media_type="application/json")
+        return Response(
+            doc.gzipped, headers={**headers, "Content-Encoding": "gzip"}, media_type="application/json"
+        )
     return Response(doc.body, headers=headers, media_type="application/json")
 
 
@@ -71,7 +82,9 @@ async def flag_config(request: Request) -> Response:
     if isinstance(served, Response):
         return served
     obfuscated = caller.key.role == "client" or request.query_params.get("format") == "CLIENT"
-    return send_document(request, served.client_flags if obfuscated else served.flags, version_headers(served))
+    return send_document(
+        request, served.client_flags if obfuscated else served.flags, version_headers(served)
+    )
 
 
 async def bandits(request: Request) -> Response:
@@ -100,8 +113,9 @@ async def ofrep_flag(request: Request) -> Response:
     key = request.path_params["key"]
     served = state.catalog.get(caller.environment)
     if served is None:
-        return json_response({"key": key, "errorCode": "FLAG_NOT_FOUND",
-                              "errorDetails": _unpublished(caller.environment)}, 404)
+        return json_response(
+            {"key": key, "errorCode": "FLAG_NOT_FOUND", "errorDetails": _unpublished(caller.environment)}, 404
+        )
     context = await _context(request, key)
     if isinstance(context, Response):
         return context
@@ -127,8 +141,10 @@ async def ofrep_bulk(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     flags = ofrep.evaluate_all(served.client, served.flag_keys, *context, served.environment, served.version)
     state.metrics.ofrep.inc(len(flags))
-    return json_response({"flags": flags, "metadata": {"environment": served.environment,
-                                                       "version": served.version}}, headers=headers)
+    return json_response(
+        {"flags": flags, "metadata": {"environment": served.environment, "version": served.version}},
+        headers=headers,
+    )
 
 
 async def events(request: Request) -> Response:
@@ -152,11 +168,15 @@ async def events(request: Request) -> Response:
         metrics.overloaded.inc()
         return error(429, str(err), headers={"Retry-After": str(err.retry_after)})
     except Exception as err:  # noqa: BLE001 - the store failed: nothing acknowledged, the client retries
-        return error(503, f"the store could not commit the events ({type(err).__name__}); retry",
-                     headers={"Retry-After": "1"})
+        return error(
+            503,
+            f"the store could not commit the events ({type(err).__name__}); retry",
+            headers={"Retry-After": "1"},
+        )
     for kind, rows in checked.rows.items():
         if rows:
             metrics.accepted.labels(kind).inc(len(rows))
     metrics.minutes.add(checked.accepted, len(checked.rejected))
-    return json_response({"received": checked.received, "accepted": checked.accepted,
-                          "rejected": checked.rejected})
+    return json_response(
+        {"received": checked.received, "accepted": checked.accepted, "rejected": checked.rejected}
+    )

@@ -11,8 +11,14 @@ from sortition.store import EventStore
 from sortition.store.publishing import ROLE_HELP, KeyRing
 
 
-def serve(store: str, host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None,
-          announce: Callable[[str], None] = print, graceful_timeout: float = 30.0) -> None:
+def serve(
+    store: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: Settings | None = None,
+    announce: Callable[[str], None] = print,
+    graceful_timeout: float = 30.0,
+) -> None:
     """Serve ``store`` until SIGTERM/SIGINT; then finish the requests in flight, commit the queued
     events and exit. ``announce`` receives the startup lines (URL, keys by role)."""
     import uvicorn
@@ -21,8 +27,15 @@ def serve(store: str, host: str = "127.0.0.1", port: int = 8000, settings: Setti
     try:
         roles = KeyRing.load(events).roles()
         app = create_app(events, settings)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=int(graceful_timeout))
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(graceful_timeout),
+        )
         server = uvicorn.Server(config)
         url = f"http://{host}:{port}"
         announce(f"Sortition server on {url} serving {events!r}")
@@ -42,8 +55,9 @@ class AdminClient:
     def __init__(self, url: str, key: str, timeout: float = 600.0):
         import httpx
 
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {key}"})
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {key}"}
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict:
         import httpx
@@ -61,8 +75,11 @@ class AdminClient:
         return body
 
     def publish(self, flags: Any, bandits: Any, environment: str) -> dict:
-        return self._call("POST", "/api/v1/configurations",
-                          json={"flags": flags, "bandits": bandits, "environment": environment})
+        return self._call(
+            "POST",
+            "/api/v1/configurations",
+            json={"flags": flags, "bandits": bandits, "environment": environment},
+        )
 
     def rollback(self, version: int, environment: str) -> dict:
         return self._call("POST", "/api/v1/rollback", json={"version": version, "environment": environment})

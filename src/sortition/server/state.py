@@ -52,7 +52,9 @@ class ExposureLogger:
         rows: dict[str, list[tuple]] = {kind: [row]}
         if not committer.offer(rows, 1):
             self.dropped += 1
-            logger.warning("ingestion queue full: an OFREP %s event was not stored (%d so far)", kind, self.dropped)
+            logger.warning(
+                "ingestion queue full: an OFREP %s event was not stored (%d so far)", kind, self.dropped
+            )
 
     def log_assignment(self, event: Mapping) -> None:
         self._log("assignment", event)
@@ -78,7 +80,9 @@ class ServerState:
         committer = GroupCommitter(store, settings.max_pending, settings.max_batch, settings.linger)
         if exposures is not None:
             exposures.committer = committer
-        metrics = Metrics(lambda: committer.depth,
-                          lambda: {env: s.version for env, s in catalog.environments.items()},
-                          lambda: committer.stats.deduplicated)
+        metrics = Metrics(
+            lambda: committer.depth,
+            lambda: {env: s.version for env, s in catalog.environments.items()},
+            lambda: committer.stats.deduplicated,
+        )
         return cls(store, settings, catalog, committer, metrics)

@@ -12,9 +12,11 @@ from starlette.responses import HTMLResponse, Response
 
 from sortition.server.state import ServerState
 
-_STYLE = ("body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
-          "margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}"
-          "th{background:#f4f4f4}.muted{color:#777}")
+_STYLE = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
+    "margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}"
+    "th{background:#f4f4f4}.muted{color:#777}"
+)
 
 
 def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
@@ -27,31 +29,64 @@ def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
 
 def render_status(state: ServerState) -> str:
     e = html.escape
-    envs = [[e(env), str(s.version), e(s.published_at.isoformat(timespec="seconds") + "Z"), e(s.action),
-             str(len(s.flag_keys))] for env, s in sorted(state.catalog.environments.items())]
+    envs = [
+        [
+            e(env),
+            str(s.version),
+            e(s.published_at.isoformat(timespec="seconds") + "Z"),
+            e(s.action),
+            str(len(s.flag_keys)),
+        ]
+        for env, s in sorted(state.catalog.environments.items())
+    ]
     accepted, rejected = state.metrics.minutes.last_hour()
     stats = state.committer.stats
     rounds = []
     for flag, r in sorted(state.rounds.items()):
         report = "" if not r.get("report") else e(r["report"])
-        rounds.append([e(flag), str(r["round"]), f"{r['n_new']:,}", str(r["version"]), e(str(r["environment"])),
-                       report])
+        rounds.append(
+            [e(flag), str(r["round"]), f"{r['n_new']:,}", str(r["version"]), e(str(r["environment"])), report]
+        )
     error = state.catalog.last_error
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>Sortition server</title><style>{_STYLE}</style>"
+        "<!doctype html><html><head><meta charset=utf-8><title>Sortition server</title>"
+        f"<style>{_STYLE}</style>"
         "</head><body><h1>Sortition server</h1>"
         + (f"<p><b>Store refresh failing:</b> {e(error)}</p>" if error else "")
         + "<h2>Environments</h2>"
-        + _table(["environment", "version", "published", "by", "flags"], envs,
-                 "Nothing is published yet: sortition publish STORE FLAGS.json")
+        + _table(
+            ["environment", "version", "published", "by", "flags"],
+            envs,
+            "Nothing is published yet: sortition publish STORE FLAGS.json",
+        )
         + "<h2>Ingestion</h2>"
-        + _table(["last hour: accepted rows", "rejected rows", "per second", "queue depth",
-                  "deduplicated (since start)", "failed commits"],
-                 [[f"{accepted:,}", f"{rejected:,}", f"{accepted / 3600:,.1f}", f"{state.committer.depth:,}",
-                   f"{stats.deduplicated:,}", str(stats.failures)]], "")
+        + _table(
+            [
+                "last hour: accepted rows",
+                "rejected rows",
+                "per second",
+                "queue depth",
+                "deduplicated (since start)",
+                "failed commits",
+            ],
+            [
+                [
+                    f"{accepted:,}",
+                    f"{rejected:,}",
+                    f"{accepted / 3600:,.1f}",
+                    f"{state.committer.depth:,}",
+                    f"{stats.deduplicated:,}",
+                    str(stats.failures),
+                ]
+            ],
+            "",
+        )
         + "<h2>Rounds</h2>"
-        + _table(["flag", "round", "new exposures", "version", "published to", "report"], rounds,
-                 "No round has run on this server yet (sortition round --server URL --key ADMIN_KEY ...)")
+        + _table(
+            ["flag", "round", "new exposures", "version", "published to", "report"],
+            rounds,
+            "No round has run on this server yet (sortition round --server URL --key ADMIN_KEY ...)",
+        )
         + f'<p class="muted">Generated {time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())} UTC. '
         'Metrics: <a href="/metrics">/metrics</a>, API: <a href="/openapi.json">/openapi.json</a>.</p>'
         "</body></html>"

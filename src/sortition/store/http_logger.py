@@ -59,16 +59,28 @@ class HttpEventLogger:
         transport: an ``httpx`` transport (tests).
     """
 
-    def __init__(self, url: str, key: str, *, batch_size: int = 500, flush_interval: float = 0.5,
-                 max_pending: int = 100_000, timeout: float = 10.0, backoff: tuple[float, float] = (0.05, 5.0),
-                 close_timeout: float = 10.0, transport: Any = None):
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        max_pending: int = 100_000,
+        timeout: float = 10.0,
+        backoff: tuple[float, float] = (0.05, 5.0),
+        close_timeout: float = 10.0,
+        transport: Any = None,
+    ):
         import httpx
 
         for name, value in (("batch_size", batch_size), ("max_pending", max_pending)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not key or not isinstance(key, str):
-            raise ValueError("key must be an API key with the ingest role (sortition keys create --role ingest)")
+            raise ValueError(
+                "key must be an API key with the ingest role (sortition keys create --role ingest)"
+            )
         url = url.rstrip("/")
         self.url = url if url.endswith(EVENTS_PATH) else url + EVENTS_PATH
         self.batch_size = batch_size
@@ -82,8 +94,9 @@ class HttpEventLogger:
         self.rejected: collections.deque[tuple[dict, str]] = collections.deque(maxlen=1000)
         self.retries = 0
         self.last_error: str | None = None
-        self._http = httpx.Client(timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {key}"})
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, headers={"Authorization": f"Bearer {key}"}
+        )
         self._queue: collections.deque[dict] = collections.deque()
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -101,8 +114,9 @@ class HttpEventLogger:
     def log_bandit_action(self, event: Mapping) -> None:
         self._enqueue(event)
 
-    def log_outcome(self, subject: str, metric: str, value: float, timestamp: Any = None,
-                    event_id: str | None = None) -> None:
+    def log_outcome(
+        self, subject: str, metric: str, value: float, timestamp: Any = None, event_id: str | None = None
+    ) -> None:
         """Log an outcome ``{subject, metric, value, timestamp}`` (timestamp: now by default)."""
         stamp = timestamp if timestamp is not None else dt.datetime.now(dt.timezone.utc)
         event = {"subject": subject, "metric": metric, "value": value, "timestamp": stamp}
@@ -135,8 +149,11 @@ class HttpEventLogger:
         self.dropped += n
         self.drop_reasons[reason] += n
         if first:  # once per reason: a flood of warnings would not help anyone
-            warnings.warn(f"HttpEventLogger dropped {n} event(s): {reason} (see .dropped, .drop_reasons)",
-                          RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"HttpEventLogger dropped {n} event(s): {reason} (see .dropped, .drop_reasons)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         logger.warning("HttpEventLogger dropped %d event(s): %s", n, reason)
 
     @property
@@ -155,7 +172,7 @@ class HttpEventLogger:
                     if self._closed:
                         return
                     continue
-                if (len(self._queue) < self.batch_size and not self._closed and not self._flush_requested):
+                if len(self._queue) < self.batch_size and not self._closed and not self._flush_requested:
                     self._cond.wait(self.flush_interval)  # let a partial batch fill up a little
                 n = min(self.batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
@@ -174,7 +191,9 @@ class HttpEventLogger:
         while True:
             wait = None
             try:
-                response = self._http.post(self.url, content=body, headers={"Content-Type": "application/json"})
+                response = self._http.post(
+                    self.url, content=body, headers={"Content-Type": "application/json"}
+                )
             except Exception as err:  # noqa: BLE001 - any transport error is retried
                 self.last_error = f"{type(err).__name__}: {err}"
             else:
@@ -209,8 +228,12 @@ class HttpEventLogger:
             if isinstance(index, int) and 0 <= index < len(batch):
                 self.rejected.append((batch[index], str(reason)))
         if rejected:
-            warnings.warn(f"the server rejected {len(rejected)} event(s), e.g. {rejected[0].get('reason')!r} "
-                          "(see .rejected)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"the server rejected {len(rejected)} event(s), e.g. {rejected[0].get('reason')!r} "
+                "(see .rejected)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.sent += len(batch) - len(rejected)
 
     # ---- flush and close ---------------------------------------------------------------------------
@@ -251,8 +274,9 @@ class HttpEventLogger:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"HttpEventLogger({self.url!r}, sent={self.sent}, pending={self.pending}, "
-                f"dropped={self.dropped})")
+        return (
+            f"HttpEventLogger({self.url!r}, sent={self.sent}, pending={self.pending}, dropped={self.dropped})"
+        )
 
 
 def _retry_after(value: str | None) -> float | None:

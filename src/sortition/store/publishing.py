@@ -44,8 +44,10 @@ def _now() -> dt.datetime:
 def check_environment(name: Any) -> str:
     """An environment name: 1-64 letters, digits, ``_ . -``, starting with a letter or digit."""
     if not isinstance(name, str) or not _ENV_PATTERN.match(name):
-        raise ValueError(f"environment {name!r} is not a valid name: use 1-64 letters, digits, '_', '.' or "
-                         f"'-', starting with a letter or digit (e.g. {DEFAULT_ENVIRONMENT!r} or 'staging')")
+        raise ValueError(
+            f"environment {name!r} is not a valid name: use 1-64 letters, digits, '_', '.' or "
+            f"'-', starting with a letter or digit (e.g. {DEFAULT_ENVIRONMENT!r} or 'staging')"
+        )
     return name
 
 
@@ -56,6 +58,7 @@ def check_role(role: Any) -> str:
 
 
 # ---- API keys ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -81,8 +84,9 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(store: EventStore, role: str, environment: str | None = None,
-               description: str | None = None) -> tuple[str, ApiKey]:
+def create_key(
+    store: EventStore, role: str, environment: str | None = None, description: str | None = None
+) -> tuple[str, ApiKey]:
     """Create a key -> (the key, shown only now; its stored facts).
 
     ``environment`` defaults to ``production`` for sdk/client/ingest keys and to every environment
@@ -96,16 +100,22 @@ def create_key(store: EventStore, role: str, environment: str | None = None,
     key_id = secrets.token_hex(6)
     key = f"srt_{key_id}_{secrets.token_hex(20)}"
     created = _now()
-    write_with_retry(store._backend, lambda tx: tx.execute(
-        "INSERT INTO api_keys (key_id, key_hash, role, environment, created_at, revoked_at, description) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?)", [key_id, key_hash(key), role, environment, created, description]))
+    write_with_retry(
+        store._backend,
+        lambda tx: tx.execute(
+            "INSERT INTO api_keys (key_id, key_hash, role, environment, created_at, revoked_at, description) "
+            "VALUES (?, ?, ?, ?, ?, NULL, ?)",
+            [key_id, key_hash(key), role, environment, created, description],
+        ),
+    )
     return key, ApiKey(key_id, role, environment, created, None, description)
 
 
 def _key_rows(store: EventStore) -> list[tuple]:
     frame = store._backend.frame(
         "SELECT key_id, key_hash, role, environment, created_at, revoked_at, description "
-        "FROM api_keys ORDER BY created_at, key_id")
+        "FROM api_keys ORDER BY created_at, key_id"
+    )
     return list(frame.itertuples(index=False, name=None))
 
 
@@ -117,8 +127,14 @@ def _ts(value: Any) -> dt.datetime | None:
 
 def _api_key(row: tuple) -> ApiKey:
     key_id, _hash, role, environment, created, revoked, description = row
-    return ApiKey(str(key_id), str(role), environment if isinstance(environment, str) else None,
-                  _ts(created), _ts(revoked), description if isinstance(description, str) else None)
+    return ApiKey(
+        str(key_id),
+        str(role),
+        environment if isinstance(environment, str) else None,
+        _ts(created),
+        _ts(revoked),
+        description if isinstance(description, str) else None,
+    )
 
 
 def list_keys(store: EventStore) -> list[ApiKey]:
@@ -131,8 +147,12 @@ def revoke_key(store: EventStore, key_id: str) -> ApiKey:
     known = {k.key_id: k for k in list_keys(store)}
     if key_id not in known:
         raise LookupError(f"no key with id {key_id!r} (known ids: {sorted(known)[:10]})")
-    write_with_retry(store._backend, lambda tx: tx.execute(
-        "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", [_now(), key_id]))
+    write_with_retry(
+        store._backend,
+        lambda tx: tx.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", [_now(), key_id]
+        ),
+    )
     return next(k for k in list_keys(store) if k.key_id == key_id)
 
 
@@ -177,6 +197,7 @@ class KeyRing:
 
 # ---- publications -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Publication:
     """One publish/rollback: ``environment`` serves ``version`` since ``published_at`` (naive UTC)."""
@@ -191,16 +212,24 @@ class Publication:
 
 def _publication(row: tuple) -> Publication:
     seq, environment, version, published_at, action, note = row
-    return Publication(int(seq), str(environment), int(version), _ts(published_at), str(action),
-                       note if isinstance(note, str) else None)
+    return Publication(
+        int(seq),
+        str(environment),
+        int(version),
+        _ts(published_at),
+        str(action),
+        note if isinstance(note, str) else None,
+    )
 
 
 def publications(store: EventStore, environment: str | None = None) -> list[Publication]:
     """The publish/rollback history (of one environment, or all), oldest first."""
     where, params = ("", []) if environment is None else ("WHERE environment = ?", [environment])
     frame = store._backend.frame(
-        f"SELECT seq, environment, version, published_at, action, note FROM publications {where} ORDER BY seq",
-        params)
+        "SELECT seq, environment, version, published_at, action, note FROM publications "
+        f"{where} ORDER BY seq",
+        params,
+    )
     return [_publication(row) for row in frame.itertuples(index=False, name=None)]
 
 
@@ -209,12 +238,18 @@ def current(store: EventStore) -> dict[str, Publication]:
     frame = store._backend.frame(
         "SELECT p.seq, p.environment, p.version, p.published_at, p.action, p.note FROM publications p "
         "JOIN (SELECT environment, MAX(seq) AS seq FROM publications GROUP BY environment) m "
-        "ON p.seq = m.seq ORDER BY p.environment")
+        "ON p.seq = m.seq ORDER BY p.environment"
+    )
     return {p.environment: p for p in map(_publication, frame.itertuples(index=False, name=None))}
 
 
-def publish_version(store: EventStore, version: int, environment: str = DEFAULT_ENVIRONMENT,
-                    action: str = "publish", note: str | None = None) -> Publication:
+def publish_version(
+    store: EventStore,
+    version: int,
+    environment: str = DEFAULT_ENVIRONMENT,
+    action: str = "publish",
+    note: str | None = None,
+) -> Publication:
     """Make ``environment`` serve the saved configuration ``version`` (LookupError if absent)."""
     check_environment(environment)
     if isinstance(version, bool) or not isinstance(version, int):
@@ -224,8 +259,11 @@ def publish_version(store: EventStore, version: int, environment: str = DEFAULT_
 
     def work(tx: Transaction) -> int:
         seq = int(tx.fetch("SELECT COALESCE(MAX(seq), 0) + 1 FROM publications")[0][0])
-        tx.execute("INSERT INTO publications (seq, environment, version, published_at, action, note) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", [seq, environment, version, stamp, action, note])
+        tx.execute(
+            "INSERT INTO publications (seq, environment, version, published_at, action, note) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [seq, environment, version, stamp, action, note],
+        )
         return seq
 
     seq = write_with_retry(store._backend, work)
@@ -245,16 +283,22 @@ def validate_documents(flags: Mapping | str | bytes, bandits: Mapping | str | by
     missing = sorted({link.bandit_key for link in parsed.bandit_links.values()} - set(parsed.bandits))
     if missing:
         # Eppo's SDKs drop the whole configuration when a referenced bandit has no model.
-        raise ValueError(f"banditReferences: the flags use bandit(s) {missing} but the bandit models document "
-                         f"has {sorted(parsed.bandits) or 'none'}; publish the models with them (--bandits)")
+        raise ValueError(
+            f"banditReferences: the flags use bandit(s) {missing} but the bandit models document "
+            f"has {sorted(parsed.bandits) or 'none'}; publish the models with them (--bandits)"
+        )
     doc = json.loads(flags) if isinstance(flags, (str, bytes, bytearray)) else flags
     if isinstance(doc, Mapping) and doc.get("format", "SERVER") == "SERVER":
         Configuration.from_json(obfuscate_flags(doc))
 
 
-def publish(store: EventStore, flags: Mapping | str | bytes, bandits: Mapping | str | bytes | None = None,
-            environment: str = DEFAULT_ENVIRONMENT, note: str | None = None) -> tuple[ConfigurationVersion,
-                                                                                      Publication]:
+def publish(
+    store: EventStore,
+    flags: Mapping | str | bytes,
+    bandits: Mapping | str | bytes | None = None,
+    environment: str = DEFAULT_ENVIRONMENT,
+    note: str | None = None,
+) -> tuple[ConfigurationVersion, Publication]:
     """Validate, save as a new version, and serve it in ``environment``.
 
     A bad document raises ValueError (naming its bad field's path) before anything is saved, so the
