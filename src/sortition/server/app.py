@@ -86,6 +86,13 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """JSON for unknown paths too (an OFREP path gets OFREP's error shape)."""
+    if request.url.path.startswith("/ofrep/"):
+        return routes.json_response({"errorCode": "FLAG_NOT_FOUND", "errorDetails": "no such flag or path"}, 404)
+    return routes.error(404, f"no such path: {request.url.path!r} (see /openapi.json)")
+
+
 def create_app(store: EventStore | str, settings: Settings | None = None) -> Starlette:
     """The server app over ``store`` (an EventStore, or a DuckDB path / PostgreSQL URL to open).
 
@@ -128,7 +135,7 @@ def create_app(store: EventStore | str, settings: Settings | None = None) -> Sta
             Route("/api/v1/rounds", admin.rounds, methods=["POST"]),
             Route("/api/v1/versions", admin.versions),
         ],
-        exception_handlers={AuthError: _auth_error},
+        exception_handlers={AuthError: _auth_error, 404: _not_found},
         lifespan=lifespan,
     )
     app.state.sortition = state
