@@ -28,8 +28,13 @@ def test_api_fits_its_schema_and_never_fails(tmp_path):
         for operation in operations:
 
             @given(case=operation.as_strategy())
-            @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-                      derandomize=True)
+            @settings(
+                max_examples=12,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+                derandomize=True,
+            )
             def check(case):
                 case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 

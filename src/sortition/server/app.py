@@ -89,7 +89,9 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     """JSON for unknown paths too (an OFREP path gets OFREP's error shape)."""
     if request.url.path.startswith("/ofrep/"):
-        return routes.json_response({"errorCode": "FLAG_NOT_FOUND", "errorDetails": "no such flag or path"}, 404)
+        return routes.json_response(
+            {"errorCode": "FLAG_NOT_FOUND", "errorDetails": "no such flag or path"}, 404
+        )
     return routes.error(404, f"no such path: {request.url.path!r} (see /openapi.json)")
 
 
