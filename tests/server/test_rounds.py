@@ -18,24 +18,15 @@ from tests.server.conftest import LiveServer, prepare
 FLAG, METRIC = "checkout", "outcome"
 
 
+def _create(scenario) -> list[str]:
+    """The first run's options: create the experiment, publish its round-0 plan."""
+    return ["--arms", ",".join(scenario.arms), "--engine", "stratified", "--publish"]
+
+
 def _round(target: str, tmp_path, *extra: str):
-    return invoke(
-        [
-            "round",
-            target,
-            "--flag",
-            FLAG,
-            "--metric",
-            METRIC,
-            "--kind",
-            "continuous",
-            "--state",
-            str(tmp_path / "state.json"),
-            "--out",
-            str(tmp_path / "out"),
-            *extra,
-        ]
-    )
+    common = f"--flag {FLAG} --metric {METRIC} --kind continuous".split()
+    paths = ["--state", str(tmp_path / "state.json"), "--out", str(tmp_path / "out")]
+    return invoke(["round", target, *common, *paths, *extra])
 
 
 def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
@@ -44,17 +35,7 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
     keys = prepare(location)
     server = LiveServer(location).start()
     try:
-        first = _round(
-            server.url,
-            tmp_path,
-            "--arms",
-            ",".join(scenario.arms),
-            "--engine",
-            "stratified",
-            "--publish",
-            "--key",
-            keys.admin,
-        )
+        first = _round(server.url, tmp_path, *_create(scenario), "--key", keys.admin)
         assert first.exit_code == 0, first.text
         assert "published to production" in first.text
         poll = httpx.get(server.url + "/api/flag-config/v1/config", params={"apiKey": keys.sdk})
@@ -99,17 +80,7 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
 def test_round_publish_without_a_server(tmp_path):
     scenario = make_scenario("multi_winner", 3)
     location = str(tmp_path / "local.duckdb")
-    made = _round(
-        location,
-        tmp_path,
-        "--arms",
-        ",".join(scenario.arms),
-        "--engine",
-        "stratified",
-        "--publish",
-        "--environment",
-        "staging",
-    )
+    made = _round(location, tmp_path, *_create(scenario), "--environment", "staging")
     assert made.exit_code == 0, made.text
     assert "Published version 1 to staging" in made.text
     with EventStore(location) as store:

@@ -87,14 +87,9 @@ def evaluate(
                 "banditKey": details.bandit_key or "",
                 "actionProbability": result.evaluation.action_weight,
             }
-        value: Any = {"variation": result.variation, "action": result.action}
-        return 200, {
-            "key": flag_key,
-            "value": value,
-            "reason": _reason(details),
-            "variant": details.variation_key,
-            "metadata": meta,
-        }
+        return 200, _success(
+            flag_key, {"variation": result.variation, "action": result.action}, details, meta
+        )
     details = client.get_assignment_details(
         flag_key, targeting_key, attributes, None, variation_type=flag.variation_type
     )
@@ -103,17 +98,18 @@ def evaluate(
     value = details.value
     if flag.variation_type == "NUMERIC" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # OFREP float flags must read as floats
-    return 200, {
+    return 200, _success(flag_key, value, details, meta)
+
+
+def _success(flag_key: str, value: Any, details: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    reason = "TARGETING_MATCH" if details.matched_rule else "SPLIT"
+    return {
         "key": flag_key,
         "value": value,
-        "reason": _reason(details),
+        "reason": reason,
         "variant": details.variation_key,
         "metadata": meta,
     }
-
-
-def _reason(details: Any) -> str:
-    return "TARGETING_MATCH" if details.matched_rule else "SPLIT"
 
 
 def _default(flag_key: str, details: Any, meta: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,7 @@ def create_app(store: EventStore | str, settings: Settings | None = None) -> Sta
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await run_in_threadpool(state.catalog.close)  # no store read in flight past this point
             await run_in_threadpool(state.committer.stop)
             if own:
                 events_store.close()

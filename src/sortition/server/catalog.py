@@ -94,7 +94,13 @@ class Catalog:
         self._served: dict[str, Served] = {}
         self.keys = KeyRing([])
         self._lock = threading.Lock()
+        self._closed = False
         self.last_error: str | None = None
+
+    def close(self) -> None:
+        """Wait for a refresh in flight, and refuse later ones (the store is about to close)."""
+        with self._lock:
+            self._closed = True
 
     def get(self, environment: str) -> Served | None:
         return self._served.get(environment)
@@ -107,6 +113,8 @@ class Catalog:
         """Re-read keys and publications; True when something served changed. Never raises: a failed
         refresh keeps serving what it had (``last_error`` says why)."""
         with self._lock:
+            if self._closed:
+                return False
             try:
                 self.keys = KeyRing.load(self.store)
                 pointers = current(self.store)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sortition.openfeature import resolution as ofrep
-from sortition.server.auth import authorize
+from sortition.server.auth import Caller, authorize
 from sortition.server.catalog import Document, Served
 from sortition.server.ingest import (
     MAX_BODY_BYTES,
@@ -50,9 +50,12 @@ def _unpublished(environment: str) -> str:
     )
 
 
-def _served(state: ServerState, environment: str) -> Served | Response:
-    served = state.catalog.get(environment)
-    return error(404, _unpublished(environment)) if served is None else served
+def _served(request: Request, roles: tuple[str, ...]) -> tuple[ServerState, Caller, Served | Response]:
+    """The caller (authorized for one of ``roles``) and its environment's served version (or a 404)."""
+    state = _state(request)
+    caller = authorize(request, state.catalog.keys, roles)
+    served = state.catalog.get(caller.environment)
+    return state, caller, error(404, _unpublished(caller.environment)) if served is None else served
 
 
 def _etag_matches(request: Request, etag: str) -> bool:
@@ -76,9 +79,7 @@ def send_document(request: Request, doc: Document, headers: dict[str, str]) -> R
 
 async def flag_config(request: Request) -> Response:
     """GET /api/flag-config/v1/config: the served UFC document (CLIENT format for client keys)."""
-    state = _state(request)
-    caller = authorize(request, state.catalog.keys, ("sdk", "client"))
-    served = _served(state, caller.environment)
+    _, caller, served = _served(request, ("sdk", "client"))
     if isinstance(served, Response):
         return served
     obfuscated = caller.key.role == "client" or request.query_params.get("format") == "CLIENT"
@@ -89,9 +90,7 @@ async def flag_config(request: Request) -> Response:
 
 async def bandits(request: Request) -> Response:
     """GET /api/flag-config/v1/bandits: the served bandit models (server-side SDKs)."""
-    state = _state(request)
-    caller = authorize(request, state.catalog.keys, ("sdk",))
-    served = _served(state, caller.environment)
+    _, _, served = _served(request, ("sdk",))
     if isinstance(served, Response):
         return served
     return send_document(request, served.bandits, version_headers(served))
@@ -126,9 +125,7 @@ async def ofrep_flag(request: Request) -> Response:
 
 async def ofrep_bulk(request: Request) -> Response:
     """POST /ofrep/v1/evaluate/flags: every flag for one context, with an ETag of (version, context)."""
-    state = _state(request)
-    caller = authorize(request, state.catalog.keys, ("sdk", "client"))
-    served = _served(state, caller.environment)
+    state, _caller, served = _served(request, ("sdk", "client"))
     if isinstance(served, Response):
         return served
     raw = await request.body()
