@@ -16,7 +16,9 @@ EVENT = {"featureFlag": "f", "variation": "on", "subject": "s", "timestamp": "20
 
 def _logger(handler, **kw) -> HttpEventLogger:
     options = {"flush_interval": 0.01, "backoff": (0.001, 0.01), **kw}
-    return HttpEventLogger("http://sortition.test", "srt_key", transport=httpx.MockTransport(handler), **options)
+    return HttpEventLogger(
+        "http://sortition.test", "srt_key", transport=httpx.MockTransport(handler), **options
+    )
 
 
 def test_retries_until_acknowledged_with_the_same_event_ids():
@@ -68,8 +70,14 @@ def test_refused_batches_and_the_memory_bound_are_reported():
 def test_rejected_rows_are_kept_with_their_reason():
     def partial(request: httpx.Request) -> httpx.Response:
         batch = json.loads(request.content)
-        return httpx.Response(200, json={"received": len(batch), "accepted": len(batch) - 1,
-                                         "rejected": [{"index": 0, "reason": "field 'value' must be a number"}]})
+        return httpx.Response(
+            200,
+            json={
+                "received": len(batch),
+                "accepted": len(batch) - 1,
+                "rejected": [{"index": 0, "reason": "field 'value' must be a number"}],
+            },
+        )
 
     logger = _logger(partial, flush_interval=5.0)  # both events in one batch: flush() sends it
     with pytest.warns(RuntimeWarning, match="rejected 1 event"):

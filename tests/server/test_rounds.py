@@ -64,7 +64,7 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
         poll = httpx.get(server.url + "/api/flag-config/v1/config", params={"apiKey": keys.sdk})
         assert poll.headers["X-Sortition-Version"] == "3"
         page = httpx.get(server.url + "/").text
-        assert FLAG in page and "production" in page
+        assert FLAG in page and "production" in page and "round of" in page
 
         # the same through the CLI's direct path is refused with what to do instead
         held = invoke(["publish", location, str(tmp_path / "state.json")])

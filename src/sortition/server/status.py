@@ -7,10 +7,12 @@ from __future__ import annotations
 import html
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from sortition.server.state import ServerState
+from sortition.store.publishing import Publication, publications
 
 _STYLE = (
     "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
@@ -27,7 +29,7 @@ def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_status(state: ServerState) -> str:
+def render_status(state: ServerState, history: list[Publication] = ()) -> str:
     e = html.escape
     envs = [
         [
@@ -87,6 +89,22 @@ def render_status(state: ServerState) -> str:
             rounds,
             "No round has run on this server yet (sortition round --server URL --key ADMIN_KEY ...)",
         )
+        + "<h2>Latest publications</h2>"
+        + _table(
+            ["#", "environment", "version", "when (UTC)", "by", "note"],
+            [
+                [
+                    str(p.seq),
+                    e(p.environment),
+                    str(p.version),
+                    e(p.published_at.isoformat(timespec="seconds")),
+                    e(p.action),
+                    e(p.note or ""),
+                ]
+                for p in reversed(history[-10:])
+            ],
+            "None yet.",
+        )
         + f'<p class="muted">Generated {time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())} UTC. '
         'Metrics: <a href="/metrics">/metrics</a>, API: <a href="/openapi.json">/openapi.json</a>.</p>'
         "</body></html>"
@@ -94,4 +112,9 @@ def render_status(state: ServerState) -> str:
 
 
 async def status_page(request: Request) -> Response:
-    return HTMLResponse(render_status(request.app.state.sortition))
+    state: ServerState = request.app.state.sortition
+    try:
+        history = await run_in_threadpool(publications, state.store)
+    except Exception:  # noqa: BLE001 - the page still shows what is in memory
+        history = []
+    return HTMLResponse(render_status(state, history))
