@@ -45,6 +45,13 @@ def round_(
 
     _quiet_engines()
     state = state if state is not None else out / f"{flag}.state.json"
+    if publish:
+        from sortition.store.publishing import check_environment
+
+        try:
+            check_environment(environment)  # before the round, not after it
+        except ValueError as err:
+            fail(err)
     if store.startswith(("http://", "https://")):  # the server holds the store: it runs the round
         from sortition.cli.server import print_remote_round
 
