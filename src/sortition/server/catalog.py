@@ -22,7 +22,7 @@ from typing import Any
 from sortition.serving import Client, Configuration
 from sortition.serving.obfuscation import obfuscate_flags
 from sortition.store import EventStore
-from sortition.store.publishing import KeyRing, Publication, current
+from sortition.store.publishing import KeyRing, Publication, change_token, current
 
 logger = logging.getLogger("sortition.server")
 
@@ -95,6 +95,7 @@ class Catalog:
         self.keys = KeyRing([])
         self._lock = threading.Lock()
         self._closed = False
+        self._token: tuple | None = None
         self.last_error: str | None = None
 
     def close(self) -> None:
@@ -116,6 +117,10 @@ class Catalog:
             if self._closed:
                 return False
             try:
+                token = change_token(self.store)
+                if token == self._token:  # nothing changed: no reload (keeps the poll cheap)
+                    self.last_error = None
+                    return False
                 self.keys = KeyRing.load(self.store)
                 pointers = current(self.store)
                 served = dict(self._served)
@@ -133,6 +138,7 @@ class Catalog:
                     changed = True
                     logger.info("environment %r now serves version %d", env, pub.version)
                 self._served = served
+                self._token = token
                 self.last_error = None
                 return changed
             except Exception as err:  # noqa: BLE001 - keep serving the last good state

@@ -243,6 +243,15 @@ def current(store: EventStore) -> dict[str, Publication]:
     return {p.environment: p for p in map(_publication, frame.itertuples(index=False, name=None))}
 
 
+def change_token(store: EventStore) -> tuple:
+    """A cheap fingerprint of the keys and publications: it changes whenever either does (a poller
+    reloads them only then; two small aggregate queries, no DataFrame)."""
+    with store._backend.transaction() as tx:
+        keys = tx.fetch("SELECT COUNT(*), MAX(created_at), MAX(revoked_at), COUNT(revoked_at) FROM api_keys")
+        pubs = tx.fetch("SELECT COUNT(*), MAX(seq) FROM publications")
+    return tuple(keys[0]) + tuple(pubs[0])
+
+
 def publish_version(
     store: EventStore,
     version: int,
