@@ -277,8 +277,10 @@ def run_polls(args: argparse.Namespace, work: Path) -> None:
                 ):
                     rate = asyncio.run(closed_loop(port, _get(p, headers), 3.0))
                     rows.setdefault(name, []).append(rate)
-                mko = _ofrep(keys.sdk)
-                rows.setdefault("ofrep", []).append(asyncio.run(closed_loop(server.port, mko, 3.0)))
+            # last: OFREP evaluations log their exposures, whose commits would disturb the polls above
+            for _ in range(args.reps):
+                ofrep_rate = asyncio.run(closed_loop(server.port, _ofrep(keys.sdk), 3.0))
+                rows.setdefault("ofrep", []).append(ofrep_rate)
         finally:
             floor.kill()
         med = {k: statistics.median(v) for k, v in rows.items()}
