@@ -325,7 +325,5 @@ def rollback(store: EventStore, version: int, environment: str = DEFAULT_ENVIRON
 
 
 def publish_round(store: EventStore, version: int, environment: str, flag: str) -> Publication:
-    """Serve a round's saved configuration in ``environment`` (``sortition round --publish``);
-    closes ``store``."""
-    with store:
-        return publish_version(store, version, environment, action="round", note=f"round of {flag!r}")
+    """Serve a round's saved configuration in ``environment`` (``sortition round --publish``)."""
+    return publish_version(store, version, environment, action="round", note=f"round of {flag!r}")

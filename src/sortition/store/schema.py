@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 # 1: the first release. 2: bandit_events.offered_actions (stores of version 1 are upgraded in place
 # when opened: the column is added, and their rows have it NULL). 3: the server's api_keys and
-# publications tables (created in place, empty, when an older store is opened).
+# publications tables, and dead_letters (created in place, empty, when an older store is opened).
 SCHEMA_VERSION = 3
 
 
@@ -102,6 +102,23 @@ CONFIGURATIONS = Table(
     key="version",
 )
 
+# --- faults: events the store refused (issue 13 §1) -------------------------------------------------
+# An event that fails validation (or that the engine refuses) is kept here with the reason, so one bad
+# event never blocks the batch it came in. ``event`` is the event as JSON text (non-ASCII escaped).
+# Older stores get the table when opened (CREATE TABLE IF NOT EXISTS): no other change.
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        Column("event_id", "text", False),
+        Column("kind", "text", False),
+        Column("reason", "text", False),
+        Column("event", "text", False),
+        Column("received_at", "timestamp", False),
+    ),
+    key="event_id",
+)
+# --- end faults -----------------------------------------------------------------------------------
+
 # ---- the server's tables (sortition.store.publishing) ---------------------------------------------
 # API keys: only the SHA-256 of each key is stored; key_id is the key's public prefix, for lookups.
 API_KEYS = Table(
@@ -136,7 +153,7 @@ SERVER_TABLES = (API_KEYS, PUBLICATIONS)
 # ----------------------------------------------------------------------------------------------------
 
 EVENT_TABLES = {"assignment": ASSIGNMENTS, "bandit": BANDIT_EVENTS, "outcome": OUTCOMES}
-TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS, *SERVER_TABLES)
+TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS, DEAD_LETTERS, *SERVER_TABLES)
 
 # Indexes for the joins: exposures by flag, outcomes by subject and metric, decisions by subject.
 INDEXES = (
