@@ -66,3 +66,34 @@ def test_revoked_key_is_refused_after_refresh(app_client):
     assert client.get("/api/flag-config/v1/config", params={"apiKey": keys.sdk}).status_code == 401
     assert [k.revoked_at is not None for k in list_keys(state.store) if k.key_id == key_id] == [True]
     assert KeyRing.load(state.store).authenticate(keys.sdk) is None
+
+
+def test_config_documents_etag_gzip_and_client_format(app_client):
+    from sortition.serving import Client, Configuration
+
+    client, keys, _ = app_client
+    plain = client.get(
+        "/api/flag-config/v1/config",
+        params={"apiKey": keys.sdk, "sdkName": "python"},
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert plain.status_code == 200 and plain.headers["Content-Encoding"] == "gzip"
+    assert plain.json()["format"] == "SERVER" and "kill-switch" in plain.json()["flags"]
+    assert plain.headers["X-Sortition-Version"] == "1"
+    again = client.get(
+        "/api/flag-config/v1/config",
+        params={"apiKey": keys.sdk},
+        headers={"If-None-Match": plain.headers["ETag"]},
+    )
+    assert again.status_code == 304 and again.headers["X-Sortition-Version"] == "1"
+    obfuscated = client.get("/api/flag-config/v1/config", params={"apiKey": keys.client}).json()
+    assert obfuscated["format"] == "CLIENT" and "kill-switch" not in obfuscated["flags"]
+    # the obfuscated document serves the same assignments as the plain one
+    ours, theirs = Client(Configuration.from_json(plain.json())), Client(Configuration.from_json(obfuscated))
+    for i in range(200):
+        attrs = {"country": ["US", "UK", "FR"][i % 3], "age": i % 80}
+        assert ours.get_assignment("new-user-onboarding", f"u{i}", attrs, "d") == theirs.get_assignment(
+            "new-user-onboarding", f"u{i}", attrs, "d"
+        )
+    bandits = client.get("/api/flag-config/v1/bandits", params={"apiKey": keys.sdk})
+    assert bandits.status_code == 200 and "banner_bandit" in bandits.json()["bandits"]
