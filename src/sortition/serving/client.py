@@ -337,7 +337,7 @@ class Client:
                 logged = {k: v for k, v in logged.items() if isinstance(k, str)}
                 break
         event = assignment_event(flag_key, alloc.key, variation_key, subject_key, logged,
-                                 dict(split.extra_logging), timestamp)
+                                 split.extra_logging, timestamp)
         if not safe_log(self._log_assignment, event):
             cache.forget(key, value)
 
@@ -380,9 +380,8 @@ class Client:
                 return BanditResult(value, None, details)
             evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
             if self._log_bandit is not None:
-                offered = offered_groups(action_map)
                 self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation, stamp,
-                                  clean_groups(subject_attributes), offered)
+                                  subject_attributes, action_map, None)
             if details is not None:
                 details = replace(details, bandit_key=link.bandit_key, bandit_action=evaluation.action_key)
             return BanditResult(value, evaluation.action_key, details, evaluation)
@@ -393,19 +392,33 @@ class Client:
             return BanditResult(value, None, details)
 
     def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation, timestamp: str | None,
-                     subject_groups: tuple[dict, dict], offered: dict[str, tuple[dict, dict]]) -> None:
-        """Log ``e`` unless already logged; ``offered`` holds every offered action's cleaned
-        groups (computed once per call, copied here), the chosen action's among them."""
+                     subject_attributes: Any, actions: Mapping[str, Any],
+                     offered: dict[str, tuple[dict, dict]] | None) -> None:
+        """Log ``e`` unless already logged. ``offered``: every offered action's cleaned groups when
+        a batch computed them once for all its events (copied here); ``None``: cleaned here, for
+        this event alone."""
         key = (e.flag_key, e.subject_key)
         value = (bandit_key, e.action_key)
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        action_numeric, action_categorical = offered[e.action_key]
+        subject_numeric, subject_categorical = clean_groups(subject_attributes)
+        offered_field = None
+        if offered is not None:
+            action_numeric, action_categorical = offered[e.action_key]
+            action_numeric, action_categorical = dict(action_numeric), dict(action_categorical)
+            if self._log_offered:
+                offered_field = offered_event_field(offered)
+        elif self._log_offered:
+            fresh = offered_groups(actions)
+            action_numeric, action_categorical = fresh[e.action_key]
+            offered_field = offered_event_field(fresh, copy=False)
+            action_numeric, action_categorical = dict(action_numeric), dict(action_categorical)
+        else:
+            action_numeric, action_categorical = clean_groups(actions[e.action_key])
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
-                             e.optimality_gap, model_version, dict(subject_groups[0]), dict(subject_groups[1]),
-                             dict(action_numeric), dict(action_categorical), timestamp,
-                             offered_event_field(offered) if self._log_offered else None)
+                             e.optimality_gap, model_version, subject_numeric, subject_categorical,
+                             action_numeric, action_categorical, timestamp, offered_field)
         if not safe_log(self._log_bandit, event):
             cache.forget(key, value)
 
@@ -461,7 +474,7 @@ class Client:
                 results[i] = BanditResult(results[i].variation, e.action_key, None, e)
                 if offered is not None:
                     try:
-                        self._emit_bandit(bandit_key, version, e, stamp, clean_groups(items[i][1]), offered)
+                        self._emit_bandit(bandit_key, version, e, stamp, items[i][1], action_map, offered)
                     except Exception:  # noqa: BLE001
                         _report_failure("sortition: logging a bandit event for %r failed", items[i][0])
         return results
