@@ -62,6 +62,8 @@ _NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 # Below this many subjects per bandit the scalar evaluator is as fast as numpy.
 MIN_BANDIT_VECTOR = 16
+# Subjects evaluated one by one to learn which salts a large batch should hash in bulk.
+SAMPLE = 256
 
 
 class BadRequest(Exception):
@@ -254,18 +256,35 @@ class Client:
 
     def _evaluate_many(self, cfg: Configuration, flag_key: str, items: list[tuple[Any, Any]], default: Any,
                        expected: tuple[str, ...] | None, details: bool, stamp: str | None = None) -> list[tuple]:
-        """:meth:`_evaluate` per subject, sharing one timestamp; with shards hashed in bulk
-        (``sortition.serving.md5_batch``) when the audience is large."""
+        """:meth:`_evaluate` per subject, sharing one timestamp. For a large audience the first
+        :data:`SAMPLE` subjects show which salts most subjects reach; those are then hashed for
+        everyone at once (``sortition.serving.md5_batch``) and handed to the same walk."""
         if stamp is None and (self._log_assignment is not None or self._log_bandit is not None):
             stamp = now_rfc3339()
-        flag = cfg.get_flag(flag_key) if isinstance(flag_key, str) else None
-        rows = _bulk_shards(flag, items) if flag is not None and len(items) >= MIN_VECTOR else None
         evaluate = self._evaluate
-        if rows is None:
+        flag = cfg.get_flag(flag_key) if isinstance(flag_key, str) else None
+        if flag is None or not flag.salts or len(items) < MIN_VECTOR:
             return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp)
                     for k, a in items]
-        return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row)
-                for (k, a), row in zip(items, rows)]
+        width = len(flag.salts)
+        sample_rows = [[-1] * width for _ in range(SAMPLE)]
+        out = [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row)
+               for (k, a), row in zip(items[:SAMPLE], sample_rows)]
+        reached = [sum(row[j] >= 0 for row in sample_rows) for j in range(width)]
+        hot = [j for j in range(width) if reached[j] * 2 > SAMPLE]  # salts most subjects are hashed under
+        rest = items[SAMPLE:]
+        columns = _bulk_shards(flag, [k for k, _ in rest], hot) if hot else None
+        if columns is None:
+            out.extend(evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp)
+                       for k, a in rest)
+            return out
+        blank = [-1] * width
+        for i, (k, a) in enumerate(rest):
+            row = blank.copy()
+            for j, column in columns:
+                row[j] = column[i]
+            out.append(evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row))
+        return out
 
     def _evaluate(self, cfg: Configuration, flag_key: str, subject_key: Any, subject_attributes: Any,
                   default: Any, expected: tuple[str, ...] | None, trace: list | None = None,
@@ -503,21 +522,19 @@ class Client:
 _MISSING = object()
 
 
-def _bulk_shards(flag: Flag, items: list[tuple[Any, Any]]) -> list[list[int]] | None:
-    """Per subject, its shard under each of the flag's salts, hashed in bulk (numpy); ``None``
-    when some subject key is not a string or cannot be encoded (then each is hashed alone)."""
-    if not flag.salts:
-        return None
-    keys = [k for k, _ in items]
+def _bulk_shards(flag: Flag, keys: list[Any], salt_indices: list[int]) -> list[tuple[int, list[int]]] | None:
+    """``(salt index, every key's shard under that salt)`` for the given salts, hashed in bulk
+    (numpy); ``None`` when some key is not a string or cannot be encoded (then each subject is
+    hashed alone, and refused alone)."""
     if not all(k.__class__ is str for k in keys):
         return None
     from sortition.serving.md5_batch import shards as bulk_shards  # numpy only when batching
 
     try:
-        columns = [bulk_shards([f"{salt}-{k}" for k in keys], flag.total_shards).tolist() for salt in flag.salts]
+        return [(j, bulk_shards([f"{flag.salts[j]}-{k}" for k in keys], flag.total_shards).tolist())
+                for j in salt_indices]
     except UnicodeEncodeError:
         return None
-    return [list(row) for row in zip(*columns)]
 
 
 def _default(cfg: Configuration, default: Any, flag_key: Any, subject_key: Any, trace: list | None, code: str,
