@@ -298,7 +298,8 @@ def _assign_chunk(cfg: Configuration, flag_key: str, part: TableInput, subject: 
     variations = [] if flag is None else list(flag.variations.values())
     alloc_keys = pa.array([None], type=pa.string())
     events = None
-    if flag is not None and flag.enabled and (expected is None or flag.variation_type in expected):
+    serving = flag is not None and flag.enabled and (expected is None or flag.variation_type in expected)
+    if serving:
         rows = _Rows(part, subject, keys, cfg.obfuscated)
         subjects = SubjectBytes(keys)
         found = _match(flag, rows, subjects, ~no_key, now, cfg.obfuscated)
@@ -333,12 +334,12 @@ def _assign_chunk(cfg: Configuration, flag_key: str, part: TableInput, subject: 
                                         variations, index, stamp)
     else:
         allocation_index = np.zeros(n, dtype=np.int64)
-    values = [v.value for v in variations]
+    # The column has the flag's type whenever the flag can serve (every chunk alike), else the default's.
+    values = [v.value for v in variations] if serving else []
     vtype = None if flag is None else flag.variation_type
     served = index >= 0
     return _Assigned(
-        variation=_typed_column(values, index, default, vtype) if served.any() else
-        _typed_column([], index, default, _type_of(default, vtype)),
+        variation=_typed_column(values, index, default, vtype if serving else _type_of(default, vtype)),
         variation_key=_typed_column([v.key for v in variations], index, None, "STRING"),
         allocation=alloc_keys.take(pa.array(allocation_index)),
         reason=pa.array(reason, type=pa.string()),
