@@ -280,3 +280,24 @@ def test_polars_style_inputs_through_arrow():
     client = Client(PLAIN)
     assert client.assign_table("new-user-onboarding", ArrowOnly(table), default="d").equals(
         client.assign_table("new-user-onboarding", table, default="d"))
+
+
+PATTERNS = st.sampled_from([
+    "^a", "a$", "e", "^$", "", "@example\\.com", ".*@test\\.com", "\\d+", "\\w\\b", "[a-c]+z", "(ab|cd)$",
+    "^.$", "x{2,3}", "é", "(?i)ABC", "a\\1", "(?=a)", "[[:alpha:]]+", "\\s",
+])
+TEXTS = st.text(alphabet="abcdezx@.com1٣ \n\tAB", max_size=8)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(pattern=PATTERNS, values=st.lists(st.none() | TEXTS, min_size=1, max_size=12),
+       negate=st.booleans())
+def test_regex_masks_over_columns_are_the_predicate(pattern, values, negate):
+    from sortition.serving.column_masks import column_from_values, condition_mask
+    from sortition.serving.conditions import compile_condition
+
+    operator = "NOT_MATCHES" if negate else "MATCHES"
+    predicate = compile_condition(operator, pattern)
+    with arrow_levels(0):  # Arrow's RE2 over the distinct strings
+        mask = condition_mask(column_from_values(values), operator, pattern, predicate)
+    assert mask.tolist() == [predicate(v) for v in values]

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from sortition.serving.conditions import COMPARISON_OPERATORS, Predicate, js_number_string, js_string, \
     parse_semver, to_number
+from sortition.serving.regex import PatternError, compile_search
 
 FLOAT, INT, BOOL, STRING, OBJECT = "float", "int", "bool", "string", "object"
 
@@ -179,36 +180,26 @@ def _string_levels(levels: pa.Array, operator: str, value: Any, predicate: Predi
             listed = pc.is_in(levels, value_set=members).to_numpy(zero_copy_only=False)
             return listed if operator == "ONE_OF" else ~listed
         if operator in ("MATCHES", "NOT_MATCHES"):
-            found = _search(levels, js_string(value))
+            pattern = js_string(value)
+            try:
+                compile_search(pattern)
+            except PatternError:  # refused at request time too: false for everyone, either operator
+                return np.zeros(len(levels), dtype=bool)
+            found = _search(levels, pattern)
             if found is not None:
                 return found if operator == "MATCHES" else ~found
     return np.fromiter((bool(predicate(v)) for v in levels.to_pylist()), dtype=bool, count=len(levels))
 
 
 def _search(levels: pa.Array, pattern: str) -> np.ndarray | None:
-    """``re.search(pattern, level) is not None`` per level, in Arrow, for patterns whose search
-    result is the same under Python's ``re`` and Arrow's RE2 (``None`` for any other pattern)."""
-    if not _REGEX_SPECIAL.intersection(pattern):  # a literal: search is substring search
-        return pc.match_substring(levels, pattern).to_numpy(zero_copy_only=False)
-    if not _portable(pattern):
-        return None
-    if "$" in pattern and pc.any(pc.match_substring(levels, "\n")).as_py():
-        return None  # Python's $ also matches before a final newline; RE2's does not
+    """``search(pattern, level)`` per level, in Arrow: the same engine (RE2, UTF-8) as the
+    request-time predicate (:mod:`sortition.serving.regex`); ``None`` when Arrow declines."""
     try:
-        re.compile(pattern)
+        if not _REGEX_SPECIAL.intersection(pattern):  # a literal: search is substring search
+            return pc.match_substring(levels, pattern).to_numpy(zero_copy_only=False)
         return pc.match_substring_regex(levels, pattern).to_numpy(zero_copy_only=False)
-    except (re.error, pa.ArrowInvalid):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-
-
-# ASCII letters, digits and punctuation that mean themselves in both engines, plus . * + ? | ( ) [ ] ^ $
-# and a backslash before punctuation. Excluded: other escapes (\d, \w, \b, \s differ on Unicode),
-# (?...) groups, {m,n}, POSIX classes, non-ASCII (case and class rules differ).
-_PORTABLE = re.compile(r"^(?:[A-Za-z0-9 _@%&'\",;:/=!<>~#`\-]|\\[^A-Za-z0-9]|[.*+?|()\[\]^$])*$")
-
-
-def _portable(pattern: str) -> bool:
-    return bool(_PORTABLE.match(pattern)) and "(?" not in pattern and "[:" not in pattern and "[[" not in pattern
 
 
 def _numeric_fast(column: Column, operator: str, value: Any) -> np.ndarray | None:
