@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,6 @@ _REGEX_SPECIAL = frozenset("\\.^$*+?{}[]|()")
 _ARROW_LEVELS = 64
 
 
-@dataclass(frozen=True)
 class Column:
     """One attribute over ``n`` rows.
 
@@ -50,21 +48,36 @@ class Column:
         values: shape ``(n,)``.
         missing: bool, shape ``(n,)``: the single call would see ``None``.
         levels: STRING only: the distinct strings (a pyarrow string array).
+        raw: STRING only, when built from a plain string array: that array. Set operations and
+            patterns run on it directly, so a column of mostly distinct strings (e-mails, keys)
+            is never dictionary-encoded for them; ``values`` / ``levels`` are encoded on first use.
     """
 
-    kind: str
-    values: np.ndarray
-    missing: np.ndarray
-    levels: pa.Array | None = None
+    __slots__ = ("kind", "missing", "raw", "_values", "_levels")
+
+    def __init__(self, kind: str, values: np.ndarray | None, missing: np.ndarray, levels: pa.Array | None = None,
+                 raw: pa.Array | None = None) -> None:
+        self.kind, self.missing, self.raw, self._values, self._levels = kind, missing, raw, values, levels
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._encode()
+        return self._values
+
+    @property
+    def levels(self) -> pa.Array | None:
+        if self._levels is None and self.raw is not None:
+            self._encode()
+        return self._levels
+
+    def _encode(self) -> None:
+        encoded = pc.dictionary_encode(self.raw)
+        self._values = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+        self._levels = encoded.dictionary
 
     def __len__(self) -> int:
-        return len(self.values)
-
-    def python_levels(self) -> list[str]:
-        return self.levels.to_pylist()
-
-    def take(self, rows: np.ndarray) -> Column:
-        return Column(self.kind, self.values[rows], self.missing[rows], self.levels)
+        return len(self.missing)
 
 
 def normalize_attribute(value: Any) -> Any:
@@ -107,8 +120,8 @@ def column_from_arrow(array: pa.Array | pa.ChunkedArray) -> Column:
             return Column(STRING, codes, missing, array.dictionary.cast(pa.large_string()))
         return column_from_arrow(array.dictionary_decode())
     if _is_string_type(kind):
-        encoded = pc.dictionary_encode(array)
-        return column_from_arrow(encoded)
+        raw = array.cast(pa.large_string())
+        return Column(STRING, None, raw.is_null().to_numpy(zero_copy_only=False), raw=raw)
     missing = array.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_floating(kind):
         x = array.cast(pa.float64()).to_numpy(zero_copy_only=False)
@@ -161,7 +174,16 @@ def condition_mask(column: Column, operator: str, value: Any, predicate: Predica
     if kind == OBJECT:
         return np.fromiter((bool(predicate(v)) for v in column.values), dtype=bool, count=len(column))
     if kind == STRING:
-        per_level = _string_levels(column.levels, operator, value, predicate)
+        if column.raw is not None and value is not None and len(column) > _ARROW_LEVELS:
+            per_row = _string_fast(column.raw, operator, value)
+            if per_row is not None:
+                return np.where(column.missing, on_missing, per_row)
+        per_level = None
+        if value is not None and len(column.levels) > _ARROW_LEVELS:
+            per_level = _string_fast(column.levels, operator, value)
+        if per_level is None:
+            per_level = np.fromiter((bool(predicate(v)) for v in column.levels.to_pylist()), dtype=bool,
+                                    count=len(column.levels))
         return np.append(per_level, on_missing)[column.values]
     if kind == BOOL:
         per_value = np.array([bool(predicate(False)), bool(predicate(True))])
@@ -172,23 +194,23 @@ def condition_mask(column: Column, operator: str, value: Any, predicate: Predica
     return np.where(column.missing, on_missing, fast)
 
 
-def _string_levels(levels: pa.Array, operator: str, value: Any, predicate: Predicate) -> np.ndarray:
-    """The predicate over each distinct string: bool ``(len(levels),)``."""
-    if value is not None and len(levels) > _ARROW_LEVELS:
-        if operator in ("ONE_OF", "NOT_ONE_OF"):
-            members = pa.array(sorted({js_string(v) for v in value}), type=pa.large_string())
-            listed = pc.is_in(levels, value_set=members).to_numpy(zero_copy_only=False)
-            return listed if operator == "ONE_OF" else ~listed
-        if operator in ("MATCHES", "NOT_MATCHES"):
-            pattern = js_string(value)
-            try:
-                compile_search(pattern)
-            except PatternError:  # refused at request time too: false for everyone, either operator
-                return np.zeros(len(levels), dtype=bool)
-            found = _search(levels, pattern)
-            if found is not None:
-                return found if operator == "MATCHES" else ~found
-    return np.fromiter((bool(predicate(v)) for v in levels.to_pylist()), dtype=bool, count=len(levels))
+def _string_fast(strings: pa.Array, operator: str, value: Any) -> np.ndarray | None:
+    """ONE_OF / NOT_ONE_OF and MATCHES / NOT_MATCHES over strings, in Arrow: bool
+    ``(len(strings),)`` (meaningless where null), or ``None`` for other operators."""
+    if operator in ("ONE_OF", "NOT_ONE_OF"):
+        members = pa.array(sorted({js_string(v) for v in value}), type=pa.large_string())
+        listed = pc.is_in(strings, value_set=members).to_numpy(zero_copy_only=False)
+        return listed if operator == "ONE_OF" else ~listed
+    if operator in ("MATCHES", "NOT_MATCHES"):
+        pattern = js_string(value)
+        try:
+            compile_search(pattern)
+        except PatternError:  # refused at request time too: false for everyone, either operator
+            return np.zeros(len(strings), dtype=bool)
+        found = _search(strings, pattern)
+        if found is not None:
+            return found if operator == "MATCHES" else ~found
+    return None
 
 
 def _search(levels: pa.Array, pattern: str) -> np.ndarray | None:
@@ -196,8 +218,8 @@ def _search(levels: pa.Array, pattern: str) -> np.ndarray | None:
     request-time predicate (:mod:`sortition.serving.regex`); ``None`` when Arrow declines."""
     try:
         if not _REGEX_SPECIAL.intersection(pattern):  # a literal: search is substring search
-            return pc.match_substring(levels, pattern).to_numpy(zero_copy_only=False)
-        return pc.match_substring_regex(levels, pattern).to_numpy(zero_copy_only=False)
+            return pc.fill_null(pc.match_substring(levels, pattern), False).to_numpy(zero_copy_only=False)
+        return pc.fill_null(pc.match_substring_regex(levels, pattern), False).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 

@@ -122,7 +122,8 @@ class TableInput:
     def arrow(self, name: str) -> pa.Array:
         """The column as Arrow (mixed-type columns: each value spelled as text)."""
         if isinstance(self._frame, pa.Table):
-            return self._frame.column(name).combine_chunks()
+            chunks = self._frame.column(name)
+            return chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
         column = self.column(name)
         if column.kind == OBJECT:
             return pa.array([None if v is None else str(v) for v in column.values], type=pa.string())
@@ -361,33 +362,33 @@ def _assignment_events(flag: Flag, flag_key: str, part: TableInput, subject: str
                        found: _Matches, logged: np.ndarray, variations: list, index: np.ndarray,
                        stamp: str) -> pa.Table:
     rows = pa.array(np.flatnonzero(logged))
-    splits = [(a, s) for a, alloc in enumerate(flag.allocations) for s in range(len(alloc.splits))]
-    split_id = {pair: i for i, pair in enumerate(splits)}
-    ids = np.array([split_id.get(p, 0) for p in zip(found.allocation[logged].tolist(),
-                                                       found.split[logged].tolist())], dtype=np.int64)
-    extra = pa.array([list(flag.allocations[a].splits[s].extra_logging.items()) for a, s in splits] or [[]],
+    # Every (allocation, split) numbered in order: its extra logging is one entry of a small pool.
+    first_split = np.cumsum([0] + [len(a.splits) for a in flag.allocations])
+    alloc_of = found.allocation[logged]
+    split_ids = pa.array(first_split[alloc_of] + found.split[logged])
+    extra = pa.array([list(split.extra_logging.items()) for a in flag.allocations for split in a.splits] or [[]],
                      type=pa.map_(pa.string(), pa.string()))
-    allocation = pa.array([a.key for a in flag.allocations], type=pa.string()).take(
-        pa.array(found.allocation[logged]))
+    alloc_ids = pa.array(alloc_of)
     count = len(rows)
     attrs = [n for n in part.names if n != subject]
     table = pa.table({
-        "featureFlag": pa.array([flag_key] * count, type=pa.string()),
-        "allocation": allocation,
-        "experiment": pc.binary_join_element_wise(pa.scalar(flag_key), allocation, "-"),
+        "featureFlag": pa.repeat(pa.scalar(flag_key, type=pa.string()), count),
+        "allocation": pa.array([a.key for a in flag.allocations], type=pa.string()).take(alloc_ids),
+        "experiment": pa.array([f"{flag_key}-{a.key}" for a in flag.allocations], type=pa.string()).take(alloc_ids),
         "variation": pa.array([v.key for v in variations], type=pa.string()).take(pa.array(index[logged])),
         "subject": keys.take(rows).cast(pa.string()),
-        "subjectAttributes": _struct(part, attrs, rows),
-        "extraLogging": extra.take(pa.array(ids)),
-        "timestamp": pa.array([stamp] * count, type=pa.string()),
+        "subjectAttributes": _struct(part, attrs, logged),
+        "extraLogging": extra.take(split_ids),
+        "timestamp": pa.repeat(pa.scalar(stamp, type=pa.string()), count),
     })
     return table.replace_schema_metadata({"metaData": json.dumps(META_DATA)})
 
 
-def _struct(part: TableInput, names: list[str], rows: pa.Array) -> pa.Array:
+def _struct(part: TableInput, names: list[str], rows: np.ndarray) -> pa.Array:
+    """The input columns ``names`` as one struct column, at the rows where ``rows`` (bool) is set."""
     if not names:
-        return pa.array([{}] * len(rows), type=pa.struct([]))
-    return pa.StructArray.from_arrays([part.arrow(n).take(rows) for n in names], names=names)
+        return pa.array([{}] * int(rows.sum()), type=pa.struct([]))
+    return pa.StructArray.from_arrays([part.arrow(n) for n in names], names=names).filter(pa.array(rows))
 
 
 def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -707,6 +708,10 @@ def _group_struct(part: TableInput, subject: str, rows: pa.Array, numeric: bool)
             x, valid = _numeric_group(column, idx)
             if valid.any():
                 arrays.append(pa.array(x, mask=~valid))
+                names.append(name)
+        elif column.kind == STRING and column.raw is not None:  # strings are themselves: no encoding
+            if not column.missing[idx].all():
+                arrays.append(column.raw.take(rows).cast(pa.string()))
                 names.append(name)
         else:
             levels, codes = _categorical_group(column, idx)

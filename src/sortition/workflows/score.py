@@ -245,7 +245,7 @@ def _scored(job: ScoreJob, source: Source, workers: int | None, scheduler: str |
         dask = stack.enter_context(DaskClient(scheduler))
     else:
         cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                                   dashboard_address=None))
+                                                   host="127.0.0.1", dashboard_address="127.0.0.1:0"))
         dask = stack.enter_context(DaskClient(cluster))
     window = 2 * max(1, len(dask.scheduler_info().get("workers", {})) or (workers or 1))
     yield from _in_order(dask, _tasks(dask, job, source), window)
