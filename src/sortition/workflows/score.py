@@ -244,8 +244,9 @@ def _scored(job: ScoreJob, source: Source, workers: int | None, scheduler: str |
     if scheduler is not None:
         dask = stack.enter_context(DaskClient(scheduler))
     else:
+        where = {"host": "127.0.0.1"} if processes else {}  # loopback only (threads: in-process transport)
         cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                                   host="127.0.0.1", dashboard_address="127.0.0.1:0"))
+                                                   dashboard_address="127.0.0.1:0", **where))
         dask = stack.enter_context(DaskClient(cluster))
     window = 2 * max(1, len(dask.scheduler_info().get("workers", {})) or (workers or 1))
     yield from _in_order(dask, _tasks(dask, job, source), window)
