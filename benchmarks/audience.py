@@ -5,7 +5,9 @@ one core (OMP and Arrow threads pinned to 1), CPU time of this process (on a sha
 time measures the other processes too). Cold: fresh clients, distinct subjects, events built
 (the columnar call builds its Arrow event tables; the loops log to a no-op logger), no dedup hits.
 Per-call loops over 1M subjects sample the first ``--loop-sample`` subjects (said in the output).
-Peak memory: Python/numpy (tracemalloc) plus Arrow's pool, during the call, input excluded.
+Peak memory: Python/numpy (tracemalloc) plus Arrow's pool, during the in-memory call, input excluded
+(it holds the n-row result and events); "stream": peak RSS of a fresh process scoring the audience
+from Parquet into Parquet in 100,000-row batches (``sortition score``'s path), bounded by the batch.
 Dask: ``sortition.workflows.score`` over the audience as Parquet on a LocalCluster of 1 and 2
 worker processes (cluster started before the clock), output identical to the single process.
 
@@ -108,6 +110,34 @@ def dask_times(table: pa.Table, flags: str, models: str | None, flag: str, worke
     return out
 
 
+_STREAM = """
+import resource, sys
+sys.path.insert(0, {src!r})
+from pathlib import Path
+from sortition.workflows.score import ScoreJob, Source, score_audience
+job = ScoreJob(open({flags!r}).read(), {flag!r}, "subject", "default",
+               None if {models!r} is None else open({models!r}).read(), {actions!r})
+score_audience(job, Source(Path({path!r}), batch_rows=100_000), Path({out!r}))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def stream_peak(table: pa.Table, flags: Path, models: Path | None, flag: str) -> float:
+    """Peak RSS (MiB) of a fresh process streaming the audience (Parquet) through ``sortition score``'s
+    workflow: bounded by the batch, not the audience."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audience.parquet"
+        pq.write_table(table, path, row_group_size=100_000)
+        code = _STREAM.format(src=str(ROOT / "src"), flags=str(flags), flag=flag,
+                              models=None if models is None else str(models),
+                              actions=None if models is None else ACTIONS, path=str(path), out=str(Path(tmp) / "o.parquet"))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return int(done.stdout.split()[-1]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -129,8 +159,11 @@ def main() -> None:
     print(f"Audience scoring benchmark: one core, median of {args.repeats} columnar runs, "
           "microseconds per subject, cold (events built, no dedup hits)")
     header = (f"{'kind':7s} {'subjects':>9s} {'columnar':>9s} {'single':>8s} {'eppo':>8s} {'eppo/col':>9s} "
-              f"{'single/col':>10s} {'peak MiB':>9s} {'dask 1w s':>9s} {'dask 2w s':>9s}  loops on")
+              f"{'single/col':>10s} {'peak MiB':>9s} {'stream MiB':>10s} {'dask 1w s':>9s} {'dask 2w s':>9s}  loops on")
     print(header)
+    warm = audience(5000)  # imports and kernel set-up outside the timing
+    Client(flag_cfg).assign_table(FLAG, warm, default="default", with_events=True)
+    Client(bandit_cfg).bandit_table(BANDIT_FLAG, warm, ACTIONS, default="default", with_events=True)
     for n in args.sizes:
         table = audience(n)
         sample = min(n, args.loop_sample)
@@ -178,9 +211,12 @@ def main() -> None:
             dask = {} if args.no_dask else dask_times(table, flags if kind == "flags" else bandit_flags,
                                                       None if kind == "flags" else models,
                                                       FLAG if kind == "flags" else BANDIT_FLAG, [1, 2])
+            stream = stream_peak(table, UFC / ("flags-v1.json" if kind == "flags" else "bandit-flags-v1.json"),
+                                 None if kind == "flags" else UFC / "bandit-models-v1.json",
+                                 FLAG if kind == "flags" else BANDIT_FLAG)
             loops = f"{sample:,} sampled" if sample < n else "all"
             print(f"{kind:7s} {n:9,d} {col_us:9.3f} {single_us:8.2f} {eppo_us:8.2f} {eppo_us / col_us:8.1f}x "
-                  f"{single_us / col_us:9.1f}x {peak:9.1f} {dask.get(1, float('nan')):9.2f} "
+                  f"{single_us / col_us:9.1f}x {peak:9.1f} {stream:10.0f} {dask.get(1, float('nan')):9.2f} "
                   f"{dask.get(2, float('nan')):9.2f}  {loops}", flush=True)
     print("(eppo/col > 1: the columnar call is faster than Eppo's per-call loop; dask: seconds for the whole "
           "audience through sortition.workflows.score, output checked identical to the single process)")
