@@ -163,7 +163,12 @@ def check_gamma_floor(gamma: float, floor: float, path: str = "modelData") -> No
     Raises:
         ConfigurationError: naming ``path.gamma`` or ``path.actionProbabilityFloor``.
     """
-    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+    try:
+        good = isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and math.isfinite(gamma) \
+            and gamma >= 0
+    except OverflowError:  # an int beyond float range
+        good = False
+    if not good:
         raise ConfigurationError(f"{path}.gamma", f"must be a finite number >= 0, got {show(gamma)}")
     if not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
         raise ConfigurationError(f"{path}.actionProbabilityFloor", f"must be in [0, 1], got {show(floor)}")

@@ -120,9 +120,13 @@ def _actions(actions: Any) -> dict[str, Any]:
     """``{action_key: attributes}``: from a mapping or a list of keys. An action whose key is not
     a string, or whose attributes are not a dict / Attributes / None, is left out (a warning):
     a bad action affects only itself."""
-    if actions.__class__ is dict and all(k.__class__ is str for k in actions):
-        good = actions
-    elif isinstance(actions, Mapping):
+    if actions.__class__ is dict:  # the common case, checked in one pass of class tests
+        for k, v in actions.items():
+            if k.__class__ is not str or (v is not None and v.__class__ is not dict and v.__class__ is not Attributes):
+                break
+        else:
+            return actions
+    if isinstance(actions, Mapping):
         good = {k: v for k, v in actions.items() if isinstance(k, str)}
     elif isinstance(actions, (str, bytes)) or not isinstance(actions, Iterable):
         raise BadRequest(f"actions must be a dict {{action_key: attributes}} or a list of action keys, "
@@ -428,11 +432,13 @@ class Client:
             action_numeric, action_categorical = dict(action_numeric), dict(action_categorical)
             if self._log_offered:
                 offered_field = offered_event_field(offered)
-        elif self._log_offered:
-            fresh = offered_groups(actions)
-            action_numeric, action_categorical = fresh[e.action_key]
-            offered_field = offered_event_field(fresh, copy=False)
-            action_numeric, action_categorical = dict(action_numeric), dict(action_categorical)
+        elif self._log_offered:  # built for this event alone: no second copy
+            offered_field = {}
+            for k, attributes in actions.items():
+                numeric, categorical = clean_groups(attributes)
+                offered_field[k] = {"numericAttributes": numeric, "categoricalAttributes": categorical}
+            chosen = offered_field[e.action_key]
+            action_numeric, action_categorical = dict(chosen["numericAttributes"]), dict(chosen["categoricalAttributes"])
         else:
             action_numeric, action_categorical = clean_groups(actions[e.action_key])
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,

@@ -159,12 +159,8 @@ def offered_groups(actions: Any) -> dict[str, tuple[dict[str, float], dict[str, 
     return {key: clean_groups(attrs) for key, attrs in actions.items()}
 
 
-def offered_event_field(groups: dict[str, tuple[dict, dict]], copy: bool = True
-                        ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The :data:`OFFERED_ACTIONS` value from :func:`offered_groups`: fresh dicts for each event
-    (``copy=False`` when ``groups`` was built for this one event)."""
-    if not copy:
-        return {k: {"numericAttributes": n, "categoricalAttributes": c} for k, (n, c) in groups.items()}
+def offered_event_field(groups: dict[str, tuple[dict, dict]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The :data:`OFFERED_ACTIONS` value from :func:`offered_groups` (fresh dicts for each event)."""
     return {
         k: {"numericAttributes": dict(n), "categoricalAttributes": dict(c)} for k, (n, c) in groups.items()
     }
