@@ -18,14 +18,14 @@ def score(
     input: Path = typer.Argument(..., help="Audience: a .parquet or .csv file, or a .duckdb database."),
     output: Path = typer.Argument(..., help="Where to write the scores (Parquet; written atomically)."),
     flag: str = typer.Option(..., "--flag", help="The flag to evaluate for every row."),
-    bandits: Path | None = typer.Option(None, help="Bandit models JSON: also choose each row's bandit action."),
-    actions: Path | None = typer.Option(None, help="Actions JSON ({action: {attribute: value}} or [actions])."),
-    subject: str = typer.Option("subject", help="The column of subject keys; every other column is an attribute."),
-    default: str | None = typer.Option(None, help="Value served when the flag does not apply (typed as the flag)."),
+    bandits: Path | None = typer.Option(None, help="Bandit models JSON: also choose each row's action."),
+    actions: Path | None = typer.Option(None, help="Actions: {action: {attribute: value}} or [actions]."),
+    subject: str = typer.Option("subject", help="The column of subject keys; the others are attributes."),
+    default: str | None = typer.Option(None, help="Value served when the flag does not apply (flag's type)."),
     table: str | None = typer.Option(None, help="DuckDB input: the table to score."),
     query: str | None = typer.Option(None, help="DuckDB input: a query whose rows to score."),
     batch_rows: int = typer.Option(100_000, min=1, help="Rows read and scored at a time (bounds memory)."),
-    workers: int | None = typer.Option(None, min=1, help="Score on a Dask LocalCluster with this many workers."),
+    workers: int | None = typer.Option(None, min=1, help="Score on a Dask LocalCluster of N workers."),
     scheduler: str | None = typer.Option(None, help="Score on the Dask cluster at this scheduler address."),
 ) -> None:
     """Score an audience offline: one row per subject in, one row out, with the variation, the
@@ -41,8 +41,8 @@ def score(
     try:
         source = Source(input, table=table, query=query, batch_rows=batch_rows)
         job = load_job(config, flag, subject=subject, bandits=bandits, actions=actions)
-        job = replace(job, default=_typed_default(default, job.client().configuration.get_flag(flag).variation_type,
-                                                  bandit=actions is not None))
+        variation_type = job.client().configuration.get_flag(flag).variation_type
+        job = replace(job, default=_typed_default(default, variation_type, bandit=actions is not None))
         total = source.total_rows()
         columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn() if total else TextColumn(""),
                    TextColumn("{task.completed:,} rows"), TimeElapsedColumn()]
@@ -70,4 +70,5 @@ def _typed_default(text: str | None, variation_type: str, bandit: bool) -> objec
             return text.lower() == "true"
         return json.loads(text)
     except ValueError:
-        raise ValueError(f"--default {text!r} is not a {variation_type} value, the type of the flag") from None
+        raise ValueError(f"--default {text!r} is not a {variation_type} value, the type of the flag"
+                         ) from None

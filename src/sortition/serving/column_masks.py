@@ -55,8 +55,8 @@ class Column:
 
     __slots__ = ("kind", "missing", "raw", "_values", "_levels")
 
-    def __init__(self, kind: str, values: np.ndarray | None, missing: np.ndarray, levels: pa.Array | None = None,
-                 raw: pa.Array | None = None) -> None:
+    def __init__(self, kind: str, values: np.ndarray | None, missing: np.ndarray,
+                 levels: pa.Array | None = None, raw: pa.Array | None = None) -> None:
         self.kind, self.missing, self.raw, self._values, self._levels = kind, missing, raw, values, levels
 
     @property

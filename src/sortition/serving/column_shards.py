@@ -33,7 +33,8 @@ class SubjectBytes:
     def text(self, row: int) -> str:
         return self.data[self.offsets[row]: self.offsets[row + 1]].tobytes().decode()
 
-    def shards(self, rows: np.ndarray, prefix: str, total: int, suffixes: tuple[str, ...] = ("",)) -> np.ndarray:
+    def shards(self, rows: np.ndarray, prefix: str, total: int,
+               suffixes: tuple[str, ...] = ("",)) -> np.ndarray:
         """``shard(prefix + key + suffix, total)`` for the keys at ``rows``: int64
         ``(len(rows), len(suffixes))`` (one column per suffix; the base block is built once)."""
         rows = np.asarray(rows, dtype=np.int64)

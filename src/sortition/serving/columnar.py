@@ -208,7 +208,8 @@ def _match(flag: Flag, rows: _Rows, subjects: SubjectBytes, eligible: np.ndarray
     for a, alloc in enumerate(flag.allocations):
         if not pending.any():
             break
-        if (alloc.start_at is not None and now < alloc.start_at) or (alloc.end_at is not None and now > alloc.end_at):
+        if (alloc.start_at is not None and now < alloc.start_at) or \
+                (alloc.end_at is not None and now > alloc.end_at):
             continue
         if alloc.rules:
             ruled = np.zeros(n, dtype=bool)
@@ -324,15 +325,17 @@ def _assign_chunk(cfg: Configuration, flag_key: str, part: TableInput, subject: 
         if bad.any():
             reason[bad] = ASSIGNMENT_ERROR
             for a, s in set(zip(found.allocation[bad].tolist(), found.split[bad].tolist())):
+                alloc = flag.allocations[a]
                 logger.warning("sortition: flag %r: variation %r of allocation %r is missing or does not fit "
-                               "its type; serving the default", flag_key, flag.allocations[a].splits[s].variation_key,
-                               flag.allocations[a].key)
+                               "its type; serving the default", flag_key, alloc.splits[s].variation_key,
+                               alloc.key)
         alloc_keys = pa.array([a.key for a in flag.allocations] + [None], type=pa.string())
         allocation_index = np.where(index >= 0, found.allocation, len(flag.allocations))
         if want_events:
             logs = np.array([a.do_log for a in flag.allocations] + [False])
-            events = _assignment_events(flag, flag_key, part, subject, keys, found, logs[allocation_index] & (index >= 0),
-                                        variations, index, stamp)
+            logged = logs[allocation_index] & (index >= 0)
+            events = _assignment_events(flag, flag_key, part, subject, keys, found, logged, variations, index,
+                                        stamp)
     else:
         allocation_index = np.zeros(n, dtype=np.int64)
     # The column has the flag's type whenever the flag can serve (every chunk alike), else the default's.
@@ -366,15 +369,16 @@ def _assignment_events(flag: Flag, flag_key: str, part: TableInput, subject: str
     first_split = np.cumsum([0] + [len(a.splits) for a in flag.allocations])
     alloc_of = found.allocation[logged]
     split_ids = pa.array(first_split[alloc_of] + found.split[logged])
-    extra = pa.array([list(split.extra_logging.items()) for a in flag.allocations for split in a.splits] or [[]],
-                     type=pa.map_(pa.string(), pa.string()))
+    pool = [list(split.extra_logging.items()) for a in flag.allocations for split in a.splits]
+    extra = pa.array(pool or [[]], type=pa.map_(pa.string(), pa.string()))
     alloc_ids = pa.array(alloc_of)
     count = len(rows)
     attrs = [n for n in part.names if n != subject]
     table = pa.table({
         "featureFlag": pa.repeat(pa.scalar(flag_key, type=pa.string()), count),
         "allocation": pa.array([a.key for a in flag.allocations], type=pa.string()).take(alloc_ids),
-        "experiment": pa.array([f"{flag_key}-{a.key}" for a in flag.allocations], type=pa.string()).take(alloc_ids),
+        "experiment": pa.array([f"{flag_key}-{a.key}" for a in flag.allocations],
+                               type=pa.string()).take(alloc_ids),
         "variation": pa.array([v.key for v in variations], type=pa.string()).take(pa.array(index[logged])),
         "subject": keys.take(rows).cast(pa.string()),
         "subjectAttributes": _struct(part, attrs, logged),
@@ -397,8 +401,9 @@ def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk_size, n)) for s in range(0, max(n, 1), chunk_size)] if n else [(0, 0)]
 
 
-def assign_table(cfg: Configuration, flag_key: str, table: Any, *, subject: str = "subject", default: Any = None,
-                 expected: tuple[str, ...] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+def assign_table(cfg: Configuration, flag_key: str, table: Any, *, subject: str = "subject",
+                 default: Any = None, expected: tuple[str, ...] | None = None,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE,
                  table_logger: Any = None, with_events: bool = False) -> pa.Table | tuple[pa.Table, pa.Table]:
     """Every row's assignment: a table of ``subject, variation, variation_key, allocation,
     default_reason`` (``default_reason`` null where the flag served a variation, else the code:
@@ -493,7 +498,8 @@ def _action_map(actions: Any) -> dict[str, Any]:
     if isinstance(actions, Mapping):
         return dict(actions)
     if isinstance(actions, str):
-        raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, not a string")
+        raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, "
+                        "not a string")
     return {key: None for key in actions}
 
 
@@ -528,8 +534,9 @@ def _bandit_chunk(cfg: Configuration, flag_key: str, part: TableInput, subject: 
             b = len(bandit_keys)
             bandit_keys.append(link.bandit_key)
             versions.append(model.model_version or link.model_version)
-            j, p, s, g = _evaluate(flag_key, part, subject, rows, subject_keys, action_map, keys, model, columns)
-            chosen[rows], probability[rows], score[rows], gap[rows], bandit_of[rows] = j, p, s, g, b
+            picked = _evaluate(flag_key, part, subject, rows, subject_keys, action_map, keys, model, columns)
+            chosen[rows], probability[rows], score[rows], gap[rows] = picked
+            bandit_of[rows] = b
     acted = chosen >= 0
     key_pool = pa.array(keys + [None], type=pa.string())
     action = key_pool.take(pa.array(np.where(acted, chosen, len(keys))))
@@ -578,7 +585,8 @@ def _evaluate(flag_key: str, part: TableInput, subject: str, rows: np.ndarray, s
     weights[every, best] = 0.0
     others = np.cumsum(weights, axis=1)[:, -1]  # sequential, in key order, as the single call
     weights[every, best] = np.maximum(1 - others, 0.0)
-    hashed = subjects.shards(rows, f"{flag_key}-", BANDIT_ASSIGNMENT_SHARDS, ("",) + tuple(f"-{a}" for a in keys))
+    suffixes = ("",) + tuple(f"-{a}" for a in keys)  # the threshold's hash, then each action's
+    hashed = subjects.shards(rows, f"{flag_key}-", BANDIT_ASSIGNMENT_SHARDS, suffixes)
     threshold = hashed[:, 0] / BANDIT_ASSIGNMENT_SHARDS
     order = np.argsort(hashed[:, 1:] * k + np.arange(k), axis=1, kind="stable")  # by shard, ties by key
     running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
@@ -716,8 +724,8 @@ def _group_struct(part: TableInput, subject: str, rows: pa.Array, numeric: bool)
         else:
             levels, codes = _categorical_group(column, idx)
             if (codes < len(levels)).any():
-                arrays.append(pa.concat_arrays([levels.cast(pa.large_string()), pa.array([None], pa.large_string())])
-                              .take(pa.array(codes)).cast(pa.string()))
+                pool = pa.concat_arrays([levels.cast(pa.large_string()), pa.array([None], pa.large_string())])
+                arrays.append(pool.take(pa.array(codes)).cast(pa.string()))
                 names.append(name)
     if not names:
         return pa.array([{}] * len(idx), type=pa.struct([]))

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sortition.serving import Client, Configuration
-from sortition.serving.columnar import TableInput, require_column
+from sortition.serving.columnar import require_column
 
 DEFAULT_BATCH_ROWS = 100_000
 
@@ -99,7 +99,8 @@ class Source:
         elif suffix in (".duckdb", ".db", ".ddb"):
             self.kind = "duckdb"
             if (self.table is None) == (self.query is None):
-                raise ValueError(f"input {self.path} is a DuckDB database: give --table NAME or --query SQL (one of them)")
+                raise ValueError(f"input {self.path} is a DuckDB database: give --table NAME or --query SQL "
+                                 "(one of them)")
         else:
             raise ValueError(f"input {self.path}: unknown format {suffix or '(no suffix)'}; "
                              "expected .parquet, .csv or a DuckDB database (.duckdb)")
@@ -137,7 +138,8 @@ class Source:
 
             con = duckdb.connect(str(self.path), read_only=True)
             try:
-                sql = self.query if self.query is not None else f'SELECT * FROM "{self.table.replace(chr(34), chr(34) * 2)}"'
+                quoted = '"' + (self.table or "").replace('"', '""') + '"'
+                sql = self.query if self.query is not None else f"SELECT * FROM {quoted}"
                 if limit is not None:
                     sql = f"SELECT * FROM ({sql}) LIMIT {int(limit)}"
                 try:
@@ -149,13 +151,15 @@ class Source:
                 con.close()
 
 
-def load_job(config: Path, flag: str, *, subject: str = "subject", default: Any = None, bandits: Path | None = None,
-             actions: Path | None = None, chunk_size: int | None = None) -> ScoreJob:
+def load_job(config: Path, flag: str, *, subject: str = "subject", default: Any = None,
+             bandits: Path | None = None, actions: Path | None = None,
+             chunk_size: int | None = None) -> ScoreJob:
     """Read and check the configuration files; refuse a flag it lacks, naming the nearest."""
     flags_json = _read(config, "configuration")
     bandits_json = None if bandits is None else _read(bandits, "bandit models")
     if (bandits is None) != (actions is None):
-        raise ValueError("--bandits and --actions go together: give both to score bandit actions, neither for flags")
+        raise ValueError("--bandits and --actions go together: give both to score bandit actions, "
+                         "neither for flags")
     try:
         cfg = Configuration.from_json(flags_json, bandits_json)
     except (ValueError, TypeError) as exc:
@@ -245,8 +249,9 @@ def _scored(job: ScoreJob, source: Source, workers: int | None, scheduler: str |
         dask = stack.enter_context(DaskClient(scheduler))
     else:
         where = {"host": "127.0.0.1"} if processes else {}  # loopback only (threads: in-process transport)
-        cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                                   dashboard_address="127.0.0.1:0", **where))
+        cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                   processes=processes, dashboard_address="127.0.0.1:0",
+                                                   **where))
         dask = stack.enter_context(DaskClient(cluster))
     window = 2 * max(1, len(dask.scheduler_info().get("workers", {})) or (workers or 1))
     yield from _in_order(dask, _tasks(dask, job, source), window)
