@@ -111,14 +111,15 @@ def dask_times(table: pa.Table, flags: str, models: str | None, flag: str, worke
 
 
 _STREAM = """
-import resource, sys
+import sys
 sys.path.insert(0, {src!r})
 from pathlib import Path
 from sortition.workflows.score import ScoreJob, Source, score_audience
 job = ScoreJob(open({flags!r}).read(), {flag!r}, "subject", "default",
                None if {models!r} is None else open({models!r}).read(), {actions!r})
 score_audience(job, Source(Path({path!r}), batch_rows=100_000), Path({out!r}))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's own peak (ru_maxrss would inherit the parent's across fork and exec)
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
 """
 
 
