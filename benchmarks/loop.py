@@ -10,6 +10,8 @@ best arm.
 
     python benchmarks/loop.py                      # storefront, multi_winner, reversal; 3 seeds
     python benchmarks/loop.py --scenarios storefront --seeds 5 --rounds 4 --visitors 1000
+    python benchmarks/loop.py --compare --jobs 16   # today's loop (cold refits, re-segment every round)
+                                                    # beside warm starts + stable segments, in parallel
 """
 
 from __future__ import annotations
@@ -32,14 +34,19 @@ from sortition.store import EventStore  # noqa: E402
 ARMS = {"storefront": 3, "multi_winner": 4, "reversal": 3, "two_segments": 2, "gradient": 2}
 
 
-def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str) -> dict:
+# --compare: today's loop (every round refit cold and re-segmented) beside the new defaults
+CONFIGS = {"cold, re-segment": {"warm_start": False, "resegment_probability": 0.0},
+           "warm, stable": {"warm_start": True, "resegment_probability": 0.95}}
+
+
+def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, config: dict | None = None) -> dict:
     scenario = make_scenario(name, ARMS.get(name, 3))
     options = {"progress": False}
     if engine == "bcf":
         options["num_threads"] = 1
     experiment = SequentialExperiment(
         scenario.arms, key=f"bench-{name}", outcome=scenario.outcome, engine=engine, fit_options=options,
-        schedule=fixed(rounds, visitors), seed=seed,
+        schedule=fixed(rounds, visitors), seed=seed, **(config or {}),
     )
     t0 = time.perf_counter()
     with EventStore(":memory:") as store:
@@ -58,7 +65,48 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str) -> di
         "seconds": time.perf_counter() - t0,
         "outcome": scenario.outcome,
         "arms": len(scenario.arms),
+        # rounds >= 2: fit and whole-round (fit + policy) seconds; churn of the rounds after round 3
+        "fit_seconds_r2": sum(r.seconds["fit"] for r in experiment.results_[2:]),
+        "round_seconds_r2": sum(r.seconds["fit"] + r.seconds["policy"] for r in experiment.results_[2:]),
+        "churn_after_r3": max((r.churn for r in experiment.results_[3:]), default=float("nan")),
     }
+
+
+def _job(args: tuple) -> dict:
+    warnings.filterwarnings("ignore", category=UserWarning, module="stochtree")
+    return run_one(*args)
+
+
+def compare(names: list[str], seeds: int, rounds: int, visitors: int, engine: str, jobs: int) -> None:
+    """Today's loop beside warm starts + stable segments: same scenarios and seeds, one process per run."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    tasks = [(n, s, rounds, visitors, engine, c) for n in names for s in range(seeds) for c in CONFIGS.values()]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        out = list(pool.map(_job, tasks))
+    runs = {(t[0], t[1], tuple(t[5].items())): r for t, r in zip(tasks, out, strict=True)}
+    print(f"{rounds} rounds x {visitors} visitors, seeds 0..{seeds - 1}, 1 thread per run; medians over seeds "
+          "(regret, churn: means)")
+    header = (f"{'scenario':<14}{'config':<18}{'fit s r>=2':>11}{'round s r>=2':>13}{'regret':>9}"
+              f"{'seg. correct':>13}{'max churn r>3':>14}")
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        rows = {}
+        for label, config in CONFIGS.items():
+            rs = [runs[(name, s, tuple(config.items()))] for s in range(seeds)]
+            rows[label] = m = {
+                "fit": statistics.median(r["fit_seconds_r2"] for r in rs),
+                "round": statistics.median(r["round_seconds_r2"] for r in rs),
+                "regret": statistics.fmean(r["loop"] for r in rs),
+                "accuracy": statistics.fmean(r["accuracy"] for r in rs),
+                "churn": statistics.fmean(r["churn_after_r3"] for r in rs),
+            }
+            print(f"{name:<14}{label:<18}{m['fit']:>11.1f}{m['round']:>13.1f}{m['regret']:>9.4f}"
+                  f"{m['accuracy']:>13.0%}{m['churn']:>14.1%}")
+        a, b = rows["cold, re-segment"], rows["warm, stable"]
+        print(f"{'':<14}{'ratio cold/warm':<18}{a['fit'] / b['fit']:>10.2f}x{a['round'] / b['round']:>12.2f}x"
+              f"{'':>9}  regret warm/cold {b['regret'] / a['regret']:.3f}")
 
 
 def main() -> None:
@@ -68,8 +116,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--visitors", type=int, default=2000, help="visitors per round (the demo's defaults)")
     parser.add_argument("--engine", default="bcf")
+    parser.add_argument("--compare", action="store_true",
+                        help="today's loop (cold refits, re-segment every round) beside warm starts + stable segments")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel runs for --compare (1 thread each)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="stochtree")
+    if args.compare:
+        names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        compare(names, args.seeds, args.rounds, args.visitors, args.engine, args.jobs)
+        return
     print(f"adaptive loop vs uniform A/B: {args.rounds} rounds x {args.visitors} visitors, engine {args.engine}, "
           f"seeds 0..{args.seeds - 1}; regret = expected outcome lost vs the oracle, per visitor (mean over seeds)")
     header = (f"{'scenario':<14}{'outcome':<11}{'K':>2} {'loop regret':>12} {'uniform A/B':>12} {'ratio':>7} "

@@ -9,6 +9,9 @@ imports included) is per engine. Also: Sortition alone on 100,000 visitors x 3 a
     python benchmarks/posterior.py                 # sizes 800, 5000, 50000 + the 100k revenue run
     python benchmarks/posterior.py --sizes 800 --repeats 3 --no-large
     python benchmarks/posterior.py --peer-python /path/to/venv/bin/python   # where pytyche is installed
+
+Engines sortition-cold-r2 / sortition-warm-r2: a loop round >= 2 (the previous round fitted 2/3 of the
+visitors), refit cold vs warm-started from the previous fit's forests; only the second fit is timed.
 """
 
 from __future__ import annotations
@@ -38,9 +41,18 @@ data, truth = generate(scenario, n, arms=k, outcome=outcome, seed=seed)
 tau_true = truth.contrasts
 x = data.design_matrix()
 t0 = time.perf_counter()
-if engine == "sortition":
+if engine in ("sortition", "sortition-cold-r2", "sortition-warm-r2"):
     from sortition.posterior import fit
-    post = fit(data, outcome=outcome, seed=seed, progress=False, num_threads=threads, **T)
+    start = None
+    if engine != "sortition":  # a round >= 2: the same n visitors, 2/3 of them already fitted last round
+        from sortition.data import ExperimentData
+        roles = {k: v for k, v in data.columns.items() if v is not None}
+        first = ExperimentData.from_frame(data.frame().iloc[: 2 * n // 3].reset_index(drop=True), arms=data.arms,
+                                          covariates=list(data.covariate_names), **roles)
+        previous = fit(first, outcome=outcome, seed=seed + 1, progress=False, num_threads=threads, **T)
+        start = previous.warm_start if engine == "sortition-warm-r2" else None
+        t0 = time.perf_counter()
+    post = fit(data, outcome=outcome, seed=seed, progress=False, num_threads=threads, warm_start=start, **T)
     wall = time.perf_counter() - t0
     cate, (lo, hi) = post.cate(), post.cate_interval(0.8)
 elif engine == "stochtree":
@@ -82,7 +94,7 @@ elif engine.startswith("pytyche"):
     d = np.asarray(contrast_samples(res))
     wall = time.perf_counter() - t0
     tau_true = tau_true[order]
-if engine != "sortition":
+if not engine.startswith("sortition"):
     cate = d.mean(axis=1)
     lo, hi = np.quantile(d, [0.1, 0.9], axis=1)
 rmse = float(np.sqrt(((cate - tau_true) ** 2).mean()))
@@ -129,11 +141,12 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
     ap.add_argument("--no-large", action="store_true", help="skip the 100,000-visitor revenue run")
     ap.add_argument("--engines", nargs="+", default=["sortition", "stochtree", "pytyche"],
-                    choices=["sortition", "stochtree", "pytyche", "pytyche-own-defaults"],
+                    choices=["sortition", "stochtree", "pytyche", "pytyche-own-defaults", "sortition-cold-r2",
+                             "sortition-warm-r2"],
                     help="which engines to run (default: all available)")
     args = ap.parse_args()
     py = sys.executable
-    engines = [("sortition", py), ("stochtree", py)]
+    engines = [("sortition", py), ("stochtree", py), ("sortition-cold-r2", py), ("sortition-warm-r2", py)]
     if has_module(args.peer_python, "pytyche"):
         engines.append(("pytyche", args.peer_python))
         engines.append(("pytyche-own-defaults", args.peer_python))
@@ -157,6 +170,11 @@ def main() -> None:
             res[engine] = m = median_of(runs)
             print(f"{n:>7} {engine:20} {m['wall']:8.2f} {m['peak_mb']:8.0f} {m['rmse']:10.4f} {m['cov80']:6.3f}",
                   flush=True)
+        cold, warm = res.get("sortition-cold-r2"), res.get("sortition-warm-r2")
+        if cold and warm:
+            print(f"{n:>7} ratio round>=2 cold/warm-started: wall x{cold['wall'] / warm['wall']:.2f}, "
+                  f"RMSE warm/cold x{warm['rmse'] / cold['rmse']:.2f}, cov80 {warm['cov80']:.3f} vs "
+                  f"{cold['cov80']:.3f}", flush=True)
         s = res.get("sortition")
         for peer in ("stochtree", "pytyche", "pytyche-own-defaults"):
             if s and peer in res:

@@ -11,7 +11,7 @@ from store.conftest import _postgres_schemas, store_url  # noqa: F401  (DuckDB +
 from cli_helpers import invoke
 
 from sortition.experiment import SequentialExperiment, load_experiment, plan_to_flag, uniform_plan
-from sortition.experiment import sequential as seq
+from sortition.experiment import loop_policy
 from sortition.workflows.daily import _new_rows
 from sortition.experiment.simulation import visitor_attributes
 from sortition.scenarios import make_scenario
@@ -254,7 +254,7 @@ def test_cli_round_per_run_matches_an_in_process_experiment(tmp_path, monkeypatc
     def boom(*a, **k):
         raise RuntimeError("fit failed")
 
-    monkeypatch.setattr(seq, "_fit_posterior", boom)
+    monkeypatch.setattr(loop_policy, "DEFAULT_POLICY", replace(loop_policy.DEFAULT_POLICY, fit=boom))
     res = _cli(store_path, tmp_path)
     assert res.exit_code != 0 and isinstance(res.exception, RuntimeError)
     assert state.read_bytes() == before

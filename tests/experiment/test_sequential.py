@@ -4,14 +4,15 @@ The policy step is replaced by a small fake here (the real one is exercised by t
 tests), so these tests pin the experiment's own logic.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sortition.experiment import SequentialExperiment, expected_loss
-from sortition.experiment import sequential as seq
+from sortition.experiment import SequentialExperiment, expected_loss, steps
+from sortition.experiment.loop_policy import LoopPolicy
+from sortition.policy.summary import SegmentSummary
 from sortition.rules import Condition, Rule
 from sortition.scenarios import make_scenario
 
@@ -28,14 +29,15 @@ class FakeSegment:
 
 
 class FakeTree:
-    def __init__(self, segments):
+    def __init__(self, segments, summary):
         self.segments = segments
+        self.summary = summary
 
 
-def _fake_policy(monkeypatch, win=None):
+def _fake_policy(win=None):
     """Two segments by channel; win frequencies from the posterior unless ``win`` fixes them."""
 
-    def fit_tree(posterior, **kw):
+    def fit_tree(posterior, extra_masks=None, **kw):
         rules = [
             Rule((Condition("channel", "ONE_OF", ["search", "social"]),)),
             Rule((Condition("channel", "NOT_ONE_OF", ["search", "social"]),)),
@@ -50,23 +52,26 @@ def _fake_policy(monkeypatch, win=None):
             probs = dict(zip(posterior.arms, freq)) if win is None else dict(win)
             best = max(probs, key=probs.get)
             segs.append(FakeSegment(i, rule, float(mask.mean()), probs, best))
-        return FakeTree(segs)
+        masks = np.stack([np.asarray(seg.rule.mask(posterior.data), bool) for seg in segs])
+        return FakeTree(segs, SegmentSummary.compute(posterior, [seg.id for seg in segs], masks, extra_masks))
 
-    monkeypatch.setattr(seq, "_fit_tree", fit_tree)
-    monkeypatch.setattr(seq, "_allocate", lambda post, segs, eps: {s.id: s.arm_best_probabilities for s in segs})
-    monkeypatch.setattr(seq, "_population_allocation", lambda post, eps: {a: 1 / len(post.arms) for a in post.arms})
-    monkeypatch.setattr(seq, "_recommend", lambda post, segs: None)
+    return LoopPolicy(
+        tree=fit_tree,
+        allocate=lambda post, segs, eps, summary: {s.id: s.arm_best_probabilities for s in segs},
+        population=lambda post, eps, summary: {a: 1 / len(post.arms) for a in post.arms},
+        recommend=lambda post, segs, summary: None,
+    )
 
 
 def _experiment(**kw):
     scenario = make_scenario("multi_winner", 4)
-    opts = dict(outcome="continuous", engine="stratified", fit_options={"progress": False, "draws": 200}, seed=1)
+    opts = dict(outcome="continuous", engine="stratified", fit_options={"progress": False, "draws": 200}, seed=1,
+                policy=_fake_policy())
     opts.update(kw)
     return scenario, SequentialExperiment(scenario.arms, **opts)
 
 
-def test_failed_round_leaves_experiment_unchanged(monkeypatch):
-    _fake_policy(monkeypatch)
+def test_failed_round_leaves_experiment_unchanged():
     scenario, exp = _experiment()
     rng = np.random.default_rng(0)
     rows, _ = draw_round(exp.plan_, scenario, 600, rng, 0)
@@ -79,7 +84,7 @@ def test_failed_round_leaves_experiment_unchanged(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("policy step failed")
 
-    monkeypatch.setattr(seq, "_allocate", boom)
+    exp.policy = replace(exp.policy, allocate=boom)
     with pytest.raises(RuntimeError, match="policy step failed"):
         exp.advance(rows)
     after = (exp.round_, exp.plan_, exp.results_, exp.active_arms_, exp.posterior_, exp.configuration(created_at="x"))
@@ -96,14 +101,13 @@ def test_failed_round_leaves_experiment_unchanged(monkeypatch):
     assert exp.round_ == 1
 
     # the same round retried after the failure goes through
-    _fake_policy(monkeypatch)
+    exp.policy = _fake_policy()
     result = exp.advance(rows)
     assert exp.round_ == 2 and result.round == 1 and result.n_total == 1200
 
 
-def test_drop_a_loser_after_two_rounds(monkeypatch):
-    _fake_policy(monkeypatch, win={"control": 0.3, "arm_1": 0.4, "arm_2": 0.3, "arm_3": 0.0})
-    scenario, exp = _experiment()
+def test_drop_a_loser_after_two_rounds():
+    scenario, exp = _experiment(policy=_fake_policy(win={"control": 0.3, "arm_1": 0.4, "arm_2": 0.3, "arm_3": 0.0}))
     rng = np.random.default_rng(1)
     r0 = exp.advance(draw_round(exp.plan_, scenario, 400, rng, 0)[0])
     assert r0.dropped == () and "arm_3" in exp.active_arms_
@@ -121,23 +125,22 @@ def test_drop_a_loser_after_two_rounds(monkeypatch):
     assert "arm_3" not in variations
 
 
-def test_loser_streak_resets(monkeypatch):
+def test_loser_streak_resets():
     scenario, exp = _experiment()
     rng = np.random.default_rng(2)
-    _fake_policy(monkeypatch, win={"control": 0.5, "arm_1": 0.5, "arm_2": 0.0, "arm_3": 0.0})
+    exp.policy = _fake_policy(win={"control": 0.5, "arm_1": 0.5, "arm_2": 0.0, "arm_3": 0.0})
     exp.advance(draw_round(exp.plan_, scenario, 300, rng, 0)[0])
-    _fake_policy(monkeypatch, win={"control": 0.4, "arm_1": 0.4, "arm_2": 0.2, "arm_3": 0.0})
+    exp.policy = _fake_policy(win={"control": 0.4, "arm_1": 0.4, "arm_2": 0.2, "arm_3": 0.0})
     r1 = exp.advance(draw_round(exp.plan_, scenario, 300, rng, 1)[0])
     assert r1.dropped == ("arm_3",)  # arm_2 recovered in round 1: kept
     assert "arm_2" in exp.active_arms_
 
 
-def test_graduation_is_proposed_after_sustained_rounds_and_never_shipped(monkeypatch):
-    _fake_policy(monkeypatch)
+def test_graduation_is_proposed_after_sustained_rounds_and_never_shipped():
     scenario = make_scenario("homogeneous", 2)
     exp = SequentialExperiment(
         scenario.arms, outcome="continuous", engine="stratified", fit_options={"progress": False},
-        graduation_rounds=2, graduation_loss=0.01, seed=3,
+        graduation_rounds=2, graduation_loss=0.01, seed=3, policy=_fake_policy(),
     )
     rng = np.random.default_rng(3)
     r0 = exp.advance(draw_round(exp.plan_, scenario, 3000, rng, 0)[0])
@@ -150,8 +153,7 @@ def test_graduation_is_proposed_after_sustained_rounds_and_never_shipped(monkeyp
         assert seg.arm_probabilities["control"] >= 0.05 + 0.05 / 2 - 1e-12
 
 
-def test_round_result_contents(monkeypatch):
-    _fake_policy(monkeypatch)
+def test_round_result_contents():
     scenario, exp = _experiment()
     rng = np.random.default_rng(4)
     rows, _ = draw_round(exp.plan_, scenario, 800, rng, 0)
@@ -185,7 +187,7 @@ def test_ipw_means_undo_adaptive_allocation():
 
     data = ExperimentData.from_frame(frame, arm="arm", outcome="outcome", subject="subject", arms=["c", "t"],
                                      propensity="propensity")
-    means = seq.ipw_arm_means(data)
+    means = steps.ipw_arm_means(data)
     assert abs(means["t"] - means["c"]) < 0.3
     assert y[t].mean() - y[~t].mean() > 5
 

@@ -82,3 +82,8 @@ class RoundResult:
     recommendations: Any = field(default=None, repr=False, compare=False)
     tree: Any = field(default=None, repr=False, compare=False)
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
+    # share of the visitors so far whose segment or served arm changed from this round's plan to the next
+    # (None for the first round; see steps.churn); P(the new segmentation's welfare is higher) when
+    # last round's segments were kept or replaced (None when there were none to keep)
+    churn: float | None = None
+    resegment_probability: float | None = None

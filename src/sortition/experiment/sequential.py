@@ -1,11 +1,14 @@
 """SequentialExperiment: one ``advance()`` per round, committed only when the round succeeds.
 
 A round: read the round's rows (each with the arm it got, the propensity it was assigned with,
-its cell and its round), fit the posterior on all rows so far, discover segments, allocate by
+its cell and its round), fit the posterior on all rows so far (warm-started from the previous
+round's forests), discover segments, summarize them in one pass over the draws, allocate by
 Thompson sampling per segment, recommend, drop treatments that lost everywhere for
-``drop_after`` rounds, propose graduations, and build the next plan. Everything is computed on
-the side; the experiment's state changes in one assignment at the very end, so a round that
-raises leaves the experiment exactly as it was (retry it with the same or corrected data).
+``drop_after`` rounds, propose graduations, and build the next plan. The steps are the pure
+functions of :mod:`sortition.experiment.steps` over frozen :class:`ExperimentSettings`, with the
+statistics injected as a :class:`LoopPolicy`; the experiment's state changes in one assignment at
+the very end, so a round that raises leaves the experiment exactly as it was (retry it with the
+same or corrected data).
 """
 
 from __future__ import annotations
@@ -19,50 +22,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sortition.experiment.cells import CELLS, CellWeights, Plan, make_plan, uniform_plan
+from sortition.experiment import loop_policy, steps
+from sortition.experiment.cells import Plan, make_plan, uniform_plan
 from sortition.experiment.export import plan_to_configuration
-from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
-from sortition.experiment.schedules import Schedule, as_schedule
+from sortition.experiment.loop_policy import LoopPolicy
+from sortition.experiment.results import Graduation, RoundResult
+from sortition.experiment.schedules import Schedule
+from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
-from sortition.policy import expected_loss
-from sortition.posterior import summarize_lifts
+from sortition.policy import PolicyTree, expected_loss
+from sortition.posterior import Posterior
 
-# Column roles in round data; every other column is a covariate unless ``covariates`` is given.
-ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
-_IGNORED = frozenset({*ROLE_COLUMNS, "allocation", "experiment", "timestamp", "event_id", "flag"})
+__all__ = ["SequentialExperiment", "expected_loss", "load_experiment", "save_experiment", "sequential_experiment"]
 
 
-# Indirections to the packages the loop drives (kept here so a test can make one step fail).
-def _fit_posterior(data: Any, **kwargs: Any) -> Any:
-    from sortition.posterior import fit
-
-    return fit(data, **kwargs)
-
-
-def _fit_tree(posterior: Any, **kwargs: Any) -> Any:
-    from sortition.policy import fit_policy_tree
-
-    return fit_policy_tree(posterior, **kwargs)
-
-
-def _allocate(posterior: Any, segments: Sequence[Any], epsilon: float) -> dict[Any, dict[str, float]]:
-    from sortition.policy import thompson_allocation
-
-    return thompson_allocation(posterior, segments, epsilon=epsilon)
-
-
-def _population_allocation(posterior: Any, epsilon: float) -> dict[str, float]:
-    from sortition.policy import arm_win_frequencies, iterative_floor_clip
-
-    raw = arm_win_frequencies(posterior.mean_contrasts(), len(posterior.arms))
-    weights = iterative_floor_clip(raw, epsilon)
-    return {a: float(w) for a, w in zip(posterior.arms, weights, strict=True)}
-
-
-def _recommend(posterior: Any, segments: Sequence[Any]) -> Any:
-    from sortition.policy import recommend
-
-    return recommend(posterior, segments)
+def _setting(name: str) -> property:
+    return property(lambda self: getattr(self.settings_, name), doc=f"``settings_.{name}``")
 
 
 class SequentialExperiment:
@@ -88,6 +63,17 @@ class SequentialExperiment:
         level: credible level of reported intervals.
         covariates: covariate columns (default: every non-role column of the round data).
         seed: base seed; round r fits with a seed derived from (seed, r).
+        warm_start: start each round's BCF fit from the previous round's forests (its last draw; no
+            grow-from-root sweeps, a short burn-in); False refits every round cold.
+        resegment_probability: from the second learned round on, the new policy tree replaces last
+            round's segments only when the posterior probability that its welfare (expected gain per
+            visitor of serving each segment its best arm) is higher is at least this; 0 always
+            re-segments. ``RoundResult.resegment_probability`` reports it, ``RoundResult.churn`` the
+            share of visitors whose segment or served arm changed.
+        policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
+            Sortition's own).
+
+    The settings are validated and frozen in ``settings_`` (:class:`ExperimentSettings`).
     """
 
     def __init__(
@@ -113,42 +99,52 @@ class SequentialExperiment:
         level: float = 0.9,
         covariates: Sequence[str] | None = None,
         seed: int = 0,
+        warm_start: bool = True,
+        resegment_probability: float = 0.95,
+        policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
         if len(arms) < 2 or len(set(arms)) != len(arms):
             raise ValueError(f"arms must be at least two distinct names, control first; got {list(arms)}")
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-        if not 0.0 <= drop_below <= 1.0:
-            raise ValueError(f"drop_below must be in [0, 1], got {drop_below}")
-        for name, value in (("drop_after", drop_after), ("graduation_rounds", graduation_rounds)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level}")
+        policy = loop_policy.DEFAULT_POLICY if policy is None else policy
+        if not isinstance(policy, LoopPolicy):
+            raise TypeError(f"policy must be a LoopPolicy, got {type(policy).__name__}")
         self.arms = arms
-        self.key = key
-        self.outcome = outcome
-        self.engine = engine
-        self.fit_options = dict(fit_options or {})
-        self.schedule = None if schedule is None else as_schedule(schedule)
-        self.weights = CellWeights(min_control_weight, min_explore_weight)
-        self.min_control_weight = min_control_weight
-        self.min_explore_weight = min_explore_weight
-        self.epsilon = epsilon
-        self.max_depth = max_depth
-        self.min_leaf_share = min_leaf_share
-        self.tree_options = dict(tree_options or {})
-        self.drop_below = drop_below
-        self.drop_after = drop_after
-        self.graduation_probability = graduation_probability
-        self.graduation_loss = graduation_loss
-        self.graduation_rounds = graduation_rounds
-        self.level = level
-        self.covariates = None if covariates is None else list(covariates)
-        self.seed = seed
+        self.settings_ = ExperimentSettings(
+            key=key, outcome=outcome, engine=engine, fit_options=fit_options, schedule=schedule,
+            min_control_weight=min_control_weight, min_explore_weight=min_explore_weight, epsilon=epsilon,
+            max_depth=max_depth, min_leaf_share=min_leaf_share, tree_options=tree_options, drop_below=drop_below,
+            drop_after=drop_after, graduation_probability=graduation_probability, graduation_loss=graduation_loss,
+            graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
+            warm_start=warm_start, resegment_probability=resegment_probability,
+        )
+        self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
         self._state = ExperimentState(round=0, data=None, plan=first, active_arms=arms, plans=(first,))
+
+    # --- the settings (read-only; see ExperimentSettings) ------------------------------------------
+    key = _setting("key")
+    outcome = _setting("outcome")
+    engine = _setting("engine")
+    fit_options = _setting("fit_options")
+    schedule = _setting("schedule")
+    weights = _setting("weights")
+    min_control_weight = _setting("min_control_weight")
+    min_explore_weight = _setting("min_explore_weight")
+    epsilon = _setting("epsilon")
+    max_depth = _setting("max_depth")
+    min_leaf_share = _setting("min_leaf_share")
+    tree_options = _setting("tree_options")
+    drop_below = _setting("drop_below")
+    drop_after = _setting("drop_after")
+    graduation_probability = _setting("graduation_probability")
+    graduation_loss = _setting("graduation_loss")
+    graduation_rounds = _setting("graduation_rounds")
+    level = _setting("level")
+    covariates = _setting("covariates")
+    seed = _setting("seed")
+    warm_start = _setting("warm_start")
+    resegment_probability = _setting("resegment_probability")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -180,11 +176,11 @@ class SequentialExperiment:
         return None if self._state.data is None else self._state.data.copy()
 
     @property
-    def posterior_(self) -> Any:
+    def posterior_(self) -> Posterior | None:
         return self._state.posterior
 
     @property
-    def tree_(self) -> Any:
+    def tree_(self) -> PolicyTree | None:
         return self._state.tree
 
     @property
@@ -197,12 +193,8 @@ class SequentialExperiment:
 
     # --- persistence (see sortition.experiment.persistence) -----------------------------------
     def settings(self) -> dict[str, Any]:
-        """The constructor keywords (all but ``arms``) that rebuild this experiment, JSON-ready."""
-        from sortition.experiment.persistence import SETTINGS
-
-        out = {name: getattr(self, name) for name in SETTINGS}
-        out["schedule"] = None if self.schedule is None else list(self.schedule.sizes)
-        return out
+        """The constructor keywords (all but ``arms`` and ``policy``) that rebuild this experiment, JSON-ready."""
+        return self.settings_.to_json()
 
     def to_json(self) -> dict[str, Any]:
         """The settings and committed state as the state file's JSON-ready dict."""
@@ -226,7 +218,7 @@ class SequentialExperiment:
         from sortition.experiment.persistence import state_from_json
 
         arms, settings, state = state_from_json(doc)
-        experiment = cls(arms, **settings)
+        experiment = cls(arms, **settings)  # the default policy: a custom one is not saved
         experiment._state = state
         return experiment
 
@@ -251,260 +243,72 @@ class SequentialExperiment:
         Raises:
             ValueError / TypeError: bad round data (nothing is committed).
         """
-        state = self._state
-        timings: dict[str, float] = {}
-        new_rows = self._validate(round_data, state)
+        state, settings, policy = self._state, self.settings_, self.policy
+        new_rows = steps.validate_rows(round_data, self.arms, state)
         all_rows = new_rows if state.data is None else pd.concat([state.data, new_rows], ignore_index=True)
-        data = self._experiment_data(all_rows)
+        data = steps.experiment_data(all_rows, self.arms, settings.covariates)
+        seed = steps.round_seed(settings.seed, state.round)
+        timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        # per-round seed from (seed, round); below 2**31 because C++ engines take a signed int
-        seed = int(np.random.SeedSequence([self.seed, state.round]).generate_state(1)[0]) % (2**31 - 1)
-        posterior = _fit_posterior(data, outcome=self.outcome, engine=self.engine, seed=seed, **self.fit_options)
+        posterior = policy.fit(data, **steps.fit_options(settings, state, seed))
         timings["fit"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        tree = _fit_tree(
-            posterior, max_depth=self.max_depth, min_leaf_share=self.min_leaf_share, seed=seed, **self.tree_options
-        )
-        segments = tuple(tree.segments)
-        allocation = _allocate(posterior, segments, self.epsilon)
-        population = _population_allocation(posterior, self.epsilon)
-        try:
-            recommendations = _recommend(posterior, segments)
-        except (ImportError, AttributeError, NotImplementedError):
-            recommendations = None
+        this_round = np.asarray(data.round) == state.round if data.round is not None else np.ones(data.n, bool)
+        extra = steps.summary_masks(data, this_round)
+        limits = {"max_depth": settings.max_depth, "min_leaf_share": settings.min_leaf_share}
+        tree = policy.tree(posterior, seed=seed, extra_masks=extra, **limits, **settings.tree_options)
+        rules = steps.previous_rules(state.plan, data)
+        kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
+        tree, p_resegment = steps.choose_tree(tree, kept, settings.resegment_probability)
+        segments, summary = tuple(tree.segments), tree.summary
+        allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
+        population = policy.population(posterior, settings.epsilon, summary)
+        recommendations = policy.recommend(posterior, segments, summary)
         timings["policy"] = time.perf_counter() - t0
 
-        masks = [self._mask(seg.rule, data) for seg in segments]
-        seg_draws = [posterior.segment_mean_contrasts(m) for m in masks]
-        control_rows = data.arm_index == 0
-        scale = abs(float(data.outcome[control_rows].mean())) if control_rows.any() else 0.0
-        scale = scale if scale > 0 else 1.0
-
-        # drop treatments that lost in every segment for drop_after consecutive rounds
-        loser_streak = dict(state.loser_streak)
-        dropped: list[str] = []
-        for arm in state.active_arms[1:]:
-            lost = all(float(seg.arm_best_probabilities.get(arm, 0.0)) < self.drop_below for seg in segments)
-            loser_streak[arm] = loser_streak.get(arm, 0) + 1 if lost else 0
-            if loser_streak[arm] >= self.drop_after:
-                dropped.append(arm)
+        loser_streak, dropped = steps.drop_losers(state.active_arms, segments, state.loser_streak,
+                                                  settings.drop_below, settings.drop_after)
         active = tuple(a for a in state.active_arms if a not in dropped)
-
-        # graduation proposals: the segment's best arm, confidently positive and cheap to ship
-        winner_streak: dict[tuple[str, str], int] = {}
-        graduations: list[Graduation] = []
-        seg_results: list[SegmentResult] = []
-        for seg, draws in zip(segments, seg_draws, strict=True):
-            description = _describe(seg.rule)
-            lifts = _lifts(self.arms, draws, self.level)
-            loss = expected_loss(draws, self.arms)
-            best = str(seg.best_arm)
-            if best != self.arms[0]:
-                j = self.arms.index(best) - 1
-                p_pos = float((draws[:, j] > 0).mean())
-                if p_pos >= self.graduation_probability and loss[best] <= self.graduation_loss * scale:
-                    streak = state.winner_streak.get((description, best), 0) + 1
-                    winner_streak[(description, best)] = streak
-                    if streak >= self.graduation_rounds:
-                        graduations.append(Graduation(description, best, streak, p_pos, loss[best]))
-            seg_results.append(
-                SegmentResult(
-                    id=seg.id,
-                    description=description,
-                    rule=seg.rule,
-                    share=float(seg.share),
-                    best_arm=best,
-                    arm_best_probabilities={str(k): float(v) for k, v in seg.arm_best_probabilities.items()},
-                    lifts=lifts,
-                    expected_loss=loss,
-                    allocation={str(k): float(v) for k, v in allocation[seg.id].items()},
-                    arm_probabilities={},
-                )
-            )
-
+        seg_results, winner_streak, graduations = steps.segment_results(
+            settings, self.arms, segments, summary, allocation, state.winner_streak, steps.control_scale(data))
         plan = make_plan(
-            self.arms,
-            [(seg.id, seg.rule) for seg in segments],
-            allocation,
-            weights=self.weights,
-            active_arms=active,
-            default_allocation=population,
-            round=state.round + 1,
+            self.arms, [(seg.id, seg.rule) for seg in segments], allocation, weights=settings.weights,
+            active_arms=active, default_allocation=population, round=state.round + 1,
             descriptions={s.id: s.description for s in seg_results},
         )
-        seg_results = [
-            replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results
-        ]
-        this_round = np.asarray(data.round) == state.round if data.round is not None else np.ones(data.n, bool)
         result = RoundResult(
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=_lifts(self.arms, posterior.mean_contrasts(), self.level),
-            ipw_arm_means=ipw_arm_means(data),
-            segments=tuple(seg_results),
-            cells=cell_observations(posterior, data, this_round, self.level),
+            lifts=steps.lifts(self.arms, summary.extra["everyone"], settings.level),
+            ipw_arm_means=steps.ipw_arm_means(data),
+            segments=tuple(replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results),
+            cells=steps.cell_observations(summary, data, this_round, settings.level),
             active_arms=active,
-            dropped=tuple(dropped),
+            dropped=dropped,
             graduations=tuple(graduations),
             plan=plan,
             recommendations=recommendations,
             tree=tree,
             seconds=timings,
+            churn=None if not state.results else steps.churn(state.plan, plan, data),
+            resegment_probability=p_resegment,
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(
-            round=state.round + 1,
-            data=all_rows,
-            plan=plan,
-            active_arms=active,
-            results=(*state.results, result),
-            plans=(*state.plans, plan),
-            loser_streak=loser_streak,
-            winner_streak=winner_streak,
-            posterior=posterior,
-            tree=tree,
+            round=state.round + 1, data=all_rows, plan=plan, active_arms=active,
+            results=(*state.results, result), plans=(*state.plans, plan), loser_streak=loser_streak,
+            winner_streak=winner_streak, posterior=posterior, tree=tree,
+            warm_start=getattr(posterior, "warm_start", None),
         )
         return result
-
-    # --- helpers ---------------------------------------------------------------------------------
-    def _validate(self, round_data: pd.DataFrame, state: ExperimentState) -> pd.DataFrame:
-        if not isinstance(round_data, pd.DataFrame):
-            raise TypeError(f"round data must be a pandas DataFrame, got {type(round_data).__name__}")
-        missing = [c for c in ("subject", "arm", "outcome") if c not in round_data.columns]
-        if missing:
-            raise ValueError(
-                f"round data lacks columns {missing}; it needs subject, arm, outcome, propensity "
-                "(and optionally cell, round, covariates)"
-            )
-        if len(round_data) == 0:
-            raise ValueError("round data has no rows")
-        rows = round_data.reset_index(drop=True).copy()
-        rows["arm"] = rows["arm"].astype(str)
-        unknown = ~rows["arm"].isin(self.arms)
-        if unknown.any():
-            first = np.flatnonzero(unknown.to_numpy())[:5].tolist()
-            raise ValueError(
-                f"column 'arm' has values not among the arms {list(self.arms)} at rows {first} "
-                f"({rows['arm'][unknown].unique()[:5].tolist()})"
-            )
-        if "round" not in rows.columns:
-            rows["round"] = state.round
-        if "cell" not in rows.columns:
-            rows["cell"] = "unknown"
-        had = state.data is not None and "propensity" in state.data.columns
-        has = "propensity" in rows.columns
-        if state.data is not None and had != has:
-            raise ValueError(
-                "column 'propensity' must be present in every round or in none "
-                f"(earlier rounds {'had' if had else 'lacked'} it)"
-            )
-        if state.data is not None:
-            seen = set(state.data["subject"].tolist())
-            repeat = rows["subject"].isin(seen).to_numpy()
-            if repeat.any():
-                raise ValueError(
-                    f"subjects already seen in earlier rounds at rows {np.flatnonzero(repeat)[:5].tolist()}; "
-                    "each subject enters the experiment once"
-                )
-        return rows
-
-    def _experiment_data(self, rows: pd.DataFrame) -> Any:
-        from sortition.data import ExperimentData
-
-        covariates = self.covariates
-        if covariates is None:
-            covariates = [c for c in rows.columns if c not in _IGNORED]
-        return ExperimentData.from_frame(
-            rows,
-            arm="arm",
-            outcome="outcome",
-            subject="subject",
-            arms=self.arms,
-            covariates=covariates,
-            propensity="propensity" if "propensity" in rows.columns else None,
-            cell="cell",
-            round="round",
-        )
-
-    @staticmethod
-    def _mask(rule: Any, data: Any) -> np.ndarray:
-        if rule is None:
-            return np.ones(data.n, dtype=bool)
-        return np.asarray(rule.mask(data), dtype=bool)
 
 
 def sequential_experiment(arms: Sequence[str], **kwargs: Any) -> SequentialExperiment:
     """Make a :class:`SequentialExperiment` (keywords as its constructor)."""
     return SequentialExperiment(arms, **kwargs)
-
-
-# --- small pure helpers (shared with the report) ----------------------------------------------------
-def _lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
-    return tuple(Lift(str(a.arm), a.mean, a.lower, a.upper, a.prob_positive)
-                 for a in summarize_lifts(arms, mean_contrasts, level))
-
-
-def ipw_arm_means(data: Any) -> dict[str, float]:
-    """Self-normalized inverse-propensity (Hajek) mean outcome per arm over all rows.
-
-    Under adaptive, segment-dependent allocations the raw arm means are biased toward the
-    segments that received an arm more often; weighting each row by 1 / propensity undoes it.
-    Without recorded propensities the plain means are returned.
-    """
-    y = np.asarray(data.outcome, float)
-    w = np.ones_like(y) if data.propensity is None else 1.0 / np.asarray(data.propensity, float)
-    out = {}
-    for k, arm in enumerate(data.arms):
-        rows = data.arm_index == k
-        out[str(arm)] = float(np.sum(w[rows] * y[rows]) / np.sum(w[rows])) if rows.any() else float("nan")
-    return out
-
-
-def cell_observations(posterior: Any, data: Any, rows: np.ndarray, level: float) -> tuple[CellObservation, ...]:
-    """Per cell, over ``rows`` (n,) bool: counts, mean outcome, empirical and model-based lift."""
-    if data.cell is None:
-        return ()
-    cell = np.asarray(data.cell).astype(str)
-    y = np.asarray(data.outcome, float)
-    control_cell = rows & (cell == "control")
-    control_mean = float(y[control_cell].mean()) if control_cell.any() else None
-    q = [(1 - level) / 2, (1 + level) / 2]
-    out = []
-    for name in CELLS:
-        in_cell = rows & (cell == name)
-        n = int(in_cell.sum())
-        if n == 0:
-            continue
-        acc = np.zeros(posterior.n_draws)
-        for k in range(1, len(data.arms)):
-            sel = in_cell & (data.arm_index == k)
-            if sel.any():
-                acc += sel.sum() * posterior.segment_mean_contrasts(sel)[:, k - 1]
-        acc /= n
-        lo, hi = np.quantile(acc, q)
-        mean = float(y[in_cell].mean())
-        out.append(
-            CellObservation(
-                cell=name,
-                n=n,
-                mean_outcome=mean,
-                empirical_lift=None if control_mean is None else mean - control_mean,
-                model_lift=float(acc.mean()),
-                model_lower=float(lo),
-                model_upper=float(hi),
-            )
-        )
-    return tuple(out)
-
-
-def _describe(rule: Any) -> str:
-    if rule is None:
-        return "everyone"
-    text = rule.describe() if callable(getattr(rule, "describe", None)) else str(rule)
-    return text or "everyone"
 
 
 def save_experiment(experiment: SequentialExperiment, path: str | Path) -> Path:

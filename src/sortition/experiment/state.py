@@ -14,13 +14,15 @@ import pandas as pd
 
 from sortition.experiment.cells import Plan
 from sortition.experiment.results import RoundResult
+from sortition.posterior.warm import WarmStart
 
 
 @dataclass(frozen=True)
 class ExperimentState:
     """Everything committed after ``round`` rounds; replaced whole, never mutated.
 
-    ``posterior`` and ``tree`` are the last fit's (not saved: a reloaded experiment refits them).
+    ``posterior`` and ``tree`` are the last fit's (not saved: a reloaded experiment refits them);
+    ``warm_start`` is the last BCF fit's forests at its last draw (saved: the next round starts from it).
     """
 
     round: int
@@ -33,3 +35,4 @@ class ExperimentState:
     winner_streak: Mapping[tuple[str, str], int] = field(default_factory=dict)
     posterior: Any = None
     tree: Any = None
+    warm_start: WarmStart | None = None

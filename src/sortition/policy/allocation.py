@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from sortition.policy.arms import arm_win_frequencies, iterative_floor_clip
+from sortition.policy.arms import iterative_floor_clip
 from sortition.policy.segments import Segment
+from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
 from sortition.rules import Rule
 
@@ -46,18 +47,8 @@ def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) ->
     return masks
 
 
-def segment_win_frequencies(posterior: Posterior, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(segment-mean contrast draws (G, S, K-1), raw win frequencies (G, K)) for segment masks (G, n).
-
-    The one code path behind ``thompson_allocation`` and the policy tree's
-    ``arm_best_probabilities``, so the two agree draw for draw.
-    """
-    means = posterior.segments_mean_contrasts(np.asarray(masks, dtype=bool))
-    return means, np.stack([arm_win_frequencies(m, posterior.n_arms) for m in means])
-
-
 def thompson_allocation(
-    posterior: Posterior, segments: Sequence[Segment], epsilon: float = 0.02
+    posterior: Posterior, segments: Sequence[Segment], epsilon: float = 0.02, *, summary: SegmentSummary | None = None
 ) -> dict[Any, dict[Any, float]]:
     """Per segment, each arm's traffic weight = posterior probability that it is the segment's best.
 
@@ -71,6 +62,8 @@ def thompson_allocation(
         posterior: a Posterior with observed data (its covariates are what rules match).
         segments: objects with ``id`` and ``rule`` (e.g. ``fit_policy_tree(...).segments``).
         epsilon: exploration mass in [0, 1]; 0 returns raw win frequencies.
+        summary: the round's :class:`~sortition.policy.summary.SegmentSummary` of these segments (e.g. the
+            tree's ``summary``), so the draws are not read again; None computes it.
 
     Returns:
         ``{segment.id: {arm: weight}}``, inner dicts in arm order (control first), summing to 1.
@@ -91,9 +84,10 @@ def thompson_allocation(
     allocation: dict[Any, dict[Any, float]] = {}
     if not checked:
         return allocation
-    masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in checked])  # validate all first
-    _, raw_all = segment_win_frequencies(posterior, masks)
-    for seg, raw in zip(checked, raw_all):
+    if summary is None or not summary.covers(checked):
+        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in checked])  # validate all first
+        summary = SegmentSummary.compute(posterior, ids, masks)
+    for seg, raw in zip(checked, summary.win, strict=True):
         weights = iterative_floor_clip(raw, float(epsilon))
         allocation[seg.id] = {arm: float(w) for arm, w in zip(posterior.arms, weights)}
     return allocation

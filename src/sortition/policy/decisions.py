@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.policy.allocation import require_posterior, segment_masks
+from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
 
 
@@ -70,6 +71,7 @@ def recommend(
     min_effect: float = 0.0,
     level: float = 0.9,
     thresholds: DecisionThresholds | None = None,
+    summary: SegmentSummary | None = None,
 ) -> pd.DataFrame:
     """One row per (scope, treatment arm): overall first, then each segment (``id`` and ``rule``).
 
@@ -79,6 +81,8 @@ def recommend(
         min_effect: minimum practical effect, metric units (>= 0).
         level: credible level of the lift interval.
         thresholds: decision thresholds (default :class:`DecisionThresholds`).
+        summary: the round's :class:`~sortition.policy.summary.SegmentSummary` of these segments with an
+            ``"everyone"`` extra mask (the loop's), so the draws are not read again; None computes it.
 
     Returns:
         DataFrame with the fields of :class:`Recommendation`.
@@ -89,13 +93,14 @@ def recommend(
     if not min_effect >= 0:
         raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
     thresholds = thresholds or DecisionThresholds()
-    scopes = [("overall", np.ones(posterior.n, dtype=bool))]
-    if len(segments):
-        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments])
-        scopes += [(seg.id, mask) for seg, mask in zip(segments, masks)]
+    everyone = np.ones(posterior.n, dtype=bool)
+    if summary is None or not summary.covers(segments) or "everyone" not in summary.extra:
+        masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments]) if len(segments) else everyone[:0]
+        summary = SegmentSummary.compute(posterior, [seg.id for seg in segments], masks, {"everyone": everyone})
+    scopes = [("overall", everyone, summary.extra["everyone"])]
+    scopes += [(seg.id, mask, means) for seg, mask, means in zip(segments, summary.masks, summary.means, strict=True)]
     rows = []
-    for scope, mask in scopes:
-        means = posterior.segment_mean_contrasts(mask)  # (S, K-1)
+    for scope, mask, means in scopes:  # means: (S, K-1)
         for j, arm in enumerate(posterior.arms[1:]):
             rows.append(_row(scope, arm, float(mask.mean()), means[:, j], min_effect, level, thresholds))
     return pd.DataFrame([asdict(r) for r in rows])

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sortition.policy.allocation import require_posterior, segment_masks, segment_win_frequencies
+from sortition.policy.allocation import require_posterior, segment_masks
+from sortition.policy.arms import best_arms
 from sortition.policy.features import encode_features
 from sortition.policy.search import Leaf, TreeSearch
 from sortition.policy.segments import Segment
+from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
 from sortition.rules import Rule
 
@@ -27,6 +29,8 @@ class PolicyTree:
         welfare: posterior expected gain per visitor of serving each segment its ``best_arm``,
             relative to serving everyone control (metric units).
         max_depth, min_leaf_share: the fit's constraints.
+        summary: the leaves' :class:`SegmentSummary` (plus the fit's ``extra_masks``), computed in the
+            fit's one pass over the draws; hand it to ``thompson_allocation`` and ``recommend``.
     """
 
     segments: tuple[Segment, ...]
@@ -34,6 +38,7 @@ class PolicyTree:
     welfare: float
     max_depth: int
     min_leaf_share: float
+    summary: SegmentSummary | None = field(default=None, repr=False, compare=False)
 
     def assign(self, frame: Any) -> np.ndarray:
         """Segment id per row of a frame (or ExperimentData); -1 where no segment matches (e.g. a
@@ -44,6 +49,19 @@ class PolicyTree:
             if out is None:
                 out = np.full(mask.shape[0], -1, dtype=np.int64)
             out[(out < 0) & mask] = seg.id
+        return out
+
+    def welfare_draws(self) -> np.ndarray:
+        """(S,) per posterior draw, the gain per visitor of serving each leaf its ``best_arm`` vs serving
+        everyone control: sum over leaves of share x the leaf's mean contrast of its best arm (0 for control).
+        Needs ``summary``."""
+        if self.summary is None:
+            raise ValueError("this PolicyTree has no summary (built by hand); fit it with fit_policy_tree")
+        out = np.zeros(self.summary.means.shape[1])
+        for seg, means in zip(self.segments, self.summary.means, strict=True):
+            best = self.arms.index(seg.best_arm)
+            if best > 0:
+                out += seg.share * means[:, best - 1]
         return out
 
     def describe(self) -> str:
@@ -68,6 +86,7 @@ def fit_policy_tree(
     n_bootstrap: int = 20,
     seed: int = 0,
     level: float = 0.9,
+    extra_masks: Mapping[str, np.ndarray] | None = None,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 
@@ -91,6 +110,8 @@ def fit_policy_tree(
             0 skips them (stability NaN).
         seed: seed of the bootstrap.
         level: credible level of ``gate_interval``.
+        extra_masks: named (n,) masks whose mean-contrast draws the returned ``summary`` also holds
+            (``summary.extra``), read in the same pass over the draws as the leaves'.
     """
     data = require_posterior(posterior, "fit_policy_tree")
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 3:
@@ -111,12 +132,36 @@ def fit_policy_tree(
     stability = _stability(search, leaves, max_depth, n_bootstrap, seed)
 
     rules = [Rule(leaf.conditions) for leaf in leaves]
+    return _tree(posterior, rules, [leaf.best_arm for leaf in leaves], stability, max_depth, min_leaf_share,
+                 level, extra_masks)
+
+
+def policy_tree_from_rules(posterior: Posterior, rules: Sequence[Rule], *, max_depth: int = 2,
+                           min_leaf_share: float = 0.10, level: float = 0.9,
+                           extra_masks: Mapping[str, np.ndarray] | None = None) -> PolicyTree:
+    """The tree whose leaves are the given ``rules`` (e.g. last round's segments), scored on ``posterior``.
+
+    Each leaf's ``best_arm`` is :func:`~sortition.policy.arms.best_arms` of its posterior-mean contrasts
+    (the tree search's rule); ``stability`` is NaN. ValueError for a rule that matches no visitor.
+    """
+    require_posterior(posterior, "policy_tree_from_rules")
+    return _tree(posterior, list(rules), None, np.full(len(rules), np.nan), max_depth, min_leaf_share, level,
+                 extra_masks)
+
+
+def _tree(posterior: Posterior, rules: list[Rule], best_arm: list[int] | None, stability: np.ndarray,
+          max_depth: int, min_leaf_share: float, level: float,
+          extra_masks: Mapping[str, np.ndarray] | None) -> PolicyTree:
+    """Segments (with P(best), GATE and its interval) and the summary of leaves ``rules``, one pass.
+    ``best_arm`` None: each leaf's best arm by the best-arm rule on its posterior-mean contrasts."""
     masks = segment_masks(posterior, list(enumerate(rules)))
-    all_means, all_raw = segment_win_frequencies(posterior, masks)
+    summary = SegmentSummary.compute(posterior, list(range(len(rules))), masks, extra_masks)
+    if best_arm is None:
+        best_arm = [int(b) for b in best_arms(summary.means.mean(axis=1))]
     segments = []
     q = [(1 - level) / 2, (1 + level) / 2]
-    for i, (leaf, rule, mask, means, raw) in enumerate(zip(leaves, rules, masks, all_means, all_raw)):
-        best = leaf.best_arm
+    for i, (rule, mask, means, raw) in enumerate(zip(rules, masks, summary.means, summary.win, strict=True)):
+        best = best_arm[i]
         j = best - 1 if best > 0 else int(np.argmax(means.mean(axis=0)))
         lower, upper = np.quantile(means[:, j], q)
         segments.append(
@@ -131,8 +176,8 @@ def fit_policy_tree(
                 stability=float(stability[i]),
             )
         )
-    welfare = sum(leaf.welfare for leaf in leaves) / cate.shape[0]
-    return PolicyTree(tuple(segments), tuple(posterior.arms), float(welfare), max_depth, float(min_leaf_share))
+    tree = PolicyTree(tuple(segments), tuple(posterior.arms), 0.0, max_depth, float(min_leaf_share), summary)
+    return replace(tree, welfare=float(tree.welfare_draws().mean()))
 
 
 def _refine(frame, rewards, leaves, max_depth, min_leaf_share, refine_bins, n_bins) -> list[Leaf]:

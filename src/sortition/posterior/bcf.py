@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +12,7 @@ from scipy.special import ndtr
 from sortition.data import ExperimentData
 from sortition.posterior.propensity import propensity_matrix
 from sortition.posterior.quiet import quiet_stochtree
+from sortition.posterior.warm import KEPT_DRAWS, WarmStart, last_draw_json
 
 # Passive OpenMP waits unless the user chose otherwise: on a busy machine, spinning worker threads slowed
 # stochtree's samplers many-fold in our measurements (read when stochtree's OpenMP runtime first loads).
@@ -28,6 +28,8 @@ class BCFSettings:
     num_gfr: grow-from-root warm-start sweeps (discarded). num_burnin: MCMC burn-in after warm start.
     draws: retained MCMC draws S. num_threads: None = every core.
     extra: further stochtree keyword dicts, merged last: {"general_params": {...}, ...}.
+    warm_burnin: MCMC burn-in of a warm-started fit (no grow-from-root sweeps; see
+    :mod:`sortition.posterior.warm`).
     """
 
     num_trees_mu: int = 100
@@ -37,6 +39,7 @@ class BCFSettings:
     draws: int = 100
     num_threads: int | None = None
     extra: dict = field(default_factory=dict)
+    warm_burnin: int = 10
 
     def threads(self) -> int:
         return int(self.num_threads or os.cpu_count() or 1)
@@ -47,18 +50,23 @@ class ForestDraws:
     """Posterior draws of one BCF fit evaluated at every visitor (float64, model scale).
 
     mu: (n, S) prognostic function; tau: (n, S, K-1) arm effects; sigma2: (S,) error variance or None.
+    last_draw: the fit's stochtree JSON at its last draw (what the next round warm-starts from).
     """
 
     mu: np.ndarray
     tau: np.ndarray
     sigma2: np.ndarray | None
+    last_draw: str | None
 
 
 def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: int, propensity: np.ndarray,
-                   settings: BCFSettings, seed: int, probit: bool, rows: np.ndarray | None = None) -> ForestDraws:
+                   settings: BCFSettings, seed: int, probit: bool, rows: np.ndarray | None = None,
+                   previous: str | None = None) -> ForestDraws:
     """One stochtree BCF fit on ``rows`` (default all), predicted at every visitor.
 
     Treatments are the K-1 indicator columns Z_k = 1[arm == k], so tau_k(x) is arm k minus control.
+    ``previous``: a one-draw stochtree JSON (:func:`last_draw_json`) to start the sampler from; the fit
+    then runs ``settings.warm_burnin`` MCMC burn-in sweeps instead of the grow-from-root sweeps.
     """
     from stochtree import BCFModel, OutcomeModel
 
@@ -79,6 +87,9 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
         treatment_effect_forest_params={"num_trees": settings.num_trees_tau,
                                         **settings.extra.get("treatment_effect_forest_params", {})},
     )
+    if previous is not None:  # stochtree starts at the previous fit's last draw
+        kw.update(num_gfr=0, num_burnin=settings.warm_burnin, previous_model_json=previous,
+                  previous_model_warmstart_sample_num=KEPT_DRAWS - 1)
     predict_all = rows is not None
     if predict_all:  # predict the fitted forests at every visitor, treatment set to control
         kw.update(X_test=x, Z_test=np.zeros((n, k1)), propensity_test=propensity)
@@ -89,45 +100,64 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
     mu = np.asarray(model.mu_hat_test if predict_all else model.mu_hat_train).reshape(n, s)
     tau = np.asarray(model.tau_hat_test if predict_all else model.tau_hat_train).reshape(n, s, k1)
     sigma2 = None if probit else np.asarray(model.global_var_samples, dtype=np.float64).reshape(s)
-    return ForestDraws(mu, tau, sigma2)
+    return ForestDraws(mu, tau, sigma2, last_draw_json(model))
 
 
-def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int, progress) -> dict:
-    """Contrast draws (n, S, K-1) in metric units, plus components and the control-mean draws."""
+def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int, progress,
+            warm_start: WarmStart | None = None) -> dict:
+    """Contrast draws (n, S, K-1) in metric units, plus components, the control-mean draws and the
+    :class:`WarmStart` of this fit (``warm_start``: the previous fit's, used when compatible)."""
     x = data.design_matrix()
     k = data.n_arms
+    columns = tuple(data.encoding.names)
+    reason = "no previous fit" if warm_start is None else warm_start.mismatch(outcome, columns, k)
+    previous = {} if reason is not None else dict(warm_start.models)
     t0 = time.perf_counter()
     with progress("propensities"):
         prop, source = propensity_matrix(data, x, seed, settings.threads())
-    info = {"engine": "bcf", "propensity": source, "seconds_propensity": time.perf_counter() - t0}
+    info = {"engine": "bcf", "propensity": source, "seconds_propensity": time.perf_counter() - t0,
+            "warm_start": "warm" if reason is None else f"cold ({reason})"}
     y = data.outcome
     if outcome == "continuous":
         with progress(f"BCF, {k} arms, continuous"):
-            f = fit_bcf_forest(x, data.arm_index, y, k, prop, settings, seed, probit=False)
-        return dict(contrasts=f.tau, baseline=f.mu.mean(axis=0), info=info)
+            f = fit_bcf_forest(x, data.arm_index, y, k, prop, settings, seed, probit=False,
+                               previous=previous.get("outcome"))
+        return dict(contrasts=f.tau, baseline=f.mu.mean(axis=0), info=info,
+                    warm_start=_warm(outcome, columns, k, {"outcome": f.last_draw}))
     with progress(f"probit BCF, {k} arms, conversion"):
-        conv = fit_bcf_forest(x, data.arm_index, (y > 0).astype(float), k, prop, settings, seed, probit=True)
+        conv = fit_bcf_forest(x, data.arm_index, (y > 0).astype(float), k, prop, settings, seed, probit=True,
+                              previous=previous.get("conversion"))
     p0 = ndtr(conv.mu)  # (n, S) control conversion probability
     pk = ndtr(conv.mu[:, :, None] + conv.tau)  # (n, S, K-1)
     dp = pk - p0[:, :, None]
     if outcome == "binary":
-        return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info)
+        return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info,
+                    warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw}))
     converters = np.flatnonzero(y > 0)
     arms_seen = np.bincount(data.arm_index[converters], minlength=k)
     if np.any(arms_seen < 2):
         raise ValueError(f"outcome='revenue' needs converters (y > 0) in every arm; arms {data.arms} have "
                          f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
     with progress(f"BCF, {k} arms, log order value on {converters.size} converters"):
-        sev = _severity(x, data, y, k, prop, settings, seed, converters)
+        sev = _severity(x, data, y, k, prop, settings, seed, converters, previous.get("severity"))
     half_s2 = 0.5 * sev.sigma2[None, :]
     v0 = np.exp(sev.mu + half_s2)  # (n, S) expected order value under control
     vk = np.exp(sev.mu[:, :, None] + sev.tau + half_s2[:, :, None])
     rev = pk * vk - (p0 * v0)[:, :, None]
     return dict(contrasts=rev, baseline=(p0 * v0).mean(axis=0), info=info,
-                components={"conversion": dp, "severity": vk - v0[:, :, None]})
+                components={"conversion": dp, "severity": vk - v0[:, :, None]},
+                warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw, "severity": sev.last_draw}))
 
 
-def _severity(x, data, y, k, prop, settings, seed, converters) -> ForestDraws:
+def _warm(outcome: str, columns: tuple[str, ...], k: int, models: dict[str, str | None]) -> WarmStart | None:
+    """This fit's warm start for the next one; None when a model kept too few draws to start from."""
+    if any(text is None for text in models.values()):
+        return None
+    return WarmStart(outcome, columns, k, models)
+
+
+def _severity(x, data, y, k, prop, settings, seed, converters, previous) -> ForestDraws:
     log_y = np.zeros_like(y)
     log_y[converters] = np.log(y[converters])
-    return fit_bcf_forest(x, data.arm_index, log_y, k, prop, settings, seed + 1, probit=False, rows=converters)
+    return fit_bcf_forest(x, data.arm_index, log_y, k, prop, settings, seed + 1, probit=False, rows=converters,
+                          previous=previous)

@@ -12,6 +12,7 @@ from sortition.data import OUTCOME_KINDS, ExperimentData
 from sortition.posterior.bcf import BCFSettings, fit_bcf
 from sortition.posterior.result import Posterior
 from sortition.posterior.stratified import fit_stratified
+from sortition.posterior.warm import WarmStart
 
 ENGINES = ("bcf", "stratified")
 _ENGINE_SEED_LIMIT = 2**31 - 2
@@ -20,8 +21,8 @@ _ENGINE_SEED_LIMIT = 2**31 - 2
 def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", draws: int = 100,
         seed: int = 0, progress: bool = True, *, num_trees_mu: int = 100, num_trees_tau: int = 50,
         num_gfr: int = 10, num_burnin: int = 0, num_threads: int | None = None, strata=None,
-        max_strata: int | None = None, prior_strength: float = 10.0, stochtree_params: dict | None = None
-        ) -> Posterior:
+        max_strata: int | None = None, prior_strength: float = 10.0, stochtree_params: dict | None = None,
+        warm_start: WarmStart | None = None, warm_burnin: int = 10) -> Posterior:
     """Posterior over every visitor's K-1 contrasts (arm k minus control), in the metric's units.
 
     Args:
@@ -38,6 +39,11 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         num_trees_mu, num_trees_tau, num_gfr, num_burnin, num_threads, stochtree_params: BCF settings
             (see :class:`~sortition.posterior.bcf.BCFSettings`).
         strata, max_strata, prior_strength: stratified-engine settings.
+        warm_start: a previous BCF fit's ``Posterior.warm_start`` (e.g. last round's, on a subset of these
+            rows): the sampler starts at its last draw and runs ``warm_burnin`` MCMC burn-in sweeps instead
+            of the ``num_gfr`` grow-from-root sweeps. Used only when the covariate encoding, arms and
+            outcome kind match (else the fit is cold); ``info["warm_start"]`` says which. None: cold fit.
+            The stratified engine is exact and ignores it.
     """
     if not isinstance(data, ExperimentData):
         raise TypeError(f"fit expects ExperimentData, got {type(data).__name__}; build it with "
@@ -50,20 +56,26 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if int(draws) < 1:
         raise ValueError(f"draws must be a positive integer, got {draws}.")
+    if warm_start is not None and not isinstance(warm_start, WarmStart):
+        raise TypeError(f"warm_start must be a previous fit's Posterior.warm_start (a WarmStart) or None, "
+                        f"got {type(warm_start).__name__}.")
+    if isinstance(warm_burnin, bool) or not isinstance(warm_burnin, numbers.Integral) or warm_burnin < 0:
+        raise ValueError(f"warm_burnin must be a non-negative integer, got {warm_burnin!r}.")
     data.check_outcome(outcome)
     t0 = time.perf_counter()
     if engine == "bcf":
         settings = BCFSettings(num_trees_mu, num_trees_tau, num_gfr, num_burnin, int(draws), num_threads,
-                               dict(stochtree_params or {}))
+                               dict(stochtree_params or {}), int(warm_burnin))
         # stochtree takes a C int seed (and the severity model uses seed + 1): fold larger seeds in.
-        out = fit_bcf(data, outcome, settings, int(seed) % _ENGINE_SEED_LIMIT, _progress(progress))
+        out = fit_bcf(data, outcome, settings, int(seed) % _ENGINE_SEED_LIMIT, _progress(progress), warm_start)
         out["info"].update(num_trees_mu=num_trees_mu, num_trees_tau=num_trees_tau, num_gfr=num_gfr,
                            num_burnin=num_burnin, num_threads=settings.threads())
     else:
         out = fit_stratified(data, outcome, int(draws), int(seed), strata, max_strata, prior_strength)
     out["info"].update(seed=int(seed), draws=int(draws), seconds=time.perf_counter() - t0)
     return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
-                                components=out.get("components"), baseline=out.get("baseline"), info=out["info"])
+                                components=out.get("components"), baseline=out.get("baseline"), info=out["info"],
+                                warm_start=out.get("warm_start"))
 
 
 def _progress(enabled: bool):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.posterior.warm import WarmStart
 
 CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
 _FORMAT = "sortition.posterior/1"
@@ -51,6 +52,7 @@ class Posterior:
     Build with :func:`sortition.posterior.fit` or :meth:`from_draws`. ``components`` holds extra draws of
     the same shape (the revenue model's ``conversion`` and ``severity`` contrasts); ``baseline`` holds
     (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
+    ``warm_start`` (BCF fits) is the last draw of the fit's forests, for ``fit(..., warm_start=...)`` next round.
     """
 
     arms: tuple
@@ -60,6 +62,7 @@ class Posterior:
     components: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     baseline: np.ndarray | None = field(default=None, repr=False)
     info: Mapping = field(default_factory=dict)
+    warm_start: WarmStart | None = field(default=None, repr=False)
 
     def __post_init__(self):
         d = self._draws
@@ -76,7 +79,8 @@ class Posterior:
     @classmethod
     def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
-                   baseline: np.ndarray | None = None, info: Mapping | None = None) -> Posterior:
+                   baseline: np.ndarray | None = None, info: Mapping | None = None,
+                   warm_start: WarmStart | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
@@ -96,7 +100,7 @@ class Posterior:
             if val.shape != c.shape:
                 raise ValueError(f"component {k!r} has shape {val.shape}, expected {c.shape}.")
         base = None if baseline is None else _frozen32(np.asarray(baseline).reshape(-1))
-        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}))
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start)
 
     # --- shape ----------------------------------------------------------------------------------
     @property

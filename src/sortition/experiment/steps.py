@@ -1,0 +1,266 @@
+"""The pure steps of one round of a sequential experiment (``SequentialExperiment.advance`` composes them).
+
+Each step reads its inputs and returns new values; none mutates the experiment, so a round that
+raises anywhere commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sortition.data import ExperimentData
+from sortition.experiment.cells import CELLS, Plan
+from sortition.experiment.results import CellObservation, Graduation, Lift, SegmentResult
+from sortition.experiment.settings import ExperimentSettings
+from sortition.experiment.state import ExperimentState
+from sortition.policy import PolicyTree, Segment, expected_loss
+from sortition.policy.summary import SegmentSummary
+from sortition.posterior import summarize_lifts
+from sortition.rules import Rule
+
+# Column roles in round data; every other column is a covariate unless ``covariates`` is given.
+ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
+_IGNORED = frozenset({*ROLE_COLUMNS, "allocation", "experiment", "timestamp", "event_id", "flag"})
+
+
+# --- reading the round ------------------------------------------------------------------------------
+def validate_rows(round_data: Any, arms: tuple[str, ...], state: ExperimentState) -> pd.DataFrame:
+    """The round's rows, checked and normalized (``round``/``cell`` filled in); ValueError/TypeError."""
+    if not isinstance(round_data, pd.DataFrame):
+        raise TypeError(f"round data must be a pandas DataFrame, got {type(round_data).__name__}")
+    missing = [c for c in ("subject", "arm", "outcome") if c not in round_data.columns]
+    if missing:
+        raise ValueError(
+            f"round data lacks columns {missing}; it needs subject, arm, outcome, propensity "
+            "(and optionally cell, round, covariates)"
+        )
+    if len(round_data) == 0:
+        raise ValueError("round data has no rows")
+    rows = round_data.reset_index(drop=True).copy()
+    rows["arm"] = rows["arm"].astype(str)
+    unknown = ~rows["arm"].isin(arms)
+    if unknown.any():
+        first = np.flatnonzero(unknown.to_numpy())[:5].tolist()
+        raise ValueError(
+            f"column 'arm' has values not among the arms {list(arms)} at rows {first} "
+            f"({rows['arm'][unknown].unique()[:5].tolist()})"
+        )
+    if "round" not in rows.columns:
+        rows["round"] = state.round
+    if "cell" not in rows.columns:
+        rows["cell"] = "unknown"
+    had = state.data is not None and "propensity" in state.data.columns
+    has = "propensity" in rows.columns
+    if state.data is not None and had != has:
+        raise ValueError(
+            "column 'propensity' must be present in every round or in none "
+            f"(earlier rounds {'had' if had else 'lacked'} it)"
+        )
+    if state.data is not None:
+        repeat = rows["subject"].isin(set(state.data["subject"].tolist())).to_numpy()
+        if repeat.any():
+            raise ValueError(
+                f"subjects already seen in earlier rounds at rows {np.flatnonzero(repeat)[:5].tolist()}; "
+                "each subject enters the experiment once"
+            )
+    return rows
+
+
+def experiment_data(rows: pd.DataFrame, arms: tuple[str, ...], covariates: Sequence[str] | None) -> ExperimentData:
+    """All rows so far as ExperimentData (covariates: every non-role column unless given)."""
+    if covariates is None:
+        covariates = [c for c in rows.columns if c not in _IGNORED]
+    return ExperimentData.from_frame(
+        rows, arm="arm", outcome="outcome", subject="subject", arms=arms, covariates=list(covariates),
+        propensity="propensity" if "propensity" in rows.columns else None, cell="cell", round="round",
+    )
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """The round's seed from (seed, round); below 2**31 because the C++ engines take a signed int."""
+    return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0]) % (2**31 - 1)
+
+
+def fit_options(settings: ExperimentSettings, state: ExperimentState, seed: int) -> dict[str, Any]:
+    """Keywords of the round's ``fit``: the settings' options, the round seed, and the previous round's
+    warm start (BCF with ``settings.warm_start`` only)."""
+    options = {"outcome": settings.outcome, "engine": settings.engine, "seed": seed, **settings.fit_options}
+    if settings.engine == "bcf" and settings.warm_start and state.warm_start is not None:
+        options.setdefault("warm_start", state.warm_start)
+    return options
+
+
+# --- one pass over the draws ------------------------------------------------------------------------
+def summary_masks(data: ExperimentData, this_round: np.ndarray) -> dict[str, np.ndarray]:
+    """The extra masks the round summarizes besides its segments: everyone, and each cell's rows of
+    this round on each treatment arm (``"cell:<cell>:<k>"``, for :func:`cell_observations`)."""
+    masks = {"everyone": np.ones(data.n, dtype=bool)}
+    if data.cell is not None:
+        cell = np.asarray(data.cell).astype(str)
+        for name in CELLS:
+            in_cell = this_round & (cell == name)
+            for k in range(1, data.n_arms):
+                masks[f"cell:{name}:{k}"] = in_cell & (data.arm_index == k)
+    return masks
+
+
+# --- stable segments -----------------------------------------------------------------------------------
+def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
+    """The rules of the plan served this round, when they are learned segments that still partition
+    ``data`` (each matches someone, together everyone); None otherwise (the first round's "everyone")."""
+    rules = [seg.rule for seg in plan.segments]
+    if not rules or any(rule is None for rule in rules):
+        return None
+    index = plan.segment_index(data)
+    counts = np.bincount(index, minlength=len(rules) + 1)
+    if counts[len(rules)] > 0 or (counts[:len(rules)] == 0).any():
+        return None
+    return rules
+
+
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float) -> tuple[PolicyTree, float | None]:
+    """(the tree to serve, P(new welfare > kept welfare)): the new tree replaces last round's segments
+    only when that posterior probability (over the same draws) is at least ``threshold``."""
+    if kept is None:
+        return new, None
+    if [seg.rule for seg in new.segments] == [seg.rule for seg in kept.segments]:
+        return new, None
+    w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
+    # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
+    p_better = float(np.mean((w_new > w_kept) & ~np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)))
+    return (new if p_better >= threshold else kept), p_better
+
+
+def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
+    """Share of ``data``'s visitors whose segment (its rule) or served arm (the segment's most-allocated
+    arm in the optimized cell) differs between ``previous`` and ``plan``."""
+    def labels(p: Plan) -> tuple[np.ndarray, np.ndarray]:
+        index = p.segment_index(data)
+        allocations = (*p.segments, p.default)
+        rule = np.array([describe(s.rule) if s.rule is not None else s.description for s in allocations],
+                        dtype=object)
+        served = np.array([max(s.optimized, key=s.optimized.get) for s in allocations], dtype=object)
+        return rule[index], served[index]
+
+    (rule_a, arm_a), (rule_b, arm_b) = labels(previous), labels(plan)
+    return float(np.mean((rule_a != rule_b) | (arm_a != arm_b)))
+
+
+# --- decisions over the summary ---------------------------------------------------------------------
+def drop_losers(active: tuple[str, ...], segments: Sequence[Segment], streak: Mapping[str, int],
+                drop_below: float, drop_after: int) -> tuple[dict[str, int], tuple[str, ...]]:
+    """(new loser streaks, arms dropped now): a treatment is dropped after losing everywhere (P(best) <
+    ``drop_below`` in every segment) for ``drop_after`` consecutive rounds."""
+    new_streak = dict(streak)
+    dropped = []
+    for arm in active[1:]:
+        lost = all(float(seg.arm_best_probabilities.get(arm, 0.0)) < drop_below for seg in segments)
+        new_streak[arm] = new_streak.get(arm, 0) + 1 if lost else 0
+        if new_streak[arm] >= drop_after:
+            dropped.append(arm)
+    return new_streak, tuple(dropped)
+
+
+def control_scale(data: ExperimentData) -> float:
+    """|mean control outcome| (1 when there is none or it is 0): the unit of ``graduation_loss``."""
+    control_rows = data.arm_index == 0
+    scale = abs(float(data.outcome[control_rows].mean())) if control_rows.any() else 0.0
+    return scale if scale > 0 else 1.0
+
+
+def segment_results(
+    settings: ExperimentSettings, arms: tuple[str, ...], segments: Sequence[Segment], summary: SegmentSummary,
+    allocation: Mapping[Any, Mapping[str, float]], winner_streak: Mapping[tuple[str, str], int], scale: float,
+) -> tuple[list[SegmentResult], dict[tuple[str, str], int], list[Graduation]]:
+    """Per segment its result (lifts, expected loss, allocation), and the graduation proposals: a
+    segment's best arm, confidently positive and cheap to ship, for ``graduation_rounds`` rounds."""
+    new_streak: dict[tuple[str, str], int] = {}
+    graduations: list[Graduation] = []
+    results: list[SegmentResult] = []
+    for seg in segments:
+        draws = summary.segment_means(seg.id)
+        description = describe(seg.rule)
+        loss = expected_loss(draws, arms)
+        best = str(seg.best_arm)
+        if best != arms[0]:
+            p_pos = float((draws[:, arms.index(best) - 1] > 0).mean())
+            if p_pos >= settings.graduation_probability and loss[best] <= settings.graduation_loss * scale:
+                streak = winner_streak.get((description, best), 0) + 1
+                new_streak[(description, best)] = streak
+                if streak >= settings.graduation_rounds:
+                    graduations.append(Graduation(description, best, streak, p_pos, loss[best]))
+        results.append(SegmentResult(
+            id=seg.id, description=description, rule=seg.rule, share=float(seg.share), best_arm=best,
+            arm_best_probabilities={str(k): float(v) for k, v in seg.arm_best_probabilities.items()},
+            lifts=lifts(arms, draws, settings.level), expected_loss=loss,
+            allocation={str(k): float(v) for k, v in allocation[seg.id].items()}, arm_probabilities={},
+        ))
+    return results, new_streak, graduations
+
+
+def cell_observations(summary: SegmentSummary, data: ExperimentData, rows: np.ndarray,
+                      level: float) -> tuple[CellObservation, ...]:
+    """Per cell, over ``rows`` (n,) bool: counts, mean outcome, empirical and model-based lift.
+
+    The model lift is the posterior mean of the cell's rows' own contrasts (0 for rows on control),
+    from the summary's ``"cell:<cell>:<k>"`` means (:func:`summary_masks`)."""
+    if data.cell is None:
+        return ()
+    cell = np.asarray(data.cell).astype(str)
+    y = np.asarray(data.outcome, float)
+    control_cell = rows & (cell == "control")
+    control_mean = float(y[control_cell].mean()) if control_cell.any() else None
+    q = [(1 - level) / 2, (1 + level) / 2]
+    n_draws = summary.extra["everyone"].shape[0]
+    out = []
+    for name in CELLS:
+        in_cell = rows & (cell == name)
+        n = int(in_cell.sum())
+        if n == 0:
+            continue
+        acc = np.zeros(n_draws)
+        for k in range(1, data.n_arms):
+            sel = in_cell & (data.arm_index == k)
+            if sel.any():
+                acc += sel.sum() * summary.extra[f"cell:{name}:{k}"][:, k - 1]
+        acc /= n
+        lo, hi = np.quantile(acc, q)
+        mean = float(y[in_cell].mean())
+        out.append(CellObservation(
+            cell=name, n=n, mean_outcome=mean, empirical_lift=None if control_mean is None else mean - control_mean,
+            model_lift=float(acc.mean()), model_lower=float(lo), model_upper=float(hi),
+        ))
+    return tuple(out)
+
+
+# --- small pure helpers (shared with the report) ------------------------------------------------------
+def lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
+    return tuple(Lift(str(a.arm), a.mean, a.lower, a.upper, a.prob_positive)
+                 for a in summarize_lifts(arms, mean_contrasts, level))
+
+
+def ipw_arm_means(data: ExperimentData) -> dict[str, float]:
+    """Self-normalized inverse-propensity (Hajek) mean outcome per arm over all rows.
+
+    Under adaptive, segment-dependent allocations the raw arm means are biased toward the
+    segments that received an arm more often; weighting each row by 1 / propensity undoes it.
+    Without recorded propensities the plain means are returned.
+    """
+    y = np.asarray(data.outcome, float)
+    w = np.ones_like(y) if data.propensity is None else 1.0 / np.asarray(data.propensity, float)
+    out = {}
+    for k, arm in enumerate(data.arms):
+        rows = data.arm_index == k
+        out[str(arm)] = float(np.sum(w[rows] * y[rows]) / np.sum(w[rows])) if rows.any() else float("nan")
+    return out
+
+
+def describe(rule: Any) -> str:
+    if rule is None:
+        return "everyone"
+    text = rule.describe() if callable(getattr(rule, "describe", None)) else str(rule)
+    return text or "everyone"

@@ -1,0 +1,81 @@
+"""Stable segments: last round's segments are kept unless the new tree is better with high probability;
+churn is the share of visitors whose segment or served arm changed."""
+
+import numpy as np
+import pytest
+
+from sortition.experiment import SequentialExperiment, make_plan
+from sortition.experiment import steps
+from sortition.policy import fit_policy_tree, policy_tree_from_rules
+from sortition.posterior import fit
+from sortition.rules import Condition, Rule
+from sortition.scenarios import generate, make_scenario
+
+from .conftest import draw_round
+
+MOBILE = Rule((Condition("device", "ONE_OF", ["mobile"]),))
+NOT_MOBILE = Rule((Condition("device", "NOT_ONE_OF", ["mobile"]),))
+
+
+def test_churn_counts_visitors_whose_segment_or_served_arm_changed():
+    data, _ = generate("storefront", 400, arms=3, seed=1)
+    arms = data.arms
+    win = {arms[0]: 0.1, arms[1]: 0.8, arms[2]: 0.1}
+    other = {arms[0]: 0.1, arms[1]: 0.1, arms[2]: 0.8}
+    a = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: win, 1: win})
+    mobile = data.covariates["device"].eq("mobile").to_numpy()
+    assert steps.churn(a, a, data) == 0.0
+    b = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: win, 1: other})  # non-mobile visitors change arm
+    assert steps.churn(a, b, data) == pytest.approx(1 - mobile.mean())
+    c = make_plan(arms, [(0, NOT_MOBILE), (1, MOBILE)], {0: win, 1: win})  # same groups, other order
+    assert steps.churn(a, c, data) == 0.0
+    d = make_plan(arms, [(0, Rule((Condition("returning", "ONE_OF", ["true"]),))), (1, NOT_MOBILE)],
+                  {0: win, 1: win})
+    assert 0.0 < steps.churn(a, d, data) <= 1.0
+
+
+def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
+    data, _ = generate("storefront", 600, arms=3, outcome="continuous", seed=2)
+    post = fit(data, outcome="continuous", engine="stratified", draws=200, seed=0)
+    new = fit_policy_tree(post, n_bootstrap=0)
+    everyone_split = [Rule((Condition("noise_1", "GTE", -100.0),)), Rule((Condition("noise_1", "LT", -100.0),))]
+    rules = [r for r in everyone_split if r.mask(data).any()]  # one segment: everyone
+    kept = policy_tree_from_rules(post, rules)
+    assert kept.segments[0].share == 1.0 and np.isnan(kept.segments[0].stability)
+    gain = new.welfare_draws() - kept.welfare_draws()
+    p = float(np.mean(gain > 0))
+    assert 0.0 < p < 1.0  # a few hundred visitors per segment: evidence, not certainty
+    chosen, reported = steps.choose_tree(new, kept, threshold=p)
+    assert chosen is new and reported == p
+    chosen, reported = steps.choose_tree(new, kept, threshold=p + 1e-9)
+    assert chosen is kept and reported == p
+    assert steps.choose_tree(new, None, 0.95) == (new, None)
+    assert new.welfare == pytest.approx(new.welfare_draws().mean())
+    # the same policy under other rules: equal welfare on every draw, so no evidence for the change
+    halves = [Rule((Condition("noise_1", "LT", 0.0),)), Rule((Condition("noise_1", "GTE", 0.0),))]
+    same = policy_tree_from_rules(post, halves)
+    assert {seg.best_arm for seg in same.segments} == {kept.segments[0].best_arm}
+    assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0)
+
+
+def test_loop_keeps_segments_and_reports_churn():
+    scenario = make_scenario("multi_winner", 4)
+    fit_options = {"progress": False, "draws": 200}
+    results = {}
+    for threshold in (0.0, 1.0):
+        exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified", fit_options=fit_options,
+                                   tree_options={"n_bootstrap": 0}, seed=1, resegment_probability=threshold)
+        rng = np.random.default_rng(5)
+        results[threshold] = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(4)]
+    for rounds in results.values():
+        assert rounds[0].churn is None and rounds[0].resegment_probability is None
+        assert all(0.0 <= r.churn <= 1.0 for r in rounds[1:])
+    always, never = results[0.0], results[1.0]
+    assert [s.rule for s in always[1].segments] != [s.rule for s in always[0].segments]
+    # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's segments stay
+    kept = 0
+    for before, r in zip(never, never[1:]):
+        if r.resegment_probability is not None and r.resegment_probability < 1.0:
+            assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
+            kept += 1
+    assert kept >= 1
