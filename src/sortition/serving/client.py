@@ -122,7 +122,7 @@ def _actions(actions: Any) -> dict[str, Any]:
     a bad action affects only itself."""
     if actions.__class__ is dict:  # the common case, checked in one pass of class tests
         for k, v in actions.items():
-            if k.__class__ is not str or (v is not None and v.__class__ is not dict and v.__class__ is not Attributes):
+            if k.__class__ is not str or not (v is None or v.__class__ is dict or v.__class__ is Attributes):
                 break
         else:
             return actions
@@ -438,7 +438,8 @@ class Client:
                 numeric, categorical = clean_groups(attributes)
                 offered_field[k] = {"numericAttributes": numeric, "categoricalAttributes": categorical}
             chosen = offered_field[e.action_key]
-            action_numeric, action_categorical = dict(chosen["numericAttributes"]), dict(chosen["categoricalAttributes"])
+            action_numeric = dict(chosen["numericAttributes"])
+            action_categorical = dict(chosen["categoricalAttributes"])
         else:
             action_numeric, action_categorical = clean_groups(actions[e.action_key])
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,

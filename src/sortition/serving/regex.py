@@ -9,8 +9,8 @@ Decisions (docs/serving.md, "Regular expressions"):
 * A pattern RE2 cannot compile (backreferences ``\\1``, lookaround ``(?=``, ``\\Z``, a repetition
   above 1000, a syntax error) makes the condition false for everyone, with one warning when the
   configuration is loaded: the fallback an invalid pattern always had, and what Eppo's Rust
-  core does for the same constructs. Python's ``re`` is never used, so no pattern can freeze
-  serving.
+  core does for the same constructs. Python's ``re`` never sees a pattern RE2 refused, nor one
+  with a quantifier or an alternation (below), so no pattern can freeze serving.
 * Semantics where RE2 and ``re`` differ: ``$`` matches only at the very end (``re`` also before
   a final newline; the Rust core agrees with RE2); ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII.
 * Text is matched as UTF-8 (a lone surrogate is passed through as its bytes and never raises).
@@ -20,9 +20,10 @@ match objects and decodes spans, about 5x the cost of the match itself. Two kind
 cannot backtrack more than the pattern's length at each position (so are linear in the input
 for any engine) skip RE2's call overhead: a pattern without any quantifier or alternation (no
 ``* + ? { |``, no POSIX class) runs on Python's ``re`` with RE2's meanings (``re.ASCII``, ``$`` as
-``\\Z``), about four times cheaper per call; and a pattern that is only a literal (``@example\\.com``, optionally after ``^`` or ``.*`` and before ``$``) is answered by
-``str`` methods (``in``, ``startswith``, ``endswith``, ``==``), also linear and ten times cheaper;
-RE2 still compiles it first, so what is refused stays refused.
+``\\Z``), about four times cheaper per call; and a pattern that is only a literal
+(``@example\\.com``, optionally after ``^`` or ``.*`` and before ``$``) is answered by ``str``
+methods (``in``, ``startswith``, ``endswith``, ``==``), also linear and ten times cheaper. RE2
+still compiles every pattern first, so what it refuses stays refused.
 """
 
 from __future__ import annotations
