@@ -14,7 +14,6 @@ single-process run. At most ``2 * workers`` batches are in flight.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sortition.data.names import did_you_mean
 from sortition.serving import Client, Configuration
 from sortition.serving.columnar import require_column
 
@@ -166,9 +166,7 @@ def load_job(config: Path, flag: str, *, subject: str = "subject", default: Any 
         raise ValueError(f"{config}: {exc}") from None
     if cfg.get_flag(flag) is None:
         known = sorted(cfg.flag_keys())
-        near = difflib.get_close_matches(flag, known, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"flag {flag!r} is not in {config} ({len(known)} flags){hint}")
+        raise ValueError(f"flag {flag!r} is not in {config} ({len(known)} flags){did_you_mean(flag, known)}")
     action_map = None
     if actions is not None:
         try:
