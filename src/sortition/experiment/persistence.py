@@ -140,9 +140,9 @@ def _rule_to_json(rule: Any) -> Any:
 def _rule_from_json(obj: Any) -> Any:
     if obj is None:
         return None
-    from sortition.rules import Rule
+    from sortition.rules import rule_from_json
 
-    return Rule.from_json(obj)
+    return rule_from_json(obj)
 
 
 def _segment_plan_to_json(s: SegmentPlan) -> dict[str, Any]:
