@@ -272,7 +272,8 @@ class SequentialExperiment:
                                                   settings.drop_below, settings.drop_after)
         active = tuple(a for a in state.active_arms if a not in dropped)
         seg_results, winner_streak, graduations = steps.segment_results(
-            settings, self.arms, segments, summary, allocation, state.winner_streak, steps.control_scale(data))
+            settings, self.arms, segments, summary, allocation, state.winner_streak, steps.control_scale(data),
+            posterior.interval_level("segment", settings.level))
         plan = make_plan(
             self.arms, [(seg.id, seg.rule) for seg in segments], allocation, weights=settings.weights,
             active_arms=active, default_allocation=population, round=state.round + 1,
@@ -282,7 +283,7 @@ class SequentialExperiment:
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=steps.lifts(self.arms, summary.extra["everyone"], settings.level),
+            lifts=steps.lifts(self.arms, summary.extra["everyone"], posterior.interval_level("average", settings.level)),
             ipw_arm_means=steps.ipw_arm_means(data),
             segments=tuple(replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results),
             cells=steps.cell_observations(summary, data, this_round, settings.level),

@@ -175,9 +175,11 @@ def control_scale(data: ExperimentData) -> float:
 def segment_results(
     settings: ExperimentSettings, arms: tuple[str, ...], segments: Sequence[Segment], summary: SegmentSummary,
     allocation: Mapping[Any, Mapping[str, float]], winner_streak: Mapping[tuple[str, str], int], scale: float,
+    level: float,
 ) -> tuple[list[SegmentResult], dict[tuple[str, str], int], list[Graduation]]:
-    """Per segment its result (lifts, expected loss, allocation), and the graduation proposals: a
-    segment's best arm, confidently positive and cheap to ship, for ``graduation_rounds`` rounds."""
+    """Per segment its result (lifts at ``level``: the segment intervals' calibrated level, expected
+    loss, allocation), and the graduation proposals: a segment's best arm, confidently positive and
+    cheap to ship, for ``graduation_rounds`` rounds."""
     new_streak: dict[tuple[str, str], int] = {}
     graduations: list[Graduation] = []
     results: list[SegmentResult] = []
@@ -196,7 +198,7 @@ def segment_results(
         results.append(SegmentResult(
             id=seg.id, description=description, rule=seg.rule, share=float(seg.share), best_arm=best,
             arm_best_probabilities={str(k): float(v) for k, v in seg.arm_best_probabilities.items()},
-            lifts=lifts(arms, draws, settings.level), expected_loss=loss,
+            lifts=lifts(arms, draws, level), expected_loss=loss,
             allocation={str(k): float(v) for k, v in allocation[seg.id].items()}, arm_probabilities={},
         ))
     return results, new_streak, graduations

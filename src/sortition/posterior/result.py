@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.posterior.calibration import Calibration
 from sortition.posterior.warm import WarmStart
 
 CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
@@ -53,6 +54,7 @@ class Posterior:
     the same shape (the revenue model's ``conversion`` and ``severity`` contrasts); ``baseline`` holds
     (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
     ``warm_start`` (BCF fits) is the last draw of the fit's forests, for ``fit(..., warm_start=...)`` next round.
+    ``calibration`` (from ``fit(..., calibration=PATH)``) corrects the levels of every credible interval.
     """
 
     arms: tuple
@@ -63,6 +65,7 @@ class Posterior:
     baseline: np.ndarray | None = field(default=None, repr=False)
     info: Mapping = field(default_factory=dict)
     warm_start: WarmStart | None = field(default=None, repr=False)
+    calibration: Calibration | None = field(default=None, repr=False)
 
     def __post_init__(self):
         d = self._draws
@@ -80,7 +83,7 @@ class Posterior:
     def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
                    baseline: np.ndarray | None = None, info: Mapping | None = None,
-                   warm_start: WarmStart | None = None) -> Posterior:
+                   warm_start: WarmStart | None = None, calibration: Calibration | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
@@ -100,7 +103,7 @@ class Posterior:
             if val.shape != c.shape:
                 raise ValueError(f"component {k!r} has shape {val.shape}, expected {c.shape}.")
         base = None if baseline is None else _frozen32(np.asarray(baseline).reshape(-1))
-        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start)
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, calibration)
 
     # --- shape ----------------------------------------------------------------------------------
     @property
@@ -172,9 +175,16 @@ class Posterior:
             out[s:s + step] = draws[s:s + step].mean(axis=1, dtype=np.float64)
         return out
 
-    def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1)."""
+    def interval_level(self, kind: str, level: float) -> float:
+        """The level an interval of ``kind`` ("visitor", "segment", "average") is computed at to cover
+        ``level``: the calibrated one when a calibration is attached, else ``level`` itself."""
         _check_level(level)
+        return level if self.calibration is None else self.calibration.level(kind, level)
+
+    def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1) (calibrated when a
+        calibration is attached)."""
+        level = self.interval_level("visitor", level)
         draws = self.contrast_draws(component)
         lo = np.empty((self.n, draws.shape[2]))
         hi = np.empty_like(lo)
@@ -191,6 +201,7 @@ class Posterior:
         (``baseline``) and ``mask`` is None.
         """
         m = self.mean_contrasts() if mask is None else self.segment_mean_contrasts(mask)
+        level = self.interval_level("average" if mask is None else "segment", level)
         lifts = summarize_lifts(self.arms, m, level)
         if self.baseline is None or mask is not None or not np.all(self.baseline > 0):
             return lifts
