@@ -8,7 +8,15 @@ import pytest
 from sortition.posterior import fit
 from sortition.posterior.calibration import LEVELS, Calibration, fit_calibration, isotonic
 from sortition.scenarios import generate
-from sortition.workflows.calibrate import SweepTask, calibrate, done_tasks, load_results, run_sweep, simulate_data
+from sortition.workflows.calibrate import (
+    SweepTask,
+    calibrate,
+    done_tasks,
+    held_out_table,
+    load_results,
+    run_sweep,
+    simulate_data,
+)
 
 
 def _under_covering() -> Calibration:
@@ -63,6 +71,10 @@ def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
     for curve in cal.coverage.values():
         assert np.all(np.diff(curve) >= 0) and 0.0 <= curve[0] <= curve[-1] <= 1.0
     assert Calibration.load(tmp_path / "cal.json") == cal and cal.meta["adaptive"] == [False, True]
+    # on its own results, the correction brings the pooled coverage to nominal (where the curve reaches it)
+    table = held_out_table(load_results(db), cal, levels=(0.8,))
+    before, after = table["visitor"][0.8]
+    assert abs(after - 0.8) <= abs(before - 0.8) + 1e-9
     with pytest.raises(ValueError, match="no sweep results"):
         fit_calibration([])
 

@@ -33,7 +33,8 @@ def calibrate(
     """Run (or resume) a calibration sweep on Dask, then fit and save the monotone interval correction."""
     from sortition.cli.demo import _quiet_engines
     from sortition.scenarios import SCENARIOS
-    from sortition.workflows.calibrate import calibrate as run, coverage_table, load_results, sweep_tasks
+    from sortition.workflows.calibrate import calibrate as run
+    from sortition.workflows.calibrate import coverage_table, load_results, sweep_tasks
 
     _quiet_engines()
     try:

@@ -11,9 +11,9 @@ import numpy as np
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
 from sortition.posterior.bcf import BCFSettings, fit_bcf
+from sortition.posterior.calibration import Calibration, as_calibration
 from sortition.posterior.result import Posterior
 from sortition.posterior.stratified import fit_stratified
-from sortition.posterior.calibration import Calibration, as_calibration
 from sortition.posterior.warm import WarmStart
 
 ENGINES = ("bcf", "stratified")

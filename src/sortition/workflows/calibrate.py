@@ -230,3 +230,18 @@ def coverage_table(results: Sequence[dict[str, Any]], levels: Sequence[float] = 
             curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
             out[kind] = {lv: float(curve[LEVELS.index(lv)]) for lv in levels}
     return out
+
+
+def held_out_table(results: Sequence[dict[str, Any]], calibration: Calibration,
+                   levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, dict[float, tuple[float, float]]]:
+    """Per kind and nominal level, (actual coverage before, after the correction) on other experiments'
+    results: "after" reads their pooled coverage curve at the corrected level (no refit needed)."""
+    out = {}
+    for kind in ("visitor", "segment", "average"):
+        rows = [(np.asarray(r["coverage"][kind]), r["weights"][kind]) for r in results if kind in r["coverage"]]
+        if not rows or kind not in calibration.coverage:
+            continue
+        curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
+        out[kind] = {lv: (float(np.interp(lv, LEVELS, curve)),
+                          float(np.interp(calibration.level(kind, lv), LEVELS, curve))) for lv in levels}
+    return out
