@@ -3,10 +3,12 @@
 Same configuration (the bundled Eppo test flags and bandit models), same subjects, same
 process. Eppo runs offline (``initial_configuration``, ``poll_interval_seconds=None``).
 Prints microseconds per call, median of several runs, and the ratio. Both clients get a
-no-op logger. Batch: Sortition's batch call per subject vs Eppo's per-call loop (Eppo has no
-batch call).
+no-op logger. Cold by default, the path users take: every run uses fresh clients and subject keys
+never seen before, so every event is built and no dedup cache is hit (``--warm`` repeats the same
+subjects on the same clients). Batch: Sortition's batch call per subject vs Eppo's per-call loop
+(Eppo has no batch call).
 
-    python benchmarks/serving.py [--subjects 2000] [--repeats 7]
+    python benchmarks/serving.py [--subjects 2000] [--repeats 7] [--warm]
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warm", action="store_true", help="same subjects and clients every run (dedup hits)")
     args = parser.parse_args()
     logging.getLogger("sortition.serving").setLevel(logging.ERROR)
 
@@ -91,30 +94,45 @@ def main() -> None:
     bandit_flags = (UFC / "bandit-flags-v1.json").read_bytes()
     models = (UFC / "bandit-models-v1.json").read_bytes()
 
-    ours = Client(Configuration.from_json(flags), NoopLogger())
-    ours_b = Client(Configuration.from_json(bandit_flags, models), NoopLogger())
-    ga, gb = ours.get_assignment, ours_b.get_bandit_action
-    ours_b.get_bandit_actions(BANDIT_FLAG, subjects[:50], ACTIONS, "default")  # import numpy outside the timing
+    sortition_flags = Configuration.from_json(flags)
+    sortition_bandits = Configuration.from_json(bandit_flags, models)
+    have_eppo = eppo_client(flags, None) is not None
+    runs = [subjects] * args.repeats if args.warm else [
+        [(f"r{r}-{k}", a) for k, a in subjects] for r in range(args.repeats)]
 
-    work = {
-        "get_assignment (single)": lambda: [ga(FLAG, k, a, "default") for k, a in subjects],
-        "get_assignments (batch, per subject)": lambda: ours.get_assignments(FLAG, subjects, "default"),
-        "get_bandit_action (single)": lambda: [gb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects],
-        "get_bandit_actions (batch, per subject)":
-            lambda: ours_b.get_bandit_actions(BANDIT_FLAG, subjects, ACTIONS, "default"),
-    }
+    def clients() -> dict:
+        """Fresh clients (cold: empty dedup caches), or the same ones when --warm."""
+        out = {"ours": Client(sortition_flags, NoopLogger()), "ours_b": Client(sortition_bandits, NoopLogger())}
+        if have_eppo:
+            out["eppo"], out["eppo_b"] = eppo_client(flags, None), eppo_client(bandit_flags, models)
+        return out
+
+    warm = clients()
+    warm["ours_b"].get_bandit_actions(BANDIT_FLAG, subjects[:50], ACTIONS, "default")  # import numpy first
+
+    def work(c: dict, subs: list) -> dict:
+        ga, gb = c["ours"].get_assignment, c["ours_b"].get_bandit_action
+        out = {
+            "get_assignment (single)": lambda: [ga(FLAG, k, a, "default") for k, a in subs],
+            "get_assignments (batch, per subject)": lambda: c["ours"].get_assignments(FLAG, subs, "default"),
+            "get_bandit_action (single)": lambda: [gb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subs],
+            "get_bandit_actions (batch, per subject)":
+                lambda: c["ours_b"].get_bandit_actions(BANDIT_FLAG, subs, ACTIONS, "default"),
+        }
+        if have_eppo:
+            es, eb = c["eppo"].get_string_assignment, c["eppo_b"].get_bandit_action
+            out["assign"] = lambda: [es(FLAG, k, a, "default") for k, a in subs]
+            out["bandit"] = lambda: [eb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subs]
+        return out
+
     peer_of = {"get_assignment (single)": "assign", "get_assignments (batch, per subject)": "assign",
                "get_bandit_action (single)": "bandit", "get_bandit_actions (batch, per subject)": "bandit"}
-    eppo = eppo_client(flags, None)
     agree = ""
-    if eppo is None:
+    if not have_eppo:
         print("eppo-server-sdk is not installed: showing Sortition's figures only (pip install eppo-server-sdk)")
     else:
-        es = eppo.get_string_assignment
-        eppo_b = eppo_client(bandit_flags, models)
-        eb = eppo_b.get_bandit_action
-        work["assign"] = lambda: [es(FLAG, k, a, "default") for k, a in subjects]
-        work["bandit"] = lambda: [eb(BANDIT_FLAG, k, a, ACTIONS, "default") for k, a in subjects]
+        es, eb = warm["eppo"].get_string_assignment, warm["eppo_b"].get_bandit_action
+        ga, gb = warm["ours"].get_assignment, warm["ours_b"].get_bandit_action
         mismatches = sum(es(FLAG, k, a, "default") != ga(FLAG, k, a, "default") for k, a in subjects)
         bandit_mismatches = 0
         for k, a in subjects:
@@ -125,18 +143,19 @@ def main() -> None:
 
     # Interleave the runs (ours, theirs, ours, ...) so load on a shared machine hits both alike;
     # the garbage collector is paused inside each timed run, as timeit does.
-    samples: dict[str, list[float]] = {name: [] for name in work}
-    for _ in range(args.repeats):
-        for name, fn in work.items():
+    samples: dict[str, list[float]] = {}
+    for subs in runs:
+        for name, fn in work(warm if args.warm else clients(), subs).items():
             gc.collect()
             gc.disable()
             t0 = time.perf_counter()
             fn()
-            samples[name].append((time.perf_counter() - t0) / n * 1e6)
+            samples.setdefault(name, []).append((time.perf_counter() - t0) / n * 1e6)
             gc.enable()
     median = {name: statistics.median(v) for name, v in samples.items()}
 
-    print(f"Sortition serving benchmark: {n} subjects, median of {args.repeats} runs, microseconds per call")
+    mode = "warm (repeated subjects, dedup hits)" if args.warm else "cold (fresh clients, new subjects, events built)"
+    print(f"Sortition serving benchmark: {n} subjects, {mode}, median of {args.repeats} runs, microseconds per call")
     print(f"{'call':42s} {'sortition':>10s} {'eppo-sdk':>10s} {'eppo/sortition':>15s}")
     for name, peer in peer_of.items():
         us, p = median[name], median.get(peer)

@@ -40,7 +40,7 @@ def simulated(tmp_path_factory):
     # stored order and the reward model's cross-fitting folds, are then the same on every run
     stamps = iter(f"2024-05-0{d}T12:00:00Z" for d in range(1, 10))
     with EventStore(path) as store, pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sortition.serving.batch.now_rfc3339", lambda: next(stamps))
+        patch.setattr("sortition.serving.client.now_rfc3339", lambda: next(stamps))
         simulate_bandit(env, rounds=3, subjects_per_round=600, seed=4, store=store)
         frame = store.bandit_rewards(REWARD_METRIC)
     contexts = env.sample_contexts(20_000, np.random.default_rng(99))  # the population, for the truth

@@ -126,8 +126,10 @@ def test_bandit_odd_inputs_never_raise():
     assert r.action in (None, "nike")
     bad = client.get_bandit_action("banner_bandit_flag", "alice", 12, {"nike": {}}, "default")
     assert bad == ("default", None, None, None)
+    # bad actions cost only the action: the flag's variation stands (issue 13 §6)
     also_bad = client.get_bandit_action("banner_bandit_flag", "alice", {}, "nike", "default")
-    assert also_bad.variation == "default" and also_bad.action is None
+    assert also_bad.variation == client.get_assignment("banner_bandit_flag", "alice", {}, "x")
+    assert also_bad.action is None
     assert client.get_assignment("banner_bandit_flag", "alice", ["not", "a", "dict"], "d") == "d"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,21 @@ from store._events import assignment, bandit
 UFC = Path(__file__).parents[1] / "conformance" / "eppo" / "ufc"
 
 
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the background writer did not write in time"
+        time.sleep(0.01)
+
+
 def test_events_wait_in_the_buffer_until_flush_or_a_full_buffer(store):
-    logger = AssignmentLogger(store, buffer_size=5)
+    logger = AssignmentLogger(store, buffer_size=5, flush_interval=None)
     for i in range(4):
         logger(assignment(f"s{i}"))
     assert logger.pending == 4 and store.counts()["assignment"] == 0
-    logger.log_assignment(assignment("s4"))  # the fifth fills the buffer
-    assert logger.pending == 0 and store.counts()["assignment"] == 5
+    logger.log_assignment(assignment("s4"))  # the fifth fills the buffer: the background thread writes it
+    _wait_for(lambda: store.counts()["assignment"] == 5)
+    assert logger.pending == 0
     bandits = BanditLogger(store, buffer_size=100)
     bandits(bandit("s1"))
     with bandits:
@@ -37,14 +46,15 @@ def test_a_bad_event_is_set_aside_without_raising(store):
     assert len(logger.rejected) == 1 and "subject" in logger.rejected[0][1]
 
 
-def test_a_failed_flush_keeps_the_events_and_a_later_flush_writes_them_once(store, monkeypatch):
-    logger = StoreLogger(store, buffer_size=3)
+def test_a_failed_flush_keeps_the_events_and_a_later_flush_writes_them_once(store, monkeypatch, caplog):
+    logger = StoreLogger(store, buffer_size=3, background=False)
     real_append = store.append
     monkeypatch.setattr(store, "append", lambda **kw: (_ for _ in ()).throw(OSError("connection lost")))
-    with pytest.warns(RuntimeWarning, match="will retry"):
+    with caplog.at_level("WARNING", logger="sortition.store"):
         for i in range(3):
             logger.log_assignment(assignment(f"s{i}"))
-    assert logger.pending == 3 and isinstance(logger.last_error, OSError)
+    assert "will retry" in caplog.text
+    assert logger.pending == 3 and isinstance(logger.last_error, OSError) and logger.failures == 1
     with pytest.raises(OSError):
         logger.flush()
     monkeypatch.setattr(store, "append", real_append)

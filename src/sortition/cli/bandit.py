@@ -103,22 +103,27 @@ def train(
     ),
     out_flags: Path | None = typer.Option(None, help="Write the flags file with banditReferences here."),
 ) -> None:
-    """Train a bandit model from the store's logged decisions and their rewards, and publish it."""
-    from sortition.learning import SqrtGamma, bandit_models_json, link_bandit, train_bandit
-    from sortition.learning.events import BanditEvents
+    """Train a bandit model from the store's logged decisions and their rewards, and publish it.
+
+    The ridge's sufficient statistics are computed in the store (SQL on DuckDB or PostgreSQL): the
+    events are never loaded into Python, so months of logs train in bounded memory.
+    """
+    from sortition.learning import SqrtGamma, bandit_models_json, link_bandit
+    from sortition.learning.sufficient import NoDecisionsError, model_from_statistics, store_statistics
     from sortition.store import EventStore
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
-    with EventStore(store) as event_store:
-        frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
-    if frame.empty:
-        raise typer.BadParameter(
-            f"no bandit decisions in {store}" + (f" for flag {flag_key!r}" if flag_key else ""),
-            param_hint="store",
-        )
-    model = train_bandit(
-        BanditEvents.from_frame(frame),
+    with EventStore(store) as event_store, console.status("computing sufficient statistics in the store..."):
+        try:
+            stats = store_statistics(event_store, metric, flag_key=flag_key, window=window)
+        except NoDecisionsError:
+            raise typer.BadParameter(
+                f"no bandit decisions in {store}" + (f" for flag {flag_key!r}" if flag_key else ""),
+                param_hint="store",
+            ) from None
+    model = model_from_statistics(
+        stats,
         bandit_key=bandit_key,
         gamma=SqrtGamma(gamma_scale) if gamma is None else gamma,
         action_probability_floor=floor,
@@ -128,9 +133,8 @@ def train(
     table = Table(title=f"bandit {bandit_key!r}: {model.n_events} events, gamma {model.gamma:.2f}")
     for col in ("action", "events", "intercept"):
         table.add_column(col, justify="right")
-    counts = frame["action"].value_counts()
     for key, c in model.coefficients.items():
-        table.add_row(key, str(int(counts.get(key, 0))), f"{c.intercept:.4f}")
+        table.add_row(key, str(stats.events.get(key, 0)), f"{c.intercept:.4f}")
     console.print(table)
     console.print(f"model written to {out}")
     if flags is not None and out_flags is not None:

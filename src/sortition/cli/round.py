@@ -64,7 +64,13 @@ def round_(
             f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control: {exp.arms[0]}), "
             f"outcome {exp.outcome}, engine {exp.engine}."
         )
-    if run.result is None:
+    if run.recovered:
+        console.print(
+            f"Round {exp.round_} was committed by a run that stopped before publishing its configuration: "
+            f"published it now. Serve configuration version [bold]{run.configuration_version}[/] (round "
+            f"{exp.round_})."
+        )
+    elif run.result is None:
         console.print(
             f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "
             f"(round 0, uniform) from the store, log assignments and '{metric}' outcomes, then run "

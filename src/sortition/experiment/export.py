@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from sortition.experiment.cells import CELLS, Plan, SegmentPlan
-
-TOTAL_SHARDS = 10_000
+from sortition.serving.sharding import TOTAL_SHARDS  # the one shard count (re-exported here)
 
 
 def largest_remainder(weights: Sequence[float] | np.ndarray, total: int) -> np.ndarray:

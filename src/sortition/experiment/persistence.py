@@ -11,13 +11,21 @@ Floats are written with Python's shortest round-trip repr, so values come back b
 non-finite floats are written as ``{"$float": "nan"}`` to keep the file strict JSON. Writes go to a
 temporary file in the same folder, then ``os.replace`` it over the target: a crash never leaves a
 half-written state.
+
+Integrity (docs/faults.md): the document carries ``checksum``, the SHA-256 of its canonical JSON
+without that field; a file whose content does not match is refused, and so is every inconsistency
+between its parts (row counts against the arrays, rounds against results and plans). Each write
+keeps the state it replaces as ``<name>.prev``, the previous round's good state to restore.
+Temporary files left by a process killed mid-write are removed by the next write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +41,10 @@ from sortition.experiment.state import ExperimentState
 from sortition.posterior.warm import WarmStart
 
 STATE_FORMAT = "sortition.experiment-state"
-STATE_VERSION = 1
+# 1: the first release. 2: the document carries its checksum (version-1 files, which have none, are
+# still read).
+STATE_VERSION = 2
+_READS = (1, 2)
 
 # constructor keywords saved as settings (``arms`` is saved on its own)
 SETTINGS = (
@@ -117,9 +128,16 @@ def frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def frame_from_json(doc: Mapping[str, Any]) -> pd.DataFrame:
+    """The frame :func:`frame_to_json` wrote; ValueError when a column's length is not ``n``."""
     data = {}
+    n = doc["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"inconsistent experiment state: the data's row count n is {n!r}")
     for col in doc["columns"]:
         dtype, values = col["dtype"], col["values"]
+        if len(values) != n:
+            raise ValueError(f"inconsistent experiment state: the data says n = {n} rows but column "
+                             f"{col['name']!r} has {len(values)} values")
         if dtype == "category":
             data[col["name"]] = pd.Categorical(values, categories=col["categories"])
         elif dtype.startswith("datetime64"):
@@ -310,11 +328,19 @@ def state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, 
 
     The state's posterior and tree are None: the next round refits them.
     """
+    try:
+        return _state_from_json(doc)
+    except (KeyError, TypeError, IndexError, AttributeError) as err:  # a part missing or of the wrong type
+        raise ValueError(f"malformed experiment state ({type(err).__name__}: {err}); it was not written by "
+                         "this Sortition, or was edited") from None
+
+
+def _state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any], ExperimentState]:
     if not isinstance(doc, Mapping) or doc.get("format") != STATE_FORMAT:
         found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
         raise ValueError(f"not a Sortition experiment state (format {found!r}, expected {STATE_FORMAT!r})")
     version = doc.get("version")
-    if version != STATE_VERSION:
+    if version not in _READS:
         raise ValueError(
             f"experiment state format version {version!r} is not supported: this Sortition reads version "
             f"{STATE_VERSION}; use the Sortition release that wrote it (or a newer one that migrates it)"
@@ -333,9 +359,11 @@ def state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, 
         raise ValueError(
             f"inconsistent experiment state: round {s['round']}, {len(results)} results, {len(plans)} plans"
         )
+    data = None if s["data"] is None else frame_from_json(s["data"])
+    _check_counts(data, results)
     state = ExperimentState(
         round=int(s["round"]),
-        data=None if s["data"] is None else frame_from_json(s["data"]),
+        data=data,
         plan=plans[-1],
         active_arms=tuple(s["active_arms"]),
         results=results,
@@ -347,11 +375,63 @@ def state_from_json(doc: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, 
     return tuple(doc["arms"]), settings, state
 
 
+def _check_counts(data: pd.DataFrame | None, results: tuple[RoundResult, ...]) -> None:
+    """Every round's row counts must add up to the rows saved; ValueError naming the first that does not."""
+    n = 0 if data is None else len(data)
+    total = 0
+    for r in results:
+        total += r.n_round
+        if r.n_total != total:
+            raise ValueError(f"inconsistent experiment state: round {r.round} says {r.n_total} rows in total, "
+                             f"its rounds add up to {total}")
+    if results and total != n:
+        raise ValueError(f"inconsistent experiment state: the rounds read {total} rows but the saved data "
+                         f"has {n}")
+
+
+def _checksum(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of the document's canonical JSON (sorted keys, no spaces), ``checksum`` left out."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _verify(doc: Any, path: Path) -> None:
+    if not isinstance(doc, dict):
+        return  # state_from_json says what it is
+    given = doc.get("checksum")
+    if given is None:
+        if doc.get("version") == 1:
+            return  # written before states carried checksums
+        raise ValueError(f"experiment state {str(path)!r} has no checksum: it was not written by Sortition "
+                         f"or was edited; restore {str(_backup(path))!r} (the previous good state)")
+    if given != _checksum(doc):
+        raise ValueError(
+            f"experiment state {str(path)!r} fails its checksum: its content changed after Sortition wrote "
+            f"it (a hand edit or a damaged disk). Nothing was run. Restore {str(_backup(path))!r} (the "
+            "state before the last round, whose exposures the next run then reads again) or the file "
+            "from your own backup"
+        )
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temp files of writes killed before their rename (SIGKILL skips the cleanup below)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def write_state(doc: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a state document to ``path`` atomically (temp file in the same folder + rename)."""
+    """Write a state document to ``path`` atomically (temp file in the same folder + rename), with its
+    checksum, keeping the file it replaces as ``<name>.prev``."""
     path = Path(path)
+    doc = {**doc, "checksum": _checksum(doc)}
     text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private; keep the mode of the file it replaces (0644 for a new one)
@@ -360,9 +440,14 @@ def write_state(doc: Mapping[str, Any], path: str | Path) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if path.exists():
+            prev_tmp = f"{tmp}.prev.tmp"  # same stale-temporary pattern: removed by the next write
+            shutil.copy2(path, prev_tmp)
+            os.replace(prev_tmp, _backup(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        Path(f"{tmp}.prev.tmp").unlink(missing_ok=True)
         raise
     return path
 
@@ -373,6 +458,17 @@ def read_state(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ValueError(f"experiment state {str(path)!r} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"), object_hook=_unfloat)
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"experiment state {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+                         f"{err.start}); restore {str(_backup(path))!r}") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"experiment state {str(path)!r} is not valid JSON: {err}") from None
+        raise ValueError(f"experiment state {str(path)!r} is not valid JSON: {err}; restore "
+                         f"{str(_backup(path))!r}") from None
+    except RecursionError:
+        raise ValueError(f"experiment state {str(path)!r} is nested too deeply to be a Sortition state "
+                         f"(a damaged or foreign file); restore {str(_backup(path))!r}") from None
+    if isinstance(raw, dict) and raw.get("format") == STATE_FORMAT and raw.get("version") in _READS:
+        _verify(raw, path)
+    return json.loads(text, object_hook=_unfloat)

@@ -135,6 +135,12 @@ class FeatureLayout:
         return out
 
 
+def numeric_column(group: str, key: str, mean: float, sd: float) -> NumericColumn:
+    """A numeric column standardized by the mean and (population) sd of its present values; a
+    constant (or never present) attribute keeps scale 1."""
+    return NumericColumn(group, key, mean, sd if sd > 1e-12 * max(1.0, abs(mean)) else 1.0)
+
+
 def fit_layout(
     numeric: dict[str, Sequence[dict[str, Any]]],
     categorical: dict[str, Sequence[dict[str, Any]]],
@@ -152,13 +158,8 @@ def fit_layout(
         keys = sorted({k for row in numeric[group] for k in row})
         for key in keys:
             xs = np.array([x for row in numeric[group] if (x := numeric_value(row.get(key))) is not None])
-            if xs.size == 0:
-                mean, scale = 0.0, 1.0
-            else:
-                mean = float(xs.mean())
-                sd = float(xs.std())
-                scale = sd if sd > 1e-12 * max(1.0, abs(mean)) else 1.0
-            num_cols.append(NumericColumn(group, key, mean, scale))
+            mean, sd = (float(xs.mean()), float(xs.std())) if xs.size else (0.0, 0.0)
+            num_cols.append(numeric_column(group, key, mean, sd))
         keys = sorted({k for row in categorical[group] for k in row})
         for key in keys:
             counts = Counter(

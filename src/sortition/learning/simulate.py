@@ -4,8 +4,11 @@ Each round, fresh synthetic subjects arrive; the current model, published as fla
 models JSON, is served by Sortition's ``Client`` (deterministic hash-based selection, exactly as
 in production), which logs every served action, with the actions offered, to the
 ``EventStore`` (so other models can be evaluated off-line on it: ``sortition bandit evaluate``);
-rewards are appended as outcomes; then the model is retrained from the store's decision-reward join over ALL rounds.
-Round 0 starts cold (an empty model: uniform weights).
+rewards are appended as outcomes; then the model is retrained from the store's decision-reward join over
+ALL rounds, in the store (``sortition.learning.sufficient``: SQL sufficient statistics).
+Round 0 starts cold (an empty model: uniform weights). With ``update_every=N`` the served model is
+also updated within each round, every N events (``sortition.learning.incremental``), starting from
+the round's retrained statistics, and the client is handed each new model version as it is made.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import numpy as np
 
 from sortition.learning.environment import SyntheticEnvironment
 from sortition.learning.events import BanditEvents
+from sortition.learning.incremental import ColdStart, IncrementalBandit
 from sortition.learning.model import BanditModel, bandit_flags_json, bandit_models_json
-from sortition.learning.training import SqrtGamma, cold_start_model, train_bandit
+from sortition.learning.sufficient import model_from_statistics, store_statistics
+from sortition.learning.training import SqrtGamma, cold_start_model
 from sortition.serving import Client, Configuration
 from sortition.store import EventStore, StoreLogger
 
@@ -36,7 +41,8 @@ class RoundResult:
         uniform_reward: mean expected reward had each action been equally likely.
         oracle_reward: mean expected reward of the best action for each subject.
         regret: oracle_reward - expected_reward.
-        gamma: the served model's gamma; n_trained: events the served model was trained on.
+        gamma: the served model's gamma; n_trained: events the served model was trained on;
+            model_version: the round's first served model; updates: in-round model updates.
     """
 
     round: int
@@ -49,6 +55,7 @@ class RoundResult:
     gamma: float
     n_trained: int
     model_version: str
+    updates: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,11 @@ class SimulationResult:
     @property
     def cumulative_regret(self) -> float:
         return float(sum(r.regret * r.n_subjects for r in self.rounds))
+
+
+def _configuration(model: BanditModel, flag_key: str) -> Configuration:
+    """What is published for ``model``: a flag routing all traffic to it, and the model file."""
+    return Configuration.from_json(bandit_flags_json(model, flag_key), bandit_models_json([model]))
 
 
 def simulate_bandit(
@@ -72,22 +84,34 @@ def simulate_bandit(
     store: EventStore | None = None,
     flag_key: str = "bandit-flag",
     on_round: Callable[[RoundResult], None] | None = None,
+    update_every: int | None = None,
+    cold_start: ColdStart = ColdStart(),
 ) -> SimulationResult:
     """Run the loop for ``rounds`` rounds and return per-round rewards and regret.
 
     Args:
         env: the synthetic environment (known truth).
-        gamma, action_probability_floor, l2: passed to :func:`train_bandit` each round.
+        gamma, action_probability_floor, l2: the training parameters (``train_bandit``'s).
         store: the event store the client logs to and training reads from (default: an
             in-memory DuckDB store). Rewards are appended as outcomes of metric "reward".
         on_round: called after each round (progress reporting).
+        update_every: None retrains once per round; N also updates the served model every N events
+            within a round (incremental ridge; versions ``"round-r+u"``).
+        cold_start: the incremental updates' ``ColdStart`` bonus (with ``update_every`` only).
     """
     if rounds < 1 or subjects_per_round < 1:
         raise ValueError(f"rounds ({rounds}) and subjects_per_round ({subjects_per_round}) must be >= 1")
     store = store if store is not None else EventStore(":memory:")
     logger = StoreLogger(store, buffer_size=max(subjects_per_round, 1))
     seeds = np.random.SeedSequence(seed).spawn(rounds)
+    options = {"bandit_key": "bandit", "gamma": gamma, "action_probability_floor": action_probability_floor,
+               "l2": l2}
     model = cold_start_model("bandit", gamma, action_probability_floor)
+    learner = None
+    if update_every is not None:
+        learner = IncrementalBandit.cold(update_every=update_every, cold_start=cold_start,
+                                         base_version="round-0", **options)
+        model = learner.model_
     keys = list(env.action_keys)
     offered = env.offered()
     results = []
@@ -95,34 +119,40 @@ def simulate_bandit(
         rng = np.random.default_rng(seeds[r])
         ctx = env.sample_contexts(subjects_per_round, rng, prefix=f"{seed}-{r}-")
         q = env.expected_rewards(ctx)
-        client = Client(
-            Configuration.from_json(bandit_flags_json(model, flag_key), bandit_models_json([model])),
-            bandit_logger=logger,
-        )
-        # the batch call: same results and events as get_bandit_action per subject, scored together
-        served = client.get_bandit_actions(
-            flag_key, [(ctx.subject[i], ctx.attributes(i)) for i in range(ctx.n)], offered, "none"
-        )
+        first_model, client = model, Client(_configuration(model, flag_key), bandit_logger=logger)
+        step = update_every or ctx.n
         chosen = np.empty(ctx.n, dtype=int)
-        for i, result in enumerate(served):
-            if result.action is None:
-                raise RuntimeError(f"the client served no action for {ctx.subject[i]}: {result}")
-            chosen[i] = keys.index(result.action)
-        logger.flush()
+        reward = np.empty(ctx.n)
+        updates = 0
+        for start in range(0, ctx.n, step):
+            rows = range(start, min(start + step, ctx.n))
+            # the batch call: same results and events as get_bandit_action per subject, scored together
+            served = client.get_bandit_actions(
+                flag_key, [(ctx.subject[i], ctx.attributes(i)) for i in rows], offered, "none"
+            )
+            probability = np.empty(len(rows))
+            for j, (i, result) in enumerate(zip(rows, served, strict=True)):
+                if result.action is None:
+                    raise RuntimeError(f"the client served no action for {ctx.subject[i]}: {result}")
+                chosen[i] = keys.index(result.action)
+                probability[j] = result.evaluation.action_weight
+            logger.flush()
+            idx = np.asarray(rows)
+            reward[idx] = env.draw_rewards(q[idx, chosen[idx]], rng)
+            now = dt.datetime.now(dt.UTC)
+            store.append_outcomes(
+                [
+                    {"subject": ctx.subject[i], "metric": REWARD_METRIC, "value": float(reward[i]),
+                     "timestamp": now}
+                    for i in rows
+                ]
+            )
+            new = _events(env, ctx, idx, chosen[idx], reward[idx], probability)
+            if learner is not None and learner.learn(new):
+                model = learner.model_
+                client.set_configuration(_configuration(model, flag_key))
+                updates += 1
         expected = q[np.arange(ctx.n), chosen]
-        reward = env.draw_rewards(expected, rng)
-        now = dt.datetime.now(dt.UTC)
-        store.append_outcomes(
-            [
-                {
-                    "subject": ctx.subject[i],
-                    "metric": REWARD_METRIC,
-                    "value": float(reward[i]),
-                    "timestamp": now,
-                }
-                for i in range(ctx.n)
-            ]
-        )
         result = RoundResult(
             round=r,
             n_subjects=ctx.n,
@@ -131,20 +161,36 @@ def simulate_bandit(
             uniform_reward=float(q.mean(axis=1).mean()),
             oracle_reward=float(q.max(axis=1).mean()),
             regret=float(q.max(axis=1).mean() - expected.mean()),
-            gamma=model.gamma,
-            n_trained=model.n_events,
-            model_version=model.model_version,
+            gamma=first_model.gamma,
+            n_trained=first_model.n_events,
+            model_version=first_model.model_version,
+            updates=updates,
         )
         results.append(result)
         if on_round is not None:
             on_round(result)
-        logged = store.bandit_rewards(REWARD_METRIC, flag_key=flag_key)
-        model = train_bandit(
-            BanditEvents.from_frame(logged),
-            bandit_key="bandit",
-            gamma=gamma,
-            action_probability_floor=action_probability_floor,
-            l2=l2,
-            model_version=f"round-{r + 1}",
-        )
+        stats = store_statistics(store, REWARD_METRIC, flag_key=flag_key)
+        model = model_from_statistics(stats, model_version=f"round-{r + 1}", **options)
+        if learner is not None:
+            learner = IncrementalBandit.from_statistics(
+                stats, update_every=update_every, cold_start=cold_start, base_version=f"round-{r + 1}",
+                **options,
+            )
+            model = learner.model_
     return SimulationResult(tuple(results), model)
+
+
+def _events(env: SyntheticEnvironment, ctx, rows: np.ndarray, chosen: np.ndarray, reward: np.ndarray,
+            probability: np.ndarray) -> BanditEvents:
+    """The served decisions of ``rows`` as training events (what the store's join would give)."""
+    keys = env.action_keys
+    groups = [env.actions[keys[a]] for a in chosen]
+    return BanditEvents(
+        action=np.array([keys[a] for a in chosen], dtype=object),
+        reward=np.asarray(reward, dtype=float),
+        action_probability=np.asarray(probability, dtype=float),
+        subject_numeric=tuple(ctx.numeric[i] for i in rows),
+        subject_categorical=tuple(ctx.categorical[i] for i in rows),
+        action_numeric=tuple(g.get("numericAttributes", {}) for g in groups),
+        action_categorical=tuple(g.get("categoricalAttributes", {}) for g in groups),
+    )

@@ -63,13 +63,20 @@ def ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, penalized: np.
     Returns: (p,) coefficients.
     """
     Xw = X * w[:, None]
-    A = X.T @ Xw
+    return solve_ridge(X.T @ Xw, Xw.T @ y, l2, penalized)
+
+
+def solve_ridge(xtwx: np.ndarray, xtwy: np.ndarray, l2: float, penalized: np.ndarray) -> np.ndarray:
+    """The ridge coefficients from the sufficient statistics: (X'WX + l2 P + 1e-10 I)^-1 X'Wy.
+
+    Args: xtwx (p, p), xtwy (p,), l2 >= 0, penalized (p,) bool. Returns (p,); ``xtwx`` is not changed.
+    """
+    A = np.array(xtwx, dtype=np.float64)
     A[np.diag_indices_from(A)] += l2 * penalized + 1e-10  # tiny jitter: collinear one-hot blocks
-    b = Xw.T @ y
     try:
-        return np.linalg.solve(A, b)
+        return np.linalg.solve(A, xtwy)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(A, b, rcond=None)[0]
+        return np.linalg.lstsq(A, xtwy, rcond=None)[0]
 
 
 def importance_weights(probability: np.ndarray, how: Literal["ips", "none"], max_weight: float) -> np.ndarray:
@@ -81,7 +88,8 @@ def importance_weights(probability: np.ndarray, how: Literal["ips", "none"], max
     raise ValueError(f"importance_weighting is {how!r}; use 'ips' or 'none'")
 
 
-def _action_coefficients(action: str, layout: FeatureLayout, beta: np.ndarray) -> ActionCoefficients:
+def action_coefficients(action: str, layout: FeatureLayout, beta: np.ndarray) -> ActionCoefficients:
+    """One action's serving coefficients from its fitted (p,) vector in ``layout``'s columns."""
     raw = layout.coefficients(beta)
     num = lambda g: tuple(raw[f"{g}_numeric"])  # noqa: E731
     cat = lambda g: tuple((k, MappingProxyType(v), m) for k, v, m in raw[f"{g}_categorical"])  # noqa: E731
@@ -92,6 +100,34 @@ def _action_coefficients(action: str, layout: FeatureLayout, beta: np.ndarray) -
         subject_categorical=cat("subject"),
         action_numeric=num("action"),
         action_categorical=cat("action"),
+    )
+
+
+def check_training(action_probability_floor: float, l2: float, max_importance_weight: float) -> None:
+    """Validate the training parameters both training paths share (raises ValueError)."""
+    if not (0.0 <= action_probability_floor <= 1.0):
+        raise ValueError(f"action_probability_floor is {action_probability_floor!r}; it must be in [0, 1]")
+    if not (l2 >= 0 and math.isfinite(l2)):
+        raise ValueError(f"l2 is {l2!r}; it must be a finite number >= 0")
+    if not max_importance_weight >= 1:
+        raise ValueError(f"max_importance_weight is {max_importance_weight!r}; it must be >= 1")
+
+
+def assemble_model(
+    coefficients: dict[str, ActionCoefficients], *, n_events: int, default_action_score: float,
+    bandit_key: str, gamma: float | SqrtGamma, action_probability_floor: float, model_version: str | None,
+    model_name: str,
+) -> BanditModel:
+    """The BanditModel of fitted coefficients (``model_version`` None: the number of events)."""
+    return BanditModel(
+        bandit_key=bandit_key,
+        gamma=resolve_gamma(gamma, n_events),
+        default_action_score=float(default_action_score),
+        action_probability_floor=float(action_probability_floor),
+        coefficients=coefficients,
+        model_version=model_version if model_version is not None else str(n_events),
+        model_name=model_name,
+        n_events=n_events,
     )
 
 
@@ -133,12 +169,7 @@ def train_bandit(
     probability model).
     """
     ev = BanditEvents.coerce(events)
-    if not (0.0 <= action_probability_floor <= 1.0):
-        raise ValueError(f"action_probability_floor is {action_probability_floor!r}; it must be in [0, 1]")
-    if not (l2 >= 0 and math.isfinite(l2)):
-        raise ValueError(f"l2 is {l2!r}; it must be a finite number >= 0")
-    if not max_importance_weight >= 1:
-        raise ValueError(f"max_importance_weight is {max_importance_weight!r}; it must be >= 1")
+    check_training(action_probability_floor, l2, max_importance_weight)
     weights = importance_weights(ev.action_probability, importance_weighting, max_importance_weight)
     coefficients: dict[str, ActionCoefficients] = {}
     for action in ev.actions:
@@ -152,18 +183,13 @@ def train_bandit(
         X = layout.encode(numeric, categorical)
         w = weights[rows] / weights[rows].mean()
         beta = ridge(X, sub.reward, w, l2, layout.penalized())
-        coefficients[action] = _action_coefficients(action, layout, beta)
+        coefficients[action] = action_coefficients(action, layout, beta)
     if default_action_score is None:
         default_action_score = float(np.average(ev.reward, weights=weights))
-    return BanditModel(
-        bandit_key=bandit_key,
-        gamma=resolve_gamma(gamma, ev.n),
-        default_action_score=float(default_action_score),
-        action_probability_floor=float(action_probability_floor),
-        coefficients=coefficients,
-        model_version=model_version if model_version is not None else str(ev.n),
+    return assemble_model(
+        coefficients, n_events=ev.n, default_action_score=default_action_score, bandit_key=bandit_key,
+        gamma=gamma, action_probability_floor=action_probability_floor, model_version=model_version,
         model_name=model_name,
-        n_events=ev.n,
     )
 
 

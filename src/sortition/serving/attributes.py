@@ -71,12 +71,16 @@ class Attributes:
 
 
 def numeric_value(value: Any) -> float | None:
-    """A finite number from a numeric-group value, else ``None`` (missing)."""
-    if value.__class__ is float or value.__class__ is int:
+    """A finite number from a numeric-group value, else ``None`` (missing; an int beyond float
+    range too: it is this attribute that is missing, the rest of the request is unaffected)."""
+    if value.__class__ is float:
         return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value if math.isfinite(value) else None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:
+        return None
 
 
 def categorical_value(value: Any) -> str | None:

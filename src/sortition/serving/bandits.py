@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from sortition.serving.attributes import Attributes
+from sortition.serving.attributes import Attributes, numeric_value
 from sortition.serving.conditions import js_string
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS, first_uint32, shard
-from sortition.serving.sharding import md5 as _md5
+from sortition.serving.events import now_rfc3339
+from sortition.serving.sharding import TOTAL_SHARDS, salted, shard
+from sortition.serving.validation import ConfigurationError, arr, number, obj, show, string
 
 # (attribute key, coefficient, missing-value coefficient)
 NumericTerm = tuple[str, float, float]
@@ -50,22 +51,89 @@ class ActionCoefficients:
 
 @dataclass(frozen=True, slots=True)
 class BanditModel:
-    """A bandit's model data (the ``modelData`` object of the bandit-model JSON).
+    """A contextual bandit's model: what the evaluator scores, what training produces, and one
+    entry of a bandit-models-v1 file (:meth:`to_json` / :meth:`from_json`). The one model type
+    (``sortition.learning.BanditModel`` is this class).
 
     Attributes:
-        gamma: inverse-gap weighting strength (>= 0; larger = greedier).
-        action_probability_floor: total floor; each action gets at least ``floor / n_actions``.
+        bandit_key: the bandit's key (also the flag variation value that routes to it).
+        gamma: inverse-gap weighting strength (finite, >= 0; 0 = uniform, larger = greedier).
         default_action_score: score of an action the model has no coefficients for.
-        coefficients: action key -> :class:`ActionCoefficients`.
-        bandit_key, model_version: identification, carried into events.
+        action_probability_floor: total floor in [0, 1]; each action gets at least ``floor / n``.
+        coefficients: action key -> :class:`ActionCoefficients` (read-only mapping).
+        model_version, model_name, updated_at: metadata, carried into events and the JSON.
+        n_events: events the model was trained on (0 when read from JSON; not serialized).
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) for a bad ``gamma`` or floor
+            (:func:`check_gamma_floor`, the one check).
     """
 
+    bandit_key: str
     gamma: float
-    action_probability_floor: float
     default_action_score: float
+    action_probability_floor: float
     coefficients: Mapping[str, ActionCoefficients]
-    bandit_key: str = ""
-    model_version: str = ""
+    model_version: str = "1"
+    model_name: str = "sortition-ridge"
+    updated_at: str = field(default_factory=now_rfc3339)
+    n_events: int = field(default=0, compare=False)  # training metadata, not part of the model
+
+    def __post_init__(self) -> None:
+        check_gamma_floor(self.gamma, self.action_probability_floor, "model")
+        if not isinstance(self.coefficients, MappingProxyType):
+            object.__setattr__(self, "coefficients", MappingProxyType(dict(self.coefficients)))
+
+    def model_data(self) -> dict[str, Any]:
+        """The ``modelData`` object."""
+        return {
+            "gamma": self.gamma,
+            "defaultActionScore": self.default_action_score,
+            "actionProbabilityFloor": self.action_probability_floor,
+            "coefficients": {k: action_coefficients_json(c) for k, c in self.coefficients.items()},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """This model's entry in a bandit-models-v1 file's ``bandits`` object."""
+        return {
+            "banditKey": self.bandit_key,
+            "modelName": self.model_name,
+            "updatedAt": self.updated_at,
+            "modelVersion": self.model_version,
+            "modelData": self.model_data(),
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> BanditModel:
+        """Read one entry ``{banditKey, modelVersion, modelData, ...}`` of a bandit-models-v1 file."""
+        if not isinstance(entry, Mapping) or "modelData" not in entry:
+            raise ConfigurationError("bandits", "a bandit model entry needs 'banditKey' and 'modelData' "
+                                     "(bandit-models-v1)")
+        return parse_bandit_model(entry, path=f"bandits.{_optional_text(entry.get('banditKey'), 'banditKey')}")
+
+    def serving_model(self) -> BanditModel:
+        """This model (kept for callers of the former learning-side type)."""
+        return self
+
+
+def _numeric_json(terms: tuple[NumericTerm, ...]) -> list[dict[str, Any]]:
+    return [{"attributeKey": k, "coefficient": c, "missingValueCoefficient": m} for k, c, m in terms]
+
+
+def _categorical_json(terms: tuple[CategoricalTerm, ...]) -> list[dict[str, Any]]:
+    return [{"attributeKey": k, "valueCoefficients": dict(v), "missingValueCoefficient": m} for k, v, m in terms]
+
+
+def action_coefficients_json(c: ActionCoefficients) -> dict[str, Any]:
+    """One action's entry of ``modelData.coefficients``."""
+    return {
+        "actionKey": c.action_key,
+        "intercept": c.intercept,
+        "actionNumericCoefficients": _numeric_json(c.action_numeric),
+        "actionCategoricalCoefficients": _categorical_json(c.action_categorical),
+        "subjectNumericCoefficients": _numeric_json(c.subject_numeric),
+        "subjectCategoricalCoefficients": _categorical_json(c.subject_categorical),
+    }
 
 
 class BanditEvaluation(NamedTuple):
@@ -89,37 +157,37 @@ class BanditEvaluation(NamedTuple):
 # ---------------------------------------------------------------- parsing
 
 
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{path}: expected a finite number, got {value!r}")
-    return float(value)
+def check_gamma_floor(gamma: float, floor: float, path: str = "modelData") -> None:
+    """The one check of a model's parameters: ``gamma`` finite and >= 0, ``floor`` in [0, 1].
+
+    Raises:
+        ConfigurationError: naming ``path.gamma`` or ``path.actionProbabilityFloor``.
+    """
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+        raise ConfigurationError(f"{path}.gamma", f"must be a finite number >= 0, got {show(gamma)}")
+    if not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
+        raise ConfigurationError(f"{path}.actionProbabilityFloor", f"must be in [0, 1], got {show(floor)}")
 
 
-def _string(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{path}: expected a string, got {value!r}")
-    return value
-
-
-def _list(value: Any, path: str) -> list:
+def _optional_text(value: Any, path: str) -> str:
+    """A key or version: a string, or a number written as JavaScript would; ``""`` when absent."""
     if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
-    return value
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return js_string(value)
+    return string(value, path)
 
 
 def _numeric_terms(items: Any, path: str) -> tuple[NumericTerm, ...]:
     terms = []
-    for i, item in enumerate(_list(items, path)):
+    for i, item in enumerate(arr(items, path, null_ok=True)):
         p = f"{path}[{i}]"
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{p}: expected an object, got {item!r}")
+        item = obj(item, p)
         terms.append(
             (
-                _string(item.get("attributeKey"), f"{p}.attributeKey"),
-                _number(item.get("coefficient"), f"{p}.coefficient"),
-                _number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
+                string(item.get("attributeKey"), f"{p}.attributeKey"),
+                number(item.get("coefficient"), f"{p}.coefficient"),
+                number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
             )
         )
     return tuple(terms)
@@ -127,22 +195,16 @@ def _numeric_terms(items: Any, path: str) -> tuple[NumericTerm, ...]:
 
 def _categorical_terms(items: Any, path: str) -> tuple[CategoricalTerm, ...]:
     terms = []
-    for i, item in enumerate(_list(items, path)):
+    for i, item in enumerate(arr(items, path, null_ok=True)):
         p = f"{path}[{i}]"
-        if not isinstance(item, Mapping):
-            raise ValueError(f"{p}: expected an object, got {item!r}")
-        values = item.get("valueCoefficients")
-        if not isinstance(values, Mapping):
-            raise ValueError(f"{p}.valueCoefficients: expected an object, got {values!r}")
-        table = {
-            _string(k, f"{p}.valueCoefficients key"): _number(v, f"{p}.valueCoefficients.{k}")
-            for k, v in values.items()
-        }
+        item = obj(item, p)
+        values = obj(item.get("valueCoefficients"), f"{p}.valueCoefficients")
+        table = {k: number(v, f"{p}.valueCoefficients.{k}") for k, v in values.items()}
         terms.append(
             (
-                _string(item.get("attributeKey"), f"{p}.attributeKey"),
+                string(item.get("attributeKey"), f"{p}.attributeKey"),
                 MappingProxyType(table),
-                _number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
+                number(item.get("missingValueCoefficient"), f"{p}.missingValueCoefficient"),
             )
         )
     return tuple(terms)
@@ -153,36 +215,29 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
     ``{banditKey, modelVersion, modelData}``.
 
     Raises:
-        ValueError: naming the JSON path of the first bad field.
+        ConfigurationError: (a ``ValueError``) naming the JSON path of the first bad field.
     """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
-    bandit_key = model_version = ""
+    data = obj(data, path)
+    bandit_key = model_version = model_name = updated_at = ""
     if "modelData" in data:
-        bandit_key = str(data.get("banditKey") or "")
-        model_version = js_string(data.get("modelVersion")) if data.get("modelVersion") is not None else ""
+        bandit_key = _optional_text(data.get("banditKey"), f"{path}.banditKey")
+        model_version = _optional_text(data.get("modelVersion"), f"{path}.modelVersion")
+        model_name = _optional_text(data.get("modelName"), f"{path}.modelName")
+        updated_at = _optional_text(data.get("updatedAt"), f"{path}.updatedAt")
         path = f"{path}.modelData" if path != "modelData" else path
-        data = data["modelData"]
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
-    gamma = _number(data.get("gamma"), f"{path}.gamma")
-    floor = _number(data.get("actionProbabilityFloor", 0.0), f"{path}.actionProbabilityFloor")
-    default = _number(data.get("defaultActionScore", 0.0), f"{path}.defaultActionScore")
-    if not math.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"{path}.gamma: must be a finite number >= 0, got {gamma!r}")
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"{path}.actionProbabilityFloor: must be in [0, 1], got {floor!r}")
-    raw = data.get("coefficients") or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path}.coefficients: expected an object, got {type(raw).__name__}")
+        data = obj(data["modelData"], path)
+    gamma = number(data.get("gamma"), f"{path}.gamma")
+    floor = number(data.get("actionProbabilityFloor", 0.0), f"{path}.actionProbabilityFloor")
+    default = number(data.get("defaultActionScore", 0.0), f"{path}.defaultActionScore")
+    check_gamma_floor(gamma, floor, path)
+    raw = obj(data.get("coefficients") or {}, f"{path}.coefficients")
     coefficients = {}
     for key, c in raw.items():
         p = f"{path}.coefficients.{key}"
-        if not isinstance(c, Mapping):
-            raise ValueError(f"{p}: expected an object, got {c!r}")
+        c = obj(c, p)
         coefficients[key] = ActionCoefficients(
             action_key=key,
-            intercept=_number(c.get("intercept", 0.0), f"{p}.intercept"),
+            intercept=number(c.get("intercept", 0.0), f"{p}.intercept"),
             subject_numeric=_numeric_terms(c.get("subjectNumericCoefficients"), f"{p}.subjectNumericCoefficients"),
             subject_categorical=_categorical_terms(
                 c.get("subjectCategoricalCoefficients"), f"{p}.subjectCategoricalCoefficients"
@@ -192,7 +247,8 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
                 c.get("actionCategoricalCoefficients"), f"{p}.actionCategoricalCoefficients"
             ),
         )
-    return BanditModel(gamma, floor, default, MappingProxyType(coefficients), bandit_key, model_version)
+    return BanditModel(bandit_key, gamma, default, floor, MappingProxyType(coefficients), model_version,
+                       model_name, updated_at)
 
 
 # ---------------------------------------------------------------- scoring
@@ -222,12 +278,17 @@ def _numeric_sum(terms: tuple[NumericTerm, ...], values: Mapping[str, Any]) -> f
     for key, coefficient, missing in terms:
         v = values.get(key)
         cls = v.__class__
-        if (cls is float or cls is int) and _isfinite(v):
-            total += v * coefficient
-        elif v is not None and cls is not bool and isinstance(v, (int, float)) and _isfinite(v):
-            total += float(v) * coefficient
-        else:
+        if cls is float or cls is int:
+            try:
+                if _isfinite(v):
+                    total += v * coefficient
+                    continue
+            except OverflowError:  # an int beyond float range is missing, and only it
+                pass
             total += missing
+        else:
+            x = numeric_value(v)  # int/float subclasses count as numbers; bool and others: missing
+            total += missing if x is None else float(x) * coefficient
     return total
 
 
@@ -365,32 +426,37 @@ def action_weights(
     return _weights_sorted(_js_sorted(scores), scores, gamma, action_probability_floor)[0]
 
 
-def _shuffle(prefix: str, keys: list[str]) -> list[str]:
-    """``keys`` (already in JS order) sorted by ``shard(prefix + key)``; the sort is stable, so
-    equal shards keep key order."""
-    shard_of = dict(zip(keys, [
-        first_uint32(_md5((prefix + k).encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS for k in keys
-    ]))
+def _shuffle(hasher: Any, keys: list[str]) -> list[str]:
+    """``keys`` (already in JS order) sorted by ``shard(prefix + "-" + key)`` where ``hasher =
+    salted(prefix)``; the sort is stable, so equal shards keep key order."""
+    shard_of = {k: shard(f"-{k}", TOTAL_SHARDS, hasher) for k in keys}
     return sorted(keys, key=shard_of.__getitem__)
 
 
 def shuffled_actions(flag_key: str, subject_key: str, keys) -> list[str]:
     """Actions in the subject's deterministic order: by ``shard(f"{flag}-{subject}-{key}")``, ties by key."""
-    return _shuffle(f"{flag_key}-{subject_key}-", _js_sorted(keys))
+    return _shuffle(salted(f"{flag_key}-{subject_key}"), _js_sorted(keys))
+
+
+def _select(hasher: Any, keys: list[str], weights: Mapping[str, float]) -> str:
+    """The first action, in the shuffled order, whose running weight exceeds the subject's
+    threshold ``shard(prefix, 10000) / 10000`` (``hasher = salted(prefix)``); if rounding
+    selects none, the last one (never raise)."""
+    shuffled = _shuffle(hasher, keys)
+    threshold = shard("", TOTAL_SHARDS, hasher) / TOTAL_SHARDS
+    cumulative = 0.0
+    for k in shuffled:
+        cumulative += weights[k]
+        if cumulative > threshold:
+            return k
+    return shuffled[-1]
 
 
 def select_action(flag_key: str, subject_key: str, weights: Mapping[str, float]) -> str:
     """The action this subject gets under ``weights`` (see the module docstring)."""
     if not weights:
         raise ValueError("weights is empty: there is no action to select")
-    shuffled = shuffled_actions(flag_key, subject_key, weights)
-    threshold = shard(f"{flag_key}-{subject_key}", BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
-    cumulative = 0.0
-    for k in shuffled:
-        cumulative += weights[k]
-        if cumulative > threshold:
-            return k
-    return shuffled[-1]  # rounding left nothing selected: take the last (never raise)
+    return _select(salted(f"{flag_key}-{subject_key}"), _js_sorted(weights), weights)
 
 
 def evaluate_bandit(
@@ -415,20 +481,7 @@ def evaluate_bandit(
     scores = {k: _score(model, subject, k, attributes_view(a)) for k, a in actions.items()}
     keys = _js_sorted(scores)
     weights, _, top = _weights_sorted(keys, scores, model.gamma, model.action_probability_floor)
-    prefix = f"{flag_key}-{subject_key}"
-    pre = prefix + "-"
-    # Shuffle: a stable sort by shard over keys already in JS order breaks ties by key.
-    shuffled = _shuffle(pre, keys)
-    threshold = (first_uint32(_md5(prefix.encode()).digest())[0] % BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
-    cumulative = 0.0
-    chosen = None
-    for k in shuffled:
-        cumulative += weights[k]
-        if cumulative > threshold:
-            chosen = k
-            break
-    if chosen is None:  # rounding left nothing selected: take the last (never raise)
-        chosen = shuffled[-1]
+    chosen = _select(salted(f"{flag_key}-{subject_key}"), keys, weights)
     score = scores[chosen]
     return BanditEvaluation(flag_key, subject_key, chosen, score, weights[chosen], model.gamma, top - score,
                             subject_attributes, actions[chosen])

@@ -1,116 +1,43 @@
 """Many subjects, one flag, one action set: bandit actions scored together with numpy.
 
-Results are identical to :meth:`Client.get_bandit_action` subject by subject: every float is
-produced by the same IEEE operations in the same order (element-wise adds in the scorer's
+:func:`evaluate_many` is :func:`~sortition.serving.bandits.evaluate_bandit` for many subjects
+(the Client's batch call uses it; it imports nothing from the Client). Results are identical
+to :meth:`Client.get_bandit_action` subject by subject: every float is produced by the same IEEE operations in the same order (element-wise adds in the scorer's
 order, weights accumulated sequentially with ``cumsum`` in key order), and the shard hash is
 the same md5.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from sortition.serving.attributes import Attributes, numeric_value
+from sortition.serving.attributes import numeric_value
 from sortition.serving.bandits import (
     BanditEvaluation,
     BanditModel,
     _categorical_sum,
-    attributes_view,
-    categorical_key,
     _js_sorted,
     _numeric_sum,
+    attributes_view,
+    categorical_key,
     evaluate_bandit,
 )
-from sortition.serving.results import BanditResult
-from sortition.serving.events import now_rfc3339, offered_groups
 from sortition.serving.md5_batch import shards, shards_product
-from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
-
-logger = logging.getLogger("sortition.serving")
-
-# Below this many subjects per bandit the scalar evaluator is as fast.
-MIN_VECTOR = 16
+from sortition.serving.sharding import TOTAL_SHARDS
 
 
-def bandit_batch(client, cfg, flag_key: str, subjects: Any, actions: Any, default: str) -> list[BanditResult]:
-    from sortition.serving.client import _STRING, _actions, _report_failure
-
-    items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
-    action_map = _actions(actions)
-    stamp = now_rfc3339()  # the events of one call share its timestamp
-    try:
-        assigned = client._assign_many(cfg, flag_key, items, default, _STRING, stamp)
-    except Exception:  # noqa: BLE001 - never raise from evaluation
-        _report_failure("sortition: get_bandit_actions(%r) failed; serving the default", flag_key)
-        return [BanditResult(default, None) for _ in items]
-    n = len(items)
-    values = [v for v, _ in assigned]
-    chosen: list[Any] = [None] * n
-    evaluations_of: list[Any] = [None] * n
-    groups: dict[str, list[int]] = {}
-    links: dict[Any, Any] = {}  # variation value -> link (few distinct values)
-    unmodelled: set[str] = set()
-    if action_map:
-        for i, (value, variation_key) in enumerate(assigned):
-            if variation_key is None:
-                continue
-            link = links.get(value, _MISSING)
-            if link is _MISSING:
-                link = links[value] = cfg.bandit_link(flag_key, value)
-            if link is None:
-                continue
-            if link.bandit_key not in cfg.bandits:
-                unmodelled.add(link.bandit_key)
-                continue
-            groups.setdefault(link.bandit_key, []).append(i)
-    for bandit_key in sorted(unmodelled):
-        logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
-    versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
-    action_groups: dict[str, tuple[dict, dict]] = {}  # action key -> cleaned attribute groups, built once
-    offered = None  # every offered action's cleaned groups, built once per call when logged
-    for bandit_key, idx in groups.items():
-        model = cfg.bandits[bandit_key]
-        keys = [items[i][0] for i in idx]
-        attrs = [items[i][1] for i in idx]
-        try:
-            if len(idx) < MIN_VECTOR:
-                evaluations = [evaluate_bandit(flag_key, k, a, action_map, model) for k, a in zip(keys, attrs)]
-            else:
-                evaluations = _evaluate_many(flag_key, keys, attrs, action_map, model)
-            if offered is None and client._log_bandit is not None and client._log_offered:
-                offered = offered_groups(action_map)
-        except Exception:  # noqa: BLE001
-            _report_failure("sortition: batch scoring failed for bandit %r; serving no action", bandit_key)
-            continue
-        version = model.model_version or versions.get(bandit_key)
-        log = client._log_bandit is not None
-        for i, e in zip(idx, evaluations):
-            chosen[i] = e.action_key
-            evaluations_of[i] = e
-            if log:
-                groups_of_action = action_groups.get(e.action_key)
-                if groups_of_action is None:
-                    a = Attributes.coerce(e.action_attributes)
-                    groups_of_action = (a.numeric_clean(), a.categorical_clean())
-                    action_groups[e.action_key] = groups_of_action
-                client._emit_bandit(bandit_key, version, e, stamp, groups_of_action, offered=offered)
-    return [BanditResult(v, a, None, e) for v, a, e in zip(values, chosen, evaluations_of)]
-
-
-_MISSING = object()
-
-
-def _evaluate_many(
+def evaluate_many(
     flag_key: str,
     subject_keys: list[str],
     subjects: list[Any],
     actions: dict[str, Any],
     model: BanditModel,
 ) -> list[BanditEvaluation]:
+    """One :class:`BanditEvaluation` per subject (``subject_keys[i]``, ``subjects[i]``), identical
+    to ``evaluate_bandit`` subject by subject: scores as an ``(n, k)`` matrix, weights and the
+    shuffle in numpy, ``k = len(actions)``."""
     keys = _js_sorted(actions)  # column order = JS key order (top-score ties, shuffle ties)
     n, k = len(subjects), len(keys)
     scores = _score_matrix(subjects, keys, actions, model)
@@ -126,8 +53,8 @@ def _evaluate_many(
     weights[rows, best] = np.maximum(1 - others, 0.0)
 
     prefixes = [f"{flag_key}-{s}" for s in subject_keys]
-    action_shards = shards_product([p + "-" for p in prefixes], keys, BANDIT_ASSIGNMENT_SHARDS)  # (n, k)
-    threshold = shards(prefixes, BANDIT_ASSIGNMENT_SHARDS) / BANDIT_ASSIGNMENT_SHARDS
+    action_shards = shards_product([p + "-" for p in prefixes], keys, TOTAL_SHARDS)  # (n, k)
+    threshold = shards(prefixes, TOTAL_SHARDS) / TOTAL_SHARDS
     order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")
     running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
     hit = running > threshold[:, None]

@@ -1,8 +1,13 @@
 """``Client``: request-time flag assignments and bandit actions over a swappable Configuration.
 
+One evaluation function, :meth:`Client._evaluate`, serves every flag call: the single call, the
+details call (which passes a list that collects the trace) and the batch calls (which evaluate
+subject by subject with it, with shards precomputed in bulk for large audiences). Bandit calls
+add the action on top of it.
+
 Every evaluation reads the configuration reference once, so a concurrent
-:meth:`Client.set_configuration` is seen whole or not at all. Evaluations never raise: a
-problem returns the default, and is reported in the details and through ``logging``.
+:meth:`Client.set_configuration` is seen whole or not at all. Evaluations never raise: a problem
+returns the default, and is reported in the details and through ``logging``.
 """
 
 from __future__ import annotations
@@ -11,22 +16,25 @@ import copy
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from time import time
 from typing import Any
 
 from sortition.serving.attributes import Attributes
 from sortition.serving.bandits import BanditEvaluation, evaluate_bandit
 from sortition.serving.configuration import Configuration
-from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag, match_flag_many
+from sortition.serving.evaluation import UNEVALUATED, hash_attribute_names, match_flag
 from sortition.serving.events import (
     DedupCache,
     assignment_event,
     bandit_event,
+    clean_groups,
     now_rfc3339,
     offered_event_field,
     offered_groups,
     safe_log,
 )
+from sortition.serving.model import Flag
 from sortition.serving.results import (
     ASSIGNMENT_ERROR,
     DEFAULT_ALLOCATION_NULL,
@@ -37,6 +45,7 @@ from sortition.serving.results import (
     AssignmentDetails,
     BanditResult,
 )
+from sortition.serving.sharding import MIN_VECTOR
 
 logger = logging.getLogger("sortition.serving")
 
@@ -49,11 +58,19 @@ _EXPECTED = {
     list: ("JSON",),
 }
 _STRING = ("STRING",)
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+# Below this many subjects per bandit the scalar evaluator is as fast as numpy.
+MIN_BANDIT_VECTOR = 16
+
+
+class BadRequest(Exception):
+    """A request the evaluator refuses (its message is the reason reported); never escapes."""
 
 
 def _expected_types(default: Any, variation_type: str | None) -> tuple[str, ...] | None:
     if variation_type is not None:
-        return (variation_type.upper(),)
+        return (variation_type.upper(),) if isinstance(variation_type, str) else ("?",)
     if default is None:
         return None
     return _EXPECTED.get(type(default))
@@ -63,19 +80,60 @@ def _flat(subject_attributes: Any) -> Mapping[str, Any]:
     if subject_attributes.__class__ is dict:
         return subject_attributes
     if subject_attributes is None:
-        return {}
+        return _NO_ATTRIBUTES
     if isinstance(subject_attributes, Attributes):
         return subject_attributes.flat()
     if isinstance(subject_attributes, Mapping):
         return subject_attributes
-    raise TypeError(f"subject_attributes must be a dict or Attributes, got {type(subject_attributes).__name__}")
+    raise BadRequest(f"subject_attributes must be a dict or Attributes, got {type(subject_attributes).__name__}")
 
 
 def _serve(variation: Any) -> Any:
-    raw = variation.raw
-    if isinstance(variation.value, (dict, list)):  # JSON: a fresh object each call
-        return json.loads(raw) if isinstance(raw, str) else copy.deepcopy(variation.value)
-    return variation.value
+    value = variation.value
+    if value.__class__ is dict or value.__class__ is list:  # JSON: a fresh object each call
+        raw = variation.raw
+        return json.loads(raw) if isinstance(raw, str) else copy.deepcopy(value)
+    return value
+
+
+def _items(subjects: Any) -> list[tuple[Any, Any]]:
+    """``(subject_key, attributes)`` pairs from a mapping or an iterable of pairs; an entry that
+    is not a pair becomes ``(entry, None)`` (refused per subject, with the reason)."""
+    if isinstance(subjects, Mapping):
+        return list(subjects.items())
+    if isinstance(subjects, (str, bytes)) or not isinstance(subjects, Iterable):
+        _report_failure("sortition: subjects must be {key: attributes} or (key, attributes) pairs, got %s",
+                        type(subjects).__name__, traceback=False)
+        return []
+    out = []
+    for entry in subjects:
+        if isinstance(entry, (tuple, list)) and len(entry) == 2:
+            out.append((entry[0], entry[1]))
+        else:
+            out.append((entry, None))
+    return out
+
+
+def _actions(actions: Any) -> dict[str, Any]:
+    """``{action_key: attributes}``: from a mapping or a list of keys. An action whose key is not
+    a string, or whose attributes are not a dict / Attributes / None, is left out (a warning):
+    a bad action affects only itself."""
+    if actions.__class__ is dict and all(k.__class__ is str for k in actions):
+        good = actions
+    elif isinstance(actions, Mapping):
+        good = {k: v for k, v in actions.items() if isinstance(k, str)}
+    elif isinstance(actions, (str, bytes)) or not isinstance(actions, Iterable):
+        raise BadRequest(f"actions must be a dict {{action_key: attributes}} or a list of action keys, "
+                         f"got {type(actions).__name__}")
+    else:
+        good = {k: None for k in actions if isinstance(k, str)}
+    bad = [k for k, v in good.items() if v is not None and not isinstance(v, (Mapping, Attributes))]
+    if bad:
+        good = {k: v for k, v in good.items() if k not in bad}
+    if bad or (isinstance(actions, Mapping) and len(good) + len(bad) < len(actions)):
+        _report_failure("sortition: actions left out (key not a string, or attributes not a dict): %r",
+                        bad[:5], traceback=False)
+    return good
 
 
 class Client:
@@ -149,31 +207,9 @@ class Client:
         The type expected is the default's (bool/int/float/str/dict|list) or ``variation_type``;
         a flag of another type returns the default (TYPE_MISMATCH in the details).
         """
-        try:
-            cfg = self._config
-            flag = cfg.flags.get(flag_key) if not cfg.obfuscated else cfg.get_flag(flag_key)
-            if flag is None or not flag.enabled:
-                return default
-            expected = _EXPECTED.get(default.__class__) if variation_type is None else (variation_type.upper(),)
-            attributes = subject_attributes if subject_attributes.__class__ is dict else _flat(subject_attributes)
-            if (expected is not None and flag.variation_type not in expected) or cfg.obfuscated:
-                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
-            found = match_flag(flag, subject_key, attributes, time() if flag.timed else 0.0, None)
-            if found is None:
-                return default
-            alloc, split = found[1], found[2]
-            variation = flag.variations.get(split.variation_key)
-            if variation is None or variation.error is not None:  # the slow path reports it
-                return self._assign(cfg, flag_key, subject_key, attributes, default, expected, None)[0]
-            if alloc.do_log and self._log_assignment is not None:
-                self._emit_assignment(flag_key, alloc, split, variation.key, subject_key, attributes)
-            value = variation.value
-            if value.__class__ is dict or value.__class__ is list:
-                return _serve(variation)
-            return value
-        except Exception:  # noqa: BLE001 - request-time evaluation never raises
-            _report_failure("sortition: get_assignment(%r, %r) failed; serving the default", flag_key, subject_key)
-            return default
+        expected = _EXPECTED.get(default.__class__) if variation_type is None else \
+            _expected_types(default, variation_type)
+        return self._evaluate(self._config, flag_key, subject_key, subject_attributes, default, expected)[0]
 
     def get_assignment_details(
         self,
@@ -185,12 +221,8 @@ class Client:
         variation_type: str | None = None,
     ) -> AssignmentDetails:
         """Like :meth:`get_assignment`, with the evaluation details (codes, allocations, rule)."""
-        try:
-            return self._assign(self._config, flag_key, subject_key, _flat(subject_attributes), default,
-                                _expected_types(default, variation_type), [])[1]
-        except Exception as exc:  # noqa: BLE001
-            _report_failure("sortition: get_assignment_details(%r, %r) failed", flag_key, subject_key)
-            return AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR, f"evaluation failed: {exc!r}")
+        return self._evaluate(self._config, flag_key, subject_key, subject_attributes, default,
+                              _expected_types(default, variation_type), [])[2]
 
     def get_assignments(
         self,
@@ -202,120 +234,95 @@ class Client:
     ) -> list[Any]:
         """:meth:`get_assignment` for many subjects (``{key: attributes}`` or ``(key, attributes)``
         pairs); same results and events, in order (the events of one call share its timestamp).
-        The flag is walked once for the whole audience (rules condition by condition, one bulk
-        md5 pass per shard salt, vectorized with numpy for large audiences)."""
-        items = list(subjects.items() if isinstance(subjects, Mapping) else subjects)
+        Never raises: a subject that cannot be evaluated gets the default (the reason is in
+        :meth:`get_assignments_details`). Large audiences are hashed in bulk (numpy)."""
+        return [r[0] for r in self._evaluate_many(self._config, flag_key, _items(subjects), default,
+                                                  _expected_types(default, variation_type), False)]
+
+    def get_assignments_details(
+        self,
+        flag_key: str,
+        subjects: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        default: Any = None,
+        *,
+        variation_type: str | None = None,
+    ) -> list[AssignmentDetails]:
+        """:meth:`get_assignment_details` for many subjects: one :class:`AssignmentDetails` each,
+        with the reason for every default."""
+        return [r[2] for r in self._evaluate_many(self._config, flag_key, _items(subjects), default,
+                                                  _expected_types(default, variation_type), True)]
+
+    def _evaluate_many(self, cfg: Configuration, flag_key: str, items: list[tuple[Any, Any]], default: Any,
+                       expected: tuple[str, ...] | None, details: bool, stamp: str | None = None) -> list[tuple]:
+        """:meth:`_evaluate` per subject, sharing one timestamp; with shards hashed in bulk
+        (``sortition.serving.md5_batch``) when the audience is large."""
+        if stamp is None and (self._log_assignment is not None or self._log_bandit is not None):
+            stamp = now_rfc3339()
+        flag = cfg.get_flag(flag_key) if isinstance(flag_key, str) else None
+        rows = _bulk_shards(flag, items) if flag is not None and len(items) >= MIN_VECTOR else None
+        evaluate = self._evaluate
+        if rows is None:
+            return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp)
+                    for k, a in items]
+        return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row)
+                for (k, a), row in zip(items, rows)]
+
+    def _evaluate(self, cfg: Configuration, flag_key: str, subject_key: Any, subject_attributes: Any,
+                  default: Any, expected: tuple[str, ...] | None, trace: list | None = None,
+                  stamp: str | None = None, shards: list[int] | None = None) -> tuple[Any, str | None, Any]:
+        """The one flag evaluation: ``(value, matched variation key or None, details)``.
+
+        ``details`` is an :class:`AssignmentDetails` when ``trace`` is a list (which collects the
+        allocations that did not match), else ``None`` on a match and ``(code, description)`` on
+        a default. Logs the assignment event when the allocation has ``doLog``. Never raises.
+        """
         try:
-            expected = _expected_types(default, variation_type)
-            return [v for v, _ in self._assign_many(self._config, flag_key, items, default, expected)]
-        except Exception:  # noqa: BLE001
-            _report_failure("sortition: get_assignments(%r) failed; serving subject by subject", flag_key)
-            return [self.get_assignment(flag_key, k, a, default, variation_type=variation_type) for k, a in items]
-
-    def _assign_many(self, cfg, flag_key, items, default, expected, timestamp: str | None = None
-                     ) -> list[tuple[Any, str | None]]:
-        """(value, matched variation key or None) per (subject_key, attributes) pair; the same
-        as :meth:`_assign` subject by subject, with the flag walked once for all of them."""
-        flag = cfg.get_flag(flag_key)
-        if flag is None or not flag.enabled or (expected is not None and flag.variation_type not in expected):
-            return [self._assign(cfg, flag_key, k, _flat(a), default, expected, None)[::2] for k, a in items]
-        keys = [k for k, _ in items]
-        flat = [_flat(a) for _, a in items]
-        rule_attrs = [hash_attribute_names(a) for a in flat] if cfg.obfuscated else flat
-        found = match_flag_many(flag, keys, rule_attrs, time() if flag.timed else 0.0)
-        out: list[tuple[Any, str | None]] = []
-        append = out.append
-        log = self._log_assignment is not None
-        stamp = (timestamp or now_rfc3339()) if log else None  # one timestamp for the whole call
-        variations = flag.variations
-        for i, m in enumerate(found):
-            if m is None:
-                append((default, None))
-                continue
-            alloc, split = m
-            variation = variations.get(split.variation_key)
-            if variation is None or variation.error is not None:  # the single path reports it
-                append(self._assign(cfg, flag_key, keys[i], flat[i], default, expected, None)[::2])
-                continue
-            if log and alloc.do_log:
-                self._emit_assignment(flag_key, alloc, split, variation.key, keys[i], flat[i], stamp)
+            flag = cfg.flags.get(flag_key) if not cfg.obfuscated else cfg.get_flag(flag_key)
+            if flag is None or not flag.enabled:
+                return _default(cfg, default, flag_key, subject_key, trace, FLAG_UNRECOGNIZED_OR_DISABLED,
+                                f"Unrecognized or disabled flag: {flag_key}")
+            if expected is not None and flag.variation_type not in expected:
+                message = (f"Variation value does not have the correct type. Found {flag.variation_type}, "
+                           f"but expected {expected[0]} for flag {flag_key}")
+                logger.warning("sortition: %s", message)
+                return _default(cfg, default, flag_key, subject_key, trace, TYPE_MISMATCH, message)
+            if subject_key.__class__ is not str and not isinstance(subject_key, str):
+                raise BadRequest(f"subject_key must be a string, got {type(subject_key).__name__}")
+            attributes = subject_attributes if subject_attributes.__class__ is dict else _flat(subject_attributes)
+            found = match_flag(flag, subject_key, hash_attribute_names(attributes) if cfg.obfuscated else attributes,
+                               time() if flag.timed else 0.0, trace, shards)
+            if found is None:
+                return _default(cfg, default, flag_key, subject_key, trace, DEFAULT_ALLOCATION_NULL,
+                                'No allocations matched. Falling back to "Default Allocation", serving NULL')
+            position, alloc, split, rule = found
+            variation = split.variation
+            if variation is None or variation.error is not None:
+                error = (f"Variation ({split.variation_key}) is not among the flag's variations" if variation is None
+                         else f"Variation ({variation.key}) {variation.error}")
+                logger.warning("sortition: flag %r: %s; serving the default", flag_key, error)
+                if trace is None:
+                    return default, None, (ASSIGNMENT_ERROR, error)
+                return default, None, _match_details(cfg, flag_key, flag, default, subject_key, found, trace,
+                                                     ASSIGNMENT_ERROR, error)
             value = variation.value
-            append((_serve(variation) if value.__class__ is dict or value.__class__ is list else value,
-                    variation.key))
-        return out
-
-    def _assign(self, cfg, flag_key, subject_key, attributes, default, expected, trace):
-        """(value, details or None, matched variation key or None). ``trace`` is a list to
-        collect details, or ``None`` on the lean path."""
-        flag = cfg.flags.get(flag_key) if not cfg.obfuscated else cfg.get_flag(flag_key)
-        if flag is None or not flag.enabled:
-            if trace is None:
-                return default, None, None
-            return default, AssignmentDetails(
-                default, flag_key, subject_key, FLAG_UNRECOGNIZED_OR_DISABLED,
-                f"Unrecognized or disabled flag: {flag_key}", environment_name=cfg.environment,
-            ), None
-        if expected is not None and flag.variation_type not in expected:
-            message = (f"Variation value does not have the correct type. Found {flag.variation_type}, "
-                       f"but expected {expected[0]} for flag {flag_key}")
-            logger.warning("sortition: %s", message)
-            if trace is None:
-                return default, None, None
-            return default, AssignmentDetails(default, flag_key, subject_key, TYPE_MISMATCH, message,
-                                              environment_name=cfg.environment), None
-        rule_attrs = hash_attribute_names(attributes) if cfg.obfuscated else attributes
-        found = match_flag(flag, subject_key, rule_attrs, time() if flag.timed else 0.0, trace)
-        if found is None:
-            if trace is None:
-                return default, None, None
-            return default, AssignmentDetails(
-                default, flag_key, subject_key, DEFAULT_ALLOCATION_NULL,
-                'No allocations matched. Falling back to "Default Allocation", serving NULL',
-                unmatched_allocations=tuple(AllocationDetail(k, c, i + 1) for i, k, c in trace),
-                environment_name=cfg.environment,
-            ), None
-        position, alloc, split, rule = found
-        variation = flag.variations.get(split.variation_key)
-        error = None
-        if variation is None:
-            error = f"Variation ({split.variation_key}) is not among the flag's variations"
-        elif variation.error is not None:
-            error = f"Variation ({variation.key}) {variation.error}"
-        if error is not None:
-            logger.warning("sortition: flag %r: %s; serving the default", flag_key, error)
-            value = default
-        else:
-            value = _serve(variation)
+            if value.__class__ is dict or value.__class__ is list:
+                value = _serve(variation)
             if alloc.do_log and self._log_assignment is not None:
-                self._emit_assignment(flag_key, alloc, split, variation.key, subject_key, attributes)
-        if trace is None:
-            return value, None, (None if error else variation.key)
-        if error is not None:
-            code, description = ASSIGNMENT_ERROR, error
-        else:
-            code = MATCH
-            if rule is not None and alloc.describes_traffic:
-                description = (f'Supplied attributes match rules defined in allocation "{alloc.key}" and '
-                               f'{subject_key} belongs to the range of traffic assigned to "{variation.key}".')
-            elif rule is not None:
-                description = f'Supplied attributes match rules defined in allocation "{alloc.key}".'
-            else:
-                description = (f'{subject_key} belongs to the range of traffic assigned to "{variation.key}" '
-                               f'defined in allocation "{alloc.key}".')
-        details = AssignmentDetails(
-            value, flag_key, subject_key, code, description,
-            variation_key=split.variation_key,
-            variation_value=None if variation is None else copy.deepcopy(variation.raw if variation.error or not isinstance(variation.value, (dict, list)) else variation.value),
-            matched_rule=None if rule is None else copy.deepcopy(dict(rule.raw)),
-            matched_allocation=AllocationDetail(alloc.key, MATCH, position + 1),
-            unmatched_allocations=tuple(AllocationDetail(k, c, i + 1) for i, k, c in trace),
-            unevaluated_allocations=tuple(
-                AllocationDetail(a.key, UNEVALUATED, j + 1)
-                for j, a in enumerate(flag.allocations) if j > position
-            ),
-            environment_name=cfg.environment,
-        )
-        return value, details, (None if error else variation.key)
+                self._emit_assignment(flag_key, alloc, split, variation.key, subject_key, attributes, stamp)
+            if trace is None:
+                return value, variation.key, None
+            return value, variation.key, _match_details(cfg, flag_key, flag, value, subject_key, found, trace,
+                                                        MATCH, None)
+        except (BadRequest, UnicodeEncodeError) as exc:
+            reason = str(exc) if isinstance(exc, BadRequest) else \
+                f"subject_key must be a valid Unicode string, got {subject_key!r} (a lone surrogate)"
+            _report_failure("sortition: flag %r, subject %r: %s; serving the default", flag_key, subject_key,
+                            reason, traceback=False)
+            return _default(cfg, default, flag_key, subject_key, trace, ASSIGNMENT_ERROR, reason)
+        except Exception as exc:  # noqa: BLE001 - request-time evaluation never raises
+            _report_failure("sortition: evaluating flag %r for %r failed; serving the default", flag_key, subject_key)
+            return _default(cfg, default, flag_key, subject_key, trace, ASSIGNMENT_ERROR,
+                            f"evaluation failed: {exc!r}")
 
     def _emit_assignment(self, flag_key, alloc, split, variation_key, subject_key, attributes,
                          timestamp: str | None = None) -> None:
@@ -324,7 +331,12 @@ class Client:
         cache = self._assignment_cache
         if not cache.should_log(key, value):
             return
-        event = assignment_event(flag_key, alloc.key, variation_key, subject_key, dict(attributes),
+        logged = dict(attributes)
+        for k in logged:
+            if k.__class__ is not str:  # JSON keys are strings: leave out names that are not
+                logged = {k: v for k, v in logged.items() if isinstance(k, str)}
+                break
+        event = assignment_event(flag_key, alloc.key, variation_key, subject_key, logged,
                                  dict(split.extra_logging), timestamp)
         if not safe_log(self._log_assignment, event):
             cache.forget(key, value)
@@ -348,62 +360,52 @@ class Client:
         return self._bandit(self._config, flag_key, subject_key, subject_attributes, actions, default, True)
 
     def _bandit(self, cfg, flag_key, subject_key, subject_attributes, actions, default, want_details) -> BanditResult:
+        stamp = now_rfc3339() if self._log_bandit is not None or self._log_assignment is not None else None
+        value, variation_key, details = self._evaluate(cfg, flag_key, subject_key, subject_attributes, default,
+                                                       _STRING, [] if want_details else None, stamp)
+        if not want_details:
+            details = None
+        if variation_key is None or not actions:
+            return BanditResult(value, None, details)
         try:
-            value, details, variation_key = self._assign(
-                cfg, flag_key, subject_key, _flat(subject_attributes), default, _STRING, [] if want_details else None
-            )
-            evaluation = None
-            if variation_key is not None and actions:
-                link = cfg.bandit_link(flag_key, value)
-                model = None if link is None else cfg.bandits.get(link.bandit_key)
-                if model is not None:
-                    action_map = _actions(actions)
-                    evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
-                    if self._log_bandit is not None:
-                        version = model.model_version or link.model_version
-                        self._emit_bandit(link.bandit_key, version, evaluation, actions=action_map)
-                    if details is not None:
-                        details = _with_bandit(details, link.bandit_key, evaluation.action_key)
-                elif link is not None:
+            link = cfg.bandit_link(flag_key, value)
+            model = None if link is None else cfg.bandits.get(link.bandit_key)
+            if model is None:
+                if link is not None:
                     logger.warning("sortition: no model for bandit %r (flag %r); serving no action",
                                    link.bandit_key, flag_key)
-            if evaluation is None:
                 return BanditResult(value, None, details)
+            action_map = _actions(actions)
+            if not action_map:
+                return BanditResult(value, None, details)
+            evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
+            if self._log_bandit is not None:
+                offered = offered_groups(action_map)
+                self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation, stamp,
+                                  clean_groups(subject_attributes), offered)
+            if details is not None:
+                details = replace(details, bandit_key=link.bandit_key, bandit_action=evaluation.action_key)
             return BanditResult(value, evaluation.action_key, details, evaluation)
-        except Exception as exc:  # noqa: BLE001
-            _report_failure("sortition: get_bandit_action(%r, %r) failed; serving the default", flag_key, subject_key)
-            details = AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR,
-                                        f"evaluation failed: {exc!r}") if want_details else None
-            return BanditResult(default, None, details)
+        except Exception as exc:  # noqa: BLE001 - the variation stands; only the action is lost
+            _report_failure("sortition: choosing a bandit action for flag %r, subject %r failed (%s); "
+                            "serving the variation without an action", flag_key, subject_key, exc,
+                            traceback=not isinstance(exc, BadRequest))
+            return BanditResult(value, None, details)
 
-    def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation,
-                     timestamp: str | None = None, action_groups: tuple[dict, dict] | None = None,
-                     actions: Mapping[str, Any] | None = None,
-                     offered: dict[str, tuple[dict, dict]] | None = None) -> None:
-        """Log ``e`` unless already logged. A batch passes one ``timestamp`` for the call, the
-        action's cleaned (numeric, categorical) groups and every offered action's (``offered``),
-        computed once per call (copied here); a single call passes the raw ``actions``."""
-        if self._log_bandit is None:
-            return
+    def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation, timestamp: str | None,
+                     subject_groups: tuple[dict, dict], offered: dict[str, tuple[dict, dict]]) -> None:
+        """Log ``e`` unless already logged; ``offered`` holds every offered action's cleaned
+        groups (computed once per call, copied here), the chosen action's among them."""
         key = (e.flag_key, e.subject_key)
         value = (bandit_key, e.action_key)
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        s = Attributes.coerce(e.subject_attributes)
-        if action_groups is None:
-            a = Attributes.coerce(e.action_attributes)
-            action_numeric, action_categorical = a.numeric_clean(), a.categorical_clean()
-        else:
-            action_numeric, action_categorical = dict(action_groups[0]), dict(action_groups[1])
-        offered_field = None
-        if self._log_offered:
-            if offered is None and actions is not None:
-                offered = offered_groups(actions)
-            offered_field = None if offered is None else offered_event_field(offered)
+        action_numeric, action_categorical = offered[e.action_key]
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
-                             e.optimality_gap, model_version, s.numeric_clean(), s.categorical_clean(),
-                             action_numeric, action_categorical, timestamp, offered_field)
+                             e.optimality_gap, model_version, dict(subject_groups[0]), dict(subject_groups[1]),
+                             dict(action_numeric), dict(action_categorical), timestamp,
+                             offered_event_field(offered) if self._log_offered else None)
         if not safe_log(self._log_bandit, event):
             cache.forget(key, value)
 
@@ -416,32 +418,156 @@ class Client:
     ) -> list[BanditResult]:
         """:meth:`get_bandit_action` for many subjects sharing one action set, scored together
         (numpy); results and events identical to the single call, in the subjects' order (the
-        events of one call share its timestamp)."""
-        from sortition.serving.batch import bandit_batch  # numpy only when batching
+        events of one call share its timestamp). Never raises: a subject served the default
+        because of an error carries ``details`` with the reason."""
+        cfg = self._config
+        items = _items(subjects)
+        stamp = now_rfc3339() if self._log_bandit is not None or self._log_assignment is not None else None
+        assigned = self._evaluate_many(cfg, flag_key, items, default, _STRING, False, stamp)
+        results = [BanditResult(v, None, _error_details(cfg, default, flag_key, k, reason))
+                   for (v, _, reason), (k, _a) in zip(assigned, items)]
+        if not items or not actions:
+            return results
+        try:
+            action_map = _actions(actions)
+        except BadRequest as exc:
+            _report_failure("sortition: get_bandit_actions(%r): %s; serving no actions", flag_key, exc,
+                            traceback=False)
+            return results
+        if not action_map:
+            return results
+        groups: dict[str, list[int]] = {}
+        links: dict[Any, Any] = {}  # variation value -> link (few distinct values)
+        for i, (value, variation_key, _) in enumerate(assigned):
+            if variation_key is None:
+                continue
+            link = links.get(value, _MISSING)
+            if link is _MISSING:
+                link = links[value] = cfg.bandit_link(flag_key, value)
+            if link is not None:
+                groups.setdefault(link.bandit_key, []).append(i)
+        offered = offered_groups(action_map) if self._log_bandit is not None else None
+        versions = {link.bandit_key: link.model_version for link in links.values() if link is not None}
+        for bandit_key, idx in groups.items():
+            model = cfg.bandits.get(bandit_key)
+            if model is None:
+                logger.warning("sortition: no model for bandit %r (flag %r); serving no action", bandit_key, flag_key)
+                continue
+            evaluations = self._evaluate_bandits(flag_key, [items[i] for i in idx], action_map, model)
+            version = model.model_version or versions.get(bandit_key)
+            for i, e in zip(idx, evaluations):
+                if e is None:
+                    continue
+                results[i] = BanditResult(results[i].variation, e.action_key, None, e)
+                if offered is not None:
+                    try:
+                        self._emit_bandit(bandit_key, version, e, stamp, clean_groups(items[i][1]), offered)
+                    except Exception:  # noqa: BLE001
+                        _report_failure("sortition: logging a bandit event for %r failed", items[i][0])
+        return results
 
-        return bandit_batch(self, self._config, flag_key, subjects, actions, default)
+    def _evaluate_bandits(self, flag_key: str, items: list[tuple[Any, Any]], actions: dict[str, Any],
+                          model: Any) -> list[BanditEvaluation | None]:
+        """One evaluation per subject (``None`` where it failed): numpy for many subjects, the
+        scalar evaluator for few or when the vectorized pass fails."""
+        if len(items) >= MIN_BANDIT_VECTOR:
+            try:
+                from sortition.serving.batch import evaluate_many  # numpy only when batching
+
+                return list(evaluate_many(flag_key, [k for k, _ in items], [a for _, a in items], actions, model))
+            except Exception:  # noqa: BLE001 - fall back subject by subject, so one bad subject costs only itself
+                _report_failure("sortition: batch scoring for flag %r failed; scoring subject by subject", flag_key)
+        out: list[BanditEvaluation | None] = []
+        for key, attributes in items:
+            try:
+                out.append(evaluate_bandit(flag_key, key, attributes, actions, model))
+            except Exception:  # noqa: BLE001
+                _report_failure("sortition: bandit scoring for flag %r, subject %r failed", flag_key, key)
+                out.append(None)
+        return out
+
+
+_MISSING = object()
+
+
+def _bulk_shards(flag: Flag, items: list[tuple[Any, Any]]) -> list[list[int]] | None:
+    """Per subject, its shard under each of the flag's salts, hashed in bulk (numpy); ``None``
+    when some subject key is not a string or cannot be encoded (then each is hashed alone)."""
+    if not flag.salts:
+        return None
+    keys = [k for k, _ in items]
+    if not all(k.__class__ is str for k in keys):
+        return None
+    from sortition.serving.md5_batch import shards as bulk_shards  # numpy only when batching
+
+    try:
+        columns = [bulk_shards([f"{salt}-{k}" for k in keys], flag.total_shards).tolist() for salt in flag.salts]
+    except UnicodeEncodeError:
+        return None
+    return [list(row) for row in zip(*columns)]
+
+
+def _default(cfg: Configuration, default: Any, flag_key: Any, subject_key: Any, trace: list | None, code: str,
+             description: str) -> tuple[Any, None, Any]:
+    """``(default, None, details or (code, description))`` for a call that serves the default."""
+    if trace is None:
+        return default, None, (code, description)
+    unmatched = tuple(AllocationDetail(k, c, i + 1) for i, k, c in trace) if code == DEFAULT_ALLOCATION_NULL else ()
+    return default, None, AssignmentDetails(default, flag_key, subject_key, code, description,
+                                            unmatched_allocations=unmatched, environment_name=cfg.environment)
+
+
+def _error_details(cfg: Configuration, default: Any, flag_key: Any, subject_key: Any,
+                   reason: Any) -> AssignmentDetails | None:
+    """Details for a batch subject served the default because of an error (else ``None``)."""
+    if reason is None or reason[0] != ASSIGNMENT_ERROR:
+        return None
+    return AssignmentDetails(default, flag_key, subject_key, ASSIGNMENT_ERROR, reason[1],
+                             environment_name=cfg.environment)
+
+
+def _match_details(cfg: Configuration, flag_key: str, flag: Flag, value: Any, subject_key: str, found: tuple,
+                   trace: list, code: str, error: str | None) -> AssignmentDetails:
+    """Details for a call that reached an allocation (``code`` MATCH, or ASSIGNMENT_ERROR when
+    the variation does not fit the flag's type)."""
+    position, alloc, split, rule = found
+    variation = split.variation
+    if error is not None:
+        description = error
+    elif rule is not None and alloc.describes_traffic:
+        description = (f'Supplied attributes match rules defined in allocation "{alloc.key}" and '
+                       f'{subject_key} belongs to the range of traffic assigned to "{variation.key}".')
+    elif rule is not None:
+        description = f'Supplied attributes match rules defined in allocation "{alloc.key}".'
+    else:
+        description = (f'{subject_key} belongs to the range of traffic assigned to "{variation.key}" '
+                       f'defined in allocation "{alloc.key}".')
+    if variation is None:
+        shown = None
+    else:
+        shown = variation.raw if variation.error or not isinstance(variation.value, (dict, list)) else variation.value
+    return AssignmentDetails(
+        value, flag_key, subject_key, code, description,
+        variation_key=split.variation_key,
+        variation_value=copy.deepcopy(shown),
+        matched_rule=None if rule is None else copy.deepcopy(dict(rule.raw)),
+        matched_allocation=AllocationDetail(alloc.key, MATCH, position + 1),
+        unmatched_allocations=tuple(AllocationDetail(k, c, i + 1) for i, k, c in trace),
+        unevaluated_allocations=tuple(
+            AllocationDetail(a.key, UNEVALUATED, a.position + 1) for a in flag.allocations[position + 1:]
+        ),
+        environment_name=cfg.environment,
+    )
 
 
 _failures = 0
 
 
-def _report_failure(message: str, *args: Any) -> None:
-    """Log an evaluation failure with its traceback: the 1st, 2nd, 4th, 8th... (no floods)."""
+def _report_failure(message: str, *args: Any, traceback: bool = True) -> None:
+    """Log an evaluation failure (with its traceback unless a refused request): the 1st, 2nd,
+    4th, 8th... (no floods)."""
     global _failures
     _failures += 1
     if _failures & (_failures - 1) == 0:
-        logger.exception(message + " (%d evaluation failures so far)", *args, _failures)
-
-
-def _actions(actions: Any) -> dict[str, Any]:
-    if actions.__class__ is dict or isinstance(actions, Mapping):
-        return actions
-    if isinstance(actions, str):
-        raise TypeError("actions must be a dict {action_key: attributes} or a list of action keys, not a string")
-    return {key: None for key in actions}
-
-
-def _with_bandit(details: AssignmentDetails, bandit_key: str, action: str | None) -> AssignmentDetails:
-    from dataclasses import replace
-
-    return replace(details, bandit_key=bandit_key, bandit_action=action)
+        log = logger.exception if traceback else logger.warning
+        log(message + " (%d evaluation failures so far)", *args, _failures)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from sortition.serving.regex import PatternError, compile_search
+
 logger = logging.getLogger("sortition.serving")
 
 OPERATORS = (
@@ -48,7 +50,10 @@ def js_string(value: Any) -> str:
     if isinstance(value, int):
         if abs(value) < 10**21:
             return str(value)
-        return js_number_string(float(value))
+        try:
+            return js_number_string(float(value))
+        except OverflowError:  # Number(10**400) is Infinity in JavaScript
+            return "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, float):
         return js_number_string(value)
     if value is None:
@@ -93,7 +98,10 @@ def to_number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # beyond float range: not a finite number
+            return None
     elif isinstance(value, str) and _NUMERIC_STRING.match(value):
         number = float(value)
     else:
@@ -149,8 +157,9 @@ def compile_condition(operator: str, value: Any) -> Predicate:
             a boolean for IS_NULL.
 
     Raises:
-        ValueError: for an unknown operator or a value of the wrong shape. An invalid regex
-            does not raise: the condition is false for everyone (as in Eppo's Rust core).
+        ValueError: for an unknown operator or a value of the wrong shape. A regex RE2 cannot
+            compile does not raise: the condition is false for everyone (as in Eppo's Rust core);
+            see :mod:`sortition.serving.regex`.
     """
     if operator in ("ONE_OF", "NOT_ONE_OF"):
         if not isinstance(value, (list, tuple, set, frozenset)):
@@ -181,15 +190,14 @@ def compile_condition(operator: str, value: Any) -> Predicate:
 
         return numeric_predicate
     if operator in ("MATCHES", "NOT_MATCHES"):
-        try:
-            pattern = re.compile(js_string(value))
-        except re.error as exc:
-            logger.warning("invalid regex %r in a %s condition (%s): condition is false", value, operator, exc)
+        try:  # RE2: linear time for every pattern (sortition.serving.regex)
+            search = compile_search(js_string(value))
+        except PatternError as exc:
+            logger.warning("regex %r in a %s condition cannot be used (%s): condition is false", value, operator, exc)
             return _never
-        search = pattern.search
         if operator == "MATCHES":
-            return lambda attr: attr is not None and search(attr if attr.__class__ is str else js_string(attr)) is not None
-        return lambda attr: attr is not None and search(attr if attr.__class__ is str else js_string(attr)) is None
+            return lambda attr: attr is not None and search(attr if attr.__class__ is str else js_string(attr))
+        return lambda attr: attr is not None and not search(attr if attr.__class__ is str else js_string(attr))
     if operator == "IS_NULL":
         expect_null = _as_bool(value)
         return lambda attr: (attr is None) == expect_null

@@ -2,7 +2,8 @@
 
 Everything is parsed and compiled here, once: conditions into predicates, timestamps into
 epoch seconds, variation values into typed values, bandit links into a lookup table. A bad
-field raises ``ValueError`` naming its JSON path; nothing half-built escapes.
+field raises :class:`~sortition.serving.validation.ConfigurationError` (a ``ValueError``) naming
+its JSON path; nothing half-built escapes.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -28,65 +29,40 @@ from sortition.serving.model import (
     Split,
     Variation,
 )
+from sortition.serving.sharding import TOTAL_SHARDS, salted
 from sortition.serving.obfuscation import b64decode, compile_obfuscated_condition, decode_operator, md5_hex
+from sortition.serving.validation import (
+    MAX_DEPTH,
+    ConfigurationError,
+    arr,
+    check_depth,
+    boolean,
+    load_document,
+    obj,
+    show,
+    string,
+    whole,
+)
 
 _ID_HASH = md5_hex("id")
 _KEY_HASHES: dict[str, str] = {}  # plain flag key -> md5 hex, for obfuscated configurations
 
 
-def _load(data: str | bytes | Mapping[str, Any], what: str) -> Mapping[str, Any]:
-    if isinstance(data, Mapping):
-        return data
-    if isinstance(data, (str, bytes, bytearray)):
-        try:
-            parsed = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{what}: not valid JSON ({exc})") from None
-        if not isinstance(parsed, Mapping):
-            raise ValueError(f"{what}: expected a JSON object at the top, got {type(parsed).__name__}")
-        return parsed
-    raise TypeError(f"{what}: expected str, bytes or dict, got {type(data).__name__}")
-
-
-def _obj(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{path}: expected an object, got {_show(value)}")
-    return value
-
-
-def _arr(value: Any, path: str) -> list:
-    if not isinstance(value, list):
-        raise ValueError(f"{path}: expected a list, got {_show(value)}")
-    return value
-
-
-def _str(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{path}: expected a string, got {_show(value)}")
-    return value
-
-
-def _int(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ValueError(f"{path}: expected a whole number, got {_show(value)}")
-    return int(value)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _timestamp(value: Any, path: str) -> float | None:
+    """Epoch seconds of an ISO 8601 timestamp; one without a zone is UTC (never the machine's)."""
     if value is None:
         return None
+    text = string(value, path)
     try:
-        return datetime.fromisoformat(_str(value, path)).timestamp()
-    except ValueError:
-        raise ValueError(f"{path}: expected an ISO 8601 timestamp, got {_show(value)}") from None
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ConfigurationError(path, f"expected an ISO 8601 timestamp, got {show(value)}") from None
 
 
-def _typed_value(variation_type: str, raw: Any, obfuscated: bool) -> tuple[Any, Any, str | None]:
+def _typed_value(variation_type: str, raw: Any, obfuscated: bool, path: str) -> tuple[Any, Any, str | None]:
     """(raw as reported, typed value, error) for one variation value."""
     if obfuscated:  # base64 of String(value): recover the JSON-typed raw value first
         if variation_type in ("INTEGER", "NUMERIC"):
@@ -101,10 +77,10 @@ def _typed_value(variation_type: str, raw: Any, obfuscated: bool) -> tuple[Any, 
         ok = isinstance(raw, bool)
         value = raw
     elif variation_type == "INTEGER":
-        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw) and float(raw).is_integer()
+        ok = _finite(raw) and float(raw).is_integer()
         value = int(raw) if ok else None
     elif variation_type == "NUMERIC":
-        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw)
+        ok = _finite(raw)
         value = float(raw) if ok else None
     else:  # JSON: a JSON string, returned parsed
         value = None
@@ -113,6 +89,10 @@ def _typed_value(variation_type: str, raw: Any, obfuscated: bool) -> tuple[Any, 
                 value, ok = json.loads(raw), True
             except json.JSONDecodeError:
                 ok = False
+            except RecursionError:
+                raise ConfigurationError(path, f"JSON value nested deeper than {MAX_DEPTH} levels") from None
+            if ok:
+                check_depth(value, path)
         else:
             ok = isinstance(raw, (dict, list))
             value = raw
@@ -122,56 +102,72 @@ def _typed_value(variation_type: str, raw: Any, obfuscated: bool) -> tuple[Any, 
     return raw, None, f"is configured for type {variation_type}, but is set to incompatible value ({shown})"
 
 
+def _finite(raw: Any) -> bool:
+    """A finite JSON number (bool excluded; an int beyond float range is not finite)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return False
+    try:
+        return math.isfinite(raw)
+    except OverflowError:
+        return False
+
+
 def _parse_flag(key: str, f: Any, obfuscated: bool) -> Flag:
     p = f"flags.{key}"
-    f = _obj(f, p)
-    variation_type = _str(f.get("variationType"), f"{p}.variationType")
+    f = obj(f, p)
+    variation_type = string(f.get("variationType"), f"{p}.variationType")
     if variation_type not in VARIATION_TYPES:
-        raise ValueError(f"{p}.variationType: {variation_type!r} is not one of {', '.join(VARIATION_TYPES)}")
-    total_shards = _int(f.get("totalShards", 10_000), f"{p}.totalShards")
+        raise ConfigurationError(f"{p}.variationType",
+                                 f"{variation_type!r} is not one of {', '.join(VARIATION_TYPES)}")
+    total_shards = whole(f.get("totalShards", TOTAL_SHARDS), f"{p}.totalShards")
     if total_shards <= 0:
-        raise ValueError(f"{p}.totalShards: must be positive, got {total_shards}")
+        raise ConfigurationError(f"{p}.totalShards", f"must be positive, got {total_shards}")
     variations = {}
-    for vk, v in _obj(f.get("variations", {}), f"{p}.variations").items():
+    for vk, v in obj(f.get("variations", {}), f"{p}.variations").items():
         vp = f"{p}.variations.{vk}"
-        v = _obj(v, vp)
-        vkey = _str(v.get("key", vk), f"{vp}.key")
+        v = obj(v, vp)
+        vkey = string(v.get("key", vk), f"{vp}.key")
         if "value" not in v:
-            raise ValueError(f"{vp}.value: missing")
+            raise ConfigurationError(f"{vp}.value", "missing")
         raw = v["value"]
         if obfuscated:
             vkey = b64decode(vkey, f"{vp}.key")
             raw = b64decode(raw, f"{vp}.value")
-        raw, value, error = _typed_value(variation_type, raw, obfuscated)
+        raw, value, error = _typed_value(variation_type, raw, obfuscated, f"{vp}.value")
         variations[vkey] = Variation(vkey, raw, value, error)
+    salts: dict[str, int] = {}  # salt -> index, filled as the splits are read
     allocations = tuple(
-        _parse_allocation(a, f"{p}.allocations[{i}]", obfuscated)
-        for i, a in enumerate(_arr(f.get("allocations", []), f"{p}.allocations"))
+        _parse_allocation(a, f"{p}.allocations[{i}]", obfuscated, i, salts, variations)
+        for i, a in enumerate(arr(f.get("allocations", []), f"{p}.allocations"))
     )
     return Flag(
         key=key,
-        enabled=bool(f.get("enabled", False)),
+        enabled=boolean(f.get("enabled", False), f"{p}.enabled"),
         variation_type=variation_type,
         variations=MappingProxyType(variations),
         allocations=allocations,
         total_shards=total_shards,
         timed=any(a.start_at is not None or a.end_at is not None for a in allocations),
+        salts=tuple(salts),
+        hashers=tuple(salted(f"{salt}-") for salt in salts),
     )
 
 
-def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
-    a = _obj(a, p)
-    key = _str(a.get("key"), f"{p}.key")
+def _parse_allocation(a: Any, p: str, obfuscated: bool, position: int, salts: dict[str, int],
+                      variations: Mapping[str, Variation]) -> Allocation:
+    a = obj(a, p)
+    key = string(a.get("key"), f"{p}.key")
     start, end = a.get("startAt"), a.get("endAt")
     if obfuscated:
         key = b64decode(key, f"{p}.key")
         start = None if start is None else b64decode(start, f"{p}.startAt")
         end = None if end is None else b64decode(end, f"{p}.endAt")
     rules = tuple(
-        _parse_rule(r, f"{p}.rules[{i}]", obfuscated) for i, r in enumerate(_arr(a.get("rules") or [], f"{p}.rules"))
+        _parse_rule(r, f"{p}.rules[{i}]", obfuscated) for i, r in enumerate(arr(a.get("rules"), f"{p}.rules", null_ok=True))
     )
     splits = tuple(
-        _parse_split(s, f"{p}.splits[{i}]", obfuscated) for i, s in enumerate(_arr(a.get("splits", []), f"{p}.splits"))
+        _parse_split(s, f"{p}.splits[{i}]", obfuscated, salts, variations)
+        for i, s in enumerate(arr(a.get("splits", []), f"{p}.splits"))
     )
     return Allocation(
         key=key,
@@ -179,113 +175,138 @@ def _parse_allocation(a: Any, p: str, obfuscated: bool) -> Allocation:
         start_at=_timestamp(start, f"{p}.startAt"),
         end_at=_timestamp(end, f"{p}.endAt"),
         splits=splits,
-        do_log=bool(a.get("doLog", True)),
+        do_log=boolean(a.get("doLog", True), f"{p}.doLog"),
         describes_traffic=len(splits) > 1 or any(len(s.shards) > 1 for s in splits),
+        position=position,
     )
 
 
 def _parse_rule(r: Any, p: str, obfuscated: bool) -> Rule:
-    r = _obj(r, p)
+    r = obj(r, p)
     conditions = []
-    for i, c in enumerate(_arr(r.get("conditions", []), f"{p}.conditions")):
+    for i, c in enumerate(arr(r.get("conditions", []), f"{p}.conditions")):
         cp = f"{p}.conditions[{i}]"
-        c = _obj(c, cp)
-        attribute = _str(c.get("attribute"), f"{cp}.attribute")
+        c = obj(c, cp)
+        attribute = string(c.get("attribute"), f"{cp}.attribute")
         value = c.get("value")
         if obfuscated:
             operator = decode_operator(c.get("operator"), f"{cp}.operator")
-            _, predicate = compile_obfuscated_condition(operator, value, f"{cp}.value")
+            try:
+                _, predicate = compile_obfuscated_condition(operator, value, f"{cp}.value")
+            except ConfigurationError:
+                raise
+            except ValueError as exc:
+                raise ConfigurationError(f"{cp}.value", str(exc)) from None
             is_id = attribute == _ID_HASH
         else:
             operator = c.get("operator")
-            if operator not in OPERATORS:
-                raise ValueError(f"{cp}.operator: unknown operator {_show(operator)}; expected one of {', '.join(OPERATORS)}")
+            if operator.__class__ is not str or operator not in OPERATORS:
+                raise ConfigurationError(f"{cp}.operator",
+                                         f"unknown operator {show(operator)}; expected one of {', '.join(OPERATORS)}")
             try:
                 predicate = compile_condition(operator, value)
             except ValueError as exc:
-                raise ValueError(f"{cp}.value: {exc}") from None
+                raise ConfigurationError(f"{cp}.value", str(exc)) from None
             is_id = attribute == "id"
         conditions.append(Condition(attribute, operator, value, predicate, is_id))
     return Rule(tuple(conditions), r)
 
 
-def _parse_split(s: Any, p: str, obfuscated: bool) -> Split:
-    s = _obj(s, p)
-    variation_key = _str(s.get("variationKey"), f"{p}.variationKey")
+def _parse_split(s: Any, p: str, obfuscated: bool, salts: dict[str, int],
+                 variations: Mapping[str, Variation]) -> Split:
+    s = obj(s, p)
+    variation_key = string(s.get("variationKey"), f"{p}.variationKey")
     if obfuscated:
         variation_key = b64decode(variation_key, f"{p}.variationKey")
     shards = []
-    for i, sh in enumerate(_arr(s.get("shards", []), f"{p}.shards")):
+    for i, sh in enumerate(arr(s.get("shards", []), f"{p}.shards")):
         sp = f"{p}.shards[{i}]"
-        sh = _obj(sh, sp)
-        salt = _str(sh.get("salt"), f"{sp}.salt")
+        sh = obj(sh, sp)
+        salt = string(sh.get("salt"), f"{sp}.salt")
         if obfuscated:
             salt = b64decode(salt, f"{sp}.salt")
         ranges = []
-        for j, rg in enumerate(_arr(sh.get("ranges", []), f"{sp}.ranges")):
+        for j, rg in enumerate(arr(sh.get("ranges", []), f"{sp}.ranges")):
             rp = f"{sp}.ranges[{j}]"
-            rg = _obj(rg, rp)
-            ranges.append((_int(rg.get("start"), f"{rp}.start"), _int(rg.get("end"), f"{rp}.end")))
-        shards.append(Shard(salt, tuple(ranges)))
-    extra = _obj(s.get("extraLogging") or {}, f"{p}.extraLogging")
+            rg = obj(rg, rp)
+            ranges.append((whole(rg.get("start"), f"{rp}.start"), whole(rg.get("end"), f"{rp}.end")))
+        shards.append(Shard(salt, tuple(ranges), salts.setdefault(salt, len(salts))))
+    extra = obj(s.get("extraLogging") or {}, f"{p}.extraLogging")
     if obfuscated:
         extra = {
             b64decode(k, f"{p}.extraLogging key"): b64decode(v, f"{p}.extraLogging.{k}") for k, v in extra.items()
         }
-    else:
-        extra = {str(k): js_string(v) for k, v in extra.items()}
-    return Split(variation_key, tuple(shards), MappingProxyType(extra))
+    else:  # Eppo's format: string to string
+        extra = {k: string(v, f"{p}.extraLogging.{k}") for k, v in extra.items()}
+    return Split(variation_key, tuple(shards), MappingProxyType(extra), variations.get(variation_key))
 
 
 def _parse_links(data: Mapping[str, Any]) -> dict[tuple[str, str], BanditLink]:
     links: dict[tuple[str, str], BanditLink] = {}
     refs = data.get("banditReferences")
     if refs is not None:
-        for bandit_key, ref in _obj(refs, "banditReferences").items():
+        for bandit_key, ref in obj(refs, "banditReferences").items():
             p = f"banditReferences.{bandit_key}"
-            ref = _obj(ref, p)
+            ref = obj(ref, p)
             version = ref.get("modelVersion")
-            for i, fv in enumerate(_arr(ref.get("flagVariations", []), f"{p}.flagVariations")):
+            for i, fv in enumerate(arr(ref.get("flagVariations", []), f"{p}.flagVariations")):
                 fp = f"{p}.flagVariations[{i}]"
-                fv = _obj(fv, fp)
+                fv = obj(fv, fp)
                 link = BanditLink(
-                    bandit_key=_str(fv.get("key", bandit_key), f"{fp}.key"),
-                    flag_key=_str(fv.get("flagKey"), f"{fp}.flagKey"),
-                    variation_key=js_string(fv.get("variationKey")),
-                    variation_value=js_string(fv.get("variationValue")),
-                    model_version=None if version is None else js_string(version),
+                    bandit_key=string(fv.get("key", bandit_key), f"{fp}.key"),
+                    flag_key=string(fv.get("flagKey"), f"{fp}.flagKey"),
+                    variation_key=_scalar_string(fv.get("variationKey"), f"{fp}.variationKey"),
+                    variation_value=_scalar_string(fv.get("variationValue"), f"{fp}.variationValue"),
+                    model_version=None if version is None else _scalar_string(version, f"{p}.modelVersion"),
                 )
                 links[(link.flag_key, link.variation_value)] = link
         return links
     old = data.get("bandits")
     if old is not None:  # the older field: {banditKey: [{key, flagKey, variationKey, variationValue}]}
-        for bandit_key, items in _obj(old, "bandits").items():
-            for i, fv in enumerate(_arr(items, f"bandits.{bandit_key}")):
+        for bandit_key, items in obj(old, "bandits").items():
+            for i, fv in enumerate(arr(items, f"bandits.{bandit_key}")):
                 fp = f"bandits.{bandit_key}[{i}]"
-                fv = _obj(fv, fp)
+                fv = obj(fv, fp)
                 link = BanditLink(
-                    bandit_key=_str(fv.get("key", bandit_key), f"{fp}.key"),
-                    flag_key=_str(fv.get("flagKey"), f"{fp}.flagKey"),
-                    variation_key=js_string(fv.get("variationKey")),
-                    variation_value=js_string(fv.get("variationValue")),
+                    bandit_key=string(fv.get("key", bandit_key), f"{fp}.key"),
+                    flag_key=string(fv.get("flagKey"), f"{fp}.flagKey"),
+                    variation_key=_scalar_string(fv.get("variationKey"), f"{fp}.variationKey"),
+                    variation_value=_scalar_string(fv.get("variationValue"), f"{fp}.variationValue"),
                     model_version=None,
                 )
                 links[(link.flag_key, link.variation_value)] = link
     return links
 
 
+def _scalar_string(value: Any, path: str) -> str:
+    """A string, or a number/boolean stringified the JavaScript way (link values, versions)."""
+    if value is None or isinstance(value, (Mapping, list)):
+        raise ConfigurationError(path, f"expected a string, got {show(value)}")
+    return string(value, path) if not isinstance(value, (bool, int, float)) else js_string(value)
+
+
+def _optional_string(value: Any, path: str) -> str | None:
+    return None if value is None else string(value, path)
+
+
+def _document(data: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(data, (str, bytes, bytearray, Mapping)):
+        raise ConfigurationError(path, f"expected the JSON text or an object, got {show(data)}")
+    return load_document(data, path)
+
+
 def _unwrap(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
     """The wire wrapper ``{version, config: {response}, bandits: {response}}`` -> (flags, bandits)."""
-    config = _obj(data["config"], "config")
+    config = obj(data["config"], "config")
     if "response" not in config:
-        raise ValueError("config.response: missing (expected the flags JSON as a string)")
-    flags = _load(config["response"], "config.response")
+        raise ConfigurationError("config.response", "missing (expected the flags JSON as a string)")
+    flags = _document(config["response"], "config.response")
     bandits = data.get("bandits")
     if bandits is not None:
-        bandits = _obj(bandits, "bandits")
+        bandits = obj(bandits, "bandits")
         if "response" not in bandits:
-            raise ValueError("bandits.response: missing (expected the bandit models JSON as a string)")
-        bandits = _load(bandits["response"], "bandits.response")
+            raise ConfigurationError("bandits.response", "missing (expected the bandit models JSON as a string)")
+        bandits = _document(bandits["response"], "bandits.response")
     return flags, bandits
 
 
@@ -315,34 +336,32 @@ class Configuration:
         (``{"bandits": {key: {banditKey, modelVersion, modelData}}}``).
 
         Raises:
-            ValueError: malformed JSON or a bad field, naming its JSON path.
+            ConfigurationError: (a ``ValueError``) malformed JSON, a bad field (naming its JSON
+                path), a document over the size or depth limit (``sortition.serving.validation``).
             TypeError: ``flags``/``bandits`` of the wrong Python type.
         """
-        data = _load(flags, "flags")
+        data = load_document(flags, "flags")
         if "config" in data and "flags" not in data:
             data, wrapped_bandits = _unwrap(data)
             if bandits is None:
                 bandits = wrapped_bandits
         fmt = data.get("format", "SERVER")
         if fmt not in ("SERVER", "CLIENT"):
-            raise ValueError(f"format: expected 'SERVER' or 'CLIENT', got {_show(fmt)}")
+            raise ConfigurationError("format", f"expected 'SERVER' or 'CLIENT', got {show(fmt)}")
         obfuscated = fmt == "CLIENT"
         if "flags" not in data:
-            raise ValueError("flags: missing (expected {'flags': {flagKey: {...}}})")
-        raw_flags = _obj(data["flags"], "flags")
+            raise ConfigurationError("flags", "missing (expected {'flags': {flagKey: {...}}})")
+        raw_flags = obj(data["flags"], "flags")
         compiled = {key: _parse_flag(key, f, obfuscated) for key, f in raw_flags.items()}
         links = _parse_links(data)
         models: dict[str, BanditModel] = {}
         if bandits is not None:
-            bdata = _load(bandits, "bandits")
-            entries = _obj(bdata.get("bandits", {}), "bandits.bandits")
+            bdata = load_document(bandits, "bandits")
+            entries = obj(bdata.get("bandits", {}), "bandits.bandits")
             for key, entry in entries.items():
-                model = parse_bandit_model(_obj(entry, f"bandits.{key}"), f"bandits.{key}")
+                model = parse_bandit_model(obj(entry, f"bandits.{key}"), f"bandits.{key}")
                 if not model.bandit_key:
-                    model = BanditModel(
-                        model.gamma, model.action_probability_floor, model.default_action_score,
-                        model.coefficients, key, model.model_version,
-                    )
+                    model = replace(model, bandit_key=key)
                 models[key] = model
         env = data.get("environment")
         return cls(
@@ -350,9 +369,27 @@ class Configuration:
             bandits=MappingProxyType(models),
             bandit_links=MappingProxyType(links),
             obfuscated=obfuscated,
-            environment=env.get("name") if isinstance(env, Mapping) else None,
-            created_at=data.get("createdAt"),
+            environment=_optional_string(env.get("name") if isinstance(env, Mapping) else None, "environment.name"),
+            created_at=_optional_string(data.get("createdAt"), "createdAt"),
         )
+
+    def __post_init__(self) -> None:
+        """Refuse a Configuration built directly from anything but compiled parts."""
+        flags = obj(self.flags, "flags")
+        for key, flag in flags.items():
+            if not isinstance(flag, Flag):
+                raise ConfigurationError(f"flags.{key}", f"expected a compiled Flag (build configurations with "
+                                         f"Configuration.from_json), got {show(flag)}")
+        for key, model in obj(self.bandits, "bandits").items():
+            if not isinstance(model, BanditModel):
+                raise ConfigurationError(f"bandits.{key}", f"expected a BanditModel, got {show(model)}")
+        links = self.bandit_links
+        if not isinstance(links, Mapping) or not all(isinstance(v, BanditLink) for v in links.values()):
+            raise ConfigurationError("bandit_links", "expected {(flag_key, variation_value): BanditLink}")
+        for name in ("flags", "bandits", "bandit_links"):  # immutable, even when given a plain dict
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     def __repr__(self) -> str:
         fmt = "CLIENT" if self.obfuscated else "SERVER"
@@ -363,6 +400,8 @@ class Configuration:
         """The compiled flag for a plain flag key (hashed here when obfuscated)."""
         if not self.obfuscated:
             return self.flags.get(flag_key)
+        if flag_key.__class__ is not str:
+            return None
         hashed = _KEY_HASHES.get(flag_key)
         if hashed is None:
             hashed = md5_hex(flag_key)

@@ -6,11 +6,12 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from datetime import datetime, timezone
+from time import gmtime, strftime, time
 from typing import Any, Protocol, runtime_checkable
 
 import sortition
-from sortition.serving.attributes import Attributes
+from sortition.serving.attributes import Attributes, numeric_value
+from sortition.serving.conditions import js_string
 
 logger = logging.getLogger("sortition.serving")
 
@@ -33,8 +34,21 @@ class BanditLogger(Protocol):
     def log_bandit_action(self, event: dict[str, Any]) -> None: ...
 
 
+_stamp: tuple[int, str] = (-1, "")  # (epoch milliseconds, its RFC 3339 text): one format per ms
+
+
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    """Now in UTC as RFC 3339 with milliseconds (``2026-12-01T19:45:12.123Z``, as JavaScript's
+    ``toISOString``); calls within the same millisecond share one formatted string."""
+    global _stamp
+    ms = int(time() * 1000)
+    cached = _stamp
+    if cached[0] == ms:
+        return cached[1]
+    seconds, millis = divmod(ms, 1000)
+    text = strftime("%Y-%m-%dT%H:%M:%S", gmtime(seconds)) + f".{millis:03d}Z"
+    _stamp = (ms, text)
+    return text
 
 
 def assignment_event(
@@ -102,13 +116,43 @@ def bandit_event(
     return event
 
 
+def clean_groups(attributes: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """The (numeric, categorical) groups an event logs: finite numbers as floats, strings and
+    booleans (and, in an :class:`Attributes` categorical group, anything) as JavaScript strings;
+    missing values and names that are not strings left out (JSON keys are strings)."""
+    if attributes is None:
+        return {}, {}
+    if isinstance(attributes, Attributes):
+        numeric = {k: float(v) for k, v in attributes.numeric.items()
+                   if k.__class__ is str and numeric_value(v) is not None}
+        categorical = {k: js_string(v) for k, v in attributes.categorical.items()
+                       if k.__class__ is str and v is not None}
+        return numeric, categorical
+    numeric, categorical = {}, {}
+    for k, v in attributes.items():
+        if k.__class__ is not str:
+            continue
+        cls = v.__class__
+        if cls is str:
+            categorical[k] = v
+        elif cls is float:
+            if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+                numeric[k] = v
+        elif cls is bool:
+            categorical[k] = "true" if v else "false"
+        elif v is None:
+            continue
+        elif isinstance(v, (int, float)):
+            if numeric_value(v) is not None:
+                numeric[k] = float(v)
+        else:
+            categorical[k] = js_string(v)
+    return numeric, categorical
+
+
 def offered_groups(actions: Any) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
     """Per offered action, its cleaned (numeric, categorical) groups, as the chosen action's are logged."""
-    out = {}
-    for key, attrs in actions.items():
-        a = Attributes.coerce(attrs)
-        out[key] = (a.numeric_clean(), a.categorical_clean())
-    return out
+    return {key: clean_groups(attrs) for key, attrs in actions.items()}
 
 
 def offered_event_field(groups: dict[str, tuple[dict, dict]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -140,10 +184,12 @@ class DedupCache:
             return False
         with self._lock:
             items = self._items
-            if items.get(key, _MISSING) == value:
+            old = items.get(key, _MISSING)
+            if old == value:
                 return False
             items[key] = value
-            items.move_to_end(key)  # a changed entry is the newest
+            if old is not _MISSING:
+                items.move_to_end(key)  # a changed entry is the newest (a new one is already last)
             while len(items) > self.max_size:
                 # O(1): deleting a plain dict's first key leaves dummies that the next
                 # next(iter(...)) scans again, quadratic once the cache is full

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sortition.serving.sharding import MIN_VECTOR, first_uint32, md5
+from sortition.serving.sharding import MIN_VECTOR, shard
 
 
 _MAX_ONE_BLOCK = 55  # bytes: message + 0x80 + 8-byte length must fit 64
@@ -46,8 +46,7 @@ def shards(texts: Sequence[str], total_shards: int, *, min_vector: int = MIN_VEC
     one_block = lengths <= _MAX_ONE_BLOCK
     short = int(one_block.sum())
     if short < max(min_vector, 1):
-        return np.array([first_uint32(md5(t.encode()).digest())[0] % total_shards for t in texts],
-                        dtype=np.int64)
+        return np.array([shard(t, total_shards) for t in texts], dtype=np.int64)
     rows = None
     if short < n:  # long messages: one md5 call each
         rows = np.flatnonzero(one_block)
@@ -60,7 +59,7 @@ def shards(texts: Sequence[str], total_shards: int, *, min_vector: int = MIN_VEC
         return result
     out = np.empty(n, dtype=np.int64)
     for i in np.flatnonzero(~one_block).tolist():
-        out[i] = first_uint32(md5(texts[i].encode()).digest())[0] % total_shards
+        out[i] = shard(texts[i], total_shards)
     out[rows] = result
     return out
 

@@ -17,10 +17,14 @@ from typing import Any
 
 from sortition.serving.conditions import OPERATORS, Predicate, compile_condition, js_string
 from sortition.serving.sharding import md5
+from sortition.serving.validation import ConfigurationError, show
 
 
 def md5_hex(text: str) -> str:
-    return md5(text.encode()).hexdigest()
+    try:
+        return md5(text.encode()).hexdigest()
+    except UnicodeEncodeError:  # a lone surrogate: hash its bytes, never raise
+        return md5(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def b64encode(text: str) -> str:
@@ -29,11 +33,11 @@ def b64encode(text: str) -> str:
 
 def b64decode(text: Any, path: str) -> str:
     if not isinstance(text, str):
-        raise ValueError(f"{path}: expected a base64 string, got {text!r}")
+        raise ConfigurationError(path, f"expected a base64 string, got {show(text)}")
     try:
         return base64.b64decode(text.encode("ascii"), validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not valid base64 of UTF-8 text ({exc}): {text!r}") from None
+        raise ConfigurationError(path, f"not valid base64 of UTF-8 text ({exc}): {show(text)}") from None
 
 
 OPERATOR_BY_HASH = {md5_hex(op): op for op in OPERATORS}
@@ -43,14 +47,15 @@ _TRUE, _FALSE = md5_hex("true"), md5_hex("false")
 def decode_operator(value: Any, path: str) -> str:
     if isinstance(value, str) and value in OPERATOR_BY_HASH:
         return OPERATOR_BY_HASH[value]
-    raise ValueError(f"{path}: unknown (obfuscated) operator {value!r}; expected md5 of one of {', '.join(OPERATORS)}")
+    raise ConfigurationError(path, f"unknown (obfuscated) operator {show(value)}; "
+                             f"expected md5 of one of {', '.join(OPERATORS)}")
 
 
 def compile_obfuscated_condition(operator: str, value: Any, path: str) -> tuple[Any, Predicate]:
     """(decoded value, predicate over the plain attribute value) for an obfuscated condition."""
     if operator in ("ONE_OF", "NOT_ONE_OF"):
-        if not isinstance(value, list):
-            raise ValueError(f"{path}: {operator} needs a list of md5 hex strings, got {value!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(path, f"{operator} needs a list of md5 hex strings, got {show(value)}")
         members = frozenset(value)
         want = operator == "ONE_OF"
         return value, lambda attr: attr is not None and (md5_hex(js_string(attr)) in members) == want
@@ -60,7 +65,7 @@ def compile_obfuscated_condition(operator: str, value: Any, path: str) -> tuple[
         elif isinstance(value, bool):
             decoded = value
         else:
-            raise ValueError(f"{path}: IS_NULL needs md5('true') or md5('false'), got {value!r}")
+            raise ConfigurationError(path, f"IS_NULL needs md5('true') or md5('false'), got {show(value)}")
         return decoded, compile_condition(operator, decoded)
     decoded = b64decode(value, path)
     return decoded, compile_condition(operator, decoded)

@@ -42,6 +42,9 @@ class Backend(Protocol):
     def is_conflict(self, error: BaseException) -> bool:
         """True for errors that a retry of the same transaction can resolve (write conflicts)."""
 
+    def is_data_error(self, error: BaseException) -> bool:
+        """True for errors caused by a value the engine refuses (not by the engine or the disk)."""
+
     def close(self) -> None: ...
 
 

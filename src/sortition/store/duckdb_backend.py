@@ -47,8 +47,13 @@ class DuckDBTransaction:
             result = self._con.execute(
                 f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {name} ON CONFLICT DO NOTHING"
             ).fetchone()
-        finally:
-            self._con.unregister(name)
+        except BaseException:
+            try:  # in an aborted transaction this fails too; keep the insert's own error
+                self._con.unregister(name)
+            except duckdb.Error:
+                pass
+            raise
+        self._con.unregister(name)
         return int(result[0]) if result else 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -132,12 +137,18 @@ class DuckDBBackend:
             return con.execute(sql, list(params)).df()
 
     def is_conflict(self, error: BaseException) -> bool:
+        # Only write-write conflicts: a TransactionException is also how DuckDB reports a failed
+        # commit ("No space left on device"), which no retry fixes.
         text = str(error).lower()
-        if isinstance(error, duckdb.TransactionException):
-            return True
-        if isinstance(error, duckdb.ConstraintException):  # a concurrent commit of the same key
+        if isinstance(error, (duckdb.ConstraintException, duckdb.TransactionException)):
+            # a concurrent commit of the same key (reported at insert or at commit)
             return "duplicate key" in text
         return isinstance(error, duckdb.Error) and "conflict" in text
+
+    def is_data_error(self, error: BaseException) -> bool:
+        return isinstance(error, (duckdb.ConversionException, duckdb.InvalidInputException,
+                                  duckdb.OutOfRangeException, pa.ArrowInvalid, pa.ArrowTypeError,
+                                  OverflowError, UnicodeError))
 
     def close(self) -> None:
         with self._lock:

@@ -110,6 +110,10 @@ class PostgresBackend:
             error, (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
         )
 
+    def is_data_error(self, error: BaseException) -> bool:
+        # DataError covers NUL and untranslatable characters, numbers and timestamps out of range.
+        return isinstance(error, (self._psycopg.DataError, OverflowError, UnicodeError))
+
     def close(self) -> None:
         with self._lock:
             self._con.close()

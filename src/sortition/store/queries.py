@@ -90,22 +90,31 @@ ORDER BY e.ts, e.subject
     return sql, params
 
 
-def decision_reward_sql(
-    flag_key: str | None, bandit_key: str | None, metric: str, window: dt.timedelta | None,
-    aggregate: str, until: dt.datetime | None,
+def decision_filter(
+    flag_key: str | None, bandit_key: str | None, until: dt.datetime | None
 ) -> tuple[str, list[Any]]:
-    agg = check_aggregate(aggregate)
+    """The WHERE condition on ``bandit_events`` that selects the decisions of a decision/reward join."""
     params: list[Any] = []
-    decision_filter = "1 = 1"
+    where = "1 = 1"
     if flag_key is not None:
-        decision_filter += " AND flag_key = ?"
+        where += " AND flag_key = ?"
         params.append(flag_key)
     if bandit_key is not None:
-        decision_filter += " AND bandit_key = ?"
+        where += " AND bandit_key = ?"
         params.append(bandit_key)
     if until is not None:
-        decision_filter += " AND ts < ?"
+        where += " AND ts < ?"
         params.append(until)
+    return where, params
+
+
+def decision_reward_sql(
+    flag_key: str | None, bandit_key: str | None, metric: str, window: dt.timedelta | None,
+    aggregate: str, until: dt.datetime | None, ordered: bool = True,
+) -> tuple[str, list[Any]]:
+    """``ordered=False`` leaves out the final ORDER BY (for a caller that only aggregates)."""
+    agg = check_aggregate(aggregate)
+    decision_where, params = decision_filter(flag_key, bandit_key, until)
     params.append(metric)
     outcome_filter = ""
     if window is not None:
@@ -116,7 +125,7 @@ def decision_reward_sql(
         params.append(until)
     sql = f"""
 WITH decisions AS (
-    SELECT * FROM bandit_events WHERE {decision_filter}
+    SELECT * FROM bandit_events WHERE {decision_where}
 ), candidates AS (
     SELECT d.event_id AS decision_id, o.value AS value,
            ROW_NUMBER() OVER (PARTITION BY o.event_id ORDER BY d.ts DESC, d.event_id DESC) AS rn
@@ -135,6 +144,7 @@ SELECT d.event_id AS event_id, d.ts AS timestamp, d.flag_key AS flag_key, d.band
        d.offered_actions AS offered_actions,
        COALESCE(r.reward, 0.0) AS reward
 FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.event_id
-ORDER BY d.ts, d.event_id
 """
+    if ordered:
+        sql += "ORDER BY d.ts, d.event_id\n"
     return sql, params

@@ -29,6 +29,10 @@ _ASSIGNMENT_FIELDS = frozenset(
      "timestamp", "metaData", "extraLogging", *_ID_KEYS}
 )
 _MAX_SHOWN = 5
+# The store's INTEGER columns (round) are 32-bit in both engines.
+_INT32 = 2**31 - 1
+# Timestamps both engines store alike (Python's datetime range fits DuckDB's and PostgreSQL's).
+_TS_MIN, _TS_MAX = dt.datetime(1, 1, 2), dt.datetime(9999, 12, 30)
 
 
 class FieldError(ValueError):
@@ -67,14 +71,40 @@ def to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
             raise FieldError(field, f"{value!r} is not a finite number of seconds")
         if abs(value) > 1e11:
             raise FieldError(field, f"{value!r} looks like milliseconds; give seconds since the epoch")
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        try:
+            value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise FieldError(field, f"{value!r} seconds since the epoch is out of range") from None
     elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if not isinstance(value, dt.datetime):
         raise FieldError(field, f"is missing or not a timestamp ({type(value).__name__}); give a datetime "
                          "or an RFC 3339 string")
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except (OverflowError, ValueError):
+            raise FieldError(field, f"{value.isoformat()!r} is out of range in UTC") from None
+    if not _TS_MIN <= value <= _TS_MAX:
+        raise FieldError(field, f"{value.isoformat()!r} is out of range (years 1 to 9999)")
+    return value
+
+
+def check_text(value: str, field: str) -> str:
+    """``value`` if both engines store it unchanged, else FieldError.
+
+    PostgreSQL refuses NUL characters in text and lone surrogates are not UTF-8: refusing them
+    here (for DuckDB too) keeps one bad field from failing a whole batch at commit time, and keeps
+    what the two engines accept the same.
+    """
+    if "\x00" in value:
+        raise FieldError(field, f"contains a NUL character (\\x00) at position {value.index(chr(0))}: "
+                         "text fields cannot hold NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise FieldError(field, f"contains a lone surrogate {value[err.start]!r} at position {err.start}: "
+                         "text must be valid Unicode") from None
     return value
 
 
@@ -85,11 +115,23 @@ def _text(event: Mapping, field: str, required: bool = True) -> str | None:
             raise FieldError(field, "is missing")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise FieldError(field, f"must be a string, got {type(value).__name__} {value!r:.60}")
-    value = str(value)
+        raise FieldError(field, f"must be a string, got {type(value).__name__} {_shown(value)}")
+    if isinstance(value, int):
+        if abs(value) >= 10**100:
+            raise FieldError(field, f"is an integer of {len(str(abs(value)))} digits; give a string")
+        value = str(value)
     if required and value == "":
         raise FieldError(field, "is empty")
-    return value
+    return check_text(value, field)
+
+
+def _shown(value: Any) -> str:
+    """A short, printable form of a user's value for messages (never raises)."""
+    try:
+        text = ascii(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: Any, field: str, required: bool = True) -> float | None:
@@ -99,8 +141,10 @@ def _number(value: Any, field: str, required: bool = True) -> float | None:
         return None
     try:
         number = float(value)  # Eppo's extraLogging values are strings ("0.25")
+    except OverflowError:
+        raise FieldError(field, "is an integer too large for a float") from None
     except (TypeError, ValueError):
-        raise FieldError(field, f"must be a number, got {value!r:.60}") from None
+        raise FieldError(field, f"must be a number, got {_shown(value)}") from None
     if not math.isfinite(number):
         raise FieldError(field, f"must be finite, got {value!r}")
     return number
@@ -120,8 +164,8 @@ def _json(value: Any, field: str) -> str | None:
         raise FieldError(field, f"must be a dict, got {type(value).__name__}")
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
-    except (TypeError, ValueError) as err:
-        raise FieldError(field, f"is not JSON-serializable ({err})") from None
+    except (TypeError, ValueError, RecursionError) as err:
+        raise FieldError(field, f"is not JSON-serializable ({_shown(str(err))})") from None
 
 
 def _json_default(value: Any) -> Any:
@@ -137,8 +181,8 @@ def _event_id(event: Mapping, kind: str, content: tuple) -> str:
         given = event.get(key)
         if given is not None:
             if not isinstance(given, str) or not given:
-                raise FieldError(key, f"must be a non-empty string, got {given!r:.60}")
-            return given
+                raise FieldError(key, f"must be a non-empty string, got {_shown(given)}")
+            return check_text(given, key)
     return derive_event_id(kind, content)
 
 
@@ -167,13 +211,15 @@ def assignment_row(event: Mapping) -> tuple:
     extra = {k: v for k, v in event.items() if k not in _ASSIGNMENT_FIELDS}
     extra.update(nested)
     cell = extra.get(CELL_KEY)
-    cell = None if cell is None else str(cell)
+    cell = None if cell is None else check_text(str(cell), CELL_KEY)
     propensity = _probability(extra.get(PROPENSITY_KEY), PROPENSITY_KEY, required=False)
     round_number = _number(extra.get(ROUND_KEY), ROUND_KEY, required=False)
     if round_number is not None:
         if round_number != int(round_number):
             raise FieldError(ROUND_KEY, f"must be a whole number, got {extra.get(ROUND_KEY)!r}")
         round_number = int(round_number)
+        if abs(round_number) > _INT32:
+            raise FieldError(ROUND_KEY, f"{round_number} is out of range (a round number below 2**31)")
     attributes = _json(event.get("subjectAttributes"), "subjectAttributes")
     extra_json = _json(extra, "extraLogging") if extra else None
     meta = _json(event.get("metaData"), "metaData")
@@ -197,28 +243,35 @@ def _offered_actions(value: Any, action: str) -> str | None:
     field = OFFERED_ACTIONS
     if not isinstance(value, Mapping) or not value:
         raise FieldError(field, "must be a non-empty dict {action_key: {numericAttributes, "
-                         f"categoricalAttributes}}}}, got {value!r:.60}")
+                         f"categoricalAttributes}}}}, got {_shown(value)}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key, groups in value.items():
         if isinstance(key, bool) or not isinstance(key, (str, int)) or key == "":
-            raise FieldError(field, f"action keys must be non-empty strings, got {key!r:.40}")
-        key = str(key)  # as the action field itself is stored
+            raise FieldError(field, f"action keys must be non-empty strings, got {_shown(key)}")
+        key = check_text(str(key), field)  # as the action field itself is stored
         groups = {} if groups is None else groups
         if not isinstance(groups, Mapping) or set(groups) - set(_GROUPS):
             raise FieldError(field, f"action {key!r} must map to a dict with keys {list(_GROUPS)}, "
-                             f"got {groups!r:.60}")
+                             f"got {_shown(groups)}")
         numeric = groups.get("numericAttributes") or {}
         categorical = groups.get("categoricalAttributes") or {}
         if not isinstance(numeric, Mapping) or not isinstance(categorical, Mapping):
             raise FieldError(field, f"action {key!r}: attribute groups must be dicts")
         for name, x in numeric.items():
-            if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
-                raise FieldError(field, f"action {key!r}: numeric attribute {name!r} is {x!r:.40}, "
+            if isinstance(x, bool) or not isinstance(x, numbers.Real) or not _finite(x):
+                raise FieldError(field, f"action {key!r}: numeric attribute {name!r} is {_shown(x)}, "
                                  "not a finite number")
         out[key] = {"numericAttributes": dict(numeric), "categoricalAttributes": dict(categorical)}
     if action not in out:
         raise FieldError(field, f"does not contain the chosen action {action!r} (offered: {sorted(out)[:5]})")
     return json.dumps(out, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _finite(x: numbers.Real) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def bandit_row(event: Mapping) -> tuple:
@@ -289,28 +342,40 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def build_rows(events: Iterable[Mapping], kind: str) -> list[tuple]:
+def build_rows(events: Iterable[Mapping], kind: str, set_aside: list[tuple[str, Any, str]] | None = None
+               ) -> list[tuple]:
     """Validate a batch and return its rows, de-duplicated by event id (first occurrence wins).
 
     Raises ValueError naming every bad field with the first bad events' positions, and the first
-    event id given twice in the batch with different content.
+    event id given twice in the batch with different content. With ``set_aside`` (a list), bad events
+    are appended to it as ``(kind, event, reason)`` instead, and the good rows are returned.
     """
     _table, builder = ROW_BUILDERS[kind]
     rows: dict[str, tuple] = {}
     bad: dict[str, tuple[str, list[int]]] = {}
     conflict = None
     for i, event in enumerate(events):
-        if not isinstance(event, Mapping):
-            bad.setdefault("(event)", (f"must be a dict, got {type(event).__name__}", []))[1].append(i)
-            continue
         try:
+            if not isinstance(event, Mapping):
+                raise FieldError("(event)", f"must be a dict, got {type(event).__name__}")
             row = builder(event)
         except FieldError as err:
-            bad.setdefault(err.field, (err.problem, []))[1].append(i)
+            if set_aside is not None:
+                set_aside.append((kind, event, f"field {err.field!r} {err.problem}"))
+            else:
+                bad.setdefault(err.field, (err.problem, []))[1].append(i)
+            continue
+        except Exception as err:  # noqa: BLE001 - a hostile mapping: set aside, or raised below
+            if set_aside is None:
+                raise
+            set_aside.append((kind, event, f"could not be read ({type(err).__name__}: {_shown(str(err))})"))
             continue
         previous = rows.setdefault(row[0], row)
-        if previous != row and conflict is None:
-            conflict = (row[0], i)
+        if previous != row:
+            if set_aside is not None:
+                set_aside.append((kind, event, f"event id {row[0]!r} is given twice with different content"))
+            elif conflict is None:
+                conflict = (row[0], i)
     if bad:
         parts = []
         for field, (problem, positions) in bad.items():
@@ -324,3 +389,44 @@ def build_rows(events: Iterable[Mapping], kind: str) -> list[tuple]:
                          f"given twice with different content (second at event {conflict[1]}); "
                          "event ids must identify one event.")
     return list(rows.values())
+
+
+# --- dead letters ---------------------------------------------------------------------------------
+_MAX_DEAD_TEXT = 65_536
+
+
+def _safe_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates escaped, so every engine stores it."""
+    try:
+        return check_text(text, "")
+    except FieldError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def event_text(event: Any) -> str:
+    """An event as JSON text that every engine stores (non-ASCII escaped; at most 64 KiB).
+
+    Never raises: what JSON cannot hold is written as its ``repr``.
+    """
+    try:
+        text = json.dumps(event, default=lambda v: _shown_full(v), ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps({"repr": _shown_full(event)}, ensure_ascii=True)
+    return text if len(text) <= _MAX_DEAD_TEXT else text[:_MAX_DEAD_TEXT - 3] + "..."
+
+
+def _shown_full(value: Any) -> str:
+    try:
+        return ascii(value)[:_MAX_DEAD_TEXT]
+    except Exception:  # noqa: BLE001 - a hostile __repr__, or one too deep
+        return f"<{type(value).__name__}>"
+
+
+def dead_letter_row(kind: str, event: Any, reason: str, received_at: dt.datetime) -> tuple:
+    """A refused event -> a row of ``dead_letters``: (id, kind, reason, event JSON, received_at).
+
+    The id hashes the kind, event and reason, so setting the same event aside twice stores it once.
+    """
+    text, reason = event_text(event), _safe_text(reason)[:_MAX_DEAD_TEXT]
+    event_id = hashlib.sha256(json.dumps([kind, text, reason]).encode()).hexdigest()[:32]
+    return (event_id, kind, reason, text, received_at)

@@ -101,8 +101,25 @@ CONFIGURATIONS = Table(
     key="version",
 )
 
+# --- faults: events the store refused (issue 13 §1) -------------------------------------------------
+# An event that fails validation (or that the engine refuses) is kept here with the reason, so one bad
+# event never blocks the batch it came in. ``event`` is the event as JSON text (non-ASCII escaped).
+# Older stores get the table when opened (CREATE TABLE IF NOT EXISTS): no other change.
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        Column("event_id", "text", False),
+        Column("kind", "text", False),
+        Column("reason", "text", False),
+        Column("event", "text", False),
+        Column("received_at", "timestamp", False),
+    ),
+    key="event_id",
+)
+# --- end faults -----------------------------------------------------------------------------------
+
 EVENT_TABLES = {"assignment": ASSIGNMENTS, "bandit": BANDIT_EVENTS, "outcome": OUTCOMES}
-TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS)
+TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS, DEAD_LETTERS)
 
 # Indexes for the joins: exposures by flag, outcomes by subject and metric, decisions by subject.
 INDEXES = (

@@ -13,8 +13,8 @@ import pandas as pd
 from sortition.store.backend import Backend, Transaction, write_with_retry
 from sortition.store.configurations import ConfigurationVersion, as_document
 from sortition.store.queries import check_window, decision_reward_sql, exposure_outcome_sql
-from sortition.store.records import as_event_list, build_rows, to_utc, FieldError
-from sortition.store.schema import CONFIGURATIONS, EVENT_TABLES
+from sortition.store.records import as_event_list, build_rows, dead_letter_row, to_utc, FieldError
+from sortition.store.schema import CONFIGURATIONS, DEAD_LETTERS, EVENT_TABLES
 
 if TYPE_CHECKING:
     from sortition.data import ExperimentData
@@ -25,15 +25,17 @@ EXPERIMENT_COLUMNS = ("subject", "arm", "y", "propensity", "cell", "round")
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What one append did: ``inserted`` new events, ``duplicates`` already stored (or repeated in
+    """What one append did: ``inserted`` new events, ``set_aside`` refused ones (in
+    ``dead_letters``, with ``invalid="set_aside"``), ``duplicates`` already stored (or repeated in
     the batch), out of ``received``."""
 
     received: int
     inserted: int
+    set_aside: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.inserted
+        return self.received - self.inserted - self.set_aside
 
 
 def _utc_or_none(value: Any, field: str) -> dt.datetime | None:
@@ -119,17 +121,61 @@ class EventStore:
         timestamp: without them such events share a derived id and are stored once."""
         return self._append("outcome", events)
 
-    def append(self, assignments: Any = (), bandit_events: Any = (), outcomes: Any = ()) -> dict[str, AppendResult]:
-        """Append events of several kinds in ONE transaction (all kinds or none)."""
+    def append(self, assignments: Any = (), bandit_events: Any = (), outcomes: Any = (), *,
+               invalid: str = "raise") -> dict[str, AppendResult]:
+        """Append events of several kinds in ONE transaction (all kinds or none).
+
+        ``invalid="raise"`` (default): a bad event raises ValueError and nothing is written.
+        ``invalid="set_aside"``: bad events (and any the engine refuses) go to ``dead_letters``
+        with the reason, in the same transaction, and the good ones are stored.
+        """
+        if invalid not in ("raise", "set_aside"):
+            raise ValueError(f"invalid must be 'raise' or 'set_aside', got {invalid!r}")
         batches = {kind: as_event_list(events, kind) for kind, events in
                    (("assignment", assignments), ("bandit", bandit_events), ("outcome", outcomes))}
-        rows = {kind: build_rows(batch, kind) for kind, batch in batches.items()}
+        aside: list[tuple[str, Any, str]] | None = [] if invalid == "set_aside" else None
+        rows = {kind: build_rows(batch, kind, aside) for kind, batch in batches.items()}
 
         def work(tx: Transaction) -> dict[str, int]:
-            return {kind: tx.insert_new(EVENT_TABLES[kind], rows[kind]) for kind in rows}
+            inserted = {kind: tx.insert_new(EVENT_TABLES[kind], rows[kind]) for kind in rows}
+            self._insert_dead_letters(tx, aside or [])
+            return inserted
 
-        inserted = write_with_retry(self._backend, work)
-        return {kind: AppendResult(len(batches[kind]), inserted[kind]) for kind in batches}
+        try:
+            inserted = write_with_retry(self._backend, work)
+        except Exception as err:  # noqa: BLE001 - re-raised unless a value the engine refuses
+            if aside is None or not self._backend.is_data_error(err):
+                raise
+            inserted = self._append_row_by_row(rows, aside)
+        refused = {kind: sum(1 for k, _, _ in aside or () if k == kind) for kind in batches}
+        return {kind: AppendResult(len(batches[kind]), inserted[kind], refused[kind]) for kind in batches}
+
+    def _insert_dead_letters(self, tx: Transaction, aside: list[tuple[str, Any, str]]) -> None:
+        if aside:
+            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            tx.insert_new(DEAD_LETTERS, [dead_letter_row(kind, event, reason, now) for kind, event, reason in aside])
+
+    def _append_row_by_row(self, rows: dict[str, list[tuple]], aside: list[tuple[str, Any, str]]) -> dict[str, int]:
+        """The batch the engine refused, one row per transaction: refused rows join ``aside``."""
+        inserted = {kind: 0 for kind in rows}
+        for kind, kind_rows in rows.items():
+            table = EVENT_TABLES[kind]
+            for row in kind_rows:
+                try:
+                    inserted[kind] += write_with_retry(self._backend, lambda tx: tx.insert_new(table, [row]))
+                except Exception as err:  # noqa: BLE001 - re-raised unless a value the engine refuses
+                    if not self._backend.is_data_error(err):
+                        raise
+                    aside.append((kind, dict(zip(table.names, row)), f"refused by {self.dialect}: {err}"))
+        write_with_retry(self._backend, lambda tx: self._insert_dead_letters(tx, aside))
+        return inserted
+
+    def dead_letters(self, kind: str | None = None) -> pd.DataFrame:
+        """Events set aside by ``append(..., invalid="set_aside")`` (and ``StoreLogger``), oldest
+        first: ``event_id``, ``kind``, ``reason``, ``event`` (the event as JSON text), ``received_at``."""
+        where = "1 = 1" if kind is None else "kind = ?"
+        return self._backend.frame(f"SELECT * FROM dead_letters WHERE {where} ORDER BY received_at, event_id",
+                                   [] if kind is None else [kind])
 
     # ---- reading events --------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

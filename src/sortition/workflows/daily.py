@@ -8,12 +8,20 @@ configuration to serve; if exposures are already stored it also runs the first r
 
 Nothing is saved unless the round succeeded: a failing fit, bad data or no new data leave the
 state file and the store's configurations as they were.
+
+A round is all-or-nothing, in this order: the state is written first (atomically: it is the commit
+of the round), the configuration is published second. A run killed between the two leaves a
+committed round whose plan is not served yet; the next run sees that (the store's latest entry for
+the flag is not the state's plan), publishes exactly that plan and stops there. The other order
+could leave a published plan that no state ever committed, which serving processes would serve and
+a rerun would replace with a second, different round-N plan. See docs/experiment.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,7 @@ import pandas as pd
 
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
+from sortition.store.records import ROUND_KEY
 
 # how a kind of outcome aggregates a subject's outcome events in the attribution window
 AGGREGATES = {"revenue": "sum", "continuous": "sum", "binary": "conversion"}
@@ -38,6 +47,9 @@ class DailyRound:
     configuration_version: int  # the store's version holding the configuration to serve next
     state: Path
     report: Path | None
+    # True when this run found a committed round whose plan a killed run had not published, and
+    # published it (no new round ran; ``result`` is that committed round's).
+    recovered: bool = False
 
 
 def _open_store(location: str | Path, create: bool) -> Any:
@@ -80,6 +92,61 @@ def _new_rows(frame: pd.DataFrame, experiment: SequentialExperiment, flag: str) 
         rows["round"] = rows["round"].fillna(experiment.round_).astype("int64")
     rows["cell"] = rows["cell"].where(rows["cell"].notna(), "unknown")
     return rows
+
+
+def _published_flag(store: Any, flag: str) -> Any:
+    """The latest stored configuration's entry for ``flag`` (None when there is none)."""
+    try:
+        return store.configuration().flags.get("flags", {}).get(flag)
+    except LookupError:
+        return None
+
+
+def plan_rounds(entry: Any) -> set[int]:
+    """The round numbers a flag entry's splits log (the ``round`` extraLogging entries the export writes)."""
+    found: set[int] = set()
+    if isinstance(entry, Mapping):
+        for key, value in entry.items():
+            if key == ROUND_KEY and isinstance(value, str) and value.isdigit():
+                found.add(int(value))
+            else:
+                found |= plan_rounds(value)
+    elif isinstance(entry, list):
+        for value in entry:
+            found |= plan_rounds(value)
+    return found
+
+
+def _is_published(store: Any, experiment: SequentialExperiment, state: Path) -> bool:
+    """Whether the store's latest configuration serves the state's current plan for the flag.
+
+    Raises ValueError when the store serves a later round than the state committed (rounds against
+    the store): the state is older than what is served, and running it would fork the experiment.
+    """
+    entry = _published_flag(store, experiment.key)
+    served = max(plan_rounds(entry), default=None)
+    if served is not None and served > experiment.round_:
+        raise ValueError(
+            f"the store serves round {served} of flag {experiment.key!r}, but the state {str(state)!r} "
+            f"is at round {experiment.round_}: the state is older than the store (restored from a backup, "
+            "or another state file). Point --state at the current state file, or roll the store back to "
+            "the version this state published"
+        )
+    planned = json.loads(json.dumps(experiment.configuration()["flags"][experiment.key]))
+    return entry == planned
+
+
+def _check_rounds(frame: pd.DataFrame, experiment: SequentialExperiment, state: Path) -> None:
+    """Refuse a state that is older than the exposures in the store (rounds against the store)."""
+    if "round" not in frame or not frame["round"].notna().any():
+        return
+    latest = int(frame["round"].max())
+    if latest > experiment.round_:
+        raise ValueError(
+            f"the store has exposures to flag {experiment.key!r} logged in round {latest}, but the state "
+            f"{str(state)!r} is at round {experiment.round_}: the state is older than the plans served "
+            "(restored from a backup, or another state file). Point --state at the current state file"
+        )
 
 
 def _save_configuration(store: Any, experiment: SequentialExperiment) -> int:
@@ -172,7 +239,15 @@ def daily_round(
     aggregate = aggregate or AGGREGATES.get(experiment.outcome, "sum")
 
     with _open_store(store, create=created) as events:
+        if not created and not _is_published(events, experiment, state):
+            # a run was killed after committing its round and before publishing it: finish that one
+            version = _save_configuration(events, experiment)
+            report = _write_report(out, experiment, flag, metric, repr(events))
+            last = experiment.results_[-1] if experiment.results_ else None
+            return DailyRound(experiment, False, last, 0, version, state, report, recovered=True)
         frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
+        if not created:
+            _check_rounds(frame, experiment, state)
         if frame.empty and not created:
             known = events.flag_keys()
             raise ValueError(
@@ -190,17 +265,22 @@ def daily_round(
             )
         if len(rows):
             result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
+        experiment.save(state)  # the commit of the round: before anything is published
         version = _save_configuration(events, experiment)
         where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
-    experiment.save(state)
-    report = None
-    if out is not None and experiment.results_:
-        from sortition.report import write_report
-
-        report = write_report(
-            out,
-            experiment,
-            title=f"Sortition: {flag}, round {experiment.round_}",
-            source=f"{where}, metric {metric!r}",
-        )
+    report = _write_report(out, experiment, flag, metric, where)
     return DailyRound(experiment, created, result, len(rows), version, state, report)
+
+
+def _write_report(out: str | Path | None, experiment: SequentialExperiment, flag: str, metric: str,
+                  where: str) -> Path | None:
+    if out is None or not experiment.results_:
+        return None
+    from sortition.report import write_report
+
+    return write_report(
+        out,
+        experiment,
+        title=f"Sortition: {flag}, round {experiment.round_}",
+        source=f"{where}, metric {metric!r}",  # repr(store): a PostgreSQL URL's credentials stay out
+    )
