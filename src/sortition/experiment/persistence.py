@@ -46,29 +46,6 @@ STATE_FORMAT = "sortition.experiment-state"
 STATE_VERSION = 2
 _READS = (1, 2)
 
-# constructor keywords saved as settings (``arms`` is saved on its own)
-SETTINGS = (
-    "key",
-    "outcome",
-    "engine",
-    "fit_options",
-    "min_control_weight",
-    "min_explore_weight",
-    "epsilon",
-    "max_depth",
-    "min_leaf_share",
-    "tree_options",
-    "drop_below",
-    "drop_after",
-    "graduation_probability",
-    "graduation_loss",
-    "graduation_rounds",
-    "level",
-    "covariates",
-    "seed",
-    "warm_start",
-    "resegment_probability",
-)
 
 
 # --- JSON values ------------------------------------------------------------------------------------
