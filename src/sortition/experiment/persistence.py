@@ -47,7 +47,6 @@ STATE_VERSION = 2
 _READS = (1, 2)
 
 
-
 # --- JSON values ------------------------------------------------------------------------------------
 def _plain(value: Any, where: str) -> Any:
     """A JSON-ready copy: numpy scalars made plain, tuples as lists, non-finite floats tagged."""
