@@ -26,6 +26,22 @@ class CliResult:
         return " ".join(self.output.split())
 
 
+def write_table(frame, path) -> None:
+    """Write ``frame`` as a user would hand it over, by the file's suffix: CSV (also .csv.gz),
+    Parquet, or a DuckDB database with one table ``visits``."""
+    name = str(path)
+    if ".csv" in name:
+        frame.to_csv(path, index=False)
+    elif name.endswith(".parquet"):
+        frame.to_parquet(path)
+    else:
+        import duckdb
+
+        with duckdb.connect(name) as con:
+            con.register("f", frame)
+            con.execute("CREATE TABLE visits AS SELECT * FROM f")
+
+
 def invoke(args: list[str], *, columns: int = 100, **kwargs) -> CliResult:
     result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)}, **kwargs)
     return CliResult(result.exit_code, result.output, result.exception)

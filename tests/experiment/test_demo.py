@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import invoke
+from cli_helpers import invoke, write_table
 
 from sortition.workflows.demo import analyze, read_table, run_demo
 from sortition.scenarios import generate
@@ -66,20 +66,11 @@ def test_analyze_reads_user_data(tmp_path, suffix):
     data, _ = generate("reversal", 600, arms=3, seed=4)
     frame = data.frame()
     path = tmp_path / f"data.{suffix}"
-    if suffix == "csv":
-        frame.to_csv(path, index=False)
-    elif suffix == "parquet":
-        frame.to_parquet(path)
-    else:
-        import duckdb
-
-        with duckdb.connect(str(path)) as con:
-            con.register("f", frame)
-            con.execute("CREATE TABLE visits AS SELECT * FROM f")
+    write_table(frame, path)
     loaded = read_table(path)
     experiment, report = analyze(
         loaded, arm="arm", outcome="y", subject="visitor_id", propensity="propensity", control="control",
-        engine="stratified", out=tmp_path / "out",
+        outcome_kind="continuous", engine="stratified", out=tmp_path / "out",
     )
     assert report.exists() and experiment.round_ == 1
     assert experiment.arms[0] == "control"
@@ -91,7 +82,7 @@ def test_analyze_command_and_errors(tmp_path):
     path = tmp_path / "d.csv"
     data.frame().to_csv(path, index=False)
     ok = invoke(["analyze", str(path), "--subject", "visitor_id", "--propensity", "propensity",
-                                  "--control", "control", "--engine", "stratified", "--out", str(tmp_path / "o")])
+                                  "--control", "control", "--kind", "continuous", "--engine", "stratified", "--out", str(tmp_path / "o")])
     assert ok.exit_code == 0, ok.text
     assert (tmp_path / "o" / "configuration.json").exists()
     bad = invoke(["analyze", str(path), "--outcome", "revenue_typo", "--out", str(tmp_path / "x")])
@@ -99,5 +90,5 @@ def test_analyze_command_and_errors(tmp_path):
     missing = invoke(["analyze", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2 and "does not exist" in missing.text
     (tmp_path / "d.json").write_text("{}")
-    with pytest.raises(ValueError, match="csv, .parquet or .duckdb"):
+    with pytest.raises(ValueError, match=r"\.tsv, \.parquet or \.duckdb"):
         read_table(tmp_path / "d.json")

@@ -93,7 +93,7 @@ def test_a_candidate_flag_is_evaluated_and_a_poorly_covered_one_warns(simulated,
     split = [("action_0", 0, 3000), ("action_2", 3000, 10000)]
     flags.write_text(json.dumps(_flags(["action_0", "action_2"], split)))
     truth = float((0.3 * q[:, 0] + 0.7 * q[:, 2]).mean())
-    args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--flags", str(flags), "--flag", "pick"]
+    args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--flags", str(flags), "--candidate-flag", "pick"]
     res = invoke([*args, "--estimator", "all"])
     assert res.exit_code == 0, res.text
     rows = _rows(res.output)
@@ -147,14 +147,17 @@ def test_decisions_without_offered_actions_give_a_clear_error(tmp_path):
     "args, message",
     [
         ([], "give one candidate"),
-        (["--model", "m.json", "--flags", "f.json", "--flag", "pick"], "give one candidate"),
-        (["--flags", "f.json"], "needs --flag"),
-        (["--model", "m.json", "--estimator", "best"], "--estimator is 'best'"),
-        (["--model", "m.json", "--interval", "wide"], "'normal' or 'bootstrap'"),
+        (["--model", "m.json", "--flags", "f.json", "--candidate-flag", "pick"], "give one candidate"),
+        (["--flags", "f.json"], "needs --candidate-flag"),
+        (["--model", "m.json", "--candidate-flag", "pick"], "--candidate-flag goes with --flags"),
+        (["--model", "m.json", "--estimator", "best"], "'best' is not one of 'dr', 'ips', 'snips', 'dm', 'all'"),
+        (["--model", "m.json", "--interval", "wide"], "'wide' is not one of 'normal', 'bootstrap'"),
+        (["--model", "m.json", "--window", "7 days"], "is not a duration"),
         (["--model", "m.json", "--bandit", "nope"], "bandit 'nope' is not in"),
         (["--model", "missing.json"], "cannot read the models file"),
-        (["--flags", "f.json", "--flag", "other"], "flag 'other' is not in"),
-        (["--model", "m.json", "--flag-key", "other-flag"], "no bandit decisions"),
+        (["--flags", "f.json", "--candidate-flag", "other"], "flag 'other' is not in"),
+        (["--model", "m.json", "--flag", "other-flag"], "flag 'other-flag' has no bandit decisions"),
+        (["--model", "m.json", "--metric", "rewrd"], "metric 'rewrd' has no outcome events"),
     ],
 )
 def test_errors_say_what_to_fix(simulated, tmp_path, monkeypatch, args, message):

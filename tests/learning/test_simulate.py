@@ -68,7 +68,7 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
             str(db),
             "--metric",
             "reward",
-            "--flag-key",
+            "--flag",
             "bandit-flag",
             "--out",
             str(models_out),
@@ -86,6 +86,7 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
         client.get_bandit_action("bandit-flag", "zoe", {"age": 30}, env.offered(), "none").action
         in env.actions
     )
-    empty = invoke(["bandit", "train", str(db), "--metric", "reward", "--flag-key", "other", "--out", str(models_out)],
+    empty = invoke(["bandit", "train", str(db), "--metric", "reward", "--flag", "bandit-flga", "--out", str(models_out)],
     )
-    assert empty.exit_code != 0 and "no bandit decisions" in empty.text
+    assert empty.exit_code == 2 and "flag 'bandit-flga' has no bandit decisions" in empty.text
+    assert "did you mean 'bandit-flag'?" in empty.text

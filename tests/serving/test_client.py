@@ -260,3 +260,31 @@ def test_batch_bandit_events_match_single_calls(bandit_cfg):
     nike = [e for e in batch_log.bandits if e["action"] == "nike"]
     nike[0]["actionNumericAttributes"]["brand_affinity"] = -1
     assert all(e["actionNumericAttributes"]["brand_affinity"] == 1.0 for e in nike[1:])
+
+
+def test_compiled_model_shape(flags_cfg):
+    """The compiled model the columnar calls build on (docs/serving.md, "Compiled model")."""
+    from datetime import datetime
+
+    from sortition.serving.sharding import shard
+
+    seen_salts = 0
+    for flag in flags_cfg.flags.values():
+        assert len(flag.salts) == len(flag.hashers) == len(set(flag.salts))
+        for i, salt in enumerate(flag.salts):
+            assert shard("alice", flag.total_shards, flag.hashers[i]) == shard(f"{salt}-alice", flag.total_shards)
+        for position, alloc in enumerate(flag.allocations):
+            assert alloc.position == position
+            for split in alloc.splits:
+                assert split.variation is flag.variations.get(split.variation_key)
+                for sh in split.shards:
+                    seen_salts += 1
+                    assert flag.salts[sh.salt_index] == sh.salt
+                    assert list(zip(sh.starts, sh.ends)) == list(sh.ranges)
+    assert seen_salts > 5
+    log = Recorder()
+    subject = rollout_subjects(flags_cfg, {"country": "US"}, 1)[0]
+    Client(flags_cfg, assignment_logger=log).get_assignment("new-user-onboarding", subject, {"country": "US"}, "d")
+    stamp = log.assignments[0]["timestamp"]  # RFC 3339, milliseconds, UTC
+    assert stamp.endswith("Z") and len(stamp) == len("2026-01-01T00:00:00.000Z")
+    assert datetime.fromisoformat(stamp).utcoffset().total_seconds() == 0

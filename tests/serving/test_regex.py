@@ -89,6 +89,28 @@ def test_literal_patterns_answered_by_str_methods_agree_with_re(literal, start, 
         assert search(t) == (re.search(python, t) is not None), (pattern, t)
 
 
+_FIXED = st.sampled_from(["a", "b", "@", r"\.", ".", "[ab]", "[^a]", "[a-c]", r"\d", r"\w", r"\s", r"\b", "é",
+                          "(a)", "(ab)", "^", "$", "[]a]", "[$]", r"\$"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(pattern=st.lists(_FIXED, min_size=1, max_size=6).map("".join),
+       texts=st.lists(st.text(alphabet="ab@.é1 _\n$", max_size=10), min_size=1, max_size=6))
+def test_fixed_width_patterns_on_re_agree_with_re2_itself(pattern, texts):
+    """Patterns without quantifiers or alternation run on Python's re: with RE2's meanings."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        reference = re2.compile(pattern, options)
+    except re2.error:
+        return
+    search = compile_search(pattern)
+    for t in texts:
+        assert search(t) == (reference.search(t) is not None), (pattern, t)
+
+
 def test_pathological_patterns_run_in_linear_time():
     cases = [
         (r"^(a+)+$", "a" * 10_000 + "!"),

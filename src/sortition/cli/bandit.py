@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
 from rich.table import Table
 
-from sortition.cli.app import app
+from sortition.cli.app import Group, SortitionTyper, app
 from sortition.cli.console import console, fail
+from sortition.cli.options import WINDOW_HELP, parse_window
 
-bandit_app = typer.Typer(
+bandit_app = SortitionTyper(
+    cls=Group,
     help="Contextual bandits: simulate the serve -> log -> retrain loop.", no_args_is_help=True
 )
 app.add_typer(bandit_app, name="bandit")
@@ -23,7 +28,9 @@ def simulate(
     subjects: int = typer.Option(500, min=1, help="Subjects arriving per round."),
     actions: int = typer.Option(4, min=2, help="Number of actions."),
     seed: int = typer.Option(0, help="Seed of the environment and the arrivals."),
-    reward: str = typer.Option("continuous", help="'continuous' (Gaussian noise) or 'binary'."),
+    reward: Literal["continuous", "binary"] = typer.Option(
+        "continuous", help="continuous (Gaussian noise) or binary rewards."
+    ),
     gamma_scale: float = typer.Option(1.0, min=0.0, help="gamma = scale * sqrt(events trained on)."),
     floor: float = typer.Option(0.05, min=0.0, max=1.0, help="actionProbabilityFloor of the trained models."),
     store: str = typer.Option(":memory:", help="EventStore path (DuckDB file) or postgresql:// URL."),
@@ -41,8 +48,6 @@ def simulate(
     from sortition.learning.training import SqrtGamma
     from sortition.store import EventStore
 
-    if reward not in ("continuous", "binary"):
-        raise typer.BadParameter(f"reward is {reward!r}; use 'continuous' or 'binary'", param_hint="--reward")
     env = make_environment(n_actions=actions, seed=seed, reward=reward)  # type: ignore[arg-type]
     table = Table(title=f"bandit simulation: {actions} actions, {subjects} subjects/round, seed {seed}")
     for col in ("round", "trained on", "gamma", "reward", "expected", "uniform", "oracle", "regret"):
@@ -89,7 +94,7 @@ def train(
     store: str = typer.Argument(..., help="EventStore path (DuckDB file) or postgresql:// URL."),
     metric: str = typer.Option(..., help="Outcome metric whose attributed value is the reward."),
     out: Path = typer.Option(..., help="Write the bandit-models-v1 JSON here."),
-    flag_key: str | None = typer.Option(None, help="Only decisions served by this flag."),
+    flag: str | None = typer.Option(None, help="Only decisions served by this flag."),
     bandit_key: str = typer.Option("bandit", help="banditKey of the trained model."),
     gamma: float | None = typer.Option(None, min=0.0, help="Fixed gamma (default: the sqrt schedule)."),
     gamma_scale: float = typer.Option(
@@ -97,7 +102,7 @@ def train(
     ),
     floor: float = typer.Option(0.05, min=0.0, max=1.0, help="actionProbabilityFloor."),
     l2: float = typer.Option(1.0, min=0.0, help="Ridge penalty on standardized attributes."),
-    window: float | None = typer.Option(None, min=0.0, help="Attribution window in seconds (default: none)."),
+    window: str | None = typer.Option(None, help=WINDOW_HELP),
     flags: Path | None = typer.Option(
         None, help="A flags (UFC) file to link to the model (needs --out-flags)."
     ),
@@ -110,18 +115,16 @@ def train(
     """
     from sortition.learning import SqrtGamma, bandit_models_json, link_bandit
     from sortition.learning.sufficient import NoDecisionsError, model_from_statistics, store_statistics
-    from sortition.store import EventStore
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
-    with EventStore(store) as event_store, console.status("computing sufficient statistics in the store..."):
+    seconds = parse_window(window)
+    with _read_store(store, metric, flag) as event_store, \
+            console.status("computing sufficient statistics in the store..."):
         try:
-            stats = store_statistics(event_store, metric, flag_key=flag_key, window=window)
+            stats = store_statistics(event_store, metric, flag_key=flag, window=seconds)
         except NoDecisionsError:
-            raise typer.BadParameter(
-                f"no bandit decisions in {store}" + (f" for flag {flag_key!r}" if flag_key else ""),
-                param_hint="store",
-            ) from None
+            fail(f"no bandit decisions in {store}" + (f" for flag {flag!r}" if flag else ""))
     model = model_from_statistics(
         stats,
         bandit_key=bandit_key,
@@ -146,6 +149,30 @@ def train(
 _ESTIMATORS = ("ips", "snips", "dm", "dr")
 
 
+@contextmanager
+def _read_store(store: str, metric: str, flag: str | None) -> Iterator[Any]:
+    """``store`` opened read-only, after refusing a store that does not exist, a metric with no
+    outcome events and a flag with no bandit decisions."""
+    from sortition.store import EventStore
+    from sortition.workflows.guards import require_flag, require_metric
+
+    if not store.startswith(("postgresql://", "postgres://")):
+        from sortition.data.files import require_file
+
+        require_file(store, "event store")
+    with EventStore(store, read_only=True) as event_store:
+        require_metric(event_store, metric)
+        if flag is not None:
+            require_flag(event_store, flag, bandit=True)
+        yield event_store
+
+
+def _rewards(store: str, metric: str, flag: str | None, window: float | None) -> Any:
+    """Bandit decisions joined to ``metric`` from ``store`` (see :func:`_read_store`)."""
+    with _read_store(store, metric, flag) as event_store:
+        return event_store.bandit_rewards(metric, flag_key=flag, window=window)
+
+
 def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
@@ -165,13 +192,15 @@ def evaluate(
     flags: Path | None = typer.Option(
         None, help="Candidate: a flags (UFC) JSON file whose variations are actions."
     ),
-    flag: str | None = typer.Option(None, help="The candidate flag's key in --flags."),
-    estimator: str = typer.Option("dr", help="dr, ips, snips, dm, or all."),
-    interval: str = typer.Option("normal", help="normal (delta method) or bootstrap."),
+    candidate_flag: str | None = typer.Option(None, help="The candidate flag's key in --flags."),
+    estimator: Literal["dr", "ips", "snips", "dm", "all"] = typer.Option("dr", help="The estimator, or all."),
+    interval: Literal["normal", "bootstrap"] = typer.Option(
+        "normal", help="normal (delta method) or bootstrap."
+    ),
     alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="1 - the intervals' nominal coverage."),
-    flag_key: str | None = typer.Option(None, help="Only decisions logged by this flag."),
+    flag: str | None = typer.Option(None, help="Only decisions logged by this flag."),
     since: str | None = typer.Option(None, help="Only decisions at or after this time (RFC 3339)."),
-    window: float | None = typer.Option(None, min=0.0, help="Attribution window in seconds (default: none)."),
+    window: str | None = typer.Option(None, help=WINDOW_HELP),
     seed: int = typer.Option(0, min=0, help="Seed of the reward model's folds and the bootstrap."),
 ) -> None:
     """Estimate off-line what a candidate bandit model or flag would earn per decision.
@@ -187,18 +216,16 @@ def evaluate(
     from sortition.learning import load_bandit_models
     from sortition.learning.ope import DM, DR, IPS, SNIPS, IntervalSettings, OffPolicyData, OverlapWarning
     from sortition.learning.ope import candidate_data, flag_plan_data
-    from sortition.store import EventStore
     from sortition.store.records import FieldError, to_utc
 
     if (model is None) == (flags is None):
         fail("give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
-              "--flag KEY")
-    if flags is not None and flag is None:
-        fail("--flags needs --flag KEY: the candidate flag's key in the flags file")
-    if model is not None and flag is not None:
-        fail("--flag goes with --flags; with --model choose the bandit with --bandit")
-    if estimator not in (*_ESTIMATORS, "all"):
-        fail(f"--estimator is {estimator!r}; use one of {', '.join(_ESTIMATORS)} or all")
+              "--candidate-flag KEY")
+    if flags is not None and candidate_flag is None:
+        fail("--flags needs --candidate-flag KEY: the candidate flag's key in the flags file")
+    if model is not None and candidate_flag is not None:
+        fail("--candidate-flag goes with --flags; with --model choose the bandit with --bandit")
+    seconds = parse_window(window)
     try:
         settings = IntervalSettings(interval=interval, alpha=alpha, seed=seed)
     except ValueError as err:
@@ -210,14 +237,13 @@ def evaluate(
         except FieldError as err:
             fail(f"--since {err.problem}")
 
-    with EventStore(store) as event_store:
-        frame = event_store.bandit_rewards(metric, flag_key=flag_key, window=window)
+    frame = _rewards(store, metric, flag, seconds)
     if since_utc is not None:
         frame = frame[frame["timestamp"] >= since_utc].reset_index(drop=True)
-    where = f"{store}" + (f" for flag {flag_key!r}" if flag_key else "")
+    where = f"{store}" + (f" for flag {flag!r}" if flag else "")
     where += f" since {since}" if since else ""
     if frame.empty:
-        fail(f"no bandit decisions in {where}; check the store, --flag-key and --since")
+        fail(f"no bandit decisions in {where}; check the store, --flag and --since")
 
     if model is not None:
         try:
@@ -246,12 +272,12 @@ def evaluate(
         except ValueError as err:
             fail(str(err))
     else:
-        assert flags is not None and flag is not None
+        assert flags is not None and candidate_flag is not None
         flags_doc = _read_json(flags, "flags")
-        variations = (flags_doc.get("flags", {}).get(flag) or {}).get("variations", {})
+        variations = (flags_doc.get("flags", {}).get(candidate_flag) or {}).get("variations", {})
         # the logged action is the served variation's value; the plan is over variation keys
         key_of = {str(v.get("value")): k for k, v in variations.items() if isinstance(v, dict)}
-        candidate_name = f"flag {flag!r}"
+        candidate_name = f"flag {candidate_flag!r}"
         try:
             data = flag_plan_data(
                 frame["reward"].to_numpy(),
@@ -260,7 +286,7 @@ def evaluate(
                 [{**n, **c} for n, c in zip(frame["subject_numeric_attributes"],
                                              frame["subject_categorical_attributes"], strict=True)],
                 flags_doc,
-                flag,
+                candidate_flag,
                 subject_keys=frame["subject"].astype(str).tolist(),
             )
         except ValueError as err:

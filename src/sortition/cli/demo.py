@@ -5,25 +5,31 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
+from sortition.cli.options import WINDOW_HELP, Engine, Kind, comma_list, parse_window
+from sortition.scenarios import SCENARIOS
 
+Scenario = Literal[SCENARIOS]  # type: ignore[valid-type]
+
+THREADS_HELP = "Threads for the BCF engine (default: $OMP_NUM_THREADS, else every core; as the library's fit)."
 
 
 @app.command()
 def demo(
-    scenario: str = typer.Option("storefront", help="Scenario from sortition.scenarios."),
+    scenario: Scenario = typer.Option("storefront", help="Scenario from sortition.scenarios."),
     arms: int = typer.Option(3, help="Arms, control included (scenarios with fixed arms ignore it)."),
     rounds: int = typer.Option(6, min=1, help="Rounds of the adaptive experiment."),
     visitors: int = typer.Option(2000, min=50, help="Visitors per round."),
-    engine: str = typer.Option("bcf", help="Posterior engine: bcf or stratified."),
-    threads: int = typer.Option(1, min=1, help="Threads for the BCF engine."),
+    engine: Engine = typer.Option("bcf", help="Posterior engine."),
+    threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     seed: int = typer.Option(0, help="Seed of the simulation and the fits."),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report and the event store."),
 ) -> None:
@@ -69,49 +75,105 @@ def demo(
 
 @app.command()
 def analyze(
-    data: Path = typer.Argument(..., help="CSV, Parquet or DuckDB file: one row per subject."),
+    data: Path = typer.Argument(..., help="CSV (or .csv.gz), Parquet or DuckDB file: one row per subject."),
     arm: str = typer.Option("arm", help="Column of the arm each subject received."),
     outcome: str = typer.Option("y", help="Column of the outcome."),
-    outcome_kind: str = typer.Option("continuous", "--kind", help="continuous, binary or revenue."),
+    outcome_kind: Kind | None = typer.Option(
+        None, "--kind", help="Outcome kind (default: inferred and printed: 0/1 is binary, non-negative with many "
+        "zeros is revenue; otherwise required)."
+    ),
     subject: str = typer.Option(None, help="Column of subject keys (default: row numbers)."),
     propensity: str = typer.Option(None, help="Column of the probability of the received arm."),
-    control: str = typer.Option(None, help="The control arm (default: first in sorted order)."),
+    control: str = typer.Option(None, help="The control arm (default: the arm named 'control')."),
     arms: str = typer.Option(None, help="Comma-separated arms, control first (overrides --control)."),
     covariates: str = typer.Option(None, help="Comma-separated covariate columns (default: all others)."),
     query: str = typer.Option(None, help="DuckDB: the query that returns the rows."),
     table: str = typer.Option(None, help="DuckDB: the table to read."),
     flag: str = typer.Option(None, help="Sortition event store: the flag (experiment) key to analyse."),
-    metric: str = typer.Option("outcome", help="Sortition event store: the outcome metric."),
-    engine: str = typer.Option("bcf", help="Posterior engine: bcf or stratified."),
-    threads: int = typer.Option(1, min=1, help="Threads for the BCF engine."),
-    seed: int = typer.Option(0),
+    metric: str = typer.Option(
+        None, help="Sortition event store: the outcome metric (default: the store's only metric)."
+    ),
+    window: str = typer.Option(None, help="Sortition event store: " + WINDOW_HELP),
+    engine: Engine = typer.Option("bcf", help="Posterior engine."),
+    threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
+    seed: int = typer.Option(0, help="Seed of the fit."),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report."),
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
     from sortition.workflows.demo import analyze as run_analysis
-    from sortition.workflows.demo import read_event_store, read_table
+    from sortition.workflows.demo import prepare_analysis, read_event_store, read_table
 
     _quiet_engines()
+    seconds = parse_window(window)
     try:
         if flag is not None:
-            # exposures joined to outcomes: the join's own column names and logged propensities
-            frame = read_event_store(data, flag, metric)
-            arm, outcome, subject = "arm", "y", "subject"
-            if frame["propensity"].notna().all():
-                propensity = "propensity"
+            frame, metric = _store_frame(data, flag, metric, seconds)
+            arm, outcome, subject = "arm", metric, "subject"
+            roles = {"propensity": "propensity" if frame["propensity"].notna().all() else None,
+                     "cell": "cell" if frame["cell"].notna().all() else None,
+                     "round": "round" if frame["round"].notna().all() else None}
+            frame = frame.drop(columns=[c for c, used in roles.items() if used is None])
+            propensity = roles["propensity"]
         else:
+            if metric is not None or window is not None:
+                fail(f"{'--metric' if metric is not None else '--window'} reads a Sortition event store (with "
+                     "--flag); in a data file, name the outcome column with --outcome")
             frame = read_table(data, query=query, table=table)
+            roles = {"cell": None, "round": None}
+        prepared = prepare_analysis(
+            frame, arm=arm, outcome=outcome, subject=subject, propensity=propensity, cell=roles["cell"],
+            round=roles["round"], arms=comma_list(arms), control=control, covariates=comma_list(covariates),
+            outcome_kind=outcome_kind,
+        )
+        if prepared.kind_reason is not None:
+            console.print(f"Outcome kind: [bold]{prepared.kind}[/] (inferred: {prepared.kind_reason}; "
+                          "--kind to override).")
+        _print_srm(prepared.srm)
         with console.status(f"fitting {len(frame):,} rows with the {engine} engine"):
             experiment, report = run_analysis(
-                frame, arm=arm, outcome=outcome, subject=subject, propensity=propensity,
-                arms=None if arms is None else [a.strip() for a in arms.split(",")], control=control,
-                covariates=None if covariates is None else [c.strip() for c in covariates.split(",")],
-                outcome_kind=outcome_kind, engine=engine, threads=threads, seed=seed, out=out, source=str(data),
+                prepared, engine=engine, threads=threads, seed=seed, out=out, source=str(data),
             )
     except (ValueError, TypeError) as err:
         fail(err)
     _print_summary(experiment, None)
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
+
+
+def _store_frame(data: Path, flag: str, metric: str | None, window: float | None) -> tuple[Any, str]:
+    """The event store's exposures to ``flag`` joined to ``metric`` (the store's only metric when None),
+    with the outcome column named after the metric."""
+    from sortition.data.files import file_kind
+    from sortition.data.names import listing
+    from sortition.store import EventStore
+    from sortition.workflows.demo import read_event_store
+
+    if file_kind(data) != "duckdb":
+        fail(f"--flag reads a Sortition event store (a .duckdb file); {data.name} is a data file: drop --flag "
+             "and name the columns with --arm/--outcome")
+    if metric is None:
+        from sortition.data.files import require_file
+
+        with EventStore(str(require_file(data, "event store")), read_only=True) as store:
+            metrics = store.metrics()
+        if len(metrics) != 1:
+            fail(f"name the outcome metric with --metric; the store has outcome events of {listing(metrics)}")
+        metric = metrics[0]
+        console.print(f"Outcome metric: [bold]{metric}[/] (the store's only metric).")
+    frame = read_event_store(data, flag, metric, window=window)
+    if metric not in frame.columns:
+        frame = frame.rename(columns={"y": metric})  # errors then name the user's metric
+    else:
+        metric = "y"
+    return frame, metric
+
+
+def _print_srm(srm: Any) -> None:
+    if srm is None:
+        return
+    if srm.ok:
+        console.print(srm.describe() + ".", markup=False)
+    else:
+        console.print(f"[bold red]warning:[/] {escape(srm.describe())}.")
 
 
 def _decisions(result: Any) -> dict[Any, str]:

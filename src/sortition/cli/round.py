@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
-from sortition.cli.demo import _print_summary, _quiet_engines
+from sortition.cli.demo import THREADS_HELP, _print_srm, _print_summary, _quiet_engines
+from sortition.cli.options import WINDOW_HELP, Aggregate, Engine, Kind, comma_list, parse_window
+
+SRM_EXIT = 3  # the round was blocked by a sample-ratio mismatch (distinct from 2: bad input)
 
 
 @app.command(name="round")
@@ -16,30 +20,39 @@ def round_(
     store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
     flag: str = typer.Option(..., help="The flag (experiment) key the assignments are logged under."),
     metric: str = typer.Option(..., help="The outcome metric joined to the exposures."),
-    kind: str = typer.Option(None, help="Outcome kind: revenue, continuous or binary (needed to create)."),
+    kind: Kind | None = typer.Option(None, help="Outcome kind (needed to create)."),
     arms: str = typer.Option(
         None, help="First run only: comma-separated arms, control first; creates the experiment."
     ),
     state: Path = typer.Option(None, help="The experiment's state file (default: OUT/<flag>.state.json)."),
-    window_days: float = typer.Option(
-        None, "--window-days", help="Attribution window in days (default: none)."
+    window: str = typer.Option(None, help=WINDOW_HELP),
+    aggregate: Aggregate | None = typer.Option(
+        None, help="How a subject's outcomes add up (default: conversion for binary, else sum)."
     ),
-    aggregate: str = typer.Option(
-        None, help="sum, count or conversion (default: conversion for binary, else sum)."
-    ),
-    engine: str = typer.Option("bcf", help="First run only: posterior engine, bcf or stratified."),
-    threads: int = typer.Option(1, min=1, help="First run only: threads for the BCF engine."),
+    engine: Engine = typer.Option("bcf", help="First run only: posterior engine."),
+    threads: int | None = typer.Option(None, min=1, help="First run only: " + THREADS_HELP),
     seed: int = typer.Option(0, help="First run only: seed of the fits."),
+    allow_srm: bool = typer.Option(
+        False, "--allow-srm", help="Publish the next configuration even if the sample-ratio check fails."
+    ),
+    new_flag: bool = typer.Option(
+        False, "--new-flag", help="First run only: create the flag even if its key is close to a stored flag's."
+    ),
     out: Path = typer.Option(
         Path("sortition-out"), help="Folder for the report (and the default state file)."
     ),
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
-    save the next configuration to STORE and the state file, write the report."""
-    from sortition.workflows.daily import daily_round
+    save the next configuration to STORE and the state file, write the report.
+
+    The new exposures are checked against the plan that served them (sample-ratio mismatch, per
+    segment and cell); a failing check saves nothing and exits with code 3 unless --allow-srm.
+    """
+    from sortition.workflows.daily import SampleRatioMismatch, daily_round
 
     _quiet_engines()
     state = state if state is not None else out / f"{flag}.state.json"
+    seconds = parse_window(window)
     try:
         with console.status(f"round of {flag!r}: reading {store} and fitting"):
             run = daily_round(
@@ -48,22 +61,31 @@ def round_(
                 metric,
                 state=state,
                 outcome=kind,
-                arms=None if arms is None else [a.strip() for a in arms.split(",") if a.strip()],
+                arms=comma_list(arms),
                 engine=engine,
                 threads=threads,
                 seed=seed,
-                window=None if window_days is None else window_days * 86400.0,
+                window=seconds,
                 aggregate=aggregate,
                 out=out,
+                allow_srm=allow_srm,
+                new_flag=new_flag,
             )
+    except SampleRatioMismatch as err:
+        fail(err, code=SRM_EXIT)
     except (ValueError, TypeError, LookupError) as err:
         fail(err)
     exp = run.experiment
     if run.created:
         console.print(
-            f"Created experiment [bold]{flag}[/]: arms {', '.join(exp.arms)} (control: {exp.arms[0]}), "
-            f"outcome {exp.outcome}, engine {exp.engine}."
+            f"Created experiment [bold]{escape(flag)}[/]: arms {escape(', '.join(exp.arms))} (control: "
+            f"{escape(exp.arms[0])}), outcome {exp.outcome}, engine {exp.engine}."
         )
+        if run.other_flags:
+            console.print(
+                f"The store's configuration keeps its other flags beside {flag!r}: "
+                f"{', '.join(repr(f) for f in run.other_flags[:10])}.", markup=False,
+            )
     if run.recovered:
         console.print(
             f"Round {exp.round_} was committed by a run that stopped before publishing its configuration: "
@@ -73,7 +95,7 @@ def round_(
     elif run.result is None:
         console.print(
             f"No exposures yet. Serve configuration version [bold]{run.configuration_version}[/] "
-            f"(round 0, uniform) from the store, log assignments and '{metric}' outcomes, then run "
+            f"(round 0, uniform) from the store, log assignments and '{escape(metric)}' outcomes, then run "
             "this command again."
         )
     else:
@@ -81,9 +103,10 @@ def round_(
             f"Round {run.result.round + 1}: read [bold]{run.n_new:,}[/] new exposures "
             f"({run.result.n_total:,} in all)."
         )
+        _print_srm(run.srm)
         _print_summary(exp, None)
         console.print(
             f"Next: serve configuration version [bold]{run.configuration_version}[/] (round "
-            f"{exp.round_}); report: [bold]{run.report}[/]"
+            f"{exp.round_}); report: [bold]{escape(str(run.report))}[/]"
         )
-    console.print(f"State saved to {run.state}.")
+    console.print(f"State saved to {run.state}.", markup=False)

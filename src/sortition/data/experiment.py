@@ -107,7 +107,7 @@ class ExperimentData:
     def from_frame(cls, df: pd.DataFrame, *, arm: str = "arm", outcome: str = "y", subject: str | None = None,
                    arms: Sequence | None = None, control=None, covariates: Sequence[str] | None = None,
                    propensity: str | None = None, cell: str | None = None, round: str | None = None,
-                   ) -> ExperimentData:
+                   require_control: bool = False) -> ExperimentData:
         """Validate a DataFrame and pin its rows.
 
         Args:
@@ -120,6 +120,11 @@ class ExperimentData:
                 with a warning.
             propensity: column with the probability, in (0, 1], of the arm each row received.
             cell, round: optional columns carried along (adaptive experiments).
+            require_control: without ``arms``/``control``, take the arm named ``control`` as the
+                control and refuse data that has none (instead of the first in sorted order).
+
+        Errors name rows by position, or by file line when the frame came from
+        :func:`sortition.data.files.read_table` (it attaches a ``RowLabels``).
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"from_frame expects a pandas DataFrame, got {type(df).__name__}.")
@@ -128,24 +133,24 @@ class ExperimentData:
         v.require_columns(df, roles)
         if len(df) == 0:
             raise ValueError("the data has no rows.")
+        rows = v.labels_of(df)
         df = df.reset_index(drop=True)
-        arm_names = v.resolve_arms(df[arm], arm, arms, control)
-        lookup = {a: i for i, a in enumerate(arm_names)}
-        arm_index = df[arm].map(lookup).to_numpy(dtype=np.int64)
-        y = v.numeric_column(df[outcome], outcome, "outcome")
+        arm_names = v.resolve_arms(df[arm], arm, arms, control, rows=rows, require_control=require_control)
+        arm_index = _arm_codes(df[arm], arm_names)
+        y = v.numeric_column(df[outcome], outcome, "outcome", rows=rows)
         bad = ~np.isfinite(y)
         if bad.any():
-            raise ValueError(f"outcome column {outcome!r} has missing or infinite values at rows "
-                             f"{v.first_rows(bad)}; drop those rows or fill them (0 for no conversion).")
+            raise ValueError(f"outcome column {outcome!r} has missing or infinite values at {rows.at(bad)}; "
+                             "drop those rows or fill them (0 for no conversion).")
         if subject is not None:
-            v.check_unique(df[subject], subject)
+            v.check_unique(df[subject], subject, rows=rows)
             subj = df[subject].to_numpy()
         else:
             subj = np.arange(len(df))
         prop = None
         if propensity is not None:
-            prop = v.numeric_column(df[propensity], propensity, "propensity")
-            v.check_propensity(prop, propensity)
+            prop = v.numeric_column(df[propensity], propensity, "propensity", rows=rows)
+            v.check_propensity(prop, propensity, rows=rows)
         used = {c for c in roles.values() if c is not None}
         if covariates is None:
             covariates = [c for c in df.columns if c not in used]
@@ -156,8 +161,8 @@ class ExperimentData:
             if clash:
                 raise ValueError(f"covariates {clash} are also named as arm/outcome/subject/propensity/cell/round; "
                                  "a column can play one role only.")
-        cov = v.clean_covariates(df[covariates])
-        optional = lambda c: None if c is None else _readonly(df[c].to_numpy())  # noqa: E731
+        cov = v.clean_covariates(df[covariates], subject_given=subject is not None)
+        optional = lambda c: None if c is None else _readonly(_values(df[c]))  # noqa: E731
         cols = {k: c for k, c in roles.items() if c is not None}
         return cls(arm_names, _readonly(subj), _readonly(arm_index), _readonly(y), cov,
                    None if prop is None else _readonly(prop), optional(cell), optional(round), cols)
@@ -165,12 +170,16 @@ class ExperimentData:
     @classmethod
     def from_parquet(cls, path: str | Path, **kw) -> ExperimentData:
         """Read a Parquet file (keywords as :meth:`from_frame`)."""
-        return cls.from_frame(pd.read_parquet(path), **kw)
+        from sortition.data.files import read_table
+
+        return cls.from_frame(read_table(path), **kw)
 
     @classmethod
     def from_csv(cls, path: str | Path, **kw) -> ExperimentData:
         """Read a CSV file (keywords as :meth:`from_frame`)."""
-        return cls.from_frame(pd.read_csv(path), **kw)
+        from sortition.data.files import read_table
+
+        return cls.from_frame(read_table(path), **kw)
 
     @classmethod
     def from_duckdb(cls, con_or_path, query: str, **kw) -> ExperimentData:
@@ -191,3 +200,22 @@ def _readonly(a: np.ndarray) -> np.ndarray:
         a = a.copy() if not a.flags.owndata else a
         a.flags.writeable = False
     return a
+
+
+def _arm_codes(column: pd.Series, arm_names: Sequence) -> np.ndarray:
+    """(n,) int64 index of each row's arm in ``arm_names``, through categorical codes (no per-row objects)."""
+    codes = pd.Categorical(column, categories=list(arm_names)).codes
+    if (codes < 0).any():  # a value outside the arms (resolve_arms lets none through): the exact lookup
+        lookup = {a: i for i, a in enumerate(arm_names)}
+        return column.map(lookup).to_numpy(dtype=np.int64)
+    return codes.astype(np.int64)
+
+
+def _values(column: pd.Series) -> np.ndarray:
+    """The column as a numpy array; text with few distinct values as an object array sharing one Python
+    object per value (10M rows of cells: 80 MB of pointers, not 10M separate strings)."""
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        codes, levels = pd.factorize(column, use_na_sentinel=True)
+        if len(levels) <= 1024 and not (codes < 0).any():
+            return np.asarray(levels, dtype=object)[codes]
+    return column.to_numpy()

@@ -86,6 +86,7 @@ def fit_policy_tree(
     n_bootstrap: int = 20,
     seed: int = 0,
     level: float = 0.9,
+    max_rows: int | None = 100_000,
     extra_masks: Mapping[str, np.ndarray] | None = None,
     merge: bool = True,
 ) -> PolicyTree:
@@ -109,8 +110,11 @@ def fit_policy_tree(
             skips it.
         n_bootstrap: bootstrap refits (Poisson(1) row weights) for each leaf's ``stability``;
             0 skips them (stability NaN).
-        seed: seed of the bootstrap.
+        seed: seed of the bootstrap (and of the subsample).
         level: credible level of ``gate_interval``.
+        max_rows: above this many visitors the search (and its bootstrap) runs on a uniform
+            subsample of ``max_rows`` rows drawn with ``seed``, so its cost stops growing with n;
+            each segment's share, lifts and P(best) are then computed on every visitor. None: all rows.
         extra_masks: named (n,) masks whose mean-contrast draws the returned ``summary`` also holds
             (``summary.extra``), read in the same pass over the draws as the leaves'.
         merge: merge spurious leaves (:func:`merge_groups`): a leaf below ``min_leaf_share`` (the
@@ -128,9 +132,14 @@ def fit_policy_tree(
         raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 100):
+        raise ValueError(f"max_rows must be an integer >= 100 or None, got {max_rows!r}")
     frame = _covariate_frame(data.covariates, covariates)
-    features = encode_features(frame, n_bins=n_bins)
     cate = posterior.cate()  # (n, K-1) posterior means, chunked
+    if max_rows is not None and len(frame) > max_rows:
+        keep = np.sort(np.random.default_rng([seed, 1]).choice(len(frame), size=max_rows, replace=False))
+        frame, cate = frame.iloc[keep].reset_index(drop=True), cate[keep]
+    features = encode_features(frame, n_bins=n_bins)
     rewards = np.concatenate([np.zeros((cate.shape[0], 1)), cate], axis=1)
     search = TreeSearch(features, rewards, min_leaf_share)
     leaves = search.fit(max_depth)

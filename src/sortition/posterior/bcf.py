@@ -19,6 +19,15 @@ from sortition.posterior.warm import KEPT_DRAWS, WarmStart, last_draw_json
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def default_threads() -> int:
+    """Threads when none are given, for the library and the CLI alike: ``OMP_NUM_THREADS`` when set
+    (a positive integer), else every core."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class BCFSettings:
     """Forest sizes and sampler lengths (defaults chosen for speed on a laptop; all overridable).
@@ -26,7 +35,7 @@ class BCFSettings:
     num_trees_mu / num_trees_tau: prognostic and treatment-effect forests (stochtree's own defaults
     are 250 / 100; 100 / 50 recover the scenario effects as well at about half the time).
     num_gfr: grow-from-root warm-start sweeps (discarded). num_burnin: MCMC burn-in after warm start.
-    draws: retained MCMC draws S. num_threads: None = every core.
+    draws: retained MCMC draws S. num_threads: None = :func:`default_threads`.
     extra: further stochtree keyword dicts, merged last: {"general_params": {...}, ...}.
     warm_burnin: MCMC burn-in of a warm-started fit (no grow-from-root sweeps; see
     :mod:`sortition.posterior.warm`).
@@ -42,7 +51,7 @@ class BCFSettings:
     warm_burnin: int = 10
 
     def threads(self) -> int:
-        return int(self.num_threads or os.cpu_count() or 1)
+        return int(self.num_threads or default_threads())
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
     if isinstance(warm_burnin, bool) or not isinstance(warm_burnin, numbers.Integral) or warm_burnin < 0:
         raise ValueError(f"warm_burnin must be a non-negative integer, got {warm_burnin!r}.")
     data.check_outcome(outcome)
+    if engine == "bcf":
+        _check_bcf_size(data, outcome, int(draws))
     calibration_ = as_calibration(calibration)
     t0 = time.perf_counter()
     if engine == "bcf":
@@ -85,7 +87,28 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
                                       "n_experiments": calibration_.n_experiments}
     return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
                                 components=out.get("components"), baseline=out.get("baseline"), info=out["info"],
-                                warm_start=out.get("warm_start"), calibration=calibration_)
+                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_)
+
+
+BCF_MAX_DRAW_BYTES = 2 * 1024**3  # the BCF engine's per-visitor draws: (n, S, K-1) float32, per component
+
+
+def _check_bcf_size(data: ExperimentData, outcome: str, draws: int) -> None:
+    """Refuse a BCF fit whose per-visitor draws would not fit in memory, naming the limit and the way out.
+
+    The forest predicts every visitor's contrasts for every draw, so its draws grow as n x S x (K-1)
+    (three times that for revenue: the total, conversion and severity); the stratified engine keeps one
+    set per stratum instead."""
+    per_row = draws * (data.n_arms - 1) * 4 * (3 if outcome == "revenue" else 1)
+    limit = BCF_MAX_DRAW_BYTES // per_row
+    if data.n > limit:
+        raise ValueError(
+            f"the BCF engine would hold {data.n * per_row / 1024**3:.1f} GB of posterior draws for {data.n:,} "
+            f"visitors ({draws} draws, {data.n_arms} arms, {outcome}); its limit is "
+            f"{BCF_MAX_DRAW_BYTES / 1024**3:.0f} GB, i.e. at most {limit:,} visitors with these settings. "
+            "Use engine='stratified' (--engine stratified: per-stratum sufficient statistics, any size), "
+            "fewer draws, or analyze a sample of the rows"
+        )
 
 
 def _progress(enabled: bool):

@@ -55,6 +55,11 @@ class Posterior:
     (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
     ``warm_start`` (BCF fits) is the last draw of the fit's forests, for ``fit(..., warm_start=...)`` next round.
     ``calibration`` (from ``fit(..., calibration=PATH)``) corrects the levels of every credible interval.
+
+    Grouped form: when visitors share their draws (the stratified engine: one set per stratum), the
+    draws are kept once per group, shape (G, S, K-1), with ``rows`` (n,) the group of each visitor. Every
+    reduction then works on the G groups weighted by their counts, so memory is O(G S K + n), never
+    O(n S K); :meth:`contrast_draws` alone expands them to (n, S, K-1).
     """
 
     arms: tuple
@@ -65,16 +70,20 @@ class Posterior:
     baseline: np.ndarray | None = field(default=None, repr=False)
     info: Mapping = field(default_factory=dict)
     warm_start: WarmStart | None = field(default=None, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False)  # (n,) group of each visitor (grouped form)
     calibration: Calibration | None = field(default=None, repr=False)
 
     def __post_init__(self):
         d = self._draws
         if d.ndim != 3 or d.shape[2] != len(self.arms) - 1:
             raise ValueError(f"contrast draws must have shape (n, S, K-1={len(self.arms) - 1}), got {d.shape}.")
+        r = self.rows
+        if r is not None and (r.ndim != 1 or (r.size and (r.min() < 0 or r.max() >= d.shape[0]))):
+            raise ValueError(f"rows must be (n,) group indices into the {d.shape[0]} groups of draws.")
         if self.outcome_kind not in OUTCOME_KINDS:
             raise ValueError(f"outcome={self.outcome_kind!r} is not a known kind; use one of {OUTCOME_KINDS}.")
-        if self.data is not None and self.data.n != d.shape[0]:
-            raise ValueError(f"draws cover {d.shape[0]} visitors but data has {self.data.n} rows.")
+        if self.data is not None and self.data.n != self.n:
+            raise ValueError(f"draws cover {self.n} visitors but data has {self.data.n} rows.")
         if self.data is not None and tuple(self.data.arms) != tuple(self.arms):
             raise ValueError(f"arms {self.arms} differ from the data's arms {self.data.arms}.")
 
@@ -83,10 +92,12 @@ class Posterior:
     def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
                    baseline: np.ndarray | None = None, info: Mapping | None = None,
-                   warm_start: WarmStart | None = None, calibration: Calibration | None = None) -> Posterior:
+                   warm_start: WarmStart | None = None, rows: np.ndarray | None = None,
+                   calibration: Calibration | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
+        ``rows`` (n,) ints: the grouped form, ``contrasts`` (G, S, K-1) then holds one set per group.
         """
         c = np.asarray(contrasts)
         if c.ndim != 3:
@@ -103,7 +114,12 @@ class Posterior:
             if val.shape != c.shape:
                 raise ValueError(f"component {k!r} has shape {val.shape}, expected {c.shape}.")
         base = None if baseline is None else _frozen32(np.asarray(baseline).reshape(-1))
-        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, calibration)
+        groups = None
+        if rows is not None:
+            groups = np.array(rows, dtype=np.int64, copy=True)
+            groups.flags.writeable = False
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, groups,
+                   calibration)
 
     # --- shape ----------------------------------------------------------------------------------
     @property
@@ -112,7 +128,7 @@ class Posterior:
 
     @property
     def n(self) -> int:
-        return int(self._draws.shape[0])
+        return int(self._draws.shape[0] if self.rows is None else self.rows.shape[0])
 
     @property
     def n_draws(self) -> int:
@@ -123,7 +139,19 @@ class Posterior:
         return len(self.arms)
 
     def contrast_draws(self, component: str | None = None) -> np.ndarray:
-        """(n, S, K-1) float32 read-only view of the draws (``component``: e.g. 'conversion')."""
+        """(n, S, K-1) float32 read-only view of the draws (``component``: e.g. 'conversion').
+
+        In the grouped form this expands the draws to every visitor (n S (K-1) floats): the
+        reductions below never need it."""
+        draws = self._groups(component)
+        if self.rows is None:
+            return draws
+        out = draws[self.rows]
+        out.flags.writeable = False
+        return out
+
+    def _groups(self, component: str | None) -> np.ndarray:
+        """The stored draws: (n, S, K-1), or (G, S, K-1) in the grouped form."""
         return self._draws if component is None else self.components[component]
 
     # --- chunked reductions ------------------------------------------------------------------------
@@ -151,6 +179,12 @@ class Posterior:
         if (counts == 0).any():
             raise ValueError(f"masks {np.flatnonzero(counts == 0).tolist()} select no visitors; "
                              "a segment mean over zero visitors is undefined.")
+        if self.rows is not None:  # per segment, its visitors' count in each group weights the groups
+            draws = self._groups(component)
+            n_groups, n_draws, k1 = draws.shape
+            weights = np.stack([np.bincount(self.rows[m], minlength=n_groups) for m in masks]).astype(np.float64)
+            total = weights @ draws.reshape(n_groups, n_draws * k1).astype(np.float64)
+            return (total / counts[:, None]).reshape(masks.shape[0], n_draws, k1)
         draws = self.contrast_draws(component)
         n, n_draws, k1 = draws.shape
         flat = draws.reshape(n, n_draws * k1)  # a view: the draws are C-contiguous
@@ -168,6 +202,8 @@ class Posterior:
 
     def cate(self, component: str | None = None) -> np.ndarray:
         """(n, K-1) posterior mean contrast per visitor."""
+        if self.rows is not None:
+            return self._groups(component).mean(axis=1, dtype=np.float64)[self.rows]
         draws = self.contrast_draws(component)
         out = np.empty((self.n, draws.shape[2]))
         step = self._row_chunk()
@@ -185,10 +221,13 @@ class Posterior:
         """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1) (calibrated when a
         calibration is attached)."""
         level = self.interval_level("visitor", level)
+        q = [(1 - level) / 2, (1 + level) / 2]
+        if self.rows is not None:
+            lo, hi = np.quantile(self._groups(component), q, axis=1)
+            return lo[self.rows], hi[self.rows]
         draws = self.contrast_draws(component)
         lo = np.empty((self.n, draws.shape[2]))
         hi = np.empty_like(lo)
-        q = [(1 - level) / 2, (1 + level) / 2]
         step = self._row_chunk()
         for s in range(0, self.n, step):
             lo[s:s + step], hi[s:s + step] = np.quantile(draws[s:s + step], q, axis=1)
@@ -227,6 +266,8 @@ class Posterior:
             arrays[f"component__{k}"] = val
         if self.baseline is not None:
             arrays["baseline"] = self.baseline
+        if self.rows is not None:
+            arrays["rows"] = self.rows
         if self.data is not None:
             buf = io.BytesIO()
             frame = self.data.frame()
@@ -251,6 +292,7 @@ class Posterior:
             draws = z["draws"]
             comps = {k: z[f"component__{k}"] for k in meta["components"]}
             base = z["baseline"] if "baseline" in z.files else None
+            rows = z["rows"] if "rows" in z.files else None
             data = None
             if "data" in meta:
                 frame = pd.read_parquet(io.BytesIO(bytes(z["data_parquet"])))
@@ -259,7 +301,7 @@ class Posterior:
                 data = ExperimentData.from_frame(frame, arms=d["arms"], covariates=d["covariates"], **roles)
         arms = tuple(meta["arms"])
         return cls.from_draws(draws, data=data, arms=arms, outcome=meta["outcome_kind"], components=comps,
-                              baseline=base, info=meta["info"])
+                              baseline=base, info=meta["info"], rows=rows)
 
 
 def _frozen32(a) -> np.ndarray:

@@ -4,7 +4,9 @@ Every (stratum, arm) cell gets a conjugate posterior whose prior is centred on t
 estimate with ``prior_strength`` pseudo-observations (so sparse strata shrink toward the arm's overall
 behaviour): Normal-Inverse-Gamma for continuous outcomes, Beta-Binomial for conversions, and for revenue
 Beta-Binomial conversion times a log-normal order value with a Normal-Inverse-Gamma log-scale model.
-Draws are exact (no MCMC); every visitor in a stratum shares its stratum's draws.
+Draws are exact (no MCMC); every visitor in a stratum shares its stratum's draws, so the posterior is
+returned in grouped form (one set of draws per stratum and the stratum of each visitor): memory is
+O(strata x draws + visitors), and 10M visitors cost no more draws than 10k.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ def strata_of(data: ExperimentData, strata: Sequence[str] | None, max_strata: in
     most ``max_strata`` non-empty strata (default n / 50 / K, so cells hold ~50 visitors per arm).
     """
     cov = data.covariates
+    cache: dict = {}
     if strata is None:
         cols = [c for c in cov.columns if is_categorical(cov[c]) or cov[c].dtype == bool]
         limit = max_strata or max(1, data.n // (50 * data.n_arms))
-        while cols and _count(cov, cols) > limit:
+        while cols and _codes(cov, cols, cache)[1] > limit:
             cols = cols[:-1]
     else:
         cols = list(strata)
@@ -37,13 +40,39 @@ def strata_of(data: ExperimentData, strata: Sequence[str] | None, max_strata: in
             raise ValueError(f"strata={missing} are not covariates; covariates are {list(cov.columns)}.")
     if not cols:
         return np.zeros(data.n, dtype=np.int64), []
-    keys = cov[cols].astype("object").where(cov[cols].notna(), "__missing__")
-    codes = keys.groupby(cols, sort=True, dropna=False).ngroup().to_numpy()
-    return codes.astype(np.int64), cols
+    return _codes(cov, cols, cache)[0], cols
 
 
-def _count(cov: pd.DataFrame, cols: list) -> int:
-    return len(cov[cols].astype("object").fillna("__missing__").drop_duplicates())
+def _column_codes(column: pd.Series) -> tuple[np.ndarray, int]:
+    """(n,) codes of a column's values in sorted order, missing = the last code, and the number of codes."""
+    try:
+        codes, levels = pd.factorize(column, sort=True, use_na_sentinel=True)
+    except TypeError:  # values of mixed types do not sort: first-seen order
+        codes, levels = pd.factorize(column, sort=False, use_na_sentinel=True)
+    codes = codes.astype(np.int32 if len(levels) < 2**31 - 1 else np.int64)
+    codes[codes < 0] = len(levels)  # missing: its own stratum, after the levels
+    return codes, len(levels) + 1
+
+
+def _codes(cov: pd.DataFrame, cols: list, cache: dict) -> tuple[np.ndarray, int]:
+    """(n,) dense stratum index, in sorted order of the columns' values (missing last), and the count.
+
+    Per column ``pd.factorize`` once (``cache``; no object copies of the columns), then the combined
+    code made dense with a bincount over the code space (O(n), no sort) when that space is small."""
+    combined = np.zeros(len(cov), dtype=np.int64)
+    space = 1
+    for c in cols:
+        if c not in cache:
+            cache[c] = _column_codes(cov[c])
+        codes, size = cache[c]
+        combined = combined * size + codes
+        space *= size
+    if space <= max(1 << 22, len(cov)):
+        present = np.bincount(combined, minlength=space) > 0
+        dense = (np.cumsum(present) - 1)[combined]
+        return dense, int(present.sum())
+    unique, dense = np.unique(combined, return_inverse=True)
+    return dense.astype(np.int64).reshape(-1), len(unique)
 
 
 def _stats(g: np.ndarray, a: np.ndarray, v: np.ndarray, n_g: int, k: int):
@@ -109,9 +138,10 @@ def fit_stratified(data: ExperimentData, outcome: str, draws: int, seed: int, st
 
 
 def _expand(per: np.ndarray, g: np.ndarray, info: dict) -> dict:
-    """(S, G, K) per-stratum arm means -> per-visitor contrasts (n, S, K-1) and control-mean draws (S,)."""
+    """(S, G, K) per-stratum arm means -> grouped contrasts (G, S, K-1) with ``rows`` = g (n,), and
+    control-mean draws (S,). Nothing per visitor is drawn or copied."""
     contrast = (per[:, :, 1:] - per[:, :, :1]).astype(np.float32)  # (S, G, K-1)
     control = per[:, :, 0]  # (S, G)
     weights = np.bincount(g, minlength=per.shape[1]) / g.size
-    return dict(contrasts=np.ascontiguousarray(contrast.transpose(1, 0, 2)[g]), baseline=control @ weights,
+    return dict(contrasts=np.ascontiguousarray(contrast.transpose(1, 0, 2)), rows=g, baseline=control @ weights,
                 info=info)

@@ -20,6 +20,8 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid 
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left}
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
 .note{color:#666;font-size:.85em}code{background:#f5f5f5;padding:0 .2em}
+.srm{padding:.6em 1em;border-radius:4px;margin:1em 0}.srm.bad{background:#fde8e8;border:1px solid #c0392b}
+.srm.good{background:#eef7ee;border:1px solid #8bc34a;font-size:.85em}
 """
 
 
@@ -90,6 +92,7 @@ def write_report(
     *,
     title: str = "Sortition adaptive experiment",
     source: str | None = None,
+    srm: Any = None,
 ) -> Path:
     """Write ``index.html`` (plots embedded), ``configuration.json`` (the next round's flag
     configuration), ``summary.json`` and ``rounds.csv`` into ``out_dir``; return the HTML path.
@@ -100,6 +103,7 @@ def write_report(
         simulation: a :class:`SimulationResult` for simulated runs (adds regret and truth checks).
         title: the page title.
         source: where the data came from (shown on the page).
+        srm: the round's :class:`~sortition.experiment.srm.SRMResult` (a banner at the top of the page).
     """
     if not experiment.results_:
         raise ValueError("the experiment has no completed round to report; call advance() first")
@@ -110,6 +114,9 @@ def write_report(
     arms = experiment.arms
 
     sections = []
+    if srm is not None:
+        facts["srm"] = srm.to_dict()
+        sections.append(_srm_banner(srm))
     intro = (
         f"<p>{facts['rounds']} round(s), {facts['visitors']:,} visitors, arms {', '.join(arms)} "
         f"(control: {arms[0]}); outcome: {experiment.outcome}; engine: {experiment.engine}. "
@@ -221,6 +228,13 @@ def write_report(
     )
     _atomic_write(out / "rounds.csv", csv)
     return path
+
+
+def _srm_banner(srm: Any) -> str:
+    if srm.ok:
+        return f'<div class="srm good">{html.escape(srm.describe())}.</div>'
+    return (f'<div class="srm bad"><b>Sample-ratio mismatch.</b> {html.escape(srm.describe())}. '
+            "Do not act on this report until the cause is found.</div>")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ from sortition.serving.client import Client
 from sortition.serving.configuration import Configuration
 from sortition.serving.events import AssignmentLogger, BanditLogger
 from sortition.serving.results import AllocationDetail, AssignmentDetails, BanditResult
+from sortition.serving.validation import ConfigurationError
 
 __all__ = [
     "AllocationDetail",
@@ -26,6 +27,7 @@ __all__ = [
     "BanditResult",
     "Client",
     "Configuration",
+    "ConfigurationError",
     "evaluate_bandit",
     "parse_bandit_model",
 ]

@@ -163,7 +163,12 @@ def check_gamma_floor(gamma: float, floor: float, path: str = "modelData") -> No
     Raises:
         ConfigurationError: naming ``path.gamma`` or ``path.actionProbabilityFloor``.
     """
-    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+    try:
+        good = isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and math.isfinite(gamma) \
+            and gamma >= 0
+    except OverflowError:  # an int beyond float range
+        good = False
+    if not good:
         raise ConfigurationError(f"{path}.gamma", f"must be a finite number >= 0, got {show(gamma)}")
     if not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
         raise ConfigurationError(f"{path}.actionProbabilityFloor", f"must be in [0, 1], got {show(floor)}")
@@ -368,10 +373,9 @@ def _utf16(key: str) -> bytes:
 def _js_sorted(keys) -> list[str]:
     """Keys in JavaScript string order (UTF-16 code units; the same as Python's for BMP text)."""
     keys = list(keys)
-    for k in keys:
-        if not k.isascii():
-            return sorted(keys, key=_utf16)
-    return sorted(keys)
+    if "".join(keys).isascii():
+        return sorted(keys)
+    return sorted(keys, key=_utf16)
 
 
 def _weights_sorted(keys: list[str], scores: Mapping[str, float], gamma: float, floor: float):
@@ -429,8 +433,7 @@ def action_weights(
 def _shuffle(hasher: Any, keys: list[str]) -> list[str]:
     """``keys`` (already in JS order) sorted by ``shard(prefix + "-" + key)`` where ``hasher =
     salted(prefix)``; the sort is stable, so equal shards keep key order."""
-    shard_of = {k: shard(f"-{k}", TOTAL_SHARDS, hasher) for k in keys}
-    return sorted(keys, key=shard_of.__getitem__)
+    return sorted(keys, key=lambda k: shard(f"-{k}", TOTAL_SHARDS, hasher))
 
 
 def shuffled_actions(flag_key: str, subject_key: str, keys) -> list[str]:

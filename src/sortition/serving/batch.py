@@ -2,9 +2,9 @@
 
 :func:`evaluate_many` is :func:`~sortition.serving.bandits.evaluate_bandit` for many subjects
 (the Client's batch call uses it; it imports nothing from the Client). Results are identical
-to :meth:`Client.get_bandit_action` subject by subject: every float is produced by the same IEEE operations in the same order (element-wise adds in the scorer's
-order, weights accumulated sequentially with ``cumsum`` in key order), and the shard hash is
-the same md5.
+to :meth:`Client.get_bandit_action` subject by subject: every float is produced by the same IEEE
+operations in the same order (element-wise adds in the scorer's order, weights accumulated
+sequentially with ``cumsum`` in key order), and the shard hash is the same md5.
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ _NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 # Below this many subjects per bandit the scalar evaluator is as fast as numpy.
 MIN_BANDIT_VECTOR = 16
+# Subjects evaluated one by one to learn which salts a large batch should hash in bulk.
+SAMPLE = 256
 
 
 class BadRequest(Exception):
@@ -118,9 +120,13 @@ def _actions(actions: Any) -> dict[str, Any]:
     """``{action_key: attributes}``: from a mapping or a list of keys. An action whose key is not
     a string, or whose attributes are not a dict / Attributes / None, is left out (a warning):
     a bad action affects only itself."""
-    if actions.__class__ is dict and all(k.__class__ is str for k in actions):
-        good = actions
-    elif isinstance(actions, Mapping):
+    if actions.__class__ is dict:  # the common case, checked in one pass of class tests
+        for k, v in actions.items():
+            if k.__class__ is not str or not (v is None or v.__class__ is dict or v.__class__ is Attributes):
+                break
+        else:
+            return actions
+    if isinstance(actions, Mapping):
         good = {k: v for k, v in actions.items() if isinstance(k, str)}
     elif isinstance(actions, (str, bytes)) or not isinstance(actions, Iterable):
         raise BadRequest(f"actions must be a dict {{action_key: attributes}} or a list of action keys, "
@@ -254,18 +260,35 @@ class Client:
 
     def _evaluate_many(self, cfg: Configuration, flag_key: str, items: list[tuple[Any, Any]], default: Any,
                        expected: tuple[str, ...] | None, details: bool, stamp: str | None = None) -> list[tuple]:
-        """:meth:`_evaluate` per subject, sharing one timestamp; with shards hashed in bulk
-        (``sortition.serving.md5_batch``) when the audience is large."""
+        """:meth:`_evaluate` per subject, sharing one timestamp. For a large audience the first
+        :data:`SAMPLE` subjects show which salts most subjects reach; those are then hashed for
+        everyone at once (``sortition.serving.md5_batch``) and handed to the same walk."""
         if stamp is None and (self._log_assignment is not None or self._log_bandit is not None):
             stamp = now_rfc3339()
-        flag = cfg.get_flag(flag_key) if isinstance(flag_key, str) else None
-        rows = _bulk_shards(flag, items) if flag is not None and len(items) >= MIN_VECTOR else None
         evaluate = self._evaluate
-        if rows is None:
+        flag = cfg.get_flag(flag_key) if isinstance(flag_key, str) else None
+        if flag is None or not flag.salts or len(items) < MIN_VECTOR:
             return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp)
                     for k, a in items]
-        return [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row)
-                for (k, a), row in zip(items, rows)]
+        width = len(flag.salts)
+        sample_rows = [[-1] * width for _ in range(SAMPLE)]
+        out = [evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row)
+               for (k, a), row in zip(items[:SAMPLE], sample_rows)]
+        reached = [sum(row[j] >= 0 for row in sample_rows) for j in range(width)]
+        hot = [j for j in range(width) if reached[j] * 2 > SAMPLE]  # salts most subjects are hashed under
+        rest = items[SAMPLE:]
+        columns = _bulk_shards(flag, [k for k, _ in rest], hot) if hot else None
+        if columns is None:
+            out.extend(evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp)
+                       for k, a in rest)
+            return out
+        blank = [-1] * width
+        for i, (k, a) in enumerate(rest):
+            row = blank.copy()
+            for j, column in columns:
+                row[j] = column[i]
+            out.append(evaluate(cfg, flag_key, k, a, default, expected, [] if details else None, stamp, row))
+        return out
 
     def _evaluate(self, cfg: Configuration, flag_key: str, subject_key: Any, subject_attributes: Any,
                   default: Any, expected: tuple[str, ...] | None, trace: list | None = None,
@@ -337,7 +360,7 @@ class Client:
                 logged = {k: v for k, v in logged.items() if isinstance(k, str)}
                 break
         event = assignment_event(flag_key, alloc.key, variation_key, subject_key, logged,
-                                 dict(split.extra_logging), timestamp)
+                                 split.extra_logging, timestamp)
         if not safe_log(self._log_assignment, event):
             cache.forget(key, value)
 
@@ -380,9 +403,8 @@ class Client:
                 return BanditResult(value, None, details)
             evaluation = evaluate_bandit(flag_key, subject_key, subject_attributes, action_map, model)
             if self._log_bandit is not None:
-                offered = offered_groups(action_map)
                 self._emit_bandit(link.bandit_key, model.model_version or link.model_version, evaluation, stamp,
-                                  clean_groups(subject_attributes), offered)
+                                  subject_attributes, action_map, None)
             if details is not None:
                 details = replace(details, bandit_key=link.bandit_key, bandit_action=evaluation.action_key)
             return BanditResult(value, evaluation.action_key, details, evaluation)
@@ -393,19 +415,36 @@ class Client:
             return BanditResult(value, None, details)
 
     def _emit_bandit(self, bandit_key: str, model_version: str | None, e: BanditEvaluation, timestamp: str | None,
-                     subject_groups: tuple[dict, dict], offered: dict[str, tuple[dict, dict]]) -> None:
-        """Log ``e`` unless already logged; ``offered`` holds every offered action's cleaned
-        groups (computed once per call, copied here), the chosen action's among them."""
+                     subject_attributes: Any, actions: Mapping[str, Any],
+                     offered: dict[str, tuple[dict, dict]] | None) -> None:
+        """Log ``e`` unless already logged. ``offered``: every offered action's cleaned groups when
+        a batch computed them once for all its events (copied here); ``None``: cleaned here, for
+        this event alone."""
         key = (e.flag_key, e.subject_key)
         value = (bandit_key, e.action_key)
         cache = self._bandit_cache
         if not cache.should_log(key, value):
             return
-        action_numeric, action_categorical = offered[e.action_key]
+        subject_numeric, subject_categorical = clean_groups(subject_attributes)
+        offered_field = None
+        if offered is not None:
+            action_numeric, action_categorical = offered[e.action_key]
+            action_numeric, action_categorical = dict(action_numeric), dict(action_categorical)
+            if self._log_offered:
+                offered_field = offered_event_field(offered)
+        elif self._log_offered:  # built for this event alone: no second copy
+            offered_field = {}
+            for k, attributes in actions.items():
+                numeric, categorical = clean_groups(attributes)
+                offered_field[k] = {"numericAttributes": numeric, "categoricalAttributes": categorical}
+            chosen = offered_field[e.action_key]
+            action_numeric = dict(chosen["numericAttributes"])
+            action_categorical = dict(chosen["categoricalAttributes"])
+        else:
+            action_numeric, action_categorical = clean_groups(actions[e.action_key])
         event = bandit_event(e.flag_key, bandit_key, e.subject_key, e.action_key, e.action_weight,
-                             e.optimality_gap, model_version, dict(subject_groups[0]), dict(subject_groups[1]),
-                             dict(action_numeric), dict(action_categorical), timestamp,
-                             offered_event_field(offered) if self._log_offered else None)
+                             e.optimality_gap, model_version, subject_numeric, subject_categorical,
+                             action_numeric, action_categorical, timestamp, offered_field)
         if not safe_log(self._log_bandit, event):
             cache.forget(key, value)
 
@@ -461,7 +500,7 @@ class Client:
                 results[i] = BanditResult(results[i].variation, e.action_key, None, e)
                 if offered is not None:
                     try:
-                        self._emit_bandit(bandit_key, version, e, stamp, clean_groups(items[i][1]), offered)
+                        self._emit_bandit(bandit_key, version, e, stamp, items[i][1], action_map, offered)
                     except Exception:  # noqa: BLE001
                         _report_failure("sortition: logging a bandit event for %r failed", items[i][0])
         return results
@@ -490,21 +529,19 @@ class Client:
 _MISSING = object()
 
 
-def _bulk_shards(flag: Flag, items: list[tuple[Any, Any]]) -> list[list[int]] | None:
-    """Per subject, its shard under each of the flag's salts, hashed in bulk (numpy); ``None``
-    when some subject key is not a string or cannot be encoded (then each is hashed alone)."""
-    if not flag.salts:
-        return None
-    keys = [k for k, _ in items]
+def _bulk_shards(flag: Flag, keys: list[Any], salt_indices: list[int]) -> list[tuple[int, list[int]]] | None:
+    """``(salt index, every key's shard under that salt)`` for the given salts, hashed in bulk
+    (numpy); ``None`` when some key is not a string or cannot be encoded (then each subject is
+    hashed alone, and refused alone)."""
     if not all(k.__class__ is str for k in keys):
         return None
     from sortition.serving.md5_batch import shards as bulk_shards  # numpy only when batching
 
     try:
-        columns = [bulk_shards([f"{salt}-{k}" for k in keys], flag.total_shards).tolist() for salt in flag.salts]
+        return [(j, bulk_shards([f"{flag.salts[j]}-{k}" for k in keys], flag.total_shards).tolist())
+                for j in salt_indices]
     except UnicodeEncodeError:
         return None
-    return [list(row) for row in zip(*columns)]
 
 
 def _default(cfg: Configuration, default: Any, flag_key: Any, subject_key: Any, trace: list | None, code: str,

@@ -62,18 +62,17 @@ def assignment_event(
 ) -> dict[str, Any]:
     """An assignment event as Eppo's SDKs log it; ``timestamp`` defaults to now (a batch call
     passes one for all its events)."""
-    event: dict[str, Any] = dict(extra_logging)
-    event.update(
-        featureFlag=flag_key,
-        allocation=allocation_key,
-        experiment=f"{flag_key}-{allocation_key}",
-        variation=variation_key,
-        subject=subject_key,
-        subjectAttributes=subject_attributes,
-        timestamp=timestamp or now_rfc3339(),
-        metaData=dict(META_DATA),
-    )
-    return event
+    return {
+        **extra_logging,  # first: Eppo's own fields below win over a same-named extra
+        "featureFlag": flag_key,
+        "allocation": allocation_key,
+        "experiment": f"{flag_key}-{allocation_key}",
+        "variation": variation_key,
+        "subject": subject_key,
+        "subjectAttributes": subject_attributes,
+        "timestamp": timestamp or now_rfc3339(),
+        "metaData": dict(META_DATA),
+    }
 
 
 def bandit_event(
@@ -116,6 +115,9 @@ def bandit_event(
     return event
 
 
+_FLOAT_INT = 2**1023  # ints below this convert to finite floats
+
+
 def clean_groups(attributes: Any) -> tuple[dict[str, float], dict[str, str]]:
     """The (numeric, categorical) groups an event logs: finite numbers as floats, strings and
     booleans (and, in an :class:`Attributes` categorical group, anything) as JavaScript strings;
@@ -138,6 +140,8 @@ def clean_groups(attributes: Any) -> tuple[dict[str, float], dict[str, str]]:
         elif cls is float:
             if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
                 numeric[k] = v
+        elif cls is int and -_FLOAT_INT < v < _FLOAT_INT:
+            numeric[k] = float(v)
         elif cls is bool:
             categorical[k] = "true" if v else "false"
         elif v is None:

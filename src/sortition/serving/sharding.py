@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - builds without it
 # The one shard count: flag splits default to it (``totalShards``), and bandit selection hashes
 # into it. Eppo's SDKs use 10,000 for both.
 TOTAL_SHARDS = 10_000
+BANDIT_ASSIGNMENT_SHARDS = TOTAL_SHARDS  # the same constant, under its former name (kept for callers)
 
 # The one vector threshold of the shard hash: batches of at least this many one-block strings
 # are hashed by sortition.serving.md5_batch

@@ -4,6 +4,7 @@ DuckDB file by default, PostgreSQL for ``postgresql://`` URLs; see docs/store.md
 """
 
 from sortition.store.configurations import ConfigurationVersion
+from sortition.store.errors import StoreLockedError
 from sortition.store.loggers import AssignmentLogger, BanditLogger, StoreLogger
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, derive_event_id
 from sortition.store.store import AppendResult, EventStore
@@ -17,6 +18,7 @@ __all__ = [
     "EventStore",
     "PROPENSITY_KEY",
     "ROUND_KEY",
+    "StoreLockedError",
     "StoreLogger",
     "derive_event_id",
 ]

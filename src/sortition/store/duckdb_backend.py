@@ -24,7 +24,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from sortition.store.schema import TABLES, Table, create_statements, upgrade_statements
+from sortition.store.errors import StoreLockedError, lock_holder, open_error
+from sortition.store.schema import EVENT_TABLES, TABLES, Table, create_statements, upgrade_statements
 
 _ARROW_TYPES = {"text": pa.string(), "float": pa.float64(), "int": pa.int32(), "timestamp": pa.timestamp("us")}
 
@@ -66,13 +67,18 @@ class DuckDBTransaction:
 class DuckDBBackend:
     dialect = "duckdb"
 
-    def __init__(self, path: str, shared: bool = False, lock_timeout: float = 10.0):
+    def __init__(self, path: str, shared: bool = False, lock_timeout: float = 10.0, read_only: bool = False):
         self.location = str(path)
         self._memory = self.location == ":memory:"
-        self.shared = bool(shared) and not self._memory  # a :memory: database exists only while open
+        self.read_only = bool(read_only) and not self._memory
+        # a :memory: database exists only while open; a reader never keeps the file from writers
+        self.shared = (bool(shared) or self.read_only) and not self._memory
         self.lock_timeout = float(lock_timeout)
         self._lock = threading.RLock()
         self._con: duckdb.DuckDBPyConnection | None = None
+        if self.read_only:
+            self._check_event_store()
+            return
         with self._connection() as con:
             for statement in create_statements(indexes=False):
                 con.execute(statement)
@@ -81,22 +87,38 @@ class DuckDBBackend:
             for statement in upgrade_statements(present):
                 con.execute(statement)
 
+    def _check_event_store(self) -> None:
+        """Read-only: the file must exist and hold the event tables (nothing is created in it)."""
+        from pathlib import Path
+
+        if not Path(self.location).is_file():
+            raise ValueError(f"event store {self.location!r} does not exist")
+        with self._connection() as con:
+            names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        lacking = [t.name for t in EVENT_TABLES.values() if t.name not in names]
+        if lacking:
+            raise ValueError(
+                f"{self.location!r} is not a Sortition event store (it has no {', '.join(lacking)} table"
+                f"{'s' if len(lacking) > 1 else ''}; tables: {sorted(names)[:10]})"
+            )
+
     def _open(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
             try:
-                return duckdb.connect(self.location)
+                return duckdb.connect(self.location, read_only=self.read_only)
             except duckdb.IOException as err:
                 if "lock" not in str(err).lower():
-                    raise
+                    raise open_error(err, self.location) from None
                 if time.monotonic() >= deadline:
-                    raise RuntimeError(
-                        f"the DuckDB file {self.location!r} is held by another process (waited "
-                        f"{self.lock_timeout:g} s). DuckDB lets one process at a time write a file: open "
-                        "the store with EventStore(path, shared=True) in every process, write from one "
+                    holder = lock_holder(str(err)) or "another process"
+                    raise StoreLockedError(
+                        f"the DuckDB file {self.location!r} is held by {holder} (waited "
+                        f"{self.lock_timeout:g} s). DuckDB lets one process at a time write a file: stop or "
+                        "wait for that process, open the store with EventStore(path, shared=True) in every "
                         "process, or use PostgreSQL for many writers."
-                    ) from err
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
 

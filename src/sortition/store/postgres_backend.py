@@ -73,10 +73,10 @@ class PostgresBackend:
     def __init__(self, url: str, connect_timeout: float = 10.0):
         try:
             import psycopg
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "a postgresql:// store needs psycopg 3: pip install 'sortition[postgres]'"
-            ) from err
+        except ImportError:  # depends on the environment
+            from sortition.store.errors import missing_psycopg
+
+            raise missing_psycopg() from None
         self._psycopg = psycopg
         self.location = url
         self._lock = threading.RLock()

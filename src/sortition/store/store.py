@@ -60,13 +60,17 @@ class EventStore:
     shared : DuckDB only: open the file per operation so several processes can take turns writing
         it (DuckDB lets one process at a time hold a file); see ``sortition.store.duckdb_backend``.
     lock_timeout : DuckDB only: seconds to wait for a file held by another process.
+    read_only : DuckDB only: open an existing event store for reading; nothing is created or
+        written (a missing file, or one without the event tables, raises ValueError). The file is
+        opened per query (as with ``shared``), so a reader never keeps it from writers.
 
     Every append is one transaction (the whole batch or nothing) and idempotent: each event has an
     id (``event_id`` or ``eventId`` in the event, else derived from its content), and an id already
     stored is skipped, so retrying a batch never duplicates anything.
     """
 
-    def __init__(self, path_or_url: str = ":memory:", *, shared: bool = False, lock_timeout: float = 10.0):
+    def __init__(self, path_or_url: str = ":memory:", *, shared: bool = False, lock_timeout: float = 10.0,
+                 read_only: bool = False):
         location = str(path_or_url)
         if location.startswith(("postgresql://", "postgres://")):
             from sortition.store.postgres_backend import PostgresBackend
@@ -75,7 +79,7 @@ class EventStore:
         else:
             from sortition.store.duckdb_backend import DuckDBBackend
 
-            self._backend = DuckDBBackend(location, shared=shared, lock_timeout=lock_timeout)
+            self._backend = DuckDBBackend(location, shared=shared, lock_timeout=lock_timeout, read_only=read_only)
 
     @property
     def dialect(self) -> str:
@@ -194,6 +198,16 @@ class EventStore:
     def flag_keys(self) -> list[str]:
         """The flag keys that have stored assignment events, sorted."""
         frame = self._backend.frame("SELECT DISTINCT flag_key FROM assignments ORDER BY flag_key")
+        return [str(k) for k in frame["flag_key"]]
+
+    def metrics(self) -> list[str]:
+        """The metric names that have stored outcome events, sorted."""
+        frame = self._backend.frame("SELECT DISTINCT metric FROM outcomes ORDER BY metric")
+        return [str(k) for k in frame["metric"]]
+
+    def bandit_flag_keys(self) -> list[str]:
+        """The flag keys that have stored bandit events, sorted."""
+        frame = self._backend.frame("SELECT DISTINCT flag_key FROM bandit_events ORDER BY flag_key")
         return [str(k) for k in frame["flag_key"]]
 
     def assignments(self, flag_key: str | None = None) -> pd.DataFrame:

@@ -28,9 +28,13 @@ from typing import Any
 
 import pandas as pd
 
+from sortition.data.files import require_file
+from sortition.data.names import did_you_mean, listing
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.srm import SRMResult, srm_plan
 from sortition.store.records import ROUND_KEY
+from sortition.workflows.guards import refuse_near_flag, require_metric
 
 # how a kind of outcome aggregates a subject's outcome events in the attribution window
 AGGREGATES = {"revenue": "sum", "continuous": "sum", "binary": "conversion"}
@@ -50,6 +54,18 @@ class DailyRound:
     # True when this run found a committed round whose plan a killed run had not published, and
     # published it (no new round ran; ``result`` is that committed round's).
     recovered: bool = False
+    srm: SRMResult | None = None  # the sample-ratio check of the rows read (None: no rows)
+    other_flags: tuple[str, ...] = ()  # the store configuration's other flags (kept beside this one)
+
+
+class SampleRatioMismatch(ValueError):
+    """The round's rows do not follow the plan that served them; nothing was saved."""
+
+    def __init__(self, srm: SRMResult):
+        super().__init__(f"{srm.describe()}. Nothing was saved or published: find the cause (bot filters, "
+                         "redirects, logging that depends on the arm), or rerun with --allow-srm to publish "
+                         "anyway")
+        self.srm = srm
 
 
 def _open_store(location: str | Path, create: bool) -> Any:
@@ -58,11 +74,14 @@ def _open_store(location: str | Path, create: bool) -> Any:
     location = str(location)
     if location.startswith(("postgresql://", "postgres://")):
         return EventStore(location)
-    if not create and location != ":memory:" and not Path(location).exists():
-        raise ValueError(
-            f"event store {location!r} does not exist; give the DuckDB file (or postgresql:// URL) "
-            "your assignment logger writes to (the first run, with --arms, creates it)"
-        )
+    if not create and location != ":memory:":
+        try:
+            require_file(location, "event store")
+        except ValueError as err:
+            raise ValueError(
+                f"{err}; give the DuckDB file (or postgresql:// URL) your assignment logger writes to (the "
+                "first run, with --arms, creates it)"
+            ) from None
     return EventStore(location, shared=True)  # a serving process may be writing the same file
 
 
@@ -174,12 +193,14 @@ def daily_round(
     outcome: str | None = None,
     arms: Sequence[str] | None = None,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     window: dt.timedelta | float | None = None,
     aggregate: str | None = None,
     out: str | Path | None = None,
+    allow_srm: bool = False,
+    new_flag: bool = False,
 ) -> DailyRound:
     """Run one round of the experiment saved at ``state`` on the new data in ``store``.
 
@@ -194,9 +215,13 @@ def daily_round(
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
         out: folder for the report (None: no report).
+        allow_srm: publish even when the sample-ratio check of the new rows fails.
+        new_flag: create the experiment even when its flag key is close to one of the store's flags.
     Raises:
-        ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag,
-            no new exposures, bad data). Nothing is saved then.
+        ValueError: with what to fix (no state and no arms, arms or kind mismatch, unknown flag or
+            metric, a flag key close to another one, no new exposures, bad data). Nothing is saved then.
+        SampleRatioMismatch: the new rows do not follow the plan that served them (a ValueError);
+            nothing is saved or published unless ``allow_srm``.
     """
     state = Path(state)
     if outcome is not None and outcome not in AGGREGATES:
@@ -245,14 +270,19 @@ def daily_round(
             report = _write_report(out, experiment, flag, metric, repr(events))
             last = experiment.results_[-1] if experiment.results_ else None
             return DailyRound(experiment, False, last, 0, version, state, report, recovered=True)
+        others = _other_flags(events, flag)
+        if created:
+            refuse_near_flag(flag, list(others), allow_new=new_flag)
         frame = events.experiment_frame(flag, metric, window=window, aggregate=aggregate)
+        if not frame.empty:
+            require_metric(events, metric)  # else every outcome reads as 0
         if not created:
             _check_rounds(frame, experiment, state)
         if frame.empty and not created:
             known = events.flag_keys()
             raise ValueError(
-                f"the event store has no exposures to flag {flag!r} (flags with exposures: "
-                f"{known[:10]}); check --flag, or serve the latest configuration in the store "
+                f"the event store has no exposures to flag {flag!r}{did_you_mean(flag, known)} (flags with "
+                f"exposures: {listing(known)}); check --flag, or serve the latest configuration in the store "
                 "and log its assignments first"
             )
         rows = _new_rows(frame, experiment, flag)
@@ -263,17 +293,30 @@ def daily_round(
                 f"({len(frame):,} exposures already read); serve the latest configuration and log its "
                 "assignments, then run this again"
             )
+        srm = srm_plan(experiment.plans_, rows) if len(rows) else None
+        if srm is not None and not srm.ok and not allow_srm:
+            raise SampleRatioMismatch(srm)
         if len(rows):
             result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
         experiment.save(state)  # the commit of the round: before anything is published
         version = _save_configuration(events, experiment)
         where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
-    report = _write_report(out, experiment, flag, metric, where)
-    return DailyRound(experiment, created, result, len(rows), version, state, report)
+    report = _write_report(out, experiment, flag, metric, where, srm)
+    return DailyRound(experiment, created, result, len(rows), version, state, report, srm=srm,
+                      other_flags=others)
+
+
+def _other_flags(events: Any, flag: str) -> tuple[str, ...]:
+    """The flags other than ``flag`` in the store's latest configuration or with exposures."""
+    try:
+        configured = set(events.configuration().flags.get("flags", {}))
+    except LookupError:
+        configured = set()
+    return tuple(sorted((configured | set(events.flag_keys())) - {flag}))
 
 
 def _write_report(out: str | Path | None, experiment: SequentialExperiment, flag: str, metric: str,
-                  where: str) -> Path | None:
+                  where: str, srm: SRMResult | None = None) -> Path | None:
     if out is None or not experiment.results_:
         return None
     from sortition.report import write_report
@@ -283,4 +326,5 @@ def _write_report(out: str | Path | None, experiment: SequentialExperiment, flag
         experiment,
         title=f"Sortition: {flag}, round {experiment.round_}",
         source=f"{where}, metric {metric!r}",  # repr(store): a PostgreSQL URL's credentials stay out
+        srm=srm,
     )

@@ -9,16 +9,27 @@ learned with the BCF posterior, and written up as an HTML report.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sortition.data import ExperimentData
+from sortition.data.files import read_table, require_file
+from sortition.data.names import did_you_mean
+from sortition.data.validation import OUTCOME_KINDS, ROW_LABELS, check_outcome, infer_kind, labels_of
 from sortition.experiment.schedules import fixed
 from sortition.experiment.sequential import SequentialExperiment
+from sortition.experiment.steps import ROLE_COLUMNS
 from sortition.experiment.simulation import SimulationResult, simulate
+from sortition.experiment.srm import SRMResult, srm_propensity
+from sortition.workflows.guards import require_flag, require_metric
+
+__all__ = ["AnalysisInput", "DemoRun", "analyze", "prepare_analysis", "read_event_store", "read_table", "run_demo"]
 
 DEMO_KEY = "storefront-checkout"
 
@@ -37,7 +48,7 @@ def run_demo(
     rounds: int = 6,
     visitors: int = 2000,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     out: str | Path = "sortition-out",
@@ -45,9 +56,9 @@ def run_demo(
 ) -> DemoRun:
     """Run the simulated adaptive experiment and write the report into ``out``.
 
-    Defaults (6 rounds of 2,000 visitors, BCF with 100 draws on one thread) take about
-    1.5 minutes on 2 busy cores. One thread is deliberate: stochtree's threads contend badly
-    with anything else running on a small machine.
+    Defaults: 6 rounds of 2,000 visitors, BCF with 100 draws; ``threads=None`` picks threads as
+    ``sortition.posterior.fit`` does (``OMP_NUM_THREADS`` when set, else every core). On a small, busy
+    machine one thread is often fastest: stochtree's threads contend with anything else running.
 
     Returns:
         The simulation, the report path, and the DuckDB event store path (rewritten each run).
@@ -85,51 +96,44 @@ def run_demo(
     return DemoRun(simulation, report, store_path)
 
 
-def read_table(path: str | Path, *, query: str | None = None, table: str | None = None) -> pd.DataFrame:
-    """A user's data as a DataFrame: CSV, Parquet, or a DuckDB database (``query`` or ``table``)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"data file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".duckdb", ".db", ".ddb"):
-        import duckdb
-
-        with duckdb.connect(str(path), read_only=True) as con:
-            if query is None:
-                if table is None:
-                    tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-                    if len(tables) != 1:
-                        raise ValueError(
-                            f"{path} holds tables {tables}; name one with --table or give a --query"
-                        )
-                    table = tables[0]
-                query = f'SELECT * FROM "{table}"'
-            return con.execute(query).df()
-    raise ValueError(f"cannot read {str(path)!r}: use a .csv, .parquet or .duckdb file")
-
-
-def read_event_store(path: str | Path, flag: str, metric: str = "outcome") -> pd.DataFrame:
-    """Exposures to ``flag`` joined to outcomes of ``metric`` from a Sortition event store.
+def read_event_store(path: str | Path, flag: str, metric: str = "outcome", *,
+                     window: float | None = None) -> pd.DataFrame:
+    """Exposures to ``flag`` joined to outcomes of ``metric`` from a Sortition event store, opened
+    read-only (nothing is created or written in the file).
 
     Columns: subject, arm, y, propensity, cell, round, then the logged subject attributes.
+    ``window``: the attribution window in seconds (None: no limit).
+    Raises ValueError for a missing file, an unknown flag or a metric with no outcome events.
     """
     from sortition.store import EventStore
 
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"event store {str(path)!r} does not exist")
-    with EventStore(str(path)) as store:
-        frame = store.experiment_frame(flag, metric)
-    if frame.empty:
-        raise ValueError(f"the event store {str(path)!r} has no exposures to flag {flag!r}")
+    path = require_file(path, "event store")
+    with EventStore(str(path), read_only=True) as store:
+        require_flag(store, flag)
+        require_metric(store, metric)
+        frame = store.experiment_frame(flag, metric, window=window)
     return frame
 
 
-def analyze(
+@dataclass(frozen=True)
+class AnalysisInput:
+    """A user's table checked for one analysis round, in their own column names' terms.
+
+    ``frame`` has the role columns renamed (subject, arm, outcome, propensity, cell, round) and the
+    kept covariates; ``kind`` is the outcome kind (``kind_reason`` says why when it was inferred);
+    ``srm`` is the sample-ratio check when propensities are known.
+    """
+
+    frame: pd.DataFrame
+    arms: tuple[str, ...]
+    covariates: tuple[str, ...]
+    kind: str
+    kind_reason: str | None
+    srm: SRMResult | None
+    data: ExperimentData
+
+
+def prepare_analysis(
     data: pd.DataFrame,
     *,
     arm: str = "arm",
@@ -141,50 +145,88 @@ def analyze(
     arms: Sequence[str] | None = None,
     control: str | None = None,
     covariates: Sequence[str] | None = None,
-    outcome_kind: str = "continuous",
+    outcome_kind: str | None = None,
+) -> AnalysisInput:
+    """Validate a user's table before any fit: columns, arms (the control is ``control``, the first
+    of ``arms``, or the arm named ``control``; else ValueError), outcome kind (inferred when None:
+    0/1 is binary, non-negative with many zeros is revenue, else ValueError), and the sample-ratio
+    check when ``propensity`` is given. Errors name the user's columns and file lines."""
+    if outcome_kind is not None and outcome_kind not in OUTCOME_KINDS:
+        raise ValueError(f"outcome kind {outcome_kind!r} is unknown{did_you_mean(outcome_kind, OUTCOME_KINDS)}; "
+                         f"use one of {', '.join(OUTCOME_KINDS)}")
+    rows = labels_of(data)
+    if arm in data.columns:  # arms are names: 1 and "1" are one arm, as in the flag's variations
+        labels = data.attrs.get(ROW_LABELS)
+        data = data.assign(**{arm: data[arm].where(data[arm].isna(), data[arm].astype(str))})
+        data.attrs[ROW_LABELS] = labels
+    checked = ExperimentData.from_frame(
+        data, arm=arm, outcome=outcome, subject=subject, propensity=propensity, cell=cell, round=round,
+        arms=None if arms is None else [str(a) for a in arms], control=None if control is None else str(control),
+        covariates=covariates, require_control=True,
+    )
+    if outcome_kind is None:
+        kind, reason = infer_kind(checked.outcome, outcome)
+    else:
+        kind, reason = outcome_kind, None
+        check_outcome(checked.outcome, outcome, kind, rows=rows)
+    srm = None
+    if checked.propensity is not None:
+        srm = srm_propensity(checked.arm_index, checked.propensity, [str(a) for a in checked.arms],
+                             rounds=None if checked.round is None else np.asarray(checked.round))
+
+    names = {"arm": arm, "outcome": outcome, "subject": subject, "propensity": propensity, "cell": cell,
+             "round": round}
+    kept = list(checked.covariate_names)
+    frame = data.reset_index(drop=True)[[c for c in names.values() if c is not None] + kept]
+    clash = {c: f"{c}_" for c in (*ROLE_COLUMNS, "segment") if c in kept}
+    frame = frame.rename(columns=clash)  # a covariate named like a role
+    frame = frame.rename(columns={col: role for role, col in names.items() if col is not None})
+    frame["arm"] = frame["arm"].astype(str)
+    if subject is None:
+        frame.insert(0, "subject", range(len(frame)))
+    return AnalysisInput(frame, tuple(str(a) for a in checked.arms), tuple(clash.get(c, c) for c in kept),
+                         kind, reason, srm, checked)
+
+
+def analyze(
+    data: pd.DataFrame | AnalysisInput,
+    *,
     engine: str = "bcf",
-    threads: int = 1,
+    threads: int | None = None,
     draws: int = 100,
     seed: int = 0,
     key: str = "sortition-experiment",
     out: str | Path = "sortition-out",
     source: str | None = None,
+    **columns: Any,
 ) -> tuple[SequentialExperiment, Path]:
-    """One round of the loop on a user's data: posterior, segments, allocation, next plan, report."""
-    names = {"arm": arm, "outcome": outcome, "subject": subject, "propensity": propensity, "cell": cell,
-             "round": round}
-    missing = {role: col for role, col in names.items() if col is not None and col not in data.columns}
-    if missing:
-        raise ValueError(
-            f"columns {missing} are not in the data (columns: {list(data.columns)[:20]}); "
-            "name them with --arm/--outcome/--subject/--propensity"
-        )
-    frame = data.reset_index(drop=True)
-    clash = [c for c in ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
-             if c in frame.columns and names.get(c) != c]
-    if clash:
-        frame = frame.rename(columns={c: f"{c}_" for c in clash})  # a covariate named like a role
-    frame = frame.rename(columns={col: role for role, col in names.items() if col is not None})
-    if subject is None:
-        frame.insert(0, "subject", range(len(frame)))
-    if arms is None:
-        levels = sorted(frame["arm"].astype(str).unique())
-        if control is not None:
-            if str(control) not in levels:
-                raise ValueError(f"control {control!r} is not among the arms {levels}")
-            levels = [str(control)] + [a for a in levels if a != str(control)]
-        arms = levels
+    """One round of the loop on a user's data: posterior, segments, allocation, next plan, report.
+
+    ``data`` is a table, checked by :func:`prepare_analysis` with ``columns`` (its keywords: arm,
+    outcome, subject, propensity, cell, round, arms, control, covariates, outcome_kind; a None kind is
+    inferred), or an :class:`AnalysisInput` already checked.
+    """
+    if isinstance(data, AnalysisInput):
+        if columns:
+            raise TypeError(f"analyze: {sorted(columns)} were already applied by prepare_analysis")
+        prepared = data
+    else:
+        prepared = prepare_analysis(data, **columns)
+    frame = prepared.frame.copy()
     fit_options: dict[str, Any] = {"progress": False, "draws": draws}
     if engine == "bcf":
         fit_options["num_threads"] = threads
     experiment = SequentialExperiment(
-        list(arms), key=key, outcome=outcome_kind, engine=engine, fit_options=fit_options, seed=seed,
-        covariates=covariates,
+        list(prepared.arms), key=key, outcome=prepared.kind, engine=engine, fit_options=fit_options, seed=seed,
+        covariates=list(prepared.covariates),
     )
     if "round" in frame.columns:
         frame["round"] = 0  # one analysis round; the data's own rounds are not re-run
-    experiment.advance(frame)
+    with warnings.catch_warnings():
+        # the covariates were checked (and the dropped ones named) by prepare_analysis
+        warnings.simplefilter("ignore", UserWarning)
+        experiment.advance(frame)
     from sortition.report import write_report
 
-    report = write_report(out, experiment, title="Sortition analysis", source=source)
+    report = write_report(out, experiment, title="Sortition analysis", source=source, srm=prepared.srm)
     return experiment, report

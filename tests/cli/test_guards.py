@@ -1,0 +1,405 @@
+"""Every guard, run the way a user runs the CLI: the exit code, the message, and the store and state
+files byte-for-byte unchanged (nothing created either)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import invoke, write_table
+
+from sortition.experiment.simulation import visitor_attributes
+from sortition.scenarios import make_scenario
+from sortition.serving import Client, Configuration
+from sortition.store import EventStore, StoreLogger
+
+FLAG, METRIC = "checkout", "revenue"
+
+
+class _DropSome:
+    """An assignment logger that loses a share of one arm's events (a broken logging path)."""
+
+    def __init__(self, inner, arm: str | None, share: float, seed: int = 0):
+        self.inner, self.arm, self.share = inner, arm, share
+        self.rng = np.random.default_rng(seed)
+
+    def log_assignment(self, event):
+        if event.get("variation") == self.arm and self.rng.random() < self.share:
+            return
+        self.inner.log_assignment(event)
+
+
+def _serve(store_path: Path, n: int, *, seed: int, drop_arm: str | None = None, drop_share: float = 0.0) -> None:
+    """Serve the store's latest configuration to n visitors, log them (less the dropped), log revenue."""
+    scenario = make_scenario("multi_winner", 3)
+    rng = np.random.default_rng(seed)
+    with EventStore(str(store_path)) as store:
+        logger = StoreLogger(store, buffer_size=10_000)
+        client = Client(Configuration.from_json(store.configuration().flags),
+                        assignment_logger=_DropSome(logger, drop_arm, drop_share, seed))
+        visitors = scenario.sample_visitors(n, rng)
+        subjects = [f"v{seed}-{i}" for i in range(n)]
+        arms = [client.get_assignment(FLAG, s, a, "control")
+                for s, a in zip(subjects, visitor_attributes(visitors), strict=True)]
+        logger.flush()
+        y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]), rng)
+        store.append_outcomes([{"subject": s, "metric": METRIC, "value": abs(float(v)), "timestamp": "2100-01-01T00:00:00Z"}
+                               for s, v in zip(subjects, y, strict=True)])
+
+
+def _create(folder: Path) -> tuple[Path, Path]:
+    store, state = folder / "events.duckdb", folder / "state.json"
+    arms = ",".join(make_scenario("multi_winner", 3).arms)
+    res = invoke(["round", store, "--flag", FLAG, "--metric", METRIC, "--kind", "revenue", "--arms", arms,
+                  "--engine", "stratified", "--state", state, "--out", folder / "out"])
+    assert res.exit_code == 0, res.text
+    return store, state
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A store with one round of exposures to FLAG (served by the round-0 plan) and its state."""
+    folder = tmp_path_factory.mktemp("served")
+    store, state = _create(folder)
+    _serve(store, 600, seed=1)
+    return store, state
+
+
+@pytest.fixture
+def copies(served, tmp_path):
+    store, state = served
+    return Path(shutil.copy(store, tmp_path / "events.duckdb")), Path(shutil.copy(state, tmp_path / "state.json"))
+
+
+def _digest(*paths: Path) -> dict[str, str | None]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None for p in paths}
+
+
+def _round(store: Path, state: Path, *extra) -> object:
+    return invoke(["round", store, "--flag", FLAG, "--metric", METRIC, "--state", state,
+                   "--out", state.parent / "out", *extra])
+
+
+# --- round -----------------------------------------------------------------------------------------
+def test_round_refuses_a_metric_without_outcome_events(copies):
+    before = _digest(*copies)
+    res = invoke(["round", copies[0], "--flag", FLAG, "--metric", "revenu", "--state", copies[1],
+                  "--out", copies[1].parent / "out"])
+    assert res.exit_code == 2
+    assert "metric 'revenu' has no outcome events in the store (did you mean 'revenue'?)" in res.text
+    assert "metrics with outcomes: 'revenue'" in res.text
+    assert _digest(*copies) == before
+
+
+def test_round_refuses_a_new_flag_that_looks_like_a_typo(copies):
+    store, _ = copies
+    state = store.parent / "other.json"
+    before = _digest(store, state)
+    res = invoke(["round", store, "--flag", "chekout", "--metric", METRIC, "--kind", "revenue",
+                  "--arms", "control,a", "--state", state, "--out", store.parent / "out"])
+    assert res.exit_code == 2
+    assert "flag 'chekout' is new to the store" in res.text and "(did you mean 'checkout'?)" in res.text
+    assert "--new-flag" in res.text
+    assert _digest(store, state) == before and not state.exists()
+    ok = invoke(["round", store, "--flag", "chekout", "--metric", METRIC, "--kind", "revenue", "--arms",
+                 "control,a", "--state", state, "--out", store.parent / "out", "--new-flag"])
+    assert ok.exit_code == 0, ok.text
+    assert "keeps its other flags beside 'chekout': 'checkout'" in ok.text  # said, not silent
+
+
+def test_round_refuses_a_typod_store_path(copies):
+    store, state = copies
+    res = _round(store.with_name("event.duckdb"), state)
+    assert res.exit_code == 2 and "event store" in res.text and "(did you mean 'events.duckdb'?)" in res.text
+    assert not store.with_name("event.duckdb").exists()
+
+
+def test_round_checks_options_before_reading_anything(tmp_path):
+    store, state = tmp_path / "events.duckdb", tmp_path / "s.json"
+    for extra, message in (
+        (["--window", "7 days"], "'7 days' is not a duration; give a number and a unit: 7d, 12h"),
+        (["--kind", "revenu"], "'revenu' is not one of 'revenue', 'binary', 'continuous'. (did you mean 'revenue'?)"),
+        (["--engine", "forest"], "'forest' is not one of 'bcf', 'stratified'"),
+    ):
+        res = _round(store, state, "--arms", "control,a", *extra)
+        assert res.exit_code == 2 and message in res.text, res.text
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert not store.exists() and not state.exists()
+
+
+def test_a_sample_ratio_mismatch_blocks_the_round_unless_allowed(tmp_path):
+    store, state = _create(tmp_path)
+    _serve(store, 900, seed=2, drop_arm="arm_2", drop_share=0.5)  # half of one arm's exposures lost
+    before = _digest(store, state)
+    res = _round(store, state)
+    assert res.exit_code == 3
+    assert "sample-ratio mismatch" in res.text and "arm_2" in res.text
+    assert "Nothing was saved or published" in res.text and "--allow-srm" in res.text
+    assert _digest(store, state) == before
+    ok = _round(store, state, "--allow-srm")
+    assert ok.exit_code == 0, ok.text
+    assert "sample-ratio mismatch" in ok.text
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert page.index("Sample-ratio mismatch") < page.index("<h2>")  # the banner is at the top
+
+
+def test_a_healthy_round_passes_the_sample_ratio_check(copies):
+    res = _round(*copies)
+    assert res.exit_code == 0, res.text
+    assert "sample-ratio check passed" in res.text
+    assert "sample-ratio check passed" in (copies[1].parent / "out" / "index.html").read_text()
+
+
+# --- analyze on an event store --------------------------------------------------------------------------
+def test_analyze_opens_the_store_read_only_and_refuses_typos(copies, tmp_path):
+    store, _ = copies
+    before = _digest(store)
+    ok = invoke(["analyze", store, "--flag", FLAG, "--metric", METRIC, "--kind", "revenue", "--engine",
+                 "stratified", "--out", tmp_path / "a"])
+    assert ok.exit_code == 0, ok.text
+    assert "sample-ratio check passed" in ok.text  # logged propensities: the inverse-propensity check
+    for args, message in (
+        (["--flag", "chekout", "--metric", METRIC], "flag 'chekout' has no exposures (assignment events) in the "
+                                                   "store (did you mean 'checkout'?)"),
+        (["--flag", FLAG, "--metric", "revenu"], "(did you mean 'revenue'?)"),
+    ):
+        res = invoke(["analyze", store, *args, "--kind", "revenue", "--out", tmp_path / "b"])
+        assert res.exit_code == 2 and message in res.text, res.text
+    assert _digest(store) == before
+
+
+def test_read_only_commands_never_create_a_store(tmp_path, served):
+    typo = tmp_path / "event.duckdb"
+    (tmp_path / "events.duckdb").write_bytes(served[0].read_bytes())
+    for args in (
+        ["analyze", typo, "--flag", FLAG, "--metric", METRIC],
+        ["bandit", "train", typo, "--metric", METRIC, "--out", tmp_path / "m.json"],
+        ["bandit", "evaluate", typo, "--metric", METRIC, "--model", tmp_path / "m.json"],
+    ):
+        res = invoke(args)
+        assert res.exit_code == 2 and "does not exist (did you mean 'events.duckdb'?)" in res.text, res.text
+        assert not typo.exists()
+
+
+def test_a_users_own_duckdb_file_is_not_an_event_store(tmp_path):
+    import duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE visits AS SELECT 1 AS arm")
+    before = _digest(path)
+    res = invoke(["bandit", "train", path, "--metric", METRIC, "--out", tmp_path / "m.json"])
+    assert res.exit_code == 2 and "is not a Sortition event store" in res.text
+    assert _digest(path) == before  # no event tables were created in the user's file
+
+
+def test_a_locked_duckdb_file_says_who_holds_it(tmp_path):
+    path = tmp_path / "d.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(path)!r})
+        con.execute("CREATE TABLE t AS SELECT 'control' AS arm, 1.0 AS y")
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        res = invoke(["analyze", path, "--kind", "revenue"])
+        assert res.exit_code == 2
+        assert f"is held by process {holder.pid}" in res.text and "Traceback" not in res.output
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+def test_a_postgres_url_without_psycopg_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
+    res = invoke(["bandit", "train", "postgresql://u:p@localhost/db", "--metric", METRIC, "--out", tmp_path / "m"])
+    assert res.exit_code == 2 and "pip install sortition[postgres]" in res.text
+    assert "Traceback" not in res.output
+
+
+# --- analyze on a data file ---------------------------------------------------------------------------
+def _table(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    arm = rng.choice(["control", "bundle", "discount"], size=n)
+    spend = np.where(rng.random(n) < 0.6, 0.0, rng.gamma(2.0, 20.0, n).round(2))
+    return pd.DataFrame({"visitor": [f"u{i}" for i in range(n)], "variant": arm, "spend": spend,
+                         "device": rng.choice(["mobile", "desktop"], size=n), "age": rng.integers(18, 70, n)})
+
+
+def _analyze(path: Path, tmp_path: Path, *extra) -> object:
+    return invoke(["analyze", path, "--arm", "variant", "--outcome", "spend", "--subject", "visitor",
+                   "--engine", "stratified", "--out", tmp_path / "out", *extra])
+
+
+def test_a_tiny_mislabelled_arm_is_refused(tmp_path):
+    frame = _table()
+    frame.loc[[10, 20, 30, 40, 50, 60], "variant"] = "Control"
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    before = _digest(path)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 2
+    assert "arm 'Control' of column 'variant' has only 6 rows" in res.text and "(did you mean 'control'?)" in res.text
+    assert "lines [12, 22, 32, 42, 52] (and 1 more) of d.csv" in res.text  # 1-based, after the header
+    assert "--arms" in res.text and _digest(path) == before and not (tmp_path / "out").exists()
+
+
+def test_an_arm_outside_arms_is_refused_with_its_lines(tmp_path):
+    path = tmp_path / "d.csv"
+    _table().to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--arms", "control,bundle")
+    assert res.exit_code == 2
+    assert "arm column 'variant' holds arms not in the arms 'control', 'bundle': 'discount'" in res.text
+    assert "lines [" in res.text and " of d.csv" in res.text
+
+
+def test_the_control_is_the_arm_named_control_or_must_be_named(tmp_path):
+    path = tmp_path / "d.csv"
+    frame = _table()
+    frame["variant"] = frame["variant"].replace({"control": "baseline"})
+    frame.to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 2
+    assert "which arm of column 'variant' is the control? None is named 'control'" in res.text
+    assert "'baseline', 'bundle', 'discount'" in res.text and "--control" in res.text
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--control", "basline")
+    assert res.exit_code == 2 and "(did you mean 'baseline'?)" in res.text
+
+
+def test_the_outcome_kind_is_inferred_and_printed_or_required(tmp_path):
+    path = tmp_path / "d.csv"
+    frame = _table()
+    frame.to_csv(path, index=False)
+    res = _analyze(path, tmp_path)
+    assert res.exit_code == 0, res.text
+    assert "Outcome kind: revenue (inferred: 'spend' is non-negative and" in res.text
+    frame.assign(spend=frame["spend"] - 10).to_csv(path, index=False)
+    res = _analyze(path, tmp_path)
+    assert res.exit_code == 2 and "what kind of outcome is 'spend'? It has negative values" in res.text
+    assert "--kind continuous" in res.text
+    frame.assign(spend=(frame["spend"] > 0).astype(int)).to_csv(path, index=False)
+    res = _analyze(path, tmp_path)
+    assert res.exit_code == 0 and "Outcome kind: binary (inferred: 'spend' is 0/1" in res.text
+
+
+def test_messages_use_the_users_columns_and_file_lines(tmp_path):
+    path = tmp_path / "d.csv"
+    frame = _table()
+    frame["spend"] = (frame["spend"] > 0).astype(float)
+    frame.loc[7, "spend"] = 2.0
+    frame.to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "binary")
+    assert res.exit_code == 2
+    assert "outcome column 'spend' must be 0/1 for outcome='binary' but has 2 at lines [9] of d.csv" in res.text
+    assert "np.float64" not in res.output and "Traceback" not in res.output
+    res = _analyze(path, tmp_path, "--kind", "binary", "--outcome", "spnd")
+    assert res.exit_code == 2 and "outcome column 'spnd' is not in the data (did you mean 'spend'?)" in res.text
+    frame.astype({"spend": object}).assign(spend=lambda f: f["spend"].where(f.index != 4, "unknown")).to_csv(
+        path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 2 and "non-numeric values at lines [6] of d.csv (e.g. 'unknown')" in res.text
+
+
+@pytest.mark.parametrize("suffix", ["csv", "csv.gz", "parquet", "duckdb"])
+def test_a_timestamp_column_is_dropped_with_one_warning_line_in_every_format(tmp_path, suffix):
+    frame = _table(300).assign(signed_up=pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC"))
+    path = tmp_path / f"d.{suffix}"
+    write_table(frame, path)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 0, res.text
+    lines = [line for line in res.output.splitlines() if "signed_up" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: column 'signed_up' holds timestamps")
+    assert ".py:" not in res.output  # no source file and line
+
+
+def test_table_and_query_are_for_duckdb_only(tmp_path):
+    path = tmp_path / "d.csv"
+    _table().to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--table", "visits")
+    assert res.exit_code == 2 and "--table reads a DuckDB database, but d.csv is a CSV file" in res.text
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--metric", "spend")
+    assert res.exit_code == 2 and "name the outcome column with --outcome" in res.text
+
+
+def test_a_broken_csv_line_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("variant,spend\ncontrol,1\nbundle,2,3\n")
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 2 and "line 3 of d.csv has 3 fields, but the header has 2" in res.text
+
+
+def test_version_option():
+    import sortition
+
+    res = invoke(["--version"])
+    assert res.exit_code == 0 and res.text == f"sortition {sortition.__version__}"
+
+
+def test_an_unexpected_failure_is_one_line_unless_debugging(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from sortition.experiment import loop_policy
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("sampler diverged\n  at frame 3")
+
+    monkeypatch.setattr(loop_policy, "DEFAULT_POLICY", replace(loop_policy.DEFAULT_POLICY, fit=boom))
+    path = tmp_path / "d.csv"
+    _table().to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip() == "error: RuntimeError: sampler diverged (set SORTITION_DEBUG=1 for the traceback, " \
+                                 "and please report it)"
+    monkeypatch.setenv("SORTITION_DEBUG", "1")
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert isinstance(res.exception, RuntimeError)
+
+
+def test_bandit_train_refuses_a_metric_without_outcome_events(copies, tmp_path):
+    before = _digest(copies[0])
+    res = invoke(["bandit", "train", copies[0], "--metric", "revenu", "--out", tmp_path / "m.json"])
+    assert res.exit_code == 2 and "metric 'revenu' has no outcome events in the store (did you mean 'revenue'?)" \
+        in res.text
+    assert _digest(copies[0]) == before and not (tmp_path / "m.json").exists()
+
+
+def test_analyze_flags_propensities_that_do_not_match_the_split(tmp_path):
+    frame = _table(1500, seed=3)
+    rng = np.random.default_rng(3)
+    frame["variant"] = rng.choice(["control", "bundle", "discount"], size=len(frame), p=[0.2, 0.3, 0.5])
+    frame["p"] = 1 / 3  # logged as uniform, served 20/30/50
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--propensity", "p")
+    assert res.exit_code == 0, res.text  # analyze reports; only `round` blocks a publish
+    assert "warning: sample-ratio mismatch: arm" in res.text and "inverse-propensity count" in res.text
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert page.index("Sample-ratio mismatch") < page.index("<h2>")
+
+
+def test_a_parquet_date_column_is_a_timestamp_too(tmp_path):
+    import datetime as dt
+
+    frame = _table(300).assign(first_visit=[dt.date(2024, 1, 1) + dt.timedelta(days=i % 90) for i in range(300)])
+    path = tmp_path / "d.parquet"
+    frame.to_parquet(path)  # date32: read back as datetime.date objects
+    res = _analyze(path, tmp_path, "--kind", "revenue")
+    assert res.exit_code == 0, res.text
+    assert "warning: column 'first_visit' holds timestamps, not a covariate; dropped" in res.text
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["round"], ["bandit"], ["bandit", "evaluate"]])
+def test_help_shows_plain_metavars(command):
+    res = invoke([*command, "--help"], columns=200)
+    assert res.exit_code == 0
+    assert "{" not in res.text.split("Usage:")[1].split("\n")[0] and "<str>" not in res.text and "<bool>" not in res.text
+    if command == ["analyze"]:
+        assert "[OPTIONS] DATA" in res.text and "TEXT" in res.text and "[revenue|binary|continuous]" in res.text
