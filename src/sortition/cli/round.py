@@ -17,7 +17,9 @@ SRM_EXIT = 3  # the round was blocked by a sample-ratio mismatch (distinct from 
 
 @app.command(name="round")
 def round_(
-    store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
+    store: str = typer.Argument(
+        ..., help="Event store: a DuckDB file or a postgresql:// URL (or http://SERVER: the server runs it)."
+    ),
     flag: str = typer.Option(..., help="The flag (experiment) key the assignments are logged under."),
     metric: str = typer.Option(..., help="The outcome metric joined to the exposures."),
     kind: Kind | None = typer.Option(None, help="Outcome kind (needed to create)."),
@@ -41,6 +43,9 @@ def round_(
     out: Path = typer.Option(
         Path("sortition-out"), help="Folder for the report (and the default state file)."
     ),
+    publish: bool = typer.Option(False, "--publish", help="Serve the round's configuration (--environment)."),
+    environment: str = typer.Option("production", help="With --publish: the environment that serves it."),
+    key: str = typer.Option(None, envvar="SORTITION_ADMIN_KEY", help="With http://SERVER: an admin key."),
 ) -> None:
     """Advance a saved experiment by one round: read new exposures and outcomes from STORE, learn,
     save the next configuration to STORE and the state file, write the report.
@@ -53,6 +58,20 @@ def round_(
     _quiet_engines()
     state = state if state is not None else out / f"{flag}.state.json"
     seconds = parse_window(window)
+    if publish:
+        from sortition.store.publishing import check_environment
+
+        try:
+            check_environment(environment)  # before the round, not after it
+        except ValueError as err:
+            fail(err)
+    if store.startswith(("http://", "https://")):  # the server holds the store: it runs the round
+        from sortition.cli.server import print_remote_round
+
+        print_remote_round(store, key, publish, environment, flag=flag, metric=metric, state=state, kind=kind,
+                           arms=arms, window_days=None if seconds is None else seconds / 86400.0,
+                           aggregate=aggregate, engine=engine, threads=threads, seed=seed, out=out)
+        return
     try:
         with console.status(f"round of {flag!r}: reading {store} and fitting"):
             run = daily_round(
@@ -68,6 +87,7 @@ def round_(
                 window=seconds,
                 aggregate=aggregate,
                 out=out,
+                publish=environment if publish else None,
                 allow_srm=allow_srm,
                 new_flag=new_flag,
             )
@@ -110,3 +130,5 @@ def round_(
             f"{exp.round_}); report: [bold]{escape(str(run.report))}[/]"
         )
     console.print(f"State saved to {run.state}.", markup=False)
+    if publish:
+        console.print(f"Published version [bold]{run.configuration_version}[/] to [bold]{escape(environment)}[/].")

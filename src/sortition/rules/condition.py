@@ -2,41 +2,20 @@
 
 Request-time matching goes through :func:`sortition.serving.conditions.compile_condition` (the one
 implementation of condition semantics); the vectorized column masks live in
-:mod:`sortition.rules.masks` and are held to it by a property test.
+:mod:`sortition.serving.column_masks` (shared with columnar scoring) and are held to it by a property test.
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from sortition.serving.column_masks import normalize_attribute
 from sortition.serving.conditions import OPERATORS, Predicate, compile_condition, js_string
 
 RULE_OPERATORS = OPERATORS
 _SET_OPERATORS = frozenset({"ONE_OF", "NOT_ONE_OF"})
 _SYMBOLS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
-
-
-def normalize_attribute(value: Any) -> Any:
-    """Request-time view of an attribute value: missing (None, NaN, pandas NA/NaT) -> ``None``,
-    numpy scalars -> the Python scalar, so offline rows and online requests read alike."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        # float() also unwraps numpy.float64, whose repr ("np.float64(1.0)") is not a number.
-        return None if math.isnan(value) else float(value)
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.generic):
-        value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        return value
-    pd = sys.modules.get("pandas")
-    if pd is not None and (value is pd.NA or value is pd.NaT):
-        return None
-    return value
 
 
 @dataclass(frozen=True)

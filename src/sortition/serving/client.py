@@ -525,6 +525,41 @@ class Client:
                 out.append(None)
         return out
 
+    # ------------------------------------------------------------ columnar (sortition.serving.columnar)
+
+    def assign_table(self, flag_key: str, table: Any, *, subject: str = "subject", default: Any = None,
+                     variation_type: str | None = None, chunk_size: int | None = None,
+                     with_events: bool = False) -> Any:
+        """:meth:`get_assignment` for every row of a table (pandas DataFrame or pyarrow Table;
+        polars through Arrow), each row's other columns being the subject's attributes (nulls and
+        NaN missing). Returns a pyarrow Table of the same length: ``subject, variation,
+        variation_key, allocation, default_reason``; with ``with_events`` also the assignment
+        events (an Arrow table), which go to the assignment logger's ``log_assignments(table)``
+        when it has one. Raises ``ValueError`` for a subject column the table lacks."""
+        from sortition.serving.columnar import DEFAULT_CHUNK_SIZE, assign_table
+
+        return assign_table(self._config, flag_key, table, subject=subject, default=default,
+                            expected=_expected_types(default, variation_type),
+                            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                            table_logger=_table_method(self._log_assignment, "log_assignments"),
+                            with_events=with_events)
+
+    def bandit_table(self, flag_key: str, table: Any, actions: Mapping[str, Any] | Iterable[str], *,
+                     subject: str = "subject", default: str = "", chunk_size: int | None = None,
+                     with_events: bool = False) -> Any:
+        """:meth:`get_bandit_action` for every row of a table, one action set for all rows.
+        Returns a pyarrow Table: ``subject, variation, variation_key, allocation, bandit, action,
+        action_probability, action_score, optimality_gap, default_reason``; with ``with_events``
+        also (assignment events, bandit events) as Arrow tables, which go to the loggers'
+        ``log_assignments(table)`` / ``log_bandit_actions(table)`` when they have them."""
+        from sortition.serving.columnar import DEFAULT_CHUNK_SIZE, bandit_table
+
+        return bandit_table(self._config, flag_key, table, actions, subject=subject, default=default,
+                            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                            assignment_logger=_table_method(self._log_assignment, "log_assignments"),
+                            bandit_logger=_table_method(self._log_bandit, "log_bandit_actions"),
+                            with_events=with_events, log_offered=self._log_offered)
+
 
 _MISSING = object()
 
@@ -608,3 +643,9 @@ def _report_failure(message: str, *args: Any, traceback: bool = True) -> None:
     if _failures & (_failures - 1) == 0:
         log = logger.exception if traceback else logger.warning
         log(message + " (%d evaluation failures so far)", *args, _failures)
+
+
+def _table_method(per_event: Any, name: str) -> Any:
+    """The table-accepting method (``name``) of the logger behind a bound per-event method, if any."""
+    method = getattr(getattr(per_event, "__self__", None), name, None)
+    return method if callable(method) else None

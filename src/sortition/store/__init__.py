@@ -4,6 +4,7 @@ DuckDB file by default, PostgreSQL for ``postgresql://`` URLs; see docs/store.md
 """
 
 from sortition.store.configurations import ConfigurationVersion
+from sortition.store.http_logger import HttpEventLogger
 from sortition.store.errors import StoreLockedError
 from sortition.store.loggers import AssignmentLogger, BanditLogger, StoreLogger
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, derive_event_id
@@ -16,6 +17,7 @@ __all__ = [
     "CELL_KEY",
     "ConfigurationVersion",
     "EventStore",
+    "HttpEventLogger",
     "PROPENSITY_KEY",
     "ROUND_KEY",
     "StoreLockedError",

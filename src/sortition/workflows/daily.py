@@ -199,6 +199,7 @@ def daily_round(
     window: dt.timedelta | float | None = None,
     aggregate: str | None = None,
     out: str | Path | None = None,
+    publish: str | None = None,
     allow_srm: bool = False,
     new_flag: bool = False,
 ) -> DailyRound:
@@ -215,6 +216,7 @@ def daily_round(
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
         out: folder for the report (None: no report).
+        publish: an environment name: serve the round's configuration there once the state is saved.
         allow_srm: publish even when the sample-ratio check of the new rows fails.
         new_flag: create the experiment even when its flag key is close to one of the store's flags.
     Raises:
@@ -266,7 +268,7 @@ def daily_round(
     with _open_store(store, create=created) as events:
         if not created and not _is_published(events, experiment, state):
             # a run was killed after committing its round and before publishing it: finish that one
-            version = _save_configuration(events, experiment)
+            version = _save_and_publish(events, experiment, publish)
             report = _write_report(out, experiment, flag, metric, repr(events))
             last = experiment.results_[-1] if experiment.results_ else None
             return DailyRound(experiment, False, last, 0, version, state, report, recovered=True)
@@ -299,7 +301,7 @@ def daily_round(
         if len(rows):
             result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
         experiment.save(state)  # the commit of the round: before anything is published
-        version = _save_configuration(events, experiment)
+        version = _save_and_publish(events, experiment, publish)
         where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
     report = _write_report(out, experiment, flag, metric, where, srm)
     return DailyRound(experiment, created, result, len(rows), version, state, report, srm=srm,
@@ -313,6 +315,16 @@ def _other_flags(events: Any, flag: str) -> tuple[str, ...]:
     except LookupError:
         configured = set()
     return tuple(sorted((configured | set(events.flag_keys())) - {flag}))
+
+
+def _save_and_publish(events: Any, experiment: SequentialExperiment, publish: str | None) -> int:
+    """Save the next configuration (after the state); with ``publish``, serve it in that environment."""
+    version = _save_configuration(events, experiment)
+    if publish is not None:
+        from sortition.store.publishing import publish_round
+
+        publish_round(events, version, publish, experiment.key)
+    return version
 
 
 def _write_report(out: str | Path | None, experiment: SequentialExperiment, flag: str, metric: str,
