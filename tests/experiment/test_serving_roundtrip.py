@@ -119,3 +119,28 @@ def test_eppo_sdk_assigns_like_sortition():
         extra = e.get("extraLogging") or e
         assert extra["propensity"] == mine_events[e["subject"]]["propensity"]
         assert extra["cell"] == mine_events[e["subject"]]["cell"]
+
+
+def test_or_segments_export_as_one_allocation_and_are_served_like_their_masks():
+    from sortition.experiment.persistence import plan_from_json, plan_to_json
+    from sortition.rules import AnyOf
+
+    near = AnyOf((Rule((Condition("recency", "LTE", 7.5),)), Rule((Condition("recency", "IS_NULL", True),))))
+    segments = [(0, near), (1, Rule((Condition("recency", "GT", 7.5),)))]
+    allocation = {0: {"control": 0.1, "free_shipping": 0.8, "bundle": 0.1},
+                  1: {"control": 0.2, "free_shipping": 0.1, "bundle": 0.7}}
+    plan = make_plan(ARMS, segments, allocation, round=2)
+    config = plan_to_configuration(plan, KEY)
+    allocations = config["flags"][KEY]["allocations"]
+    assert allocations[0]["rules"] == near.to_json() and len(allocations[0]["rules"]) == 2
+    events = Events()
+    client = Client(Configuration.from_json(json.dumps(config)), assignment_logger=events)
+    subjects, visitors = _visitors(4000, 2)
+    attrs = visitor_attributes(visitors)
+    for s, a in zip(subjects, attrs):
+        client.get_assignment(KEY, s, a, "none")
+    segment_of = plan.segment_index(visitors)
+    assert (segment_of == 0).sum() > 0 and visitors["recency"].isna().any()
+    assert [e["allocation"] for e in events.events] == [f"segment-{plan.segments[i].id}" for i in segment_of]
+    assert all(near.matches(a) == (i == 0) for a, i in zip(attrs, segment_of))
+    assert plan_from_json(json.loads(json.dumps(plan_to_json(plan)))) == plan  # the state file keeps the OR

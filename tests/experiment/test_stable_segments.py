@@ -29,9 +29,19 @@ def test_churn_counts_visitors_whose_segment_or_served_arm_changed():
     assert steps.churn(a, b, data) == pytest.approx(1 - mobile.mean())
     c = make_plan(arms, [(0, NOT_MOBILE), (1, MOBILE)], {0: win, 1: win})  # same groups, other order
     assert steps.churn(a, c, data) == 0.0
-    d = make_plan(arms, [(0, Rule((Condition("returning", "ONE_OF", ["true"]),))), (1, NOT_MOBILE)],
-                  {0: win, 1: win})
-    assert 0.0 < steps.churn(a, d, data) <= 1.0
+    # the same groups written by other rules: no churn
+    other_words = Rule((Condition("device", "NOT_ONE_OF", ["desktop", "tablet"]),))
+    assert not data.covariates["device"].isna().any()
+    e = make_plan(arms, [(0, other_words), (1, NOT_MOBILE)], {0: win, 1: win})
+    assert steps.churn(a, e, data) == 0.0
+    # a new split of the non-mobile visitors: those not in the larger part moved
+    returning = data.covariates["returning"].to_numpy(bool)
+    d = make_plan(arms, [(0, MOBILE), (1, Rule((Condition("returning", "ONE_OF", ["true"]),))), (2, NOT_MOBILE)],
+                  {0: win, 1: win, 2: win})
+    rest = ~mobile
+    part = (rest & returning).sum() < (rest & ~returning).sum()  # the smaller part of the rest moved
+    moved = rest & (returning if part else ~returning)
+    assert steps.churn(a, d, data) == pytest.approx(moved.mean())
 
 
 def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():

@@ -9,6 +9,7 @@ import pytest
 from sortition.policy import fit_policy_tree, thompson_allocation
 from sortition.policy.features import encode_features
 from sortition.policy.search import TreeSearch
+from sortition.rules import AnyOf
 
 from .conftest import make_posterior
 
@@ -123,12 +124,20 @@ def test_missing_values_get_their_own_leaf():
     x = pd.DataFrame({"recency": np.where(rng.random(n) < 0.03, np.nan, rng.uniform(0, 40, n))})
     tau = np.where(x["recency"].isna(), 0.8, np.where(x["recency"] > 20, 0.5, -0.5))[:, None]
     post = make_posterior(tau[:, None, :] + rng.normal(0, 0.2, (n, 30, 1)), x)
-    tree = fit_policy_tree(post, max_depth=1, n_bootstrap=0)
-    rules = [seg.rule.describe() for seg in tree.segments]
+    leaves = fit_policy_tree(post, max_depth=1, n_bootstrap=0, merge=False)
+    rules = [seg.rule.describe() for seg in leaves.segments]
     assert rules[2] == "recency IS NULL" and rules[0].startswith("recency <= 2")
-    assert [seg.best_arm for seg in tree.segments] == ["control", "t1", "t1"]
-    assert sum(seg.share for seg in tree.segments) == pytest.approx(1.0)
-    assert tree.segments[2].share == pytest.approx(x["recency"].isna().mean())
+    assert [seg.best_arm for seg in leaves.segments] == ["control", "t1", "t1"]
+    assert sum(seg.share for seg in leaves.segments) == pytest.approx(1.0)
+    assert leaves.segments[2].share == pytest.approx(x["recency"].isna().mean())
+    # merged (the default): the 3% IS NULL leaf and the leaf with the same best arm are one OR segment
+    tree = fit_policy_tree(post, max_depth=1, n_bootstrap=0)
+    assert len(tree.segments) == 2 and [seg.best_arm for seg in tree.segments] == ["control", "t1"]
+    merged = tree.segments[1].rule
+    assert isinstance(merged, AnyOf) and merged.describe() == f"{rules[1]} OR recency IS NULL"
+    assert tree.segments[1].share == pytest.approx(leaves.segments[1].share + leaves.segments[2].share)
+    assert tree.welfare == pytest.approx(leaves.welfare)  # same arms served: same welfare
+    assert tree.summary.means.shape == (2, 30, 1)
 
 
 def test_missing_values_are_routed_by_is_null():

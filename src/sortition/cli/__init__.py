@@ -7,5 +7,6 @@ import sortition.cli.demo  # noqa: F401,E402  (registers `sortition demo` and `s
 import sortition.cli.round  # noqa: F401,E402  (registers `sortition round`)
 import sortition.cli.server  # noqa: F401,E402  (registers `serve`, `publish`, `versions`, `rollback`, `keys`)
 import sortition.cli.score  # noqa: F401,E402  (registers `sortition score`)
+import sortition.cli.calibrate  # noqa: F401,E402  (registers `sortition calibrate`)
 
 __all__ = ["app"]

@@ -46,30 +46,6 @@ STATE_FORMAT = "sortition.experiment-state"
 STATE_VERSION = 2
 _READS = (1, 2)
 
-# constructor keywords saved as settings (``arms`` is saved on its own)
-SETTINGS = (
-    "key",
-    "outcome",
-    "engine",
-    "fit_options",
-    "min_control_weight",
-    "min_explore_weight",
-    "epsilon",
-    "max_depth",
-    "min_leaf_share",
-    "tree_options",
-    "drop_below",
-    "drop_after",
-    "graduation_probability",
-    "graduation_loss",
-    "graduation_rounds",
-    "level",
-    "covariates",
-    "seed",
-    "warm_start",
-    "resegment_probability",
-)
-
 
 # --- JSON values ------------------------------------------------------------------------------------
 def _plain(value: Any, where: str) -> Any:
@@ -158,9 +134,9 @@ def _rule_to_json(rule: Any) -> Any:
 def _rule_from_json(obj: Any) -> Any:
     if obj is None:
         return None
-    from sortition.rules import Rule
+    from sortition.rules import rule_from_json
 
-    return Rule.from_json(obj)
+    return rule_from_json(obj)
 
 
 def _segment_plan_to_json(s: SegmentPlan) -> dict[str, Any]:

@@ -272,7 +272,8 @@ class SequentialExperiment:
         active = tuple(a for a in state.active_arms if a not in dropped)
         scale = steps.control_scale(data)
         seg_results, winner_streak, graduations = steps.segment_results(
-            settings, self.arms, segments, summary, allocation, state.winner_streak, scale)
+            settings, self.arms, segments, summary, allocation, state.winner_streak, scale,
+            posterior.interval_level("segment", settings.level))
         # one decision per scope, after the graduations: SHIP in the loop is a graduation
         recommendations = policy.recommend(
             posterior, segments, summary, **steps.decision_options(settings, segments, graduations, scale))
@@ -285,7 +286,8 @@ class SequentialExperiment:
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=summarize_lifts(self.arms, summary.extra["everyone"], settings.level),
+            lifts=summarize_lifts(self.arms, summary.extra["everyone"],
+                                  posterior.interval_level("average", settings.level)),
             ipw_arm_means=steps.ipw_arm_means(data),
             segments=tuple(replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results),
             cells=steps.cell_observations(summary, data, this_round, settings.level),

@@ -136,18 +136,28 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float) -> t
 
 
 def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
-    """Share of ``data``'s visitors whose segment (its rule) or served arm (the segment's most-allocated
-    arm in the optimized cell) differs between ``previous`` and ``plan``."""
-    def labels(p: Plan) -> tuple[np.ndarray, np.ndarray]:
-        index = p.segment_index(data)
-        allocations = (*p.segments, p.default)
-        rule = np.array([describe(s.rule) if s.rule is not None else s.description for s in allocations],
-                        dtype=object)
-        served = np.array([max(s.optimized, key=s.optimized.get) for s in allocations], dtype=object)
-        return rule[index], served[index]
+    """Share of ``data``'s visitors whose segment or served arm differs between ``previous`` and ``plan``.
 
-    (rule_a, arm_a), (rule_b, arm_b) = labels(previous), labels(plan)
-    return float(np.mean((rule_a != rule_b) | (arm_a != arm_b)))
+    Segments are compared as groups of visitors, not as rule texts (the same group may be written by
+    other rules): previous and new segments are paired one to one, greedily by the most visitors shared,
+    and a visitor's segment changed when its (previous, new) segments are not a pair (so a split moves
+    the smaller part). The served arm is the segment's most-allocated arm in the optimized cell.
+    """
+    old, new = previous.segment_index(data), plan.segment_index(data)
+    overlap = np.zeros((len(previous.segments) + 1, len(plan.segments) + 1), dtype=np.int64)
+    np.add.at(overlap, (old, new), 1)
+    paired = np.zeros_like(overlap, dtype=bool)
+    for flat in np.argsort(-overlap, axis=None, kind="stable"):
+        a, b = divmod(int(flat), overlap.shape[1])
+        if overlap[a, b] > 0 and not paired[a].any() and not paired[:, b].any():
+            paired[a, b] = True
+    moved = ~paired[old, new]
+
+    def served(p: Plan, index: np.ndarray) -> np.ndarray:
+        arms = [max(s.optimized, key=s.optimized.get) for s in (*p.segments, p.default)]
+        return np.asarray(arms, dtype=object)[index]
+
+    return float(np.mean(moved | (served(previous, old) != served(plan, new))))
 
 
 # --- decisions over the summary ---------------------------------------------------------------------
@@ -175,9 +185,11 @@ def control_scale(data: ExperimentData) -> float:
 def segment_results(
     settings: ExperimentSettings, arms: tuple[str, ...], segments: Sequence[Segment], summary: SegmentSummary,
     allocation: Mapping[Any, Mapping[str, float]], winner_streak: Mapping[tuple[str, str], int], scale: float,
+    level: float,
 ) -> tuple[list[SegmentResult], dict[tuple[str, str], int], list[Graduation]]:
-    """Per segment its result (lifts, expected loss, allocation), and the graduation proposals: a
-    segment's best arm, confidently positive and cheap to ship, for ``graduation_rounds`` rounds."""
+    """Per segment its result (lifts at ``level``: the segment intervals' calibrated level, expected
+    loss, allocation), and the graduation proposals: a segment's best arm, confidently positive and
+    cheap to ship, for ``graduation_rounds`` rounds."""
     new_streak: dict[tuple[str, str], int] = {}
     graduations: list[Graduation] = []
     results: list[SegmentResult] = []
@@ -196,7 +208,7 @@ def segment_results(
         results.append(SegmentResult(
             id=seg.id, description=description, rule=seg.rule, share=float(seg.share), best_arm=best,
             arm_best_probabilities={str(k): float(v) for k, v in seg.arm_best_probabilities.items()},
-            lifts=summarize_lifts(arms, draws, settings.level), expected_loss=loss,
+            lifts=summarize_lifts(arms, draws, level), expected_loss=loss,
             allocation={str(k): float(v) for k, v in allocation[seg.id].items()}, arm_probabilities={},
         ))
     return results, new_streak, graduations

@@ -15,7 +15,7 @@ from sortition.policy.arms import iterative_floor_clip
 from sortition.policy.segments import Segment
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
-from sortition.rules import Rule
+from sortition.rules import AnyOf, Rule
 
 
 def require_posterior(posterior: Any, caller: str):
@@ -33,7 +33,7 @@ def require_posterior(posterior: Any, caller: str):
     return posterior.data
 
 
-def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) -> np.ndarray:
+def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule | AnyOf]]) -> np.ndarray:
     """Members of each ``(segment_id, rule)``: (G, n) bool, each distinct condition evaluated once.
 
     ValueError for a segment that matches no visitor."""
@@ -92,7 +92,7 @@ def thompson_allocation(
     require_posterior(posterior, "thompson_allocation")
     checked = []
     for position, seg in enumerate(segments):
-        if not isinstance(getattr(seg, "rule", None), Rule) or not hasattr(seg, "id"):
+        if not isinstance(getattr(seg, "rule", None), (Rule, AnyOf)) or not hasattr(seg, "id"):
             raise TypeError(
                 f"segments[{position}] must have an id and a sortition.rules.Rule rule, got {type(seg).__name__}"
             )

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sortition.rules import Rule
+from sortition.rules import AnyOf, Rule
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,8 @@ class Segment:
 
     Attributes:
         id: segment id, unique within its tree.
-        rule: the conjunction of conditions that defines membership (offline and online).
+        rule: the conjunction of conditions that defines membership (offline and online), or an
+            ``AnyOf`` of several (a merged segment: "x <= t OR x IS NULL").
         share: fraction of the analysed visitors in the segment.
         arm_best_probabilities: ``{arm: P(arm is best for the segment)}``, control first: the raw
             win frequencies of the segment-mean contrasts (the code path of ``thompson_allocation``).
@@ -38,5 +39,5 @@ class Segment:
     stability: float = math.nan
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rule, Rule):
-            raise TypeError(f"Segment.rule must be a sortition.rules.Rule, got {type(self.rule).__name__}")
+        if not isinstance(self.rule, (Rule, AnyOf)):
+            raise TypeError(f"Segment.rule must be a sortition.rules.Rule or AnyOf, got {type(self.rule).__name__}")

@@ -11,13 +11,13 @@ import pandas as pd
 
 from sortition import display
 from sortition.policy.allocation import require_posterior, segment_masks
-from sortition.policy.arms import best_arms
+from sortition.policy.arms import arm_win_frequencies, best_arms
 from sortition.policy.features import encode_features
 from sortition.policy.search import Leaf, TreeSearch
 from sortition.policy.segments import Segment
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
-from sortition.rules import Rule
+from sortition.rules import AnyOf, Rule
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ def fit_policy_tree(
     level: float = 0.9,
     max_rows: int | None = 100_000,
     extra_masks: Mapping[str, np.ndarray] | None = None,
+    merge: bool = True,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 
@@ -125,6 +126,11 @@ def fit_policy_tree(
             each segment's share, lifts and P(best) are then computed on every visitor. None: all rows.
         extra_masks: named (n,) masks whose mean-contrast draws the returned ``summary`` also holds
             (``summary.extra``), read in the same pass over the draws as the leaves'.
+        merge: merge spurious leaves (:func:`merge_groups`): a leaf below ``min_leaf_share`` (the
+            ``x IS NULL`` leaves are exempt from it in the search) joins the leaf whose best arm most
+            often wins in it, and leaves with the same best arm become one segment (an ``AnyOf``: the
+            policy serves them the same arm, so its welfare is unchanged). Segment ``stability`` is
+            then the mean of its leaves'.
     """
     data = require_posterior(posterior, "fit_policy_tree")
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 3:
@@ -151,7 +157,7 @@ def fit_policy_tree(
 
     rules = [Rule(leaf.conditions) for leaf in leaves]
     return _tree(posterior, rules, [leaf.best_arm for leaf in leaves], stability, max_depth, min_leaf_share,
-                 level, extra_masks)
+                 level, extra_masks, merge)
 
 
 def policy_tree_from_rules(posterior: Posterior, rules: Sequence[Rule], *, max_depth: int = 2,
@@ -164,16 +170,60 @@ def policy_tree_from_rules(posterior: Posterior, rules: Sequence[Rule], *, max_d
     """
     require_posterior(posterior, "policy_tree_from_rules")
     return _tree(posterior, list(rules), None, np.full(len(rules), np.nan), max_depth, min_leaf_share, level,
-                 extra_masks)
+                 extra_masks, merge=False)
+
+
+def merge_groups(counts: np.ndarray, means: np.ndarray, min_count: float) -> list[list[int]]:
+    """Leaves to merge, as groups of leaf positions (each group in leaf order, groups by first leaf).
+
+    Greedy, one merge at a time, on the leaves' visitor ``counts`` (G,) and segment-mean contrast draws
+    ``means`` (G, S, K-1) (a merged group's draws are the count-weighted mean, so the draws are not
+    read again): while a group holds fewer than ``min_count`` visitors, the smallest joins the group
+    whose best arm wins most often in its draws; then two groups with the same best arm (by the
+    best-arm rule on posterior means) merge, since the policy serves both that arm.
+    """
+    groups = [[g] for g in range(len(counts))]
+    n = [float(c) for c in counts]
+    m = [np.asarray(x, dtype=np.float64) for x in means]
+    while len(groups) > 1:
+        best = [int(b) for b in best_arms(np.stack([x.mean(axis=0) for x in m]))]
+        small = [i for i in range(len(groups)) if n[i] < min_count]
+        if small:
+            i = min(small, key=lambda g: n[g])
+            win = arm_win_frequencies(m[i], m[i].shape[1] + 1)
+            j = max((g for g in range(len(groups)) if g != i), key=lambda g: (win[best[g]], n[g]))
+        else:
+            pairs = [(a, b) for a in range(len(groups)) for b in range(a + 1, len(groups)) if best[a] == best[b]]
+            if not pairs:
+                break
+            i, j = pairs[0][1], pairs[0][0]
+        m[j] = (n[i] * m[i] + n[j] * m[j]) / (n[i] + n[j])
+        n[j] += n[i]
+        groups[j] = sorted(groups[j] + groups[i])
+        del groups[i], n[i], m[i]
+    return sorted(groups)
 
 
 def _tree(posterior: Posterior, rules: list[Rule], best_arm: list[int] | None, stability: np.ndarray,
           max_depth: int, min_leaf_share: float, level: float,
-          extra_masks: Mapping[str, np.ndarray] | None) -> PolicyTree:
-    """Segments (with P(best), GATE and its interval) and the summary of leaves ``rules``, one pass.
-    ``best_arm`` None: each leaf's best arm by the best-arm rule on its posterior-mean contrasts."""
+          extra_masks: Mapping[str, np.ndarray] | None, merge: bool) -> PolicyTree:
+    """Segments (with P(best), GATE and its interval) and the summary of leaves ``rules``, one pass over
+    the draws (merged leaves' means are combined from their leaves'). ``best_arm`` None: each leaf's best
+    arm by the best-arm rule on its posterior-mean contrasts."""
     masks = segment_masks(posterior, list(enumerate(rules)))
     summary = SegmentSummary.compute(posterior, list(range(len(rules))), masks, extra_masks)
+    if merge and len(rules) > 1:
+        counts = masks.sum(axis=1)
+        groups = merge_groups(counts, summary.means, min_leaf_share * posterior.n * (1 - 1e-12))
+        if len(groups) < len(rules):
+            rules = [AnyOf.of([rules[g] for g in group]) for group in groups]
+            stability = np.array([np.mean(stability[group]) for group in groups])
+            masks = np.stack([masks[group].any(axis=0) for group in groups])
+            means = np.stack([np.tensordot(counts[group], summary.means[group], axes=1) / counts[group].sum()
+                              for group in groups])
+            win = np.stack([arm_win_frequencies(x, posterior.n_arms) for x in means])
+            summary = SegmentSummary(tuple(range(len(groups))), masks, means, win, summary.extra)
+            best_arm = None
     if best_arm is None:
         best_arm = [int(b) for b in best_arms(summary.means.mean(axis=1))]
     segments = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import numbers
 import time
+from pathlib import Path
 
 import numpy as np
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
 from sortition.posterior.bcf import BCFSettings, fit_bcf
+from sortition.posterior.calibration import Calibration, as_calibration
 from sortition.posterior.result import Posterior
 from sortition.posterior.stratified import fit_stratified
 from sortition.posterior.warm import WarmStart
@@ -22,7 +24,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         seed: int = 0, progress: bool = True, *, num_trees_mu: int = 100, num_trees_tau: int = 50,
         num_gfr: int = 10, num_burnin: int = 0, num_threads: int | None = None, strata=None,
         max_strata: int | None = None, prior_strength: float = 10.0, stochtree_params: dict | None = None,
-        warm_start: WarmStart | None = None, warm_burnin: int = 10) -> Posterior:
+        warm_start: WarmStart | None = None, warm_burnin: int = 10,
+        calibration: Calibration | str | Path | None = None) -> Posterior:
     """Posterior over every visitor's K-1 contrasts (arm k minus control), in the metric's units.
 
     Args:
@@ -44,6 +47,9 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
             of the ``num_gfr`` grow-from-root sweeps. Used only when the covariate encoding, arms and
             outcome kind match (else the fit is cold); ``info["warm_start"]`` says which. None: cold fit.
             The stratified engine is exact and ignores it.
+        calibration: a :class:`~sortition.posterior.calibration.Calibration` or the path of its JSON
+            artifact (``sortition calibrate``): the posterior's intervals use its corrected levels;
+            ``info["calibration"]`` records which one was applied.
     """
     if not isinstance(data, ExperimentData):
         raise TypeError(f"fit expects ExperimentData, got {type(data).__name__}; build it with "
@@ -64,6 +70,7 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
     data.check_outcome(outcome)
     if engine == "bcf":
         _check_bcf_size(data, outcome, int(draws))
+    calibration_ = as_calibration(calibration)
     t0 = time.perf_counter()
     if engine == "bcf":
         settings = BCFSettings(num_trees_mu, num_trees_tau, num_gfr, num_burnin, int(draws), num_threads,
@@ -75,9 +82,12 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
     else:
         out = fit_stratified(data, outcome, int(draws), int(seed), strata, max_strata, prior_strength)
     out["info"].update(seed=int(seed), draws=int(draws), seconds=time.perf_counter() - t0)
+    if calibration_ is not None:
+        out["info"]["calibration"] = {"path": None if isinstance(calibration, Calibration) else str(calibration),
+                                      "n_experiments": calibration_.n_experiments}
     return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
                                 components=out.get("components"), baseline=out.get("baseline"), info=out["info"],
-                                rows=out.get("rows"), warm_start=out.get("warm_start"))
+                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_)
 
 
 BCF_MAX_DRAW_BYTES = 2 * 1024**3  # the BCF engine's per-visitor draws: (n, S, K-1) float32, per component

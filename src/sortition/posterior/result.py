@@ -13,6 +13,7 @@ import pandas as pd
 
 from sortition import display
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.posterior.calibration import Calibration
 from sortition.posterior.warm import WarmStart
 
 CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
@@ -68,6 +69,7 @@ class Posterior:
     the same shape (the revenue model's ``conversion`` and ``severity`` contrasts); ``baseline`` holds
     (S,) draws of the control arm's mean outcome over the visitors, when the engine knows it.
     ``warm_start`` (BCF fits) is the last draw of the fit's forests, for ``fit(..., warm_start=...)`` next round.
+    ``calibration`` (from ``fit(..., calibration=PATH)``) corrects the levels of every credible interval.
 
     Grouped form: when visitors share their draws (the stratified engine: one set per stratum), the
     draws are kept once per group, shape (G, S, K-1), with ``rows`` (n,) the group of each visitor. Every
@@ -84,6 +86,7 @@ class Posterior:
     info: Mapping = field(default_factory=dict)
     warm_start: WarmStart | None = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False)  # (n,) group of each visitor (grouped form)
+    calibration: Calibration | None = field(default=None, repr=False)
 
     def __post_init__(self):
         d = self._draws
@@ -104,7 +107,8 @@ class Posterior:
     def from_draws(cls, contrasts: np.ndarray, data: ExperimentData | None = None, arms: Sequence | None = None,
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
                    baseline: np.ndarray | None = None, info: Mapping | None = None,
-                   warm_start: WarmStart | None = None, rows: np.ndarray | None = None) -> Posterior:
+                   warm_start: WarmStart | None = None, rows: np.ndarray | None = None,
+                   calibration: Calibration | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
@@ -129,7 +133,8 @@ class Posterior:
         if rows is not None:
             groups = np.array(rows, dtype=np.int64, copy=True)
             groups.flags.writeable = False
-        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, groups)
+        return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, groups,
+                   calibration)
 
     # --- shape ----------------------------------------------------------------------------------
     @property
@@ -221,9 +226,16 @@ class Posterior:
             out[s:s + step] = draws[s:s + step].mean(axis=1, dtype=np.float64)
         return out
 
-    def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1)."""
+    def interval_level(self, kind: str, level: float) -> float:
+        """The level an interval of ``kind`` ("visitor", "segment", "average") is computed at to cover
+        ``level``: the calibrated one when a calibration is attached, else ``level`` itself."""
         _check_level(level)
+        return level if self.calibration is None else self.calibration.level(kind, level)
+
+    def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1) (calibrated when a
+        calibration is attached)."""
+        level = self.interval_level("visitor", level)
         q = [(1 - level) / 2, (1 + level) / 2]
         if self.rows is not None:
             lo, hi = np.quantile(self._groups(component), q, axis=1)
@@ -243,6 +255,7 @@ class Posterior:
         (``baseline``) and ``mask`` is None.
         """
         m = self.mean_contrasts() if mask is None else self.segment_mean_contrasts(mask)
+        level = self.interval_level("average" if mask is None else "segment", level)
         lifts = summarize_lifts(self.arms, m, level)
         if self.baseline is None or mask is not None or not np.all(self.baseline > 0):
             return lifts

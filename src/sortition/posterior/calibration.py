@@ -1,0 +1,169 @@
+"""Interval calibration: measured coverage of credible intervals, and the monotone correction it implies.
+
+A calibration sweep (``sortition calibrate``, :mod:`sortition.workflows.calibrate`) fits posteriors on
+simulated experiments with known truth and measures, for each interval kind ("visitor": per-visitor
+CATE intervals, "segment": segment-average effects, "average": the average effect), the share of
+true effects inside the equal-tailed interval at each nominal level of ``LEVELS``. Pooled over the
+sweep and made monotone (pool-adjacent-violators), that curve c(level) is the actual coverage of a
+nominal level. The correction is its inverse: to report a nominal L interval, use the level L' with
+c(L') = L (linear interpolation between grid points; clipped to the grid). The P(best arm) reliability
+curve (posterior win probability against the frequency the arm was truly best) is measured and
+kept with the artifact, as a monotone map.
+
+The artifact is a versioned JSON file (``FORMAT``); ``fit(..., calibration=PATH)`` attaches it to the
+Posterior, whose intervals (``cate_interval``, ``lift_summary``, and the loop's lifts through
+``Posterior.interval_level``) then use the corrected levels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "sortition.calibration"
+VERSION = 1
+KINDS = ("visitor", "segment", "average")
+LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+P_BEST_BINS = 10
+
+
+def isotonic(y: Sequence[float], w: Sequence[float] | None = None) -> np.ndarray:
+    """Non-decreasing least-squares fit to ``y`` with weights ``w`` (pool adjacent violators)."""
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones_like(y) if w is None else np.asarray(w, dtype=np.float64)
+    values, weights, sizes = [], [], []
+    for yi, wi in zip(y, w, strict=True):
+        values.append(yi)
+        weights.append(wi)
+        sizes.append(1)
+        while len(values) > 1 and values[-2] > values[-1]:
+            wt = weights[-2] + weights[-1]
+            merged = (values[-2] * weights[-2] + values[-1] * weights[-1]) / wt if wt > 0 else values[-1]
+            values[-2:], weights[-2:], sizes[-2:] = [merged], [wt], [sizes[-2] + sizes[-1]]
+    return np.repeat(values, sizes)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration: monotone coverage curves per interval kind and the P(best) reliability.
+
+    Attributes:
+        levels: the nominal levels measured (``LEVELS``).
+        coverage: per kind, the monotone actual coverage at each nominal level.
+        p_best: (bin mean P(best), observed frequency of truly best), monotone, ``P_BEST_BINS`` bins.
+        n_experiments: simulated experiments pooled.
+        meta: what was swept (scenarios, sizes, outcomes, adaptive or uniform data, engine).
+    """
+
+    levels: tuple[float, ...]
+    coverage: Mapping[str, tuple[float, ...]]
+    p_best: tuple[tuple[float, ...], tuple[float, ...]]
+    n_experiments: int
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def level(self, kind: str, nominal: float) -> float:
+        """The level to compute so that a ``kind`` interval covers ``nominal`` of true effects."""
+        if kind not in self.coverage:
+            raise ValueError(f"interval kind {kind!r} is not calibrated; kinds: {sorted(self.coverage)}")
+        curve = np.maximum.accumulate(np.asarray(self.coverage[kind], dtype=np.float64))
+        levels = np.asarray(self.levels)
+        # strictly increasing x for the inverse: flat stretches keep their first (smallest) level
+        keep = np.concatenate([[True], np.diff(curve) > 0])
+        return float(np.clip(np.interp(nominal, curve[keep], levels[keep]), levels[0], levels[-1]))
+
+    def best_probability(self, p: np.ndarray) -> np.ndarray:
+        """P(best arm) mapped through the reliability curve (monotone; for reporting)."""
+        x, y = (np.asarray(a, dtype=np.float64) for a in self.p_best)
+        return np.interp(np.asarray(p, dtype=np.float64), x, y) if x.size else np.asarray(p, dtype=np.float64)
+
+    # --- the artifact --------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "levels": list(self.levels),
+                "coverage": {k: list(v) for k, v in self.coverage.items()},
+                "p_best": [list(self.p_best[0]), list(self.p_best[1])], "n_experiments": self.n_experiments,
+                "meta": dict(self.meta)}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Calibration:
+        if not isinstance(doc, Mapping) or doc.get("format") != FORMAT:
+            found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
+            raise ValueError(f"not a Sortition calibration (format {found!r}, expected {FORMAT!r})")
+        if doc.get("version") != VERSION:
+            raise ValueError(f"calibration version {doc.get('version')!r} is not supported (this Sortition reads "
+                             f"version {VERSION}); rerun `sortition calibrate`")
+        levels = tuple(float(v) for v in doc["levels"])
+        coverage = {str(k): tuple(float(x) for x in v) for k, v in doc["coverage"].items()}
+        bad = [k for k, v in coverage.items() if len(v) != len(levels)]
+        if bad:
+            raise ValueError(f"calibration coverage of {bad} does not have one value per level ({len(levels)})")
+        x, y = doc["p_best"]
+        return cls(levels, coverage, (tuple(map(float, x)), tuple(map(float, y))), int(doc["n_experiments"]),
+                   dict(doc.get("meta", {})))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        tmp.replace(path)  # nothing half-written
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"calibration file {str(path)!r} does not exist; write one with `sortition calibrate`")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"calibration file {str(path)!r} is not valid JSON: {err}") from None
+        return cls.from_json(doc)
+
+
+def as_calibration(value: Calibration | str | Path | None) -> Calibration | None:
+    """A Calibration from itself, a path to its JSON artifact, or None."""
+    if value is None or isinstance(value, Calibration):
+        return value
+    if isinstance(value, (str, Path)):
+        return Calibration.load(value)
+    raise TypeError(f"calibration must be a Calibration, a path to its JSON file, or None; got {type(value).__name__}")
+
+
+def coverage_at_levels(draws: np.ndarray, truth: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
+    """Share of ``truth`` (m,) inside the equal-tailed intervals of ``draws`` (m, S), per level: (L,)."""
+    out = np.empty(len(levels))
+    for i, level in enumerate(levels):
+        lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        out[i] = float(np.mean((lo <= truth) & (truth <= hi)))
+    return out
+
+
+def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> Calibration:
+    """Pool per-experiment measurements (:func:`sortition.workflows.calibrate.measure`'s dicts:
+    ``coverage`` {kind: (L,)}, ``weights`` {kind: count}, ``p_best`` [[p, hit], ...]) into a Calibration."""
+    if not results:
+        raise ValueError("no sweep results to fit a calibration from; run the sweep first")
+    coverage = {}
+    for kind in KINDS:
+        rows = [(np.asarray(r["coverage"][kind]), float(r["weights"][kind])) for r in results
+                if kind in r["coverage"] and r["weights"].get(kind, 0) > 0]
+        if rows:
+            w = np.array([wt for _, wt in rows])
+            curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=w)
+            coverage[kind] = tuple(float(v) for v in isotonic(curve))
+    pairs = np.array([pair for r in results for pair in r.get("p_best", [])], dtype=np.float64).reshape(-1, 2)
+    if len(pairs):
+        edges = np.linspace(0.0, 1.0, P_BEST_BINS + 1)
+        which = np.clip(np.searchsorted(edges, pairs[:, 0], side="right") - 1, 0, P_BEST_BINS - 1)
+        seen = [b for b in range(P_BEST_BINS) if (which == b).any()]
+        x = [float(pairs[which == b, 0].mean()) for b in seen]
+        y = isotonic([pairs[which == b, 1].mean() for b in seen], [(which == b).sum() for b in seen])
+        p_best = (tuple(x), tuple(float(v) for v in y))
+    else:
+        p_best = ((), ())
+    return Calibration(LEVELS, coverage, p_best, len(results), dict(meta or {}))

@@ -1,0 +1,247 @@
+"""``sortition calibrate``: a sweep of simulated experiments measuring interval coverage, on Dask.
+
+Each task is one simulated experiment (scenario, visitors, K, outcome kind, uniform or adaptive data,
+seed): the data are drawn with known truth, the posterior is fitted, and :func:`measure` records the
+coverage of per-visitor, per-segment and average-effect intervals at every level of
+``calibration.LEVELS`` and the (P(best arm), truly best) pairs. Results go to a DuckDB file as each
+task finishes, keyed by the task, so an interrupted sweep continues where it stopped. The fitted
+correction (:func:`sortition.posterior.calibration.fit_calibration`) is saved as a JSON artifact.
+
+"adaptive" data imitate the loop's: rounds of visitors assigned by segment-dependent allocations that
+change every round (Dirichlet draws over the treatments per device; control between half and twice
+``control_share``), with the propensities recorded, as the loop records them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sortition.data import ExperimentData
+from sortition.policy import arm_win_frequencies
+from sortition.posterior import fit
+from sortition.posterior.calibration import LEVELS, Calibration, coverage_at_levels, fit_calibration
+from sortition.scenarios import Scenario, make_scenario
+
+SEGMENT_COLUMNS = ("device", "channel")  # segments measured: each level of these with >= MIN_SEGMENT_SHARE
+MIN_SEGMENT_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One simulated experiment of the sweep (its ``key`` identifies it in the results file)."""
+
+    scenario: str
+    n: int
+    arms: int
+    outcome: str
+    adaptive: bool
+    seed: int
+    engine: str = "bcf"
+    fit_options: dict = field(default_factory=dict)
+    rounds: int = 3
+    control_share: float = 0.1
+
+    @property
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def sweep_tasks(scenarios: Sequence[str], sizes: Sequence[int], arms: Sequence[int], outcomes: Sequence[str],
+                adaptive: Sequence[bool], seeds: int, engine: str = "bcf", fit_options: dict | None = None
+                ) -> list[SweepTask]:
+    """Every combination of the axes, ``seeds`` seeds each (scenarios with fixed arms keep theirs)."""
+    out = []
+    for name, n, k, outcome, adapt, seed in itertools.product(scenarios, sizes, arms, outcomes, adaptive,
+                                                             range(seeds)):
+        out.append(SweepTask(name, int(n), int(k), outcome, bool(adapt), int(seed), engine, dict(fit_options or {})))
+    return out
+
+
+# --- one task ----------------------------------------------------------------------------------------
+def simulate_data(task: SweepTask) -> tuple[ExperimentData, np.ndarray, pd.DataFrame, Scenario]:
+    """(data, true contrasts (n, K-1), visitors, scenario) of one task."""
+    scenario = make_scenario(task.scenario, task.arms, task.outcome)
+    rng = np.random.default_rng([task.seed, 7])
+    k = scenario.n_arms
+    visitors = scenario.sample_visitors(task.n, rng)
+    if task.adaptive:
+        rounds = np.minimum(np.arange(task.n) * task.rounds // task.n, task.rounds - 1)
+        prop = np.empty((task.n, k))
+        for r in range(task.rounds):
+            for level in pd.unique(visitors["device"]):
+                rows = (rounds == r) & (visitors["device"] == level).to_numpy()
+                weights = rng.dirichlet(np.ones(k - 1))
+                control = min(0.5, task.control_share * rng.uniform(0.5, 2.0))
+                prop[rows] = np.concatenate([[control], (1 - control) * weights])
+        prop = np.maximum(prop, 0.01)
+        prop /= prop.sum(axis=1, keepdims=True)
+        arm_index = np.minimum((rng.random(task.n)[:, None] > np.cumsum(prop, axis=1)).sum(axis=1), k - 1)
+    else:
+        prop = np.full((task.n, k), 1.0 / k)
+        rounds = np.zeros(task.n, dtype=int)
+        arm_index = rng.integers(0, k, task.n)
+    y = scenario.sample_outcomes(visitors, arm_index, rng)
+    frame = pd.concat([pd.DataFrame({"subject": [f"v{i}" for i in range(task.n)],
+                                     "arm": np.asarray(scenario.arms, dtype=object)[arm_index], "y": y,
+                                     "propensity": prop[np.arange(task.n), arm_index], "round": rounds}),
+                       visitors], axis=1)
+    data = ExperimentData.from_frame(frame, arm="arm", outcome="y", subject="subject", arms=scenario.arms,
+                                     propensity="propensity", round="round",
+                                     covariates=list(visitors.columns))
+    return data, scenario.truth(visitors).contrasts, visitors, scenario
+
+
+def measure(posterior: Any, truth: np.ndarray, visitors: pd.DataFrame) -> dict[str, Any]:
+    """Coverage at every level of ``LEVELS`` per interval kind, their weights (counts of effects), and
+    (P(best), truly best) pairs per measured segment and arm."""
+    draws = posterior.contrast_draws()  # (n, S, K-1)
+    n, s, k1 = draws.shape
+    every = min(n, 2000)  # visitors measured: a fixed subsample bounds the cost
+    rows = np.linspace(0, n - 1, every).astype(int)
+    visitor_draws = np.moveaxis(draws[rows], 2, 1).reshape(-1, s)  # (every * (K-1), S)
+    masks = []
+    for col in SEGMENT_COLUMNS:
+        if col in visitors.columns:
+            for level in pd.unique(visitors[col].dropna()):
+                m = (visitors[col] == level).to_numpy()
+                if m.mean() >= MIN_SEGMENT_SHARE:
+                    masks.append(m)
+    masks = np.stack(masks) if masks else np.zeros((0, n), dtype=bool)
+    seg_means = posterior.segments_mean_contrasts(masks) if len(masks) else np.zeros((0, s, k1))
+    seg_truth = np.stack([truth[m].mean(axis=0) for m in masks]) if len(masks) else np.zeros((0, k1))
+    avg = posterior.mean_contrasts()
+    p_best = []
+    for means, t in zip(seg_means, seg_truth, strict=True):
+        win = arm_win_frequencies(means, k1 + 1)
+        best = int(np.argmax(np.concatenate([[0.0], t]))) if t.max() > 0 else 0
+        p_best += [[float(win[a]), float(a == best)] for a in range(k1 + 1)]
+    coverage = {
+        "visitor": coverage_at_levels(visitor_draws, truth[rows].reshape(-1)),
+        "average": coverage_at_levels(avg.T, truth.mean(axis=0)),
+    }
+    weights = {"visitor": visitor_draws.shape[0], "average": k1}
+    if len(masks):
+        coverage["segment"] = coverage_at_levels(np.moveaxis(seg_means, 2, 1).reshape(-1, s), seg_truth.reshape(-1))
+        weights["segment"] = seg_truth.size
+    return {"coverage": {k: v.tolist() for k, v in coverage.items()}, "weights": weights, "p_best": p_best}
+
+
+def run_task(task: SweepTask, calibration: Calibration | None = None) -> dict[str, Any]:
+    """Simulate, fit and measure one task (pure given the task; runs on a Dask worker)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    t0 = time.perf_counter()
+    data, truth, visitors, _ = simulate_data(task)
+    options = {"progress": False, "num_threads": 1, **task.fit_options} if task.engine == "bcf" else {
+        "progress": False, **task.fit_options}
+    posterior = fit(data, outcome=task.outcome, engine=task.engine, seed=task.seed, **options)
+    if calibration is not None:
+        posterior = _with_calibration(posterior, calibration)
+    out = measure(posterior, truth, visitors)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _with_calibration(posterior: Any, calibration: Calibration) -> Any:
+    from dataclasses import replace
+
+    return replace(posterior, calibration=calibration)
+
+
+# --- the sweep -----------------------------------------------------------------------------------------
+def _connect(db: str | Path):
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE IF NOT EXISTS calibration_runs (task VARCHAR PRIMARY KEY, result VARCHAR, "
+                "seconds DOUBLE)")
+    return con
+
+
+def done_tasks(db: str | Path) -> set[str]:
+    """Keys of the tasks whose results the file already holds."""
+    with _connect(db) as con:
+        return {row[0] for row in con.execute("SELECT task FROM calibration_runs").fetchall()}
+
+
+def load_results(db: str | Path, tasks: Iterable[SweepTask] | None = None) -> list[dict[str, Any]]:
+    """The stored results (of ``tasks`` only, when given)."""
+    keys = None if tasks is None else {t.key for t in tasks}
+    with _connect(db) as con:
+        rows = con.execute("SELECT task, result FROM calibration_runs ORDER BY task").fetchall()
+    return [json.loads(r) for k, r in rows if keys is None or k in keys]
+
+
+def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | None = None, workers: int = 1,
+              processes: bool = True, calibration: Calibration | None = None,
+              progress: Callable[[int, int], None] | None = None) -> int:
+    """Run the tasks not yet in ``db`` on Dask (a LocalCluster of ``workers`` single-threaded workers, or
+    the cluster at ``scheduler``); each result is written as it arrives. Returns the number run now."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    todo = [t for t in tasks if t.key not in done_tasks(db)]
+    if not todo:
+        return 0
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                                                  dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client, _connect(db) as con:
+            futures = {client.submit(run_task, t, calibration, pure=False): t for t in todo}
+            for i, future in enumerate(as_completed(futures), 1):
+                result = future.result()
+                con.execute("INSERT OR REPLACE INTO calibration_runs VALUES (?, ?, ?)",
+                            [futures[future].key, json.dumps(result), result["seconds"]])
+                if progress is not None:
+                    progress(i, len(todo))
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return len(todo)
+
+
+def calibrate(tasks: Sequence[SweepTask], db: str | Path, out: str | Path, **sweep: Any) -> Calibration:
+    """Run (or resume) the sweep, fit the correction from its results and save the artifact at ``out``."""
+    run_sweep(tasks, db, **sweep)
+    meta = {"scenarios": sorted({t.scenario for t in tasks}), "sizes": sorted({t.n for t in tasks}),
+            "arms": sorted({t.arms for t in tasks}), "outcomes": sorted({t.outcome for t in tasks}),
+            "adaptive": sorted({t.adaptive for t in tasks}), "engine": sorted({t.engine for t in tasks})}
+    calibration = fit_calibration(load_results(db, tasks), meta)
+    calibration.save(out)
+    return calibration
+
+
+def coverage_table(results: Sequence[dict[str, Any]], levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)
+                   ) -> dict[str, dict[float, float]]:
+    """Pooled actual coverage per kind at the given nominal levels (of ``LEVELS``)."""
+    out = {}
+    for kind in ("visitor", "segment", "average"):
+        rows = [(np.asarray(r["coverage"][kind]), r["weights"][kind]) for r in results if kind in r["coverage"]]
+        if rows:
+            curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
+            out[kind] = {lv: float(curve[LEVELS.index(lv)]) for lv in levels}
+    return out
+
+
+def held_out_table(results: Sequence[dict[str, Any]], calibration: Calibration,
+                   levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, dict[float, tuple[float, float]]]:
+    """Per kind and nominal level, (actual coverage before, after the correction) on other experiments'
+    results: "after" reads their pooled coverage curve at the corrected level (no refit needed)."""
+    out = {}
+    for kind in ("visitor", "segment", "average"):
+        rows = [(np.asarray(r["coverage"][kind]), r["weights"][kind]) for r in results if kind in r["coverage"]]
+        if not rows or kind not in calibration.coverage:
+            continue
+        curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
+        out[kind] = {lv: (float(np.interp(lv, LEVELS, curve)),
+                          float(np.interp(calibration.level(kind, lv), LEVELS, curve))) for lv in levels}
+    return out

@@ -1,0 +1,80 @@
+"""Calibration: the sweep (tiny, on a local Dask cluster, resumable in DuckDB), the artifact, its use."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sortition.posterior import fit
+from sortition.posterior.calibration import LEVELS, Calibration, fit_calibration, isotonic
+from sortition.scenarios import generate
+from sortition.workflows.calibrate import (
+    SweepTask,
+    calibrate,
+    done_tasks,
+    held_out_table,
+    load_results,
+    run_sweep,
+    simulate_data,
+)
+
+
+def _under_covering() -> Calibration:
+    # intervals cover 10 points less than nominal (a typical overconfident posterior)
+    curve = tuple(max(0.0, lv - 0.1) for lv in LEVELS)
+    return Calibration(LEVELS, {"visitor": curve, "segment": curve, "average": curve}, ((0.1, 0.9), (0.2, 0.8)), 7)
+
+
+def test_isotonic_and_the_inverse_correction():
+    assert isotonic([0.1, 0.3, 0.2, 0.4]).tolist() == pytest.approx([0.1, 0.25, 0.25, 0.4])
+    cal = _under_covering()
+    assert cal.level("segment", 0.8) == pytest.approx(0.9)  # compute at 90% to cover 80%
+    assert cal.level("average", 0.5) == pytest.approx(0.6)
+    assert cal.level("visitor", 0.95) == pytest.approx(0.99)  # clipped to the grid's top level
+    with pytest.raises(ValueError, match="not calibrated"):
+        cal.level("cell", 0.9)
+    assert cal.best_probability(np.array([0.1, 0.5, 0.9])).tolist() == pytest.approx([0.2, 0.5, 0.8])
+
+
+def test_artifact_round_trip_and_application(tmp_path):
+    cal = _under_covering()
+    path = cal.save(tmp_path / "cal.json")
+    assert Calibration.load(path) == cal and json.loads(path.read_text())["version"] == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**cal.to_json(), "version": 99}))
+    with pytest.raises(ValueError, match="version 99 is not supported"):
+        Calibration.load(bad)
+    data, _ = generate("two_segments", 600, arms=2, outcome="binary", seed=1)
+    plain = fit(data, outcome="binary", engine="stratified", draws=200, seed=0)
+    calibrated = fit(data, outcome="binary", engine="stratified", draws=200, seed=0, calibration=path)
+    assert calibrated.info["calibration"] == {"path": str(path), "n_experiments": 7} and "calibration" not in plain.info
+    lo, hi = plain.cate_interval(0.8)
+    clo, chi = calibrated.cate_interval(0.8)
+    assert np.all(clo <= lo) and np.all(chi >= hi) and np.mean(chi - clo) > np.mean(hi - lo)
+    assert np.allclose(clo, plain.cate_interval(0.9)[0])
+    (a,), (b,) = plain.lift_summary(0.8), calibrated.lift_summary(0.8)
+    assert b.lower < a.lower and b.upper > a.upper and b.mean == a.mean
+
+
+def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
+    tasks = [SweepTask("two_segments", 400, 2, "continuous", adaptive, 0, engine="stratified",
+                       fit_options={"draws": 100}) for adaptive in (False, True)]
+    data, truth, _, _ = simulate_data(tasks[1])
+    assert truth.shape == (400, 1) and len(np.unique(data.propensity)) > 2  # adaptive: propensities vary
+    db = tmp_path / "sweep.duckdb"
+    assert run_sweep(tasks[:1], db, processes=False) == 1
+    assert len(done_tasks(db)) == 1
+    cal = calibrate(tasks, db, tmp_path / "cal.json", processes=False)  # resumes: runs the second only
+    assert len(load_results(db)) == 2 and cal.n_experiments == 2
+    assert run_sweep(tasks, db, processes=False) == 0
+    assert set(cal.coverage) == {"visitor", "segment", "average"}
+    for curve in cal.coverage.values():
+        assert np.all(np.diff(curve) >= 0) and 0.0 <= curve[0] <= curve[-1] <= 1.0
+    assert Calibration.load(tmp_path / "cal.json") == cal and cal.meta["adaptive"] == [False, True]
+    # on its own results, the correction brings the pooled coverage to nominal (where the curve reaches it)
+    table = held_out_table(load_results(db), cal, levels=(0.8,))
+    before, after = table["visitor"][0.8]
+    assert abs(after - 0.8) <= abs(before - 0.8) + 1e-9
+    with pytest.raises(ValueError, match="no sweep results"):
+        fit_calibration([])
+
