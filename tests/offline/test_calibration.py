@@ -78,3 +78,20 @@ def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
     with pytest.raises(ValueError, match="no sweep results"):
         fit_calibration([])
 
+
+
+def test_the_report_says_whether_a_calibration_was_applied(tmp_path):
+    from sortition.experiment import SequentialExperiment
+    from sortition.report import render
+
+    path = _under_covering().save(tmp_path / "cal.json")
+    data, _ = generate("two_segments", 600, arms=2, outcome="binary", seed=1)
+    frame = data.frame().rename(columns={"visitor_id": "subject", "y": "outcome"})
+    pages = {}
+    for name, options in (("plain", {}), ("calibrated", {"calibration": str(path)})):
+        exp = SequentialExperiment(data.arms, outcome="binary", engine="stratified",
+                                   fit_options={"draws": 100, **options}, seed=0)
+        exp.advance(frame)
+        pages[name] = render(exp)
+    assert "not calibrated (nominal levels)" in pages["plain"]
+    assert "calibrated on 7 simulated experiments" in pages["calibrated"]

@@ -282,3 +282,14 @@ def test_round_table_and_analyze_json(hostile, tmp_path):
         "configuration": doc["configuration"],
     }
     assert summary(experiment)["decisions"][0]["scope"] == "overall"
+
+
+def test_an_or_segment_reads_as_its_conjunctions():
+    from sortition.rules import AnyOf, Condition, Rule
+    from sortition.report.rules import set_columns
+
+    rule = AnyOf((Rule((Condition("visits", "LTE", 3), Condition("device", "ONE_OF", ["mobile"]))),
+                  Rule((Condition("visits", "IS_NULL", True),))))
+    text = readable(rule, {"device": ("desktop", "mobile")})
+    assert text.startswith("(") and " or " in text and "device = mobile" in text and "visits" in text
+    assert set_columns([rule, None]) == ["device"]

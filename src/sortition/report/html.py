@@ -101,6 +101,16 @@ def _checks(srm: SRMResult | None) -> str:
     )
 
 
+def _calibration_text(posterior: Posterior | None) -> str | None:
+    """Whether the round's intervals were calibrated (``fit(..., calibration=PATH)``); None when the
+    posterior is not at hand (a reloaded experiment before its next round)."""
+    if posterior is None:
+        return None
+    if posterior.calibration is None:
+        return "not calibrated (nominal levels)"
+    return f"calibrated on {number(posterior.calibration.n_experiments)} simulated experiments"
+
+
 def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | None) -> str:
     arms = experiment.arms
     dropped = [a for a in arms if a not in experiment.active_arms_]
@@ -113,6 +123,9 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
     ]
     if churn is not None:
         key.append(("churn since last round", percent(churn, 1)))
+    calibration = _calibration_text(experiment.posterior_)
+    if calibration is not None:
+        key.append(("intervals", calibration))
     boxes = "".join(f"<div>{escape(k)}<b>{escape(v)}</b></div>" for k, v in key)
     text = (
         f"<p>Arms {escape(', '.join(arms))}; outcome: {escape(experiment.outcome)}; engine: "

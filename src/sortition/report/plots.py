@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sortition.report.rules import readable  # noqa: E402
-from sortition.rules import Rule  # noqa: E402
+from sortition.rules import AnyOf, Rule  # noqa: E402
 
 plt.rcParams["text.parse_math"] = False  # names from the data are text: "$" never starts math
 
@@ -270,10 +270,12 @@ def cumulative_regret(simulation: SimulationResult) -> plt.Figure:
 
 
 # --- tree helpers -------------------------------------------------------------------------------------
-def _conditions(rule: Rule | None, observed: dict[str, Sequence[str]] | None) -> list[str]:
+def _conditions(rule: Rule | AnyOf | None, observed: dict[str, Sequence[str]] | None) -> list[str]:
     """The rule's conditions, root first, each in readable words."""
     if rule is None:
         return []
+    if isinstance(rule, AnyOf):  # an OR segment is one step: its conjunctions do not nest as a path
+        return [readable(rule, observed)]
     return [readable(Rule((c,)), observed) for c in rule.conditions]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from sortition.rules import Condition, Rule
+from sortition.rules import AnyOf, Condition, Rule
 from sortition.serving.conditions import js_string
 
 _LOWER = {"GT": ">", "GTE": ">="}
@@ -30,21 +30,31 @@ def levels(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, tuple[str, 
     return out
 
 
-def set_columns(rules: Sequence[Rule | None]) -> list[str]:
+def _conjunctions(rule: Rule | AnyOf) -> tuple[Rule, ...]:
+    """A segment's rules: one conjunction, or the several of an OR."""
+    return rule.rules if isinstance(rule, AnyOf) else (rule,)
+
+
+def set_columns(rules: Sequence[Rule | AnyOf | None]) -> list[str]:
     """Columns that some rule compares with ONE_OF / NOT_ONE_OF."""
     return sorted(
         {
             c.attribute
             for r in rules
             if r is not None
-            for c in r.conditions
+            for part in _conjunctions(r)
+            for c in part.conditions
             if c.operator in ("ONE_OF", "NOT_ONE_OF")
         }
     )
 
 
-def readable(rule: Rule | None, observed: Mapping[str, Sequence[str]] | None = None) -> str:
-    """The rule in plain words; ``observed`` (from :func:`levels`) turns exclusions into inclusions."""
+def readable(rule: Rule | AnyOf | None, observed: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The rule in plain words; ``observed`` (from :func:`levels`) turns exclusions into inclusions.
+    An OR segment reads as its conjunctions joined by "or"."""
+    if isinstance(rule, AnyOf):
+        texts = [readable(part, observed) for part in rule.rules]
+        return " or ".join(f"({t})" if len(part.conditions) > 1 else t for t, part in zip(texts, rule.rules))
     if rule is None or not rule.conditions:
         return "everyone"
     observed = observed or {}
