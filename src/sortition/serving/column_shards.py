@@ -1,9 +1,9 @@
 """The shard hash over a column of subject keys, straight from Arrow's UTF-8 buffers.
 
 ``shard(prefix + subject + suffix, total)`` for many subjects, the formula of
-:func:`sortition.serving.sharding.shard`, with the MD5 rounds of
-:mod:`sortition.serving.md5_batch`; only the padded blocks are built here, by copying the key
-bytes out of the Arrow buffer with numpy (no Python string per subject). Messages over one
+:func:`sortition.serving.sharding.shard`, with the one batch MD5,
+:func:`sortition.serving.md5_batch.md5_first_word`; only the padded blocks are built here, by
+copying the key bytes out of the Arrow buffer with numpy (no Python string per subject). Messages over one
 MD5 block (55 bytes) go through :func:`~sortition.serving.sharding.shard` one by one.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from sortition.serving.md5_batch import _md5_first_word
+from sortition.serving.md5_batch import md5_first_word
 from sortition.serving.sharding import shard
 
 _MAX_ONE_BLOCK = 55  # bytes: message + 0x80 + 8-byte length must fit 64
@@ -54,7 +54,7 @@ class SubjectBytes:
             block, end = _base_blocks(head, self.data, starts[short], lengths[short])
             for j, tail in enumerate(tails):
                 words = _finish(block if j == len(tails) - 1 else block.copy(), end, tail)
-                out[short, j] = _md5_first_word(words).byteswap().astype(np.int64) % total
+                out[short, j] = md5_first_word(words).byteswap().astype(np.int64) % total
         return out
 
 
