@@ -24,11 +24,11 @@ def md5_backend(request):
     """Runs the module once per MD5 implementation (module scope: hypothesis allows it)."""
     if request.param == "numba":
         pytest.importorskip("numba", reason="numba (sortition[fast]) is not installed")
-        assert md5_batch._compiled() is not None
+        assert md5_batch.compiled() is not None
         yield request.param
     else:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(md5_batch, "_compiled", lambda: None)
+            patch.setattr(md5_batch, "compiled", lambda: None)
             yield request.param
 
 
@@ -125,3 +125,20 @@ def test_both_implementations_agree_on_a_large_chunked_batch(md5_backend):
     words = md5_batch._padded_words(texts, lengths)
     assert md5_batch.md5_first_word(words).tolist() == md5_batch._numpy_first_word(words).tolist()
     assert shards(texts, 2**32 - 5).tolist() == expected(texts, 2**32 - 5)
+
+
+@settings(deadline=None, derandomize=True, max_examples=100)
+@given(st.text(alphabet=chars, max_size=20), st.lists(st.text(alphabet=chars, max_size=50), max_size=80),
+       st.lists(st.text(alphabet=chars, max_size=8), min_size=1, max_size=4), totals)
+def test_arrow_key_shards_equal_the_shard_rule(prefix, keys, suffixes, total):
+    # column_shards builds the blocks from Arrow's buffers (in the kernel with numba); long
+    # messages and small batches take shard() one by one: pad to 70 rows to reach the vector path
+    import pyarrow as pa
+
+    from sortition.serving.column_shards import SubjectBytes
+
+    keys = keys + [f"user-{i}" for i in range(70)]
+    column = SubjectBytes(pa.array(["skip"] + keys).slice(1))  # a sliced array: offsets start past 0
+    rows = np.arange(len(keys))[::-1]
+    got = column.shards(rows, prefix, total, tuple(suffixes))
+    assert got.tolist() == [[shard(prefix + keys[r] + s, total) for s in suffixes] for r in rows.tolist()]

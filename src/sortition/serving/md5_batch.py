@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -131,18 +132,19 @@ def _padded_words(messages: Sequence[str] | Sequence[bytes], lengths: np.ndarray
 def md5_first_word(words: np.ndarray) -> np.ndarray:
     """First state word (A) of MD5 after one block, per column of ``words``: uint32 ``(16, n)``
     -> ``(n,)``. The one MD5 of the batch paths: numba's compiled lanes, or numpy's rounds."""
-    compiled = _compiled()
-    return compiled(words) if compiled is not None else _numpy_first_word(words)
+    lanes = compiled()
+    return lanes.first_word(words) if lanes is not None else _numpy_first_word(words)
 
 
 @functools.cache
-def _compiled() -> Callable[[np.ndarray], np.ndarray] | None:
-    """numba's lane-parallel kernel, imported on first use; ``None`` without numba."""
+def compiled() -> ModuleType | None:
+    """:mod:`sortition.serving.md5_lanes` (numba's lane-parallel kernels), imported on first use;
+    ``None`` without numba."""
     try:
-        from sortition.serving.md5_lanes import first_word
+        from sortition.serving import md5_lanes
     except ImportError:
         return None
-    return first_word
+    return md5_lanes
 
 
 def _numpy_first_word(words: np.ndarray) -> np.ndarray:
