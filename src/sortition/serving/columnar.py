@@ -37,10 +37,7 @@ import pyarrow.compute as pc
 from sortition.serving.attributes import numeric_value
 from sortition.serving.bandits import (
     BanditModel,
-    _categorical_sum,
     _js_sorted,
-    _numeric_sum,
-    attributes_view,
     categorical_key,
     evaluate_bandit,
 )
@@ -56,6 +53,7 @@ from sortition.serving.column_masks import (
     condition_mask,
     object_column,
 )
+from sortition.serving.batch import score_matrix
 from sortition.serving.column_shards import SubjectBytes
 from sortition.serving.configuration import Configuration
 from sortition.serving.events import META_DATA, now_rfc3339, offered_groups
@@ -646,28 +644,11 @@ def _score_matrix(part: TableInput, subject: str, rows: np.ndarray, keys: list[s
             categorical_memo[name] = _categorical_group(column(name), rows)
         return categorical_memo[name]
 
-    scores = np.empty((m, len(keys)))
-    for j, action_key in enumerate(keys):
-        c = model.coefficients.get(action_key)
-        if c is None:
-            scores[:, j] = model.default_action_score
-            continue
-        total_numeric = np.zeros(m)
-        for attr, coefficient, missing in c.subject_numeric:
-            x, valid = numeric(attr)
-            total_numeric = total_numeric + np.where(valid, x * coefficient, missing)
-        total_categorical = np.zeros(m)
-        for attr, table, missing in c.subject_categorical:
-            levels, codes = categorical(attr)
-            lut = _lookup(levels, table, missing)
-            total_categorical = total_categorical + lut[codes]
-        action = attributes_view(actions[action_key])
-        s = np.full(m, c.intercept) + total_numeric
-        s = s + total_categorical
-        s = s + _numeric_sum(c.action_numeric, action[0])
-        s = s + _categorical_sum(c.action_categorical, action[1], action[2])
-        scores[:, j] = s
-    return scores
+    def coefficients(name: str, table: Mapping[str, float], missing: float) -> np.ndarray:
+        levels, codes = categorical(name)
+        return _lookup(levels, table, missing)[codes]
+
+    return score_matrix(m, keys, actions, model, numeric, coefficients)
 
 
 def _numeric_group(column: Column | None, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
