@@ -142,3 +142,18 @@ def test_arrow_key_shards_equal_the_shard_rule(prefix, keys, suffixes, total):
     rows = np.arange(len(keys))[::-1]
     got = column.shards(rows, prefix, total, tuple(suffixes))
     assert got.tolist() == [[shard(prefix + keys[r] + s, total) for s in suffixes] for r in rows.tolist()]
+
+
+def test_numba_is_imported_by_the_batch_hash_only(md5_backend):
+    # the single call never pays numba's import (about a second) or its memory
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")  # this checkout, as pytest imports it
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = ("import sys; import sortition.serving; from sortition.serving import Client; "
+            "assert 'numba' not in sys.modules and 'sortition.serving.md5_lanes' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
