@@ -146,7 +146,7 @@ def test_a_sample_ratio_mismatch_blocks_the_round_unless_allowed(tmp_path):
     ok = _round(store, state, "--allow-srm")
     assert ok.exit_code == 0, ok.text
     assert "sample-ratio mismatch" in ok.text
-    page = (tmp_path / "out" / "index.html").read_text()
+    page = sorted((tmp_path / "out").glob("round-*/index.html"))[-1].read_text()  # the round's report
     assert page.index("Sample-ratio mismatch") < page.index("<h2>")  # the banner is at the top
 
 
@@ -154,7 +154,8 @@ def test_a_healthy_round_passes_the_sample_ratio_check(copies):
     res = _round(*copies)
     assert res.exit_code == 0, res.text
     assert "sample-ratio check passed" in res.text
-    assert "sample-ratio check passed" in (copies[1].parent / "out" / "index.html").read_text()
+    report = sorted((copies[1].parent / "out").glob("round-*/index.html"))[-1]  # the round's report
+    assert "sample-ratio check passed" in report.read_text()
 
 
 # --- analyze on an event store --------------------------------------------------------------------------

@@ -27,9 +27,9 @@ def test_demo_end_to_end(tmp_path):
         frame = store.experiment_frame(sim.experiment.key, "outcome")
     assert len(frame) == 800 and frame["propensity"].between(0, 1, inclusive="right").all()
     assert set(frame["cell"]) <= {"control", "explore", "optimized"}
-    # the report: four plots embedded, a servable next configuration, a summary with regret
+    # the report: five plots embedded, a servable next configuration, a summary with regret
     html = run.report.read_text()
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 4
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 5
     config = json.loads((tmp_path / "configuration.json").read_text())
     client = Client(Configuration.from_json(config))
     assert client.get_assignment(sim.experiment.key, "someone", {"device": "mobile"}, "none") in sim.arms

@@ -59,7 +59,7 @@ def _fake_policy(win=None):
         tree=fit_tree,
         allocate=lambda post, segs, eps, summary: {s.id: s.arm_best_probabilities for s in segs},
         population=lambda post, eps, summary: {a: 1 / len(post.arms) for a in post.arms},
-        recommend=lambda post, segs, summary: None,
+        recommend=lambda post, segs, summary, **decision: None,
     )
 
 
@@ -140,14 +140,24 @@ def test_graduation_is_proposed_after_sustained_rounds_and_never_shipped():
     scenario = make_scenario("homogeneous", 2)
     exp = SequentialExperiment(
         scenario.arms, outcome="continuous", engine="stratified", fit_options={"progress": False},
-        graduation_rounds=2, graduation_loss=0.01, seed=3, policy=_fake_policy(),
+        graduation_rounds=2, graduation_loss=0.01, seed=3,
+        policy=replace(_fake_policy(), recommend=LoopPolicy().recommend),  # the real decisions
     )
     rng = np.random.default_rng(3)
     r0 = exp.advance(draw_round(exp.plan_, scenario, 3000, rng, 0)[0])
     assert r0.graduations == ()
+    # one decision per scope, in graduation's vocabulary: confident but not sustained yet -> CONTINUE
+    assert [d.scope for d in r0.decisions] == ["overall", 0, 1]
+    assert [d.decision for d in r0.decisions] == ["CONTINUE"] * 3
+    assert all("not yet confirmed" in d.reason for d in r0.decisions[1:])
     r1 = exp.advance(draw_round(exp.plan_, scenario, 3000, rng, 1)[0])
     assert {g.arm for g in r1.graduations} == {"arm_1"}
     assert all(g.rounds == 2 and g.prob_positive >= 0.95 for g in r1.graduations)
+    # SHIP exactly where a graduation is proposed; overall ships once every segment graduated the arm
+    shipped = {d.scope: d.arm for d in r1.decisions if d.decision == "SHIP"}
+    segment_ids = {s.description: s.id for s in r1.segments}
+    assert shipped == {"overall": "arm_1", **{segment_ids[g.segment]: g.arm for g in r1.graduations}}
+    assert r1.decision("overall").label == "SHIP arm_1"
     # a proposal only: control and explore cells still run
     for seg in exp.plan_.segments:
         assert seg.arm_probabilities["control"] >= 0.05 + 0.05 / 2 - 1e-12

@@ -169,3 +169,25 @@ def test_errors_say_what_to_fix(simulated, tmp_path, monkeypatch, args, message)
     res = invoke(["bandit", "evaluate", path, "--metric", REWARD_METRIC, *args])
     assert res.exit_code == 2, res.text
     assert message in res.text
+
+
+def test_json_output_matches_the_table(simulated, tmp_path):
+    env, path, frame, _, _ = simulated
+    candidate = train_bandit(BanditEvents.from_frame(frame), gamma=8.0, action_probability_floor=0.1)
+    models = tmp_path / "candidate.json"
+    models.write_text(json.dumps(bandit_models_json([candidate])))
+    args = ["bandit", "evaluate", path, "--metric", REWARD_METRIC, "--model", str(models),
+            "--estimator", "all"]
+    table = _rows(invoke(args).output)
+    res = invoke([*args, "--json"])
+    assert res.exit_code == 0, res.text
+    doc = json.loads(res.output)  # the whole output is one JSON document
+    assert doc["decisions"] == len(frame) and doc["metric"] == REWARD_METRIC
+    by_name = {e["estimator"]: e for e in doc["estimates"]}
+    assert set(by_name) == {"IPS", "SNIPS", "DM", "DR"}
+    rows = {name.split()[-1]: v for name, v in table.items()}  # "candidate DR" -> "DR"
+    for name, entry in by_name.items():
+        value, lower, upper, _ = rows[name]
+        got = (entry["value"], entry["lower"], entry["upper"])
+        assert got == pytest.approx((value, lower, upper), abs=1e-4)
+    assert doc["logging"]["estimator"] == "mean reward" and doc["logging"]["n"] == len(frame)

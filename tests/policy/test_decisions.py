@@ -1,4 +1,4 @@
-"""recommend: numbers from the draws and documented decisions."""
+"""recommend: one decision per scope, numbers from the draws, documented thresholds."""
 
 import math
 
@@ -7,38 +7,66 @@ import pandas as pd
 import pytest
 
 from sortition.policy import DecisionThresholds, Segment, recommend
+from sortition.policy.decisions import recommendations
 from sortition.rules import Condition, Rule
 
 from .conftest import make_posterior
 
 
+def _posterior(centre, sd=0.05, n=400, s=400, seed=5):
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"x": rng.uniform(0, 1, n)})
+    draws = np.asarray(centre) + rng.normal(0, sd, size=(s, len(centre)))
+    return make_posterior(np.broadcast_to(draws, (n, s, len(centre))).copy(), x), draws
+
+
 @pytest.fixture
 def posterior():
-    rng = np.random.default_rng(5)
-    n, s = 400, 400
-    x = pd.DataFrame({"x": rng.uniform(0, 1, n)})
     # t1 clearly positive, t2 clearly negative, t3 unsure
-    centre = np.array([0.5, -0.5, 0.01])
-    draws = centre + rng.normal(0, [0.05, 0.05, 0.05], size=(s, 3))
-    return make_posterior(np.broadcast_to(draws, (n, s, 3)).copy(), x), draws
+    return _posterior([0.5, -0.5, 0.01])
 
 
-def test_overall_numbers_and_decisions(posterior):
+def test_one_decision_per_scope_with_the_numbers_of_the_arm_it_ships(posterior):
     post, draws = posterior
     table = recommend(post, min_effect=0.1)
-    assert list(table["arm"]) == ["t1", "t2", "t3"]
-    assert list(table["decision"]) == ["SHIP", "STOP", "STOP"]
-    t3 = table.iloc[2]
-    lift = draws[:, 2]
-    assert t3["lift_mean"] == pytest.approx(lift.mean(), abs=1e-6)
-    assert t3["prob_positive"] == pytest.approx((lift > 0).mean())
-    assert t3["loss_if_ship"] == pytest.approx(np.maximum(-lift, 0).mean(), abs=1e-6)
-    assert t3["loss_if_not_ship"] == pytest.approx(np.maximum(lift, 0).mean(), abs=1e-6)
-    assert t3["lift_lower"] < t3["lift_mean"] < t3["lift_upper"]
-    # an open question has value in another round; a settled one has almost none
-    assert t3["value_of_next_round"] > 0.005 > table.iloc[0]["value_of_next_round"]
-    # without a practical threshold the unsure arm continues
-    assert recommend(post)["decision"].tolist() == ["SHIP", "STOP", "CONTINUE"]
+    assert len(table) == 1 and table["scope"].tolist() == ["overall"]
+    row = table.iloc[0]
+    assert (row["decision"], row["arm"], row["best_arm"]) == ("SHIP", "t1", "t1")
+    lift = draws[:, 0]
+    assert row["lift_mean"] == pytest.approx(lift.mean(), abs=1e-6)
+    assert row["prob_positive"] == pytest.approx((lift > 0).mean())
+    assert row["loss_if_ship"] == pytest.approx(np.maximum(-lift, 0).mean(), abs=1e-6)
+    assert row["loss_if_not_ship"] == pytest.approx(np.maximum(lift, 0).mean(), abs=1e-6)
+    assert row["lift_lower"] < row["lift_mean"] < row["lift_upper"]
+    assert row["p_best"] == pytest.approx(1.0)
+    assert recommendations(table)[0].label == "SHIP t1"
+
+
+def test_stop_and_continue():
+    post, draws = _posterior([-0.5, -0.4])  # every treatment clearly worse: keep control
+    row = recommend(post).iloc[0]
+    assert (row["decision"], row["best_arm"]) == ("STOP", "control")
+    assert row["arm"] == "t2"  # the best-looking treatment is the one described
+    assert row["lift_mean"] == pytest.approx(draws[:, 1].mean(), abs=1e-6)
+    post, _ = _posterior([0.01, -0.5], sd=0.1)  # unsure
+    row = recommend(post).iloc[0]
+    assert row["decision"] == "CONTINUE" and row["value_of_next_round"] > 0.005
+    # a practical threshold the unsure arm is unlikely to clear -> STOP
+    assert recommend(post, min_effect=0.3).iloc[0]["decision"] == "STOP"
+
+
+def test_confirmation_gates_ship(posterior):
+    post, _ = posterior
+    row = recommend(post, confirmed=set()).iloc[0]
+    assert row["decision"] == "CONTINUE" and "not yet confirmed" in row["reason"]
+    assert recommend(post, confirmed={("overall", "t1")}).iloc[0]["decision"] == "SHIP"
+
+
+def test_two_treatments_both_confident_still_one_decision():
+    post, _ = _posterior([0.5, 0.45])  # both beat control with certainty; t1 wins most draws
+    table = recommend(post)
+    assert len(table) == 1 and table.iloc[0]["decision"] == "SHIP"
+    assert table.iloc[0]["arm"] == table.iloc[0]["best_arm"]
 
 
 def test_thresholds_are_overridable_and_segments_reported(posterior):
@@ -46,10 +74,13 @@ def test_thresholds_are_overridable_and_segments_reported(posterior):
     strict = DecisionThresholds(ship_probability=1.0, max_loss=0.0)
     table = recommend(post, thresholds=strict)
     assert table.iloc[0]["decision"] in ("SHIP", "CONTINUE")
-    seg = Segment(4, Rule([Condition("x", "GT", 0.5)]))
+    seg = Segment(4, Rule([Condition("x", "GT", 0.5)]), best_arm="t3")
     table = recommend(post, [seg])
-    assert table["scope"].tolist() == ["overall"] * 3 + [4] * 3
-    assert table.iloc[3]["share"] == pytest.approx((post.data.covariates["x"] > 0.5).mean())
+    assert table["scope"].tolist() == ["overall", 4]
+    assert table.iloc[1]["share"] == pytest.approx((post.data.covariates["x"] > 0.5).mean())
+    assert (
+        table.iloc[1]["best_arm"] == "t3" and table.iloc[1]["rule"] == "x > 0.5"
+    )  # the segment's own winner
 
 
 def test_bad_inputs(posterior):

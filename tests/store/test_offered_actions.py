@@ -8,6 +8,7 @@ from tests.store._events import bandit, outcome
 
 from sortition.store import EventStore
 from sortition.store.records import bandit_row
+from sortition.store.schema import SCHEMA_VERSION
 
 OFFERED = {
     "x": {"numericAttributes": {"price": 9.5}, "categoricalAttributes": {"brand": "acme"}},
@@ -74,5 +75,5 @@ def test_a_store_from_schema_1_is_upgraded_when_opened(store_url):
         assert frame.loc["old", "offered_actions"] is None
         assert set(frame.loc["new", "offered_actions"]) == {"x", "y"}
     con = _raw(store_url)
-    assert con.execute("SELECT value FROM sortition_meta WHERE key = 'schema_version'").fetchall() == [("2",)]
+    assert con.execute("SELECT value FROM sortition_meta WHERE key = 'schema_version'").fetchall() == [(str(SCHEMA_VERSION),)]
     con.close()

@@ -202,6 +202,7 @@ def evaluate(
     since: str | None = typer.Option(None, help="Only decisions at or after this time (RFC 3339)."),
     window: str | None = typer.Option(None, help=WINDOW_HELP),
     seed: int = typer.Option(0, min=0, help="Seed of the reward model's folds and the bootstrap."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimates as JSON."),
 ) -> None:
     """Estimate off-line what a candidate bandit model or flag would earn per decision.
 
@@ -300,6 +301,17 @@ def evaluate(
         logging_value = IPS(settings).estimate(
             OffPolicyData(data.reward, data.logging_probability, data.logging_probability)
         )
+    if as_json:
+        from dataclasses import asdict
+
+        from sortition.cli.jsonout import print_json
+
+        print_json({
+            "candidate": candidate_name, "decisions": int(data.n), "store": str(store), "logged_flag": flag,
+            "since": since, "metric": metric, "estimates": [asdict(est) for est in estimates],
+            "logging": {**asdict(logging_value), "estimator": "mean reward"},
+        })
+        return
     table = Table(title=f"candidate {candidate_name} vs the logging policy\n{data.n} decisions in {where}, "
                         f"reward = {metric!r}; {1 - alpha:.0%} {interval} intervals")
     for col in ("policy", "estimator", "value", "interval", "std error", "ESS"):

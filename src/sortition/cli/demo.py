@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -14,8 +14,14 @@ from rich.table import Table
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
+from sortition.cli.jsonout import print_json, status
 from sortition.cli.options import WINDOW_HELP, Engine, Kind, comma_list, parse_window
+from sortition.display import interval
 from sortition.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from sortition.experiment.sequential import SequentialExperiment
+    from sortition.experiment.simulation import SimulationResult
 
 Scenario = Literal[SCENARIOS]  # type: ignore[valid-type]
 
@@ -49,6 +55,8 @@ def demo(
     ) as progress:
         task = progress.add_task("round 1: serving", total=rounds)
 
+        from sortition.report.rules import readable
+
         def on_round(stage: str, r: int, info: dict[str, Any]) -> None:
             if stage == "assign":
                 progress.update(task, description=f"round {r + 1}: serving {info['n']:,} visitors via the Client")
@@ -57,7 +65,7 @@ def demo(
             elif stage == "done":
                 result = info["round"].result
                 progress.advance(task)
-                winners = ", ".join(f"{s.description} -> {s.best_arm}" for s in result.segments)
+                winners = ", ".join(f"{readable(s.rule)} -> {s.best_arm}" for s in result.segments)
                 progress.console.print(
                     f"  round {r + 1}: {info['round'].n:,} visitors, fit {result.seconds.get('fit', 0):.1f}s; "
                     f"{len(result.segments)} segments: {winners}"
@@ -98,6 +106,7 @@ def analyze(
     threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     seed: int = typer.Option(0, help="Seed of the fit."),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (summary.json's content)."),
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
     from sortition.workflows.demo import analyze as run_analysis
@@ -125,16 +134,25 @@ def analyze(
             round=roles["round"], arms=comma_list(arms), control=control, covariates=comma_list(covariates),
             outcome_kind=outcome_kind,
         )
-        if prepared.kind_reason is not None:
+        if prepared.kind_reason is not None and not as_json:
             console.print(f"Outcome kind: [bold]{prepared.kind}[/] (inferred: {prepared.kind_reason}; "
                           "--kind to override).")
-        _print_srm(prepared.srm)
-        with console.status(f"fitting {len(frame):,} rows with the {engine} engine"):
+        if not as_json:
+            _print_srm(prepared.srm)
+        with status(f"fitting {len(frame):,} rows with the {engine} engine", as_json):
             experiment, report = run_analysis(
                 prepared, engine=engine, threads=threads, seed=seed, out=out, source=str(data),
             )
     except (ValueError, TypeError) as err:
         fail(err)
+    if as_json:
+        from sortition.report import summary
+
+        doc = summary(experiment)
+        if prepared.srm is not None:
+            doc["srm"] = prepared.srm.to_dict()
+        print_json({"report": str(report), "configuration": str(report.parent / "configuration.json"), **doc})
+        return
     _print_summary(experiment, None)
     console.print(f"\nReport: [bold]{report}[/]  (next plan: {report.parent / 'configuration.json'})")
 
@@ -176,21 +194,9 @@ def _print_srm(srm: Any) -> None:
         console.print(f"[bold red]warning:[/] {escape(srm.describe())}.")
 
 
-def _decisions(result: Any) -> dict[Any, str]:
-    """Per segment, recommend()'s decision for its best treatment (the segment's best arm, or the
-    best-looking treatment where control is best)."""
-    recs = result.recommendations
-    if recs is None or not len(recs):
-        return {}
-    out = {}
-    for s in result.segments:
-        rows = recs[recs["scope"] == s.id]
-        if not len(rows):
-            continue
-        pick = rows[rows["arm"] == s.best_arm] if s.best_arm in set(rows["arm"]) else rows.nlargest(1, "lift_mean")
-        r = pick.iloc[0]
-        out[s.id] = r["decision"] if r["arm"] == s.best_arm else f"{r['decision']}\n{r['arm']}"
-    return out
+def _regret_change(saved: float, uniform: float) -> str:
+    share = saved / uniform if uniform else 0.0
+    return f"{share:.0%} less regret" if share >= 0 else f"{-share:.0%} more regret than uniform"
 
 
 def _quiet_engines() -> None:
@@ -198,44 +204,51 @@ def _quiet_engines() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="stochtree")
 
 
-def _print_summary(experiment: Any, simulation: Any) -> None:
+def _print_summary(experiment: SequentialExperiment, simulation: SimulationResult | None) -> None:
     result = experiment.results_[-1]
     checks = {c.id: c for c in simulation.segments} if simulation is not None else {}
-    table = Table(title=f"Segments after round {result.round + 1}", show_lines=True)
+    from sortition.report.facts import rule_texts
+
+    texts = rule_texts(experiment, result)  # the report's readable rules
+    table = Table(title=f"Segments after round {result.number}", show_lines=True)
     table.add_column("segment", ratio=1, min_width=12, overflow="fold")
     table.add_column("share", justify="right", no_wrap=True)
     table.add_column("best arm", no_wrap=True)
     table.add_column("decision", no_wrap=True)
     table.add_column("next allocation", no_wrap=True)
-    decision = _decisions(result)
     for s in result.segments:
         best = f"{s.best_arm}\nP(best) {s.arm_best_probabilities.get(s.best_arm, 0):.2f}"
         check = checks.get(s.id)
         if check is not None:
             best += "\n[green]correct[/]" if check.correct else f"\n[red]truth:\n{check.true_best_arm}[/]"
         alloc = "\n".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
-        table.add_row(s.description, f"{s.share:.0%}", best, decision.get(s.id, "-"), alloc)
+        decision = result.decision(s.id)
+        label = "-" if decision is None else decision.label
+        table.add_row(texts[s.id][0], f"{s.share:.0%}", best, label, alloc)
     console.print(table)
 
-    lifts = ", ".join(f"{x.arm} {x.mean:+.3g} [{x.lower:.3g}, {x.upper:.3g}] P(>0)={x.prob_positive:.2f}"
+    lifts = ", ".join(f"{x.arm} {interval(x.mean, x.lower, x.upper)} P(>0)={x.prob_positive:.2f}"
                       for x in result.lifts)
     console.print(f"Average lift vs control (90% CI): {lifts}")
-    decisions = [f"graduate [bold]{g.arm}[/] in '{g.segment}' (P(lift>0)={g.prob_positive:.3f}, "
-                 f"{g.rounds} rounds) - proposal only" for g in result.graduations]
+    overall = result.decision("overall")
+    shipped = [d for d in result.decisions if d.decision == "SHIP" and d.scope != "overall"]
+    decisions = [f"overall [bold]{overall.label}[/] ({overall.reason})"] if overall is not None else []
+    decisions += [f"segment {d.scope} [bold]{d.label}[/] (P(lift>0)={d.prob_positive:.3f}) - a graduation, "
+                  "proposal only" for d in shipped]
     dropped = [a for a in experiment.arms if a not in experiment.active_arms_]
     decisions += [f"dropped [bold]{a}[/] (lost in every segment for {experiment.drop_after} rounds)" for a in dropped]
-    console.print(
-        "Decisions: " + ("; ".join(decisions) if decisions else
-                         f"no graduation yet (a segment's winner must be confident and cheap to ship for "
-                         f"{experiment.graduation_rounds} rounds in a row); no arm dropped")
-    )
+    if not shipped:
+        decisions.append(f"no segment ships yet (SHIP needs a confident, cheap winner for "
+                         f"{experiment.graduation_rounds} rounds in a row)")
+    console.print("Decisions: " + "; ".join(decisions))
     if simulation is not None:
         n = sum(r.n for r in simulation.rounds)
         saved = simulation.uniform_regret - simulation.regret
         console.print(
             f"Regret vs oracle over {n:,} visitors: adaptive loop [bold]{simulation.regret:,.0f}[/] "
             f"({simulation.regret / n:.3f}/visitor), uniform A/B test {simulation.uniform_regret:,.0f} "
-            f"({simulation.uniform_regret / n:.3f}/visitor): {saved / simulation.uniform_regret:.0%} less regret."
+            f"({simulation.uniform_regret / n:.3f}/visitor): "
+            f"{_regret_change(saved, simulation.uniform_regret)}."
         )
         pv = simulation.policy_values
         console.print(

@@ -237,6 +237,23 @@ def is_timestamp(s: pd.Series) -> bool:
     return pd.api.types.is_datetime64_any_dtype(s.dtype) or pd.api.types.is_timedelta64_dtype(s.dtype)
 
 
+IDENTIFIER = "a distinct value on every row (an identifier?)"
+
+
+def covariate_problem(s: pd.Series) -> str | None:
+    """Why a covariate column is unusable ("entirely missing", "constant", :data:`IDENTIFIER`; "timestamps"),
+    or None. The one rule behind the fit's warnings and the report's data quality."""
+    if is_timestamp(s):
+        return "timestamps"
+    if s.isna().all():
+        return "entirely missing"
+    if s.nunique(dropna=False) <= 1:
+        return "constant"
+    if len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool and s.nunique() == len(s):
+        return IDENTIFIER
+    return None
+
+
 def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.DataFrame:
     """Raw covariates with a RangeIndex; constant, all-missing, identifier-like and timestamp columns
     are dropped with a warning that names them."""
@@ -252,17 +269,13 @@ def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.Dat
                 or pd.api.types.is_numeric_dtype(s.dtype)):
             raise TypeError(f"covariate column {col!r} has dtype {s.dtype}; covariates must be numeric, boolean or "
                             "categorical.")
-        if s.isna().all():
-            warnings.warn(f"covariate column {col!r} is entirely missing; dropped.", UserWarning, stacklevel=4)
-            continue
-        if s.nunique(dropna=False) <= 1:
-            warnings.warn(f"covariate column {col!r} is constant; dropped.", UserWarning, stacklevel=4)
-            continue
-        if (len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool
-                and s.nunique() == len(s)):
-            advice = "" if subject_given else " Pass subject=<column> (--subject) if it holds the subject keys."
-            warnings.warn(f"covariate column {col!r} has a distinct value on every row (an identifier?); dropped."
-                          + advice, UserWarning, stacklevel=4)
+        problem = covariate_problem(s)
+        if problem is not None:
+            advice = ""
+            if problem == IDENTIFIER and not subject_given:
+                advice = " Pass subject=<column> (--subject) if it holds the subject keys."
+            verb = "has" if problem == IDENTIFIER else "is"
+            warnings.warn(f"covariate column {col!r} {verb} {problem}; dropped.{advice}", UserWarning, stacklevel=4)
             continue
         keep.append(col)
     out = df[keep].reset_index(drop=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from sortition.experiment.cells import CELLS, Plan, SegmentPlan
 from sortition.serving.sharding import TOTAL_SHARDS  # the one shard count (re-exported here)
+from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY
 
 
 def largest_remainder(weights: Sequence[float] | np.ndarray, total: int) -> np.ndarray:
@@ -114,10 +115,10 @@ def _allocation(
                 "variationKey": part["arm"],
                 "shards": [{"salt": salt, "ranges": [{"start": part["start"], "end": part["end"]}]}],
                 "extraLogging": {
-                    "cell": part["cell"],
-                    "segment": str(segment.id),
-                    "round": str(round_),
-                    "propensity": repr(part["propensity"]),
+                    CELL_KEY: part["cell"],
+                    SEGMENT_KEY: str(segment.id),
+                    ROUND_KEY: str(round_),
+                    PROPENSITY_KEY: repr(part["propensity"]),
                 },
             }
         )

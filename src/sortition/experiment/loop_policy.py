@@ -42,9 +42,10 @@ def segment_allocation(posterior: Posterior, segments: Sequence[Segment], epsilo
     return thompson_allocation(posterior, segments, epsilon=epsilon, summary=summary)
 
 
-def recommendations(posterior: Posterior, segments: Sequence[Segment], summary: SegmentSummary) -> pd.DataFrame:
-    """``recommend`` over the round's summary."""
-    return recommend(posterior, segments, summary=summary)
+def recommendations(posterior: Posterior, segments: Sequence[Segment], summary: SegmentSummary,
+                    **decision: Any) -> pd.DataFrame:
+    """``recommend`` over the round's summary (``decision``: its thresholds, confirmed pairs and level)."""
+    return recommend(posterior, segments, summary=summary, **decision)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class LoopPolicy:
             (``policy_tree_from_rules``).
         allocate: ``allocate(posterior, segments, epsilon, summary) -> {segment id: {arm: weight}}``.
         population: ``population(posterior, epsilon, summary) -> {arm: weight}`` for unmatched visitors.
-        recommend: ``recommend(posterior, segments, summary) -> DataFrame``.
+        recommend: ``recommend(posterior, segments, summary, **decision) -> DataFrame`` (one decision per
+            scope; ``decision`` holds ``thresholds``, ``confirmed`` and ``level``, see ``steps.decision_options``).
     """
 
     fit: Callable[..., Posterior] = fit
@@ -67,7 +69,7 @@ class LoopPolicy:
     keep: Callable[..., PolicyTree] = policy_tree_from_rules
     allocate: Callable[[Posterior, Sequence[Segment], float, SegmentSummary], dict] = segment_allocation
     population: Callable[[Posterior, float, SegmentSummary], dict[str, float]] = population_allocation
-    recommend: Callable[[Posterior, Sequence[Segment], SegmentSummary], pd.DataFrame] = recommendations
+    recommend: Callable[..., pd.DataFrame] = recommendations
 
 
 DEFAULT_POLICY = LoopPolicy()

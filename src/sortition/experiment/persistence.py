@@ -261,6 +261,8 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
             }
             for g in r.graduations
         ],
+        # the round's decisions (one per scope), so a report written after a reload still shows them
+        "recommendations": None if r.recommendations is None else r.recommendations.to_dict("records"),
         "seconds": r.seconds,
         "churn": r.churn,
         "resegment_probability": r.resegment_probability,
@@ -294,6 +296,7 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         dropped=tuple(d["dropped"]),
         graduations=tuple(Graduation(**g) for g in d["graduations"]),
         plan=plan,
+        recommendations=None if d.get("recommendations") is None else pd.DataFrame(d["recommendations"]),
         seconds=dict(d.get("seconds", {})),
         churn=d.get("churn"),
         resegment_probability=d.get("resegment_probability"),

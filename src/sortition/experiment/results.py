@@ -5,18 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from sortition import display
 from sortition.experiment.cells import Plan
+from sortition.policy.decisions import Recommendation, recommendations
+from sortition.posterior import ArmLift
 
-
-@dataclass(frozen=True)
-class Lift:
-    """One treatment's lift vs control: posterior mean, equal-tailed interval, P(lift > 0)."""
-
-    arm: str
-    mean: float
-    lower: float
-    upper: float
-    prob_positive: float
+# One type for one concept: a treatment's lift vs control (mean, interval, P(lift > 0), relative lift
+# when known) is the posterior's ArmLift; ``Lift`` is its name in the experiment's results.
+Lift = ArmLift
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class RoundResult:
     dropped: tuple[str, ...]
     graduations: tuple[Graduation, ...]
     plan: Plan
-    recommendations: Any = field(default=None, repr=False, compare=False)
+    recommendations: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     tree: Any = field(default=None, repr=False, compare=False)
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
     # share of the visitors so far whose segment or served arm changed from this round's plan to the next
@@ -87,3 +85,32 @@ class RoundResult:
     # last round's segments were kept or replaced (None when there were none to keep)
     churn: float | None = None
     resegment_probability: float | None = None
+
+    @property
+    def number(self) -> int:
+        """The round as people count it (1 = the first round of data); ``round`` is 0-based, as logged."""
+        return self.round + 1
+
+    @property
+    def decisions(self) -> tuple[Recommendation, ...]:
+        """One decision per scope (overall first, then each segment): ``recommend``'s rows, where SHIP
+        is a graduation. Saved with the state; empty only for a round that computed none."""
+        return recommendations(self.recommendations)
+
+    def decision(self, scope: Any) -> Recommendation | None:
+        """The decision of one scope ("overall" or a segment id), or None."""
+        return next((d for d in self.decisions if d.scope == scope), None)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for s in self.segments:
+            d = self.decision(s.id)
+            rows.append([s.description, display.percent(s.share), s.best_arm,
+                         display.probability(s.arm_best_probabilities.get(s.best_arm, 0.0)),
+                         d.label if d is not None else "-",
+                         ", ".join(f"{a} {display.percent(p)}"
+                                   for a, p in s.arm_probabilities.items() if p > 0)])
+        head = (f"<p><b>Round {self.number}</b>: {self.n_round:,} visitors ({self.n_total:,} in all), "
+                f"{len(self.segments)} segments</p>")
+        header = ["segment", "share", "best arm", "P(best)", "decision", "next allocation"]
+        return head + display.table(header, rows)

@@ -31,7 +31,7 @@ from sortition.experiment.schedules import Schedule
 from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
 from sortition.policy import PolicyTree, expected_loss
-from sortition.posterior import Posterior
+from sortition.posterior import Posterior, summarize_lifts
 
 __all__ = ["SequentialExperiment", "expected_loss", "load_experiment", "save_experiment", "sequential_experiment"]
 
@@ -265,14 +265,17 @@ class SequentialExperiment:
         segments, summary = tuple(tree.segments), tree.summary
         allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
         population = policy.population(posterior, settings.epsilon, summary)
-        recommendations = policy.recommend(posterior, segments, summary)
         timings["policy"] = time.perf_counter() - t0
 
         loser_streak, dropped = steps.drop_losers(state.active_arms, segments, state.loser_streak,
                                                   settings.drop_below, settings.drop_after)
         active = tuple(a for a in state.active_arms if a not in dropped)
+        scale = steps.control_scale(data)
         seg_results, winner_streak, graduations = steps.segment_results(
-            settings, self.arms, segments, summary, allocation, state.winner_streak, steps.control_scale(data))
+            settings, self.arms, segments, summary, allocation, state.winner_streak, scale)
+        # one decision per scope, after the graduations: SHIP in the loop is a graduation
+        recommendations = policy.recommend(
+            posterior, segments, summary, **steps.decision_options(settings, segments, graduations, scale))
         plan = make_plan(
             self.arms, [(seg.id, seg.rule) for seg in segments], allocation, weights=settings.weights,
             active_arms=active, default_allocation=population, round=state.round + 1,
@@ -282,7 +285,7 @@ class SequentialExperiment:
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=steps.lifts(self.arms, summary.extra["everyone"], settings.level),
+            lifts=summarize_lifts(self.arms, summary.extra["everyone"], settings.level),
             ipw_arm_means=steps.ipw_arm_means(data),
             segments=tuple(replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results),
             cells=steps.cell_observations(summary, data, this_round, settings.level),

@@ -22,6 +22,7 @@ import pandas as pd
 
 from sortition.experiment.schedules import Schedule, as_schedule
 from sortition.experiment.sequential import RoundResult, SequentialExperiment
+from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY
 
 OUTCOME_METRIC = "outcome"
 
@@ -261,10 +262,10 @@ def round_frame(
             "subject": list(subjects),
             "arm": [by_subject[s]["variation"] for s in subjects],
             "outcome": np.asarray(outcomes, dtype=float),
-            "propensity": [float(by_subject[s]["propensity"]) for s in subjects],
-            "cell": [by_subject[s]["cell"] for s in subjects],
-            "segment": [by_subject[s]["segment"] for s in subjects],
-            "round": [int(by_subject[s]["round"]) for s in subjects],
+            "propensity": [float(by_subject[s][PROPENSITY_KEY]) for s in subjects],
+            "cell": [by_subject[s][CELL_KEY] for s in subjects],
+            "segment": [by_subject[s][SEGMENT_KEY] for s in subjects],
+            "round": [int(by_subject[s][ROUND_KEY]) for s in subjects],
         }
     )
     return pd.concat([head, visitors.reset_index(drop=True)], axis=1)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from sortition.data import ExperimentData
 from sortition.experiment.cells import CELLS, Plan
-from sortition.experiment.results import CellObservation, Graduation, Lift, SegmentResult
+from sortition.experiment.results import CellObservation, Graduation, SegmentResult
 from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
 from sortition.policy import PolicyTree, Segment, expected_loss
@@ -196,10 +196,26 @@ def segment_results(
         results.append(SegmentResult(
             id=seg.id, description=description, rule=seg.rule, share=float(seg.share), best_arm=best,
             arm_best_probabilities={str(k): float(v) for k, v in seg.arm_best_probabilities.items()},
-            lifts=lifts(arms, draws, settings.level), expected_loss=loss,
+            lifts=summarize_lifts(arms, draws, settings.level), expected_loss=loss,
             allocation={str(k): float(v) for k, v in allocation[seg.id].items()}, arm_probabilities={},
         ))
     return results, new_streak, graduations
+
+
+def decision_options(settings: ExperimentSettings, segments: Sequence[Segment], graduations: Sequence[Graduation],
+                     scale: float) -> dict[str, Any]:
+    """``recommend``'s keywords under the graduation rule: its thresholds, and ``confirmed`` = the graduated
+    (segment, arm) pairs (overall: once every segment graduated the same arm), so SHIP is a graduation and
+    decisions and graduations are one vocabulary."""
+    from sortition.policy import DecisionThresholds
+
+    graduated = {(g.segment, g.arm) for g in graduations}
+    confirmed = {(seg.id, seg.best_arm) for seg in segments if (describe(seg.rule), seg.best_arm) in graduated}
+    arms = {arm for _, arm in confirmed}
+    if segments and len(confirmed) == len(segments) and len(arms) == 1:
+        confirmed.add(("overall", arms.pop()))
+    thresholds = DecisionThresholds(settings.graduation_probability, settings.graduation_loss * scale)
+    return {"thresholds": thresholds, "confirmed": confirmed, "level": settings.level}
 
 
 def _cell_matcher(data: ExperimentData) -> Callable[[str], np.ndarray]:
@@ -246,11 +262,6 @@ def cell_observations(summary: SegmentSummary, data: ExperimentData, rows: np.nd
 
 
 # --- small pure helpers (shared with the report) ------------------------------------------------------
-def lifts(arms: Sequence[str], mean_contrasts: np.ndarray, level: float) -> tuple[Lift, ...]:
-    return tuple(Lift(str(a.arm), a.mean, a.lower, a.upper, a.prob_positive)
-                 for a in summarize_lifts(arms, mean_contrasts, level))
-
-
 def ipw_arm_means(data: ExperimentData) -> dict[str, float]:
     """Self-normalized inverse-propensity (Hajek) mean outcome per arm over all rows.
 

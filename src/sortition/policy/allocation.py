@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from sortition import display
 
 from sortition.policy.arms import iterative_floor_clip
 from sortition.policy.segments import Segment
@@ -47,9 +50,24 @@ def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule]]) ->
     return masks
 
 
+class Allocation(dict):
+    """``{segment id: {arm: weight}}`` (a dict) that a notebook shows as a table."""
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per segment (index: segment id), one column per arm (control first)."""
+        frame = pd.DataFrame.from_dict(dict(self), orient="index")
+        frame.index.name = "segment"
+        return frame
+
+    def _repr_html_(self) -> str:
+        arms = list(next(iter(self.values()))) if self else []
+        rows = [[seg, *[display.percent(w.get(a, 0.0), 1) for a in arms]] for seg, w in self.items()]
+        return display.table(["segment", *arms], rows)
+
+
 def thompson_allocation(
     posterior: Posterior, segments: Sequence[Segment], epsilon: float = 0.02, *, summary: SegmentSummary | None = None
-) -> dict[Any, dict[Any, float]]:
+) -> Allocation:
     """Per segment, each arm's traffic weight = posterior probability that it is the segment's best.
 
     Each draw votes once per segment, with the draw's contrasts averaged over the segment's
@@ -66,7 +84,8 @@ def thompson_allocation(
             tree's ``summary``), so the draws are not read again; None computes it.
 
     Returns:
-        ``{segment.id: {arm: weight}}``, inner dicts in arm order (control first), summing to 1.
+        :class:`Allocation`: ``{segment.id: {arm: weight}}`` (a dict; ``.to_frame()`` for a table), inner
+        dicts in arm order (control first), summing to 1.
     """
     if not isinstance(epsilon, numbers.Real) or not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"thompson_allocation: epsilon must be in [0, 1], got {epsilon!r}")
@@ -81,7 +100,7 @@ def thompson_allocation(
     ids = [seg.id for seg in checked]
     if len(set(ids)) != len(ids):
         raise ValueError(f"segment ids must be unique, got {ids}")
-    allocation: dict[Any, dict[Any, float]] = {}
+    allocation = Allocation()
     if not checked:
         return allocation
     if summary is None or not summary.covers(checked):

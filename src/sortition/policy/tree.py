@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sortition import display
 from sortition.policy.allocation import require_posterior, segment_masks
 from sortition.policy.arms import best_arms
 from sortition.policy.features import encode_features
@@ -50,6 +51,14 @@ class PolicyTree:
                 out = np.full(mask.shape[0], -1, dtype=np.int64)
             out[(out < 0) & mask] = seg.id
         return out
+
+    def _repr_html_(self) -> str:
+        rows = [[seg.id, seg.rule.describe(), display.percent(seg.share, 1), seg.best_arm,
+                 ", ".join(f"{a} {display.probability(p)}" for a, p in seg.arm_best_probabilities.items()),
+                 display.probability(seg.stability)] for seg in self.segments]
+        head = (f"<p><b>PolicyTree</b>: {len(self.segments)} segments, welfare "
+                f"{display.signed(self.welfare)} per visitor vs control (depth <= {self.max_depth})</p>")
+        return head + display.table(["id", "rule", "share", "best arm", "P(best)", "stability"], rows)
 
     def welfare_draws(self) -> np.ndarray:
         """(S,) per posterior draw, the gain per visitor of serving each leaf its ``best_arm`` vs serving

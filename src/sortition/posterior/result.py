@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sortition import display
 from sortition.data import OUTCOME_KINDS, ExperimentData
 from sortition.posterior.warm import WarmStart
 
@@ -32,7 +33,21 @@ class ArmLift:
     relative_upper: float | None = None
 
 
-def summarize_lifts(arms: Sequence, mean_contrasts: np.ndarray, level: float = 0.9) -> tuple[ArmLift, ...]:
+class LiftSummary(tuple):
+    """A tuple of :class:`ArmLift` (one per treatment) that a notebook shows as a table."""
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per treatment arm: the fields of :class:`ArmLift`."""
+        return pd.DataFrame([vars(x) for x in self], columns=list(ArmLift.__dataclass_fields__))
+
+    def _repr_html_(self) -> str:
+        rows = [[x.arm, display.interval(x.mean, x.lower, x.upper), display.probability(x.prob_positive),
+                 "-" if x.relative_mean is None else display.percent(x.relative_mean, 1, sign=True)]
+                for x in self]
+        return display.table(["arm", "lift vs control [interval]", "P(lift > 0)", "relative lift"], rows)
+
+
+def summarize_lifts(arms: Sequence, mean_contrasts: np.ndarray, level: float = 0.9) -> LiftSummary:
     """Per treatment arm (``arms[1:]``): mean, equal-tailed credible interval and P(lift > 0).
 
     The one lift summary: ``mean_contrasts`` (S, K-1) are draws of an average effect (all visitors or a
@@ -41,8 +56,8 @@ def summarize_lifts(arms: Sequence, mean_contrasts: np.ndarray, level: float = 0
     _check_level(level)
     m = np.asarray(mean_contrasts, dtype=np.float64)
     lower, upper = np.quantile(m, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return tuple(ArmLift(arm, float(m[:, j].mean()), float(lower[j]), float(upper[j]), float((m[:, j] > 0).mean()))
-                 for j, arm in enumerate(arms[1:]))
+    return LiftSummary(ArmLift(arm, float(m[:, j].mean()), float(lower[j]), float(upper[j]),
+                               float((m[:, j] > 0).mean())) for j, arm in enumerate(arms[1:]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +236,7 @@ class Posterior:
             lo[s:s + step], hi[s:s + step] = np.quantile(draws[s:s + step], q, axis=1)
         return lo, hi
 
-    def lift_summary(self, level: float = 0.9, mask: np.ndarray | None = None) -> tuple[ArmLift, ...]:
+    def lift_summary(self, level: float = 0.9, mask: np.ndarray | None = None) -> LiftSummary:
         """Per treatment arm: mean average effect vs control, credible interval, P(lift > 0).
 
         Relative lift (effect / control mean) is included when the control mean's draws are known
@@ -232,12 +247,18 @@ class Posterior:
         if self.baseline is None or mask is not None or not np.all(self.baseline > 0):
             return lifts
         rel = summarize_lifts(self.arms, m / self.baseline[:, None], level)
-        return tuple(replace(a, relative_mean=r.mean, relative_lower=r.lower, relative_upper=r.upper)
-                     for a, r in zip(lifts, rel, strict=True))
+        return LiftSummary(replace(a, relative_mean=r.mean, relative_lower=r.lower, relative_upper=r.upper)
+                           for a, r in zip(lifts, rel, strict=True))
 
     def lift_frame(self, level: float = 0.9) -> pd.DataFrame:
-        """:meth:`lift_summary` as a DataFrame, one row per treatment arm."""
-        return pd.DataFrame([vars(x) for x in self.lift_summary(level)])
+        """:meth:`lift_summary` as a DataFrame, one row per treatment arm (``lift_summary().to_frame()``)."""
+        return self.lift_summary(level).to_frame()
+
+    def _repr_html_(self) -> str:
+        head = (f"<p><b>Posterior</b>: {self.n:,} visitors x {self.n_draws:,} draws, arms "
+                f"{display.escape(', '.join(map(str, self.arms)))} (control first), outcome "
+                f"{display.escape(self.outcome_kind)}</p>")
+        return head + self.lift_summary()._repr_html_()
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -4,9 +4,10 @@ DuckDB file by default, PostgreSQL for ``postgresql://`` URLs; see docs/store.md
 """
 
 from sortition.store.configurations import ConfigurationVersion
+from sortition.store.http_logger import HttpEventLogger
 from sortition.store.errors import StoreLockedError
 from sortition.store.loggers import AssignmentLogger, BanditLogger, StoreLogger
-from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, derive_event_id
+from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY, derive_event_id
 from sortition.store.store import AppendResult, EventStore
 
 __all__ = [
@@ -16,8 +17,10 @@ __all__ = [
     "CELL_KEY",
     "ConfigurationVersion",
     "EventStore",
+    "HttpEventLogger",
     "PROPENSITY_KEY",
     "ROUND_KEY",
+    "SEGMENT_KEY",
     "StoreLockedError",
     "StoreLogger",
     "derive_event_id",

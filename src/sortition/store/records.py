@@ -17,9 +17,11 @@ from typing import Any
 from sortition.serving.events import OFFERED_ACTIONS
 from sortition.store.schema import ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, Table
 
-# Keys of Sortition's own extraLogging entries (written by the plan export): the experiment cell,
-# the probability with which the variation was assigned, and the round of the adaptive loop.
+# Keys of Sortition's own extraLogging entries, defined here only: written by the plan export
+# (experiment.export), read back by the store and by the simulation: the experiment cell, the
+# segment (allocation), the probability with which the variation was assigned, and the round (0-based).
 CELL_KEY = "cell"
+SEGMENT_KEY = "segment"
 PROPENSITY_KEY = "propensity"
 ROUND_KEY = "round"
 

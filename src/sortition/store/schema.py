@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # 1: the first release. 2: bandit_events.offered_actions (stores of version 1 are upgraded in place
-# when opened: the column is added, and their rows have it NULL).
-SCHEMA_VERSION = 2
+# when opened: the column is added, and their rows have it NULL). 3: the server's api_keys and
+# publications tables, and dead_letters (created in place, empty, when an older store is opened).
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,41 @@ DEAD_LETTERS = Table(
 )
 # --- end faults -----------------------------------------------------------------------------------
 
+# ---- the server's tables (sortition.store.publishing) ---------------------------------------------
+# API keys: only the SHA-256 of each key is stored; key_id is the key's public prefix, for lookups.
+API_KEYS = Table(
+    "api_keys",
+    (
+        Column("key_id", "text", False),
+        Column("key_hash", "text", False),
+        Column("role", "text", False),
+        Column("environment", "text"),  # NULL: every environment (admin keys)
+        Column("created_at", "timestamp", False),
+        Column("revoked_at", "timestamp"),
+        Column("description", "text"),
+    ),
+    key="key_id",
+)
+
+# Which configuration version each environment serves: the row with the highest seq is current, the
+# earlier ones are its history (publish and rollback both append a row).
+PUBLICATIONS = Table(
+    "publications",
+    (
+        Column("seq", "int", False),
+        Column("environment", "text", False),
+        Column("version", "int", False),
+        Column("published_at", "timestamp", False),
+        Column("action", "text", False),  # "publish" | "rollback" | "round"
+        Column("note", "text"),
+    ),
+    key="seq",
+)
+SERVER_TABLES = (API_KEYS, PUBLICATIONS)
+# ----------------------------------------------------------------------------------------------------
+
 EVENT_TABLES = {"assignment": ASSIGNMENTS, "bandit": BANDIT_EVENTS, "outcome": OUTCOMES}
-TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS, DEAD_LETTERS)
+TABLES = (ASSIGNMENTS, BANDIT_EVENTS, OUTCOMES, CONFIGURATIONS, DEAD_LETTERS, *SERVER_TABLES)
 
 # Indexes for the joins: exposures by flag, outcomes by subject and metric, decisions by subject.
 INDEXES = (
@@ -168,8 +202,9 @@ def upgrade_statements(present: dict[str, set[str]]) -> list[str]:
                     raise RuntimeError(f"cannot add the required column {table.name}.{c.name} "
                                        "to an existing store")
                 statements.append(f"ALTER TABLE {table.name} ADD COLUMN {c.name} {_SQL_TYPES[c.kind]}")
-    if statements:
-        statements.append(
-            f"UPDATE sortition_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'"
-        )
+    # Tables new in this release were created by create_statements; record the version either way.
+    statements.append(
+        f"UPDATE sortition_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version' "
+        f"AND CAST(value AS INTEGER) < {SCHEMA_VERSION}"
+    )
     return statements

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,18 @@ class SampleRatioMismatch(ValueError):
                          "redirects, logging that depends on the arm), or rerun with --allow-srm to publish "
                          "anyway")
         self.srm = srm
+
+
+def default_state_path(store: str | Path, flag: str) -> Path:
+    """Where the state lives without ``--state``: beside a DuckDB store file, else in
+    ``./sortition-state/``; never inside the (disposable) report folder. The file name is the flag
+    key with anything but letters, digits, ``.``, ``_`` and ``-`` replaced, so a key such as
+    ``../../x`` cannot point outside that folder."""
+    text = str(store)
+    local = not text.startswith(("postgresql://", "postgres://")) and text != ":memory:"
+    folder = Path(text).resolve().parent if local else Path("sortition-state")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", flag).lstrip(".") or "flag"
+    return folder / f"{name}.state.json"
 
 
 def _open_store(location: str | Path, create: bool) -> Any:
@@ -199,6 +212,7 @@ def daily_round(
     window: dt.timedelta | float | None = None,
     aggregate: str | None = None,
     out: str | Path | None = None,
+    publish: str | None = None,
     allow_srm: bool = False,
     new_flag: bool = False,
 ) -> DailyRound:
@@ -214,7 +228,9 @@ def daily_round(
         engine, threads, draws, seed: the posterior's settings (used when creating; saved in the state).
         window: attribution window (timedelta or seconds; None: no limit).
         aggregate: "sum", "count" or "conversion" (default by ``outcome``: conversion for binary).
-        out: folder for the report (None: no report).
+        out: folder of the round archive (``OUT/round-NNNN/index.html`` and ``OUT/index.html``;
+            None: no report).
+        publish: an environment name: serve the round's configuration there once the state is saved.
         allow_srm: publish even when the sample-ratio check of the new rows fails.
         new_flag: create the experiment even when its flag key is close to one of the store's flags.
     Raises:
@@ -266,7 +282,7 @@ def daily_round(
     with _open_store(store, create=created) as events:
         if not created and not _is_published(events, experiment, state):
             # a run was killed after committing its round and before publishing it: finish that one
-            version = _save_configuration(events, experiment)
+            version = _save_and_publish(events, experiment, publish)
             report = _write_report(out, experiment, flag, metric, repr(events))
             last = experiment.results_[-1] if experiment.results_ else None
             return DailyRound(experiment, False, last, 0, version, state, report, recovered=True)
@@ -299,7 +315,7 @@ def daily_round(
         if len(rows):
             result = experiment.advance(rows)  # raises -> nothing below runs, nothing is saved
         experiment.save(state)  # the commit of the round: before anything is published
-        version = _save_configuration(events, experiment)
+        version = _save_and_publish(events, experiment, publish)
         where = repr(events)  # credentials of a PostgreSQL URL stay out of the report
     report = _write_report(out, experiment, flag, metric, where, srm)
     return DailyRound(experiment, created, result, len(rows), version, state, report, srm=srm,
@@ -315,16 +331,27 @@ def _other_flags(events: Any, flag: str) -> tuple[str, ...]:
     return tuple(sorted((configured | set(events.flag_keys())) - {flag}))
 
 
+def _save_and_publish(events: Any, experiment: SequentialExperiment, publish: str | None) -> int:
+    """Save the next configuration (after the state); with ``publish``, serve it in that environment."""
+    version = _save_configuration(events, experiment)
+    if publish is not None:
+        from sortition.store.publishing import publish_round
+
+        publish_round(events, version, publish, experiment.key)
+    return version
+
+
 def _write_report(out: str | Path | None, experiment: SequentialExperiment, flag: str, metric: str,
                   where: str, srm: SRMResult | None = None) -> Path | None:
     if out is None or not experiment.results_:
         return None
-    from sortition.report import write_report
+    from sortition.report.archive import write_round
 
-    return write_report(
+    return write_round(  # OUT/round-NNNN/index.html and the OUT/index.html that links every round
         out,
         experiment,
-        title=f"Sortition: {flag}, round {experiment.round_}",
+        title=f"Sortition: {flag}, round {experiment.results_[-1].number}",
+        index_title=f"Sortition: {flag}",
         source=f"{where}, metric {metric!r}",  # repr(store): a PostgreSQL URL's credentials stay out
         srm=srm,
     )

@@ -1,0 +1,87 @@
+"""DuckDB has one writer: while ``sortition serve`` holds the store, ``sortition round http://SERVER``
+has the server run the round on its own store and publish it. Without a server, ``round --publish``
+publishes directly."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+
+from sortition.experiment.simulation import visitor_attributes
+from sortition.scenarios import make_scenario
+from sortition.serving import Client, Configuration
+from sortition.store import EventStore, HttpEventLogger
+from sortition.store.publishing import current, publications
+from tests.cli_helpers import invoke
+from tests.server.conftest import LiveServer, prepare
+
+FLAG, METRIC = "checkout", "outcome"
+
+
+def _create(scenario) -> list[str]:
+    """The first run's options: create the experiment, publish its round-0 plan."""
+    return ["--arms", ",".join(scenario.arms), "--engine", "stratified", "--publish"]
+
+
+def _round(target: str, tmp_path, *extra: str):
+    common = f"--flag {FLAG} --metric {METRIC} --kind continuous".split()
+    paths = ["--state", str(tmp_path / "state.json"), "--out", str(tmp_path / "out")]
+    return invoke(["round", target, *common, *paths, *extra])
+
+
+def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
+    scenario = make_scenario("multi_winner", 3)
+    location = str(tmp_path / "held.duckdb")
+    keys = prepare(location)
+    server = LiveServer(location).start()
+    try:
+        first = _round(server.url, tmp_path, *_create(scenario), "--key", keys.admin)
+        assert first.exit_code == 0, first.text
+        assert "published to production" in first.text
+        poll = httpx.get(server.url + "/api/flag-config/v1/config", params={"apiKey": keys.sdk})
+        assert poll.headers["X-Sortition-Version"] == "2" and FLAG in poll.json()["flags"]
+        assert "new-user-onboarding" in poll.json()["flags"]  # the other flags are kept
+
+        # a service serves the plan and logs exposures and outcomes back to the server
+        client_logger = HttpEventLogger(server.url, keys.ingest, flush_interval=0.02)
+        client = Client(Configuration.from_json(poll.json()), assignment_logger=client_logger)
+        rng = np.random.default_rng(4)
+        visitors = scenario.sample_visitors(300, rng)
+        subjects = [f"v{i}" for i in range(300)]
+        arms = [
+            client.get_assignment(FLAG, s, a, scenario.arms[0])
+            for s, a in zip(subjects, visitor_attributes(visitors), strict=True)
+        ]
+        y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]), rng)
+        for s, v in zip(subjects, y, strict=True):
+            client_logger.log_outcome(s, METRIC, float(v))
+        assert client_logger.flush(30) and client_logger.dropped == 0
+        client_logger.close()
+
+        second = _round(server.url, tmp_path, "--publish", "--key", keys.admin)
+        assert second.exit_code == 0, second.text
+        assert "read 300 new exposures" in second.text
+        poll = httpx.get(server.url + "/api/flag-config/v1/config", params={"apiKey": keys.sdk})
+        assert poll.headers["X-Sortition-Version"] == "3"
+        page = httpx.get(server.url + "/").text
+        assert FLAG in page and "production" in page and "round of" in page
+
+        # the same through the CLI's direct path is refused with what to do instead
+        held = invoke(["publish", location, str(tmp_path / "state.json")])
+        assert held.exit_code == 2 and "--server URL --key ADMIN_KEY" in held.text
+        assert _round(server.url, tmp_path).exit_code == 2  # no key
+    finally:
+        server.kill()
+    with EventStore(location) as store:
+        assert current(store)["production"].version == 3
+        assert [p.action for p in publications(store)] == ["publish", "round", "round"]
+
+
+def test_round_publish_without_a_server(tmp_path):
+    scenario = make_scenario("multi_winner", 3)
+    location = str(tmp_path / "local.duckdb")
+    made = _round(location, tmp_path, *_create(scenario), "--environment", "staging")
+    assert made.exit_code == 0, made.text
+    assert "Published version 1 to staging" in made.text
+    with EventStore(location) as store:
+        assert current(store)["staging"].version == 1 and "production" not in current(store)
