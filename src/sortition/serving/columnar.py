@@ -70,7 +70,9 @@ from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 logger = logging.getLogger("sortition.serving")
 
 SUBJECT_KEY_MISSING = "SUBJECT_KEY_MISSING"
-DEFAULT_CHUNK_SIZE = 16_384  # rows per pass: the MD5 state arrays stay in the CPU's cache
+# rows per pass: larger passes pay less per-pass overhead (12% at 100k rows, against 16,384); the
+# compiled MD5 keeps its state in cache by hashing 1,024 lanes at a time inside the pass
+DEFAULT_CHUNK_SIZE = 65_536
 _ARROW_TYPES = {"STRING": pa.string(), "INTEGER": pa.int64(), "NUMERIC": pa.float64(), "BOOLEAN": pa.bool_(),
                 "JSON": pa.string()}
 
