@@ -98,12 +98,14 @@ def _keyed_shards(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hea
     words = np.empty((16, CHUNK), dtype=np.uint32)
     state = np.empty((4, CHUNK), dtype=np.uint32)
     p = head.shape[0]
+    shared = np.zeros(16, dtype=np.uint32)  # the head's words, packed once for every lane
+    for t in range(p):
+        shared[t >> 2] |= np.uint32(head[t]) << np.uint32(8 * (t & 3))
     for start in range(0, n, CHUNK):
         m = min(CHUNK, n - start)
-        base[:, :m] = 0
+        for q in range(16):
+            base[q, :m] = shared[q]
         for lane in range(m):
-            for t in range(p):
-                base[t >> 2, lane] |= np.uint32(head[t]) << np.uint32(8 * (t & 3))
             at = starts[start + lane]
             for t in range(lengths[start + lane]):
                 q = p + t
