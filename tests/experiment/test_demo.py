@@ -92,3 +92,17 @@ def test_analyze_command_and_errors(tmp_path):
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(ValueError, match=r"\.tsv, \.parquet or \.duckdb"):
         read_table(tmp_path / "d.json")
+
+
+def test_analyze_prints_arm_names_literally(tmp_path):
+    """An arm name that looks like rich markup is printed as itself (and cannot crash the console)."""
+    data, _ = generate("two_segments", 400, arms=2, seed=5)
+    frame = data.frame()
+    treated = "[/evil] <b>"
+    frame["arm"] = frame["arm"].where(frame["arm"] == "control", treated)
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    res = invoke(["analyze", str(path), "--subject", "visitor_id", "--propensity", "propensity", "--kind",
+                  "continuous", "--control", "control", "--engine", "stratified", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "Average lift vs control" in res.text and f"{treated} " in res.text

@@ -110,7 +110,7 @@ def analyze(
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
     from sortition.workflows.demo import analyze as run_analysis
-    from sortition.workflows.demo import prepare_analysis, read_event_store, read_table
+    from sortition.workflows.demo import prepare_analysis, read_table
 
     _quiet_engines()
     seconds = parse_window(window)
@@ -217,26 +217,26 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
     table.add_column("decision", no_wrap=True)
     table.add_column("next allocation", no_wrap=True)
     for s in result.segments:
-        best = f"{s.best_arm}\nP(best) {s.arm_best_probabilities.get(s.best_arm, 0):.2f}"
+        best = f"{escape(str(s.best_arm))}\nP(best) {s.arm_best_probabilities.get(s.best_arm, 0):.2f}"
         check = checks.get(s.id)
         if check is not None:
-            best += "\n[green]correct[/]" if check.correct else f"\n[red]truth:\n{check.true_best_arm}[/]"
-        alloc = "\n".join(f"{a} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
+            best += "\n[green]correct[/]" if check.correct else f"\n[red]truth:\n{escape(str(check.true_best_arm))}[/]"
+        alloc = "\n".join(f"{escape(a)} {p:.0%}" for a, p in s.arm_probabilities.items() if p > 0)
         decision = result.decision(s.id)
-        label = "-" if decision is None else decision.label
-        table.add_row(texts[s.id][0], f"{s.share:.0%}", best, label, alloc)
+        label = "-" if decision is None else escape(decision.label)
+        table.add_row(escape(texts[s.id][0]), f"{s.share:.0%}", best, label, alloc)
     console.print(table)
 
-    lifts = ", ".join(f"{x.arm} {interval(x.mean, x.lower, x.upper)} P(>0)={x.prob_positive:.2f}"
+    lifts = ", ".join(f"{escape(x.arm)} {interval(x.mean, x.lower, x.upper)} P(>0)={x.prob_positive:.2f}"
                       for x in result.lifts)
     console.print(f"Average lift vs control (90% CI): {lifts}")
     overall = result.decision("overall")
     shipped = [d for d in result.decisions if d.decision == "SHIP" and d.scope != "overall"]
-    decisions = [f"overall [bold]{overall.label}[/] ({overall.reason})"] if overall is not None else []
-    decisions += [f"segment {d.scope} [bold]{d.label}[/] (P(lift>0)={d.prob_positive:.3f}) - a graduation, "
+    decisions = [f"overall [bold]{escape(overall.label)}[/] ({escape(overall.reason)})"] if overall is not None else []
+    decisions += [f"segment {escape(d.scope)} [bold]{escape(d.label)}[/] (P(lift>0)={d.prob_positive:.3f}) - a graduation, "
                   "proposal only" for d in shipped]
     dropped = [a for a in experiment.arms if a not in experiment.active_arms_]
-    decisions += [f"dropped [bold]{a}[/] (lost in every segment for {experiment.drop_after} rounds)" for a in dropped]
+    decisions += [f"dropped [bold]{escape(a)}[/] (lost in every segment for {experiment.drop_after} rounds)" for a in dropped]
     if not shipped:
         decisions.append(f"no segment ships yet (SHIP needs a confident, cheap winner for "
                          f"{experiment.graduation_rounds} rounds in a row)")
