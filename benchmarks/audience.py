@@ -159,6 +159,10 @@ def main() -> None:
 
     print(f"Audience scoring benchmark: one core, median of {args.repeats} columnar runs, "
           "microseconds per subject, cold (events built, no dedup hits)")
+    from sortition.serving import md5_batch
+
+    print("shard MD5: " + ("numba's lane-parallel kernel (sortition[fast]; compiled during the warm-up)"
+                           if md5_batch.compiled() is not None else "numpy (numba not installed)"))
     header = (f"{'kind':7s} {'subjects':>9s} {'columnar':>9s} {'single':>8s} {'eppo':>8s} {'eppo/col':>9s} "
               f"{'single/col':>10s} {'peak MiB':>9s} {'stream MiB':>10s} {'dask 1w s':>9s} {'dask 2w s':>9s}  loops on")
     print(header)

@@ -1,12 +1,15 @@
-"""The vectorized shard hash (md5_batch) equals the one shard rule, sharding.shard, exactly."""
+"""The vectorized shard hash (md5_batch) equals the one shard rule, sharding.shard, exactly,
+with numba's compiled MD5 and with numpy's fallback rounds (every test runs on both)."""
 
 import random
+
+import numpy as np
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sortition.serving import Client, Configuration
+from sortition.serving import Client, Configuration, md5_batch
 from sortition.serving.md5_batch import shards, shards_product
 from sortition.serving.sharding import MIN_VECTOR, shard
 
@@ -14,6 +17,19 @@ from sortition.serving.sharding import MIN_VECTOR, shard
 chars = st.sampled_from(["a", "Z", "-", "0", "\x00", "\x7f", "\x80", "é", "中", "😀"])
 texts_st = st.lists(st.text(alphabet=chars, max_size=70), max_size=40)
 totals = st.integers(1, 2**32)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["numba", "numpy"])
+def md5_backend(request):
+    """Runs the module once per MD5 implementation (module scope: hypothesis allows it)."""
+    if request.param == "numba":
+        pytest.importorskip("numba", reason="numba (sortition[fast]) is not installed")
+        assert md5_batch.compiled() is not None
+        yield request.param
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(md5_batch, "compiled", lambda: None)
+            yield request.param
 
 
 def expected(texts, total):
@@ -65,11 +81,9 @@ def test_large_batches_take_the_vectorized_path():
 def test_large_batches_match_single_calls(monkeypatch):
     from conftest import read
 
-    from sortition.serving import md5_batch
-
     sizes = []  # batch sizes the vectorized MD5 ran on
-    core = md5_batch._md5_first_word
-    monkeypatch.setattr(md5_batch, "_md5_first_word",
+    core = md5_batch.md5_first_word
+    monkeypatch.setattr(md5_batch, "md5_first_word",
                         lambda words: sizes.append(words.shape[1]) or core(words))
     rng = random.Random(5)
     n = 2 * MIN_VECTOR + 100
@@ -102,3 +116,44 @@ def test_product_shards_equal_the_shard_rule(prefixes, suffixes, total):
     got = shards_product(prefixes, suffixes, total, min_vector=0)
     assert got.shape == (len(prefixes), len(suffixes))
     assert got.tolist() == [[shard(p + s, total) for s in suffixes] for p in prefixes]
+
+
+def test_both_implementations_agree_on_a_large_chunked_batch(md5_backend):
+    # several CHUNKs plus a ragged tail, and every first byte value: the kernel's lane loop bounds
+    texts = [chr(i % 128) + f"-{i}" for i in range(3 * 1024 + 77)]
+    lengths = np.fromiter(map(len, texts), dtype=np.int64)
+    words = md5_batch._padded_words(texts, lengths)
+    assert md5_batch.md5_first_word(words).tolist() == md5_batch._numpy_first_word(words).tolist()
+    assert shards(texts, 2**32 - 5).tolist() == expected(texts, 2**32 - 5)
+
+
+@settings(deadline=None, derandomize=True, max_examples=100)
+@given(st.text(alphabet=chars, max_size=20), st.lists(st.text(alphabet=chars, max_size=50), max_size=80),
+       st.lists(st.text(alphabet=chars, max_size=8), min_size=1, max_size=4), totals)
+def test_arrow_key_shards_equal_the_shard_rule(prefix, keys, suffixes, total):
+    # column_shards builds the blocks from Arrow's buffers (in the kernel with numba); long
+    # messages and small batches take shard() one by one: pad to 70 rows to reach the vector path
+    import pyarrow as pa
+
+    from sortition.serving.column_shards import SubjectBytes
+
+    keys = keys + [f"user-{i}" for i in range(70)]
+    column = SubjectBytes(pa.array(["skip"] + keys).slice(1))  # a sliced array: offsets start past 0
+    rows = np.arange(len(keys))[::-1]
+    got = column.shards(rows, prefix, total, tuple(suffixes))
+    assert got.tolist() == [[shard(prefix + keys[r] + s, total) for s in suffixes] for r in rows.tolist()]
+
+
+def test_numba_is_imported_by_the_batch_hash_only(md5_backend):
+    # the single call never pays numba's import (about a second) or its memory
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")  # this checkout, as pytest imports it
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = ("import sys; import sortition.serving; from sortition.serving import Client; "
+            "assert 'numba' not in sys.modules and 'sortition.serving.md5_lanes' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr

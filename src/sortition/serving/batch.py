@@ -9,6 +9,7 @@ sequentially with ``cumsum`` in key order), and the shard hash is the same md5.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,24 +100,44 @@ def _score_matrix(subjects: list[Any], keys: list[str], actions: dict[str, Any],
             categorical_cols[key] = (list(uniq), codes)
         return categorical_cols[key]
 
+    def coefficients(attr: str, table: dict, missing: float) -> np.ndarray:
+        values, codes = categorical_col(attr)
+        return np.array([missing if v is None else table.get(v, missing) for v in values],
+                        dtype=np.float64)[codes]
+
+    return score_matrix(n, keys, actions, model, numeric_col, coefficients)
+
+
+def score_matrix(n: int, keys: list[str], actions: dict[str, Any], model: BanditModel,
+                 numeric: Callable[[str], tuple[np.ndarray, np.ndarray]],
+                 coefficients: Callable[[str, Any, float], np.ndarray]) -> np.ndarray:
+    """Bandit scores ``(n, k)`` for ``n`` subjects and the actions ``keys``, accumulated term by
+    term in the single scorer's order: per action, intercept + subject numeric + subject
+    categorical + action numeric + action categorical, each group summed from 0 in the model's
+    order (so every float equals :func:`~sortition.serving.bandits.score_action`'s). The one
+    accumulation of the batch and the columnar calls, which differ only in how they read subjects:
+
+    Args:
+        numeric: attribute -> (values float64 ``(n,)``, valid bool ``(n,)``).
+        coefficients: (attribute, the model's level -> coefficient table, missing coefficient) ->
+            each subject's coefficient, float64 ``(n,)``.
+    """
     scores = np.empty((n, len(keys)))
     for j, action_key in enumerate(keys):
         c = model.coefficients.get(action_key)
         if c is None:
             scores[:, j] = model.default_action_score
             continue
-        numeric = np.zeros(n)
+        total_numeric = np.zeros(n)
         for attr, coefficient, missing in c.subject_numeric:
-            x, valid = numeric_col(attr)
-            numeric = numeric + np.where(valid, x * coefficient, missing)
-        categorical = np.zeros(n)
+            x, valid = numeric(attr)
+            total_numeric = total_numeric + np.where(valid, x * coefficient, missing)
+        total_categorical = np.zeros(n)
         for attr, table, missing in c.subject_categorical:
-            values, codes = categorical_col(attr)
-            lut = np.array([missing if v is None else table.get(v, missing) for v in values], dtype=np.float64)
-            categorical = categorical + lut[codes]
+            total_categorical = total_categorical + coefficients(attr, table, missing)
         action = attributes_view(actions[action_key])
-        score = np.full(n, c.intercept) + numeric
-        score = score + categorical
+        score = np.full(n, c.intercept) + total_numeric
+        score = score + total_categorical
         score = score + _numeric_sum(c.action_numeric, action[0])
         score = score + _categorical_sum(c.action_categorical, action[1], action[2])
         scores[:, j] = score

@@ -1,10 +1,11 @@
 """The shard hash over a column of subject keys, straight from Arrow's UTF-8 buffers.
 
 ``shard(prefix + subject + suffix, total)`` for many subjects, the formula of
-:func:`sortition.serving.sharding.shard`, with the MD5 rounds of
-:mod:`sortition.serving.md5_batch`; only the padded blocks are built here, by copying the key
-bytes out of the Arrow buffer with numpy (no Python string per subject). Messages over one
-MD5 block (55 bytes) go through :func:`~sortition.serving.sharding.shard` one by one.
+:func:`sortition.serving.sharding.shard`, with no Python string per subject. With numba,
+:func:`sortition.serving.md5_lanes.keyed_shards` builds the padded blocks from Arrow's buffers
+chunk by chunk and hashes them with the one batch MD5; without it, the blocks are built here with
+numpy and hashed by :func:`sortition.serving.md5_batch.md5_first_word`. Messages over one MD5
+block (55 bytes) go through :func:`~sortition.serving.sharding.shard` one by one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from sortition.serving.md5_batch import _md5_first_word
+from sortition.serving import md5_batch
 from sortition.serving.sharding import shard
 
 _MAX_ONE_BLOCK = 55  # bytes: message + 0x80 + 8-byte length must fit 64
@@ -50,11 +51,14 @@ class SubjectBytes:
             key = self.text(int(rows[i]))
             out[i] = [shard(prefix + key + s, total) for s in suffixes]
         short = np.flatnonzero(fits)
-        if short.size:
+        lanes = md5_batch.compiled()
+        if short.size and lanes is not None:  # numba: blocks built chunk by chunk, in the kernel
+            out[short] = lanes.keyed_shards(self.data, starts[short], lengths[short], head, tails, total)
+        elif short.size:
             block, end = _base_blocks(head, self.data, starts[short], lengths[short])
             for j, tail in enumerate(tails):
                 words = _finish(block if j == len(tails) - 1 else block.copy(), end, tail)
-                out[short, j] = _md5_first_word(words).byteswap().astype(np.int64) % total
+                out[short, j] = md5_batch.md5_first_word(words).byteswap().astype(np.int64) % total
         return out
 
 

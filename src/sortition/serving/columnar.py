@@ -37,10 +37,7 @@ import pyarrow.compute as pc
 from sortition.serving.attributes import numeric_value
 from sortition.serving.bandits import (
     BanditModel,
-    _categorical_sum,
     _js_sorted,
-    _numeric_sum,
-    attributes_view,
     categorical_key,
     evaluate_bandit,
 )
@@ -56,6 +53,7 @@ from sortition.serving.column_masks import (
     condition_mask,
     object_column,
 )
+from sortition.serving.batch import score_matrix
 from sortition.serving.column_shards import SubjectBytes
 from sortition.serving.configuration import Configuration
 from sortition.serving.events import META_DATA, now_rfc3339, offered_groups
@@ -72,7 +70,9 @@ from sortition.serving.sharding import BANDIT_ASSIGNMENT_SHARDS
 logger = logging.getLogger("sortition.serving")
 
 SUBJECT_KEY_MISSING = "SUBJECT_KEY_MISSING"
-DEFAULT_CHUNK_SIZE = 16_384  # rows per pass: the MD5 state arrays stay in the CPU's cache
+# rows per pass: larger passes pay less per-pass overhead (12% at 100k rows, against 16,384); the
+# compiled MD5 keeps its state in cache by hashing 1,024 lanes at a time inside the pass
+DEFAULT_CHUNK_SIZE = 65_536
 _ARROW_TYPES = {"STRING": pa.string(), "INTEGER": pa.int64(), "NUMERIC": pa.float64(), "BOOLEAN": pa.bool_(),
                 "JSON": pa.string()}
 
@@ -364,7 +364,7 @@ def _type_of(default: Any, variation_type: str | None) -> str | None:
 def _assignment_events(flag: Flag, flag_key: str, part: TableInput, subject: str, keys: pa.Array,
                        found: _Matches, logged: np.ndarray, variations: list, index: np.ndarray,
                        stamp: str) -> pa.Table:
-    rows = pa.array(np.flatnonzero(logged))
+    rows = np.flatnonzero(logged)
     # Every (allocation, split) numbered in order: its extra logging is one entry of a small pool.
     first_split = np.cumsum([0] + [len(a.splits) for a in flag.allocations])
     alloc_of = found.allocation[logged]
@@ -380,7 +380,7 @@ def _assignment_events(flag: Flag, flag_key: str, part: TableInput, subject: str
         "experiment": pa.array([f"{flag_key}-{a.key}" for a in flag.allocations],
                                type=pa.string()).take(alloc_ids),
         "variation": pa.array([v.key for v in variations], type=pa.string()).take(pa.array(index[logged])),
-        "subject": keys.take(rows).cast(pa.string()),
+        "subject": _at(keys, rows).cast(pa.string()),
         "subjectAttributes": _struct(part, attrs, logged),
         "extraLogging": extra.take(split_ids),
         "timestamp": pa.repeat(pa.scalar(stamp, type=pa.string()), count),
@@ -392,7 +392,14 @@ def _struct(part: TableInput, names: list[str], rows: np.ndarray) -> pa.Array:
     """The input columns ``names`` as one struct column, at the rows where ``rows`` (bool) is set."""
     if not names:
         return pa.array([{}] * int(rows.sum()), type=pa.struct([]))
-    return pa.StructArray.from_arrays([part.arrow(n) for n in names], names=names).filter(pa.array(rows))
+    struct = pa.StructArray.from_arrays([part.arrow(n) for n in names], names=names)
+    return struct if rows.all() else struct.filter(pa.array(rows))
+
+
+def _at(array: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``array`` at ``rows`` (sorted distinct indices, as ``np.flatnonzero`` gives them): itself,
+    with no copy, when that is every row (the common case: everyone logged)."""
+    return array if len(rows) == len(array) else array.take(pa.array(rows))
 
 
 def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -551,21 +558,21 @@ def _bandit_chunk(cfg: Configuration, flag_key: str, part: TableInput, subject: 
     }
     events = None
     if want_events:
-        rows = pa.array(np.flatnonzero(acted))
+        rows = np.flatnonzero(acted)
         version_pool = pa.array(versions + [None], type=pa.string())
         events = pa.table({
-            "flagKey": pa.array([flag_key] * len(rows), type=pa.string()),
-            "banditKey": bandit.take(rows),
-            "subject": _subject_keys(part, subject)[0].take(rows).cast(pa.string()),
-            "action": action.take(rows),
-            "actionProbability": pa.array(probability).take(rows),
-            "optimalityGap": pa.array(gap).take(rows),
+            "flagKey": pa.repeat(pa.scalar(flag_key, type=pa.string()), len(rows)),
+            "banditKey": _at(bandit, rows),
+            "subject": _at(_subject_keys(part, subject)[0], rows).cast(pa.string()),
+            "action": _at(action, rows),
+            "actionProbability": _at(pa.array(probability), rows),
+            "optimalityGap": _at(pa.array(gap), rows),
             "modelVersion": version_pool.take(pa.array(bandit_of[acted])),
             "subjectNumericAttributes": _group_struct(part, subject, rows, numeric=True),
             "subjectCategoricalAttributes": _group_struct(part, subject, rows, numeric=False),
             "actionNumericAttributes": _action_struct(action_map, keys, chosen[acted], numeric=True),
             "actionCategoricalAttributes": _action_struct(action_map, keys, chosen[acted], numeric=False),
-            "timestamp": pa.array([stamp] * len(rows), type=pa.string()),
+            "timestamp": pa.repeat(pa.scalar(stamp, type=pa.string()), len(rows)),
         }).replace_schema_metadata({"metaData": json.dumps(META_DATA)})
     return extra, events
 
@@ -639,28 +646,11 @@ def _score_matrix(part: TableInput, subject: str, rows: np.ndarray, keys: list[s
             categorical_memo[name] = _categorical_group(column(name), rows)
         return categorical_memo[name]
 
-    scores = np.empty((m, len(keys)))
-    for j, action_key in enumerate(keys):
-        c = model.coefficients.get(action_key)
-        if c is None:
-            scores[:, j] = model.default_action_score
-            continue
-        total_numeric = np.zeros(m)
-        for attr, coefficient, missing in c.subject_numeric:
-            x, valid = numeric(attr)
-            total_numeric = total_numeric + np.where(valid, x * coefficient, missing)
-        total_categorical = np.zeros(m)
-        for attr, table, missing in c.subject_categorical:
-            levels, codes = categorical(attr)
-            lut = _lookup(levels, table, missing)
-            total_categorical = total_categorical + lut[codes]
-        action = attributes_view(actions[action_key])
-        s = np.full(m, c.intercept) + total_numeric
-        s = s + total_categorical
-        s = s + _numeric_sum(c.action_numeric, action[0])
-        s = s + _categorical_sum(c.action_categorical, action[1], action[2])
-        scores[:, j] = s
-    return scores
+    def coefficients(name: str, table: Mapping[str, float], missing: float) -> np.ndarray:
+        levels, codes = categorical(name)
+        return _lookup(levels, table, missing)[codes]
+
+    return score_matrix(m, keys, actions, model, numeric, coefficients)
 
 
 def _numeric_group(column: Column | None, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -704,9 +694,9 @@ def _lookup(levels: pa.Array, table: Mapping[str, float], missing: float) -> np.
     return np.append(coefficients[idx], missing)
 
 
-def _group_struct(part: TableInput, subject: str, rows: pa.Array, numeric: bool) -> pa.Array:
-    """The logged rows' numeric (float64) or categorical (string) attributes, null where missing."""
-    idx = np.asarray(rows)
+def _group_struct(part: TableInput, subject: str, idx: np.ndarray, numeric: bool) -> pa.Array:
+    """The logged rows' (``idx``, sorted distinct) numeric (float64) or categorical (string)
+    attributes, null where missing."""
     arrays, names = [], []
     for name in part.names:
         if name == subject:
@@ -719,7 +709,7 @@ def _group_struct(part: TableInput, subject: str, rows: pa.Array, numeric: bool)
                 names.append(name)
         elif column.kind == STRING and column.raw is not None:  # strings are themselves: no encoding
             if not column.missing[idx].all():
-                arrays.append(column.raw.take(rows).cast(pa.string()))
+                arrays.append(_at(column.raw, idx).cast(pa.string()))
                 names.append(name)
         else:
             levels, codes = _categorical_group(column, idx)

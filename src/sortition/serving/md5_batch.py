@@ -1,18 +1,23 @@
-"""The shard hash over many strings at once: MD5 vectorized across messages with numpy.
+"""The shard hash over many strings at once: MD5 vectorized across messages.
 
 Same rule as :func:`sortition.serving.sharding.shard` (first 4 bytes of md5(UTF-8), big-endian,
-mod ``total_shards``), computed for thousands of messages with one numpy operation per MD5 step
-instead of one ``md5()`` call per message. A message of at most 55 UTF-8 bytes fits one padded
+mod ``total_shards``), computed for thousands of messages at once instead of one ``md5()`` call
+per message. :func:`md5_first_word` runs the rounds: compiled lane-parallel with numba
+(:mod:`sortition.serving.md5_lanes`, the optional extra ``sortition[fast]``) when it is
+installed, else one numpy operation per MD5 step. A message of at most 55 UTF-8 bytes fits one padded
 64-byte block; longer ones, and batches too small to pay for numpy's per-call overhead, go
 through :func:`~sortition.serving.sharding.shard`'s md5 one by one.
 
-Only the batch paths import this module (numpy is imported here, never by the single call).
+Only the batch paths import this module (numpy is imported here, never by the single call;
+numba only on the first hash of a batch).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -52,7 +57,7 @@ def shards(texts: Sequence[str], total_shards: int, *, min_vector: int = MIN_VEC
         rows = np.flatnonzero(one_block)
         encoded = [encoded[i] for i in rows.tolist()]
         lengths = lengths[rows]
-    first = _md5_first_word(_padded_words(encoded, lengths))
+    first = md5_first_word(_padded_words(encoded, lengths))
     # The digest's first 4 bytes are word A little-endian; read big-endian, that is A byte-swapped.
     result = first.byteswap().astype(np.int64) % total_shards
     if rows is None:
@@ -105,7 +110,7 @@ def shards_product(prefixes: Sequence[str], suffixes: Sequence[str], total_shard
             block[j, every, size] = 0x80
             block[j, :, 56:] = (size * 8).astype("<u8").view(np.uint8).reshape(m, 8)
         words = np.ascontiguousarray(block.reshape(k * m, 64).view("<u4").T)
-        result = (_md5_first_word(words).byteswap().astype(np.int64) % total_shards).reshape(k, m).T
+        result = (md5_first_word(words).byteswap().astype(np.int64) % total_shards).reshape(k, m).T
         if rows is None:
             return result
         out[rows] = result
@@ -124,8 +129,26 @@ def _padded_words(messages: Sequence[str] | Sequence[bytes], lengths: np.ndarray
     return np.ascontiguousarray(block.view("<u4").T)
 
 
-def _md5_first_word(words: np.ndarray) -> np.ndarray:
-    """First state word (A) of MD5 after one block, per column of ``words`` (16, n) uint32."""
+def md5_first_word(words: np.ndarray) -> np.ndarray:
+    """First state word (A) of MD5 after one block, per column of ``words``: uint32 ``(16, n)``
+    -> ``(n,)``. The one MD5 of the batch paths: numba's compiled lanes, or numpy's rounds."""
+    lanes = compiled()
+    return lanes.first_word(words) if lanes is not None else _numpy_first_word(words)
+
+
+@functools.cache
+def compiled() -> ModuleType | None:
+    """:mod:`sortition.serving.md5_lanes` (numba's lane-parallel kernels), imported on first use;
+    ``None`` without numba."""
+    try:
+        from sortition.serving import md5_lanes
+    except ImportError:
+        return None
+    return md5_lanes
+
+
+def _numpy_first_word(words: np.ndarray) -> np.ndarray:
+    """:func:`md5_first_word` in numpy: one array operation per MD5 step (the fallback)."""
     n = words.shape[1]
     # A word equal in every message (padding, length, a shared prefix) is a Python int: it
     # folds into the round constant, and leading ones run as scalar rounds once for all.
