@@ -85,3 +85,33 @@ def test_round_publish_without_a_server(tmp_path):
     assert "Published version 1 to staging" in made.text
     with EventStore(location) as store:
         assert current(store)["staging"].version == 1 and "production" not in current(store)
+
+
+def test_a_server_round_blocked_by_its_sample_ratio_check_exits_as_a_local_one(tmp_path):
+    """--allow-srm and the exit code 3 mean the same through the server as on a local store."""
+    from sortition.store.publishing import create_key
+    from tests.cli.test_guards import FLAG as SRM_FLAG
+    from tests.cli.test_guards import METRIC as SRM_METRIC
+    from tests.cli.test_guards import _create, _serve
+
+    store, state = _create(tmp_path)
+    _serve(store, 900, seed=2, drop_arm="arm_2", drop_share=0.5)  # half of one arm's exposures lost
+    with EventStore(str(store)) as events:
+        admin = create_key(events, "admin")[0]
+        versions = events.configuration_versions()
+    before = state.read_bytes()
+    server = LiveServer(str(store)).start()
+    try:
+        args = ["round", server.url, "--key", admin, "--flag", SRM_FLAG, "--metric", SRM_METRIC,
+                "--state", str(state), "--out", str(tmp_path / "out")]
+        blocked = invoke(args)
+        assert blocked.exit_code == 3, blocked.text
+        assert "sample-ratio mismatch" in blocked.text and "--allow-srm" in blocked.text
+        assert state.read_bytes() == before
+        allowed = invoke([*args, "--allow-srm"])
+        assert allowed.exit_code == 0, allowed.text
+        assert "new exposures" in allowed.text and state.read_bytes() != before
+    finally:
+        server.kill()
+    with EventStore(str(store)) as events:
+        assert len(events.configuration_versions()) == len(versions) + 1

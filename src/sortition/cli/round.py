@@ -82,7 +82,8 @@ def round_(
 
         print_remote_round(store, key, publish, environment, flag=flag, metric=metric, state=state, kind=kind,
                            arms=arms, window_days=None if seconds is None else seconds / 86400.0,
-                           aggregate=aggregate, engine=engine, threads=threads, seed=seed, out=out)
+                           aggregate=aggregate, engine=engine, threads=threads, seed=seed, out=out,
+                           allow_srm=allow_srm or None, new_flag=new_flag or None)
         return
     try:
         with status(f"round of {flag!r}: reading {store} and fitting", as_json):

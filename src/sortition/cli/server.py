@@ -250,7 +250,8 @@ def keys_revoke(
 def print_remote_round(url: str, key: str | None, publish: bool, environment: str, **fields: Any) -> None:
     """``sortition round http://SERVER ...``: the server runs the round on the store it holds (paths
     are sent absolute: the server reads and writes them, on its machine)."""
-    from sortition.server.run import AdminClient
+    from sortition.cli.round import SRM_EXIT
+    from sortition.server.run import AdminClient, AdminError
 
     if not key:
         fail("a round through a server needs --key ADMIN_KEY (or SORTITION_ADMIN_KEY)")
@@ -260,6 +261,8 @@ def print_remote_round(url: str, key: str | None, publish: bool, environment: st
     try:
         with console.status(f"round of {fields['flag']!r} running in {url}"):
             run = AdminClient(url, key).round(publish=publish, environment=environment, **fields)
+    except AdminError as err:
+        fail(err, code=SRM_EXIT if err.status == 409 else 2)
     except ValueError as err:
         fail(err)
     if run["n_new"]:

@@ -55,7 +55,13 @@ async def _admin(request: Request, work: Any) -> Response:
     try:
         body = await _body(request) if request.method == "POST" else {}
         result = await run_in_threadpool(work, state, body, request.query_params)
-    except (ValueError, TypeError) as err:
+    except ValueError as err:
+        # a round blocked by its sample-ratio check (workflows.daily.SampleRatioMismatch carries .srm):
+        # 409, so the CLI can exit as the local round does; nothing was saved or published
+        if getattr(err, "srm", None) is not None:
+            return error(409, str(err))
+        return error(400, str(err))
+    except TypeError as err:
         return error(400, str(err))
     except LookupError as err:
         return error(404, str(err.args[0]) if err.args else str(err))
@@ -129,6 +135,8 @@ _ROUND_FIELDS = {
     "out",
     "environment",
     "publish",
+    "allow_srm",
+    "new_flag",
 }
 
 
@@ -146,6 +154,9 @@ def _round(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
     if isinstance(arms, str):
         arms = [a.strip() for a in arms.split(",") if a.strip()]
     window = body.get("window_days")
+    for name in ("allow_srm", "new_flag"):
+        if not isinstance(body.get(name, False), bool):
+            raise ValueError(f"'{name}' must be true or false, got {body[name]!r}")
     if not state.round_lock.acquire(timeout=0.1):
         raise ValueError("another round is running on this server; try again when it is done")
     try:
@@ -163,6 +174,8 @@ def _round(state: ServerState, body: dict, query: Any) -> dict[str, Any]:
             aggregate=body.get("aggregate"),
             out=body.get("out"),
             publish=environment,
+            allow_srm=body.get("allow_srm", False),
+            new_flag=body.get("new_flag", False),
         )
     finally:
         state.round_lock.release()

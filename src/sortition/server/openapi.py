@@ -30,6 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Unknown or missing API key",
         403: "The key's role does not allow this",
         404: "Not found",
+        409: "A round blocked by its sample-ratio check: nothing was saved or published (allow_srm to override)",
         413: "Body too large",
         429: "Queue full: retry after Retry-After seconds",
         503: "The store could not commit: retry",
@@ -105,14 +106,14 @@ _INGEST_ANSWER = {
 }
 
 
-def _admin_post(summary: str, body: dict, answer: dict) -> dict:
+def _admin_post(summary: str, body: dict, answer: dict, errors: tuple[int, ...] = (400, 401, 403, 404)) -> dict:
     return {
         "post": {
             "summary": summary,
             "security": [{"bearer": []}],
             "parameters": _KEY_PARAMS,
             "requestBody": {"required": True, **_json(body)},
-            "responses": {"200": {"description": "Done", **_json(answer)}, **_errors(400, 401, 403, 404)},
+            "responses": {"200": {"description": "Done", **_json(answer)}, **_errors(*errors)},
         }
     }
 
@@ -245,9 +246,12 @@ def openapi_document() -> dict[str, Any]:
                         "arms": {"type": "array", "items": {"type": "string"}},
                         "environment": {"type": "string"},
                         "publish": {"type": "boolean"},
+                        "allow_srm": {"type": "boolean"},
+                        "new_flag": {"type": "boolean"},
                     },
                 },
                 {"type": "object"},
+                (400, 401, 403, 404, 409),  # 409: blocked by the sample-ratio check, nothing saved
             ),
             "/api/v1/versions": {
                 "get": {

@@ -49,6 +49,15 @@ def serve(
         events.close()
 
 
+class AdminError(ValueError):
+    """The admin API refused a call; ``status`` is its HTTP status (409: a round blocked by its
+    sample-ratio check)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class AdminClient:
     """The admin API over HTTP, for ``--server URL --key ADMIN_KEY`` in the CLI."""
 
@@ -71,7 +80,8 @@ class AdminClient:
         except ValueError:
             body = {"error": response.text[:300]}
         if response.status_code >= 400:
-            raise ValueError(f"the server answered {response.status_code}: {body.get('error', body)}")
+            raise AdminError(response.status_code,
+                             f"the server answered {response.status_code}: {body.get('error', body)}")
         return body
 
     def publish(self, flags: Any, bandits: Any, environment: str) -> dict:
