@@ -30,7 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Unknown or missing API key",
         403: "The key's role does not allow this",
         404: "Not found",
-        409: "A round blocked by its sample-ratio check: nothing was saved or published (allow_srm to override)",
+        409: "A round blocked by its sample-ratio check: nothing saved or published (allow_srm overrides)",
         413: "Body too large",
         429: "Queue full: retry after Retry-After seconds",
         503: "The store could not commit: retry",
@@ -106,7 +106,9 @@ _INGEST_ANSWER = {
 }
 
 
-def _admin_post(summary: str, body: dict, answer: dict, errors: tuple[int, ...] = (400, 401, 403, 404)) -> dict:
+def _admin_post(
+    summary: str, body: dict, answer: dict, errors: tuple[int, ...] = (400, 401, 403, 404)
+) -> dict:
     return {
         "post": {
             "summary": summary,
