@@ -113,7 +113,8 @@ def run_sortition(
     for t, i in enumerate(order):
         subject = Attributes(dict(zip(names, X[i].tolist())), {})
         true = classes[y[i]]
-        expected[t] = action_weights(score_actions(model, subject, actions), model.gamma, model.action_probability_floor)[true]
+        scores = score_actions(model, subject, actions)
+        expected[t] = action_weights(scores, model.gamma, model.action_probability_floor)[true]
         t0 = time.process_time()
         # the subject key seeds the hash draw: distinct per shuffle, so shuffles are independent
         chosen = evaluate_bandit("bakeoff", f"{shuffle}-{t}", subject, actions, model)
@@ -223,7 +224,8 @@ def main() -> None:
                 missed.append((k, p, seed, o, v))
             ms = lambda runs: 1e3 * statistics.median(r.seconds for r in runs) / a.rows  # noqa: E731
             print(
-                f"{k:3d} {p:3d} {seed:5d} {1 / k:8.3f} {o:10.4f} {v:8.4f} {o / v:6.3f}x {won:2d}/{a.shuffles:<2d} "
+                f"{k:3d} {p:3d} {seed:5d} {1 / k:8.3f} {o:10.4f} {v:8.4f} {o / v:6.3f}x "
+                f"{won:2d}/{a.shuffles:<2d} "
                 f"{np.mean([r.expected.mean() for r in ours]):8.4f} "
                 f"{np.mean([r.expected.mean() for r in theirs]):8.4f} {ms(ours):8.3f} {ms(theirs):8.3f}",
                 flush=True,
