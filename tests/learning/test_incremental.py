@@ -115,6 +115,35 @@ def test_cold_start_explores_actions_it_knows_little_about():
     assert plain_scores["b"] == pytest.approx(0.6)  # without the bonus b only ties the mean
 
 
+def test_an_update_republishes_only_the_actions_it_touched():
+    from sortition.learning.events import BanditEvents
+
+    def events(action: str, n: int, reward: float) -> BanditEvents:
+        x = [{"x": float(i)} for i in range(n)]
+        return BanditEvents(
+            np.array([action] * n, dtype=object), np.full(n, reward), np.full(n, 0.5), tuple(x),
+            ({},) * n, ({},) * n, ({},) * n,
+        )
+
+    settings = dict(update_every=1, cold_start=ColdStart(0.5), l2=1.0)
+    learner = IncrementalBandit.cold(numeric_layout(["x"]), **settings)
+    learner.learn(events("b", 3, 1.0))
+    b_before = learner.model_.coefficients["b"]
+    learner.learn(events("a", 5, 0.0))
+    model = learner.model_
+    assert model.coefficients["b"] is b_before  # untouched: neither re-solved nor re-built
+    assert list(model.coefficients) == ["a", "b"]  # sorted, whichever action came first
+    # a's intercept: its ridge fit (all rewards 0, so 0) plus the bonus for its 5 events
+    assert model.coefficients["a"].intercept == pytest.approx(0.5 / 6**0.5, abs=1e-9)
+    assert model.coefficients["b"].intercept == pytest.approx(1.0 + 0.5 / 4**0.5, abs=1e-9)
+    # the same events in one batch give the same model
+    batch = IncrementalBandit.cold(numeric_layout(["x"]), **{**settings, "update_every": 8})
+    batch.learn(events("b", 3, 1.0))
+    batch.learn(events("a", 5, 0.0))
+    assert batch.model_.model_data() == model.model_data()
+    assert list(batch.model_.coefficients) == ["a", "b"]
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="update_every"):
         IncrementalBandit.cold(update_every=0)

@@ -196,3 +196,19 @@ def test_camel_case_events_and_frames_are_accepted(env):
     a = train_bandit(records, model_version="1", l2=0.5)
     b = train_bandit(pd.DataFrame(records), model_version="1", l2=0.5)
     assert a.model_data() == b.model_data()
+
+
+def test_ridge_leaves_columns_without_data_out_of_the_solve():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    X[:, 0] = 1.0
+    X[:, [2, 4]] = 0.0  # e.g. the missing indicators of attributes always present
+    y, w = rng.normal(size=40), rng.uniform(0.5, 2.0, 40)
+    penalized = np.array([False, True, True, True, True])
+    beta = ridge(X, y, w, 0.7, penalized)
+    assert beta[2] == 0.0 and beta[4] == 0.0
+    keep = [0, 1, 3]
+    Xk = X[:, keep]
+    expected = np.linalg.solve(Xk.T @ (Xk * w[:, None]) + np.diag([0.0, 0.7, 0.7]), (Xk * w[:, None]).T @ y)
+    np.testing.assert_allclose(beta[keep], expected, rtol=1e-9)
+    assert not ridge(np.zeros((3, 2)), np.ones(3), np.ones(3), 1.0, np.array([False, True])).any()

@@ -181,8 +181,10 @@ class IncrementalBandit:
         self.n_events_ = sum(s.n for s in self.statistics_.values())
         self._weight_sum = float(prior_weight_sum)
         self._reward_sum = float(prior_reward_sum)
-        self._fitted: dict[str, ActionCoefficients] = {
-            a: s.coefficients(a, l2) for a, s in sorted(self.statistics_.items()) if s.n > 0
+        # each action's served coefficients (cold-start bonus included); an update re-solves and
+        # re-publishes only the actions it touched
+        self._served: dict[str, ActionCoefficients] = {
+            a: self._serve(a) for a, s in sorted(self.statistics_.items()) if s.n > 0
         }
         self._pending: list[BanditEvents] = []
         self._pending_n = 0
@@ -220,7 +222,7 @@ class IncrementalBandit:
         start = 0
         while start < ev.n:
             take = min(self.update_every - self._pending_n, ev.n - start)
-            self._pending.append(ev.take(np.arange(start, start + take)))
+            self._pending.append(ev if take == ev.n else ev.take(np.arange(start, start + take)))
             self._pending_n += take
             start += take
             if self._pending_n >= self.update_every:
@@ -254,7 +256,7 @@ class IncrementalBandit:
         touched = chunk.actions
         for action in touched:
             rows = np.flatnonzero(chunk.action == action)
-            sub = chunk.take(rows)
+            sub = chunk if rows.size == chunk.n else chunk.take(rows)
             layout = self._layout_for(action, sub)
             X = _encode(layout, sub)
             Xw = X * weights[rows][:, None]
@@ -271,20 +273,23 @@ class IncrementalBandit:
             )
         self.n_events_ += chunk.n
         for action in touched:
-            self._fitted[action] = self.statistics_[action].coefficients(action, self.l2)
+            self._served[action] = self._serve(action)
         self._pending, self._pending_n = [], 0
         self.updates_ += 1
         self.model_ = self._publish()
         return self.model_
 
+    def _serve(self, action: str) -> ActionCoefficients:
+        """The action's ridge coefficients, its intercept raised by the cold-start bonus."""
+        s = self.statistics_[action]
+        c = s.coefficients(action, self.l2)
+        bonus = self.cold_start.intercept_bonus(s.n)
+        return dataclasses.replace(c, intercept=c.intercept + bonus) if bonus else c
+
     def _publish(self) -> BanditModel:
         default = self._reward_sum / self._weight_sum if self._weight_sum > 0 else 0.0
-        coefficients = {}
-        for action, c in self._fitted.items():
-            bonus = self.cold_start.intercept_bonus(self.statistics_[action].n)
-            coefficients[action] = dataclasses.replace(c, intercept=c.intercept + bonus) if bonus else c
         return assemble_model(
-            coefficients,
+            dict(sorted(self._served.items())),
             n_events=self.n_events_,
             default_action_score=default + self.cold_start.bonus,
             bandit_key=self.bandit_key,

@@ -70,13 +70,24 @@ def solve_ridge(xtwx: np.ndarray, xtwy: np.ndarray, l2: float, penalized: np.nda
     """The ridge coefficients from the sufficient statistics: (X'WX + l2 P + 1e-10 I)^-1 X'Wy.
 
     Args: xtwx (p, p), xtwy (p,), l2 >= 0, penalized (p,) bool. Returns (p,); ``xtwx`` is not changed.
+
+    A column that is 0 in every event (the missing indicator of an attribute always present, a
+    category not seen yet) has a zero row and column in X'WX and 0 in X'Wy: its coefficient is
+    exactly 0 and the others solve without it, so only the columns with data enter the O(p^3) solve.
     """
-    A = np.array(xtwx, dtype=np.float64)
-    A[np.diag_indices_from(A)] += l2 * penalized + 1e-10  # tiny jitter: collinear one-hot blocks
+    xtwx = np.asarray(xtwx, dtype=np.float64)
+    active = np.flatnonzero(np.diagonal(xtwx) != 0)
+    beta = np.zeros(len(xtwy))
+    if active.size == 0:
+        return beta
+    A = xtwx[np.ix_(active, active)]  # a copy
+    A[np.diag_indices_from(A)] += l2 * penalized[active] + 1e-10  # tiny jitter: collinear one-hot blocks
+    b = np.asarray(xtwy, dtype=np.float64)[active]
     try:
-        return np.linalg.solve(A, xtwy)
+        beta[active] = np.linalg.solve(A, b)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(A, xtwy, rcond=None)[0]
+        beta[active] = np.linalg.lstsq(A, b, rcond=None)[0]
+    return beta
 
 
 def importance_weights(probability: np.ndarray, how: Literal["ips", "none"], max_weight: float) -> np.ndarray:
