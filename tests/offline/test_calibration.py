@@ -74,7 +74,8 @@ def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
     # on its own results, the correction brings the pooled coverage to nominal (where the curve reaches it)
     table = held_out_table(load_results(db), cal, levels=(0.8,))
     before, after = table["visitor"][0.8]
-    assert abs(after - 0.8) <= abs(before - 0.8) + 1e-9
+    assert abs(after.actual - 0.8) <= abs(before.actual - 0.8) + 1e-9
+    assert before.experiments == 2 and before.effects == 800 and before.se >= 0
     with pytest.raises(ValueError, match="no sweep results"):
         fit_calibration([])
 
@@ -91,7 +92,28 @@ def test_the_report_says_whether_a_calibration_was_applied(tmp_path):
     for name, options in (("plain", {}), ("calibrated", {"calibration": str(path)})):
         exp = SequentialExperiment(data.arms, outcome="binary", engine="stratified",
                                    fit_options={"draws": 100, **options}, seed=0)
-        exp.advance(frame)
+        result = exp.advance(frame)
+        assert result.calibrated_allocation == (name == "calibrated")
         pages[name] = render(exp)
     assert "not calibrated (nominal levels)" in pages["plain"]
-    assert "calibrated on 7 simulated experiments" in pages["calibrated"]
+    assert "calibrated on 7 simulated experiments; allocation P(best) calibrated too" in pages["calibrated"]
+
+
+def test_the_average_effect_curve_pools_the_segment_measurements():
+    seg, avg = np.full(len(LEVELS), 0.9), np.full(len(LEVELS), 0.5)
+    results = [{"coverage": {"segment": seg.tolist(), "average": avg.tolist()},
+                "weights": {"segment": 6, "average": 2}, "p_best": []}]
+    cal = fit_calibration(results)
+    # one curve for both kinds: (6 * 0.9 + 2 * 0.5) / 8 = 0.8
+    assert cal.coverage["average"] == cal.coverage["segment"] == pytest.approx((0.8,) * len(LEVELS))
+    assert cal.meta["pooled"]["average"] == ["segment", "average"]
+
+
+def test_coverage_standard_error_treats_experiments_as_the_units():
+    from sortition.workflows.calibrate import coverage_table
+
+    curves = [np.full(len(LEVELS), c) for c in (1.0, 0.0, 1.0, 0.0)]
+    results = [{"coverage": {"average": c.tolist()}, "weights": {"average": 2}} for c in curves]
+    cell = coverage_table(results, levels=(0.8,))["average"][0.8]
+    # mean 0.5; sqrt(4/3 * sum(2^2 * 0.25)) / 8 = sqrt(16/3) / 8
+    assert cell.actual == 0.5 and cell.se == pytest.approx(np.sqrt(16 / 3) / 8) and cell.effects == 8

@@ -5,7 +5,8 @@ simulated experiments with known truth and measures, for each interval kind ("vi
 CATE intervals, "segment": segment-average effects, "average": the average effect), the share of
 true effects inside the equal-tailed interval at each nominal level of ``LEVELS``. Pooled over the
 sweep and made monotone (pool-adjacent-violators), that curve c(level) is the actual coverage of a
-nominal level. The correction is its inverse: to report a nominal L interval, use the level L' with
+nominal level; the segment-level and average-effect curves are one, fitted on both kinds' measurements
+(``POOLED``: an average effect is the segment "everyone"). The correction is its inverse: to report a nominal L interval, use the level L' with
 c(L') = L (linear interpolation between grid points; clipped to the grid). The P(best arm) reliability
 curve (posterior win probability against the frequency the arm was truly best) is measured and
 kept with the artifact, as a monotone map.
@@ -30,6 +31,10 @@ VERSION = 1
 KINDS = ("visitor", "segment", "average")
 LEVELS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 P_BEST_BINS = 10
+# the measurements each kind's curve is fitted on. An average effect is the segment "everyone": an
+# experiment has K-1 of them against ~7 (K-1) segment effects, too few for a curve of its own, so the
+# segment-level curve pools both (and the average uses it).
+POOLED = {"visitor": ("visitor",), "segment": ("segment", "average"), "average": ("segment", "average")}
 
 
 def isotonic(y: Sequence[float], w: Sequence[float] | None = None) -> np.ndarray:
@@ -150,8 +155,10 @@ def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any
         raise ValueError("no sweep results to fit a calibration from; run the sweep first")
     coverage = {}
     for kind in KINDS:
-        rows = [(np.asarray(r["coverage"][kind]), float(r["weights"][kind])) for r in results
-                if kind in r["coverage"] and r["weights"].get(kind, 0) > 0]
+        if not any(kind in r["coverage"] for r in results):
+            continue
+        rows = [(np.asarray(r["coverage"][part]), float(r["weights"][part]))
+                for r in results for part in POOLED[kind] if part in r["coverage"] and r["weights"].get(part, 0) > 0]
         if rows:
             w = np.array([wt for _, wt in rows])
             curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=w)
@@ -166,4 +173,5 @@ def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any
         p_best = (tuple(x), tuple(float(v) for v in y))
     else:
         p_best = ((), ())
-    return Calibration(LEVELS, coverage, p_best, len(results), dict(meta or {}))
+    meta = {**(meta or {}), "pooled": {k: list(v) for k, v in POOLED.items() if k in coverage}}
+    return Calibration(LEVELS, coverage, p_best, len(results), meta)
