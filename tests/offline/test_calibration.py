@@ -67,7 +67,8 @@ def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
     cal = calibrate(tasks, db, tmp_path / "cal.json", processes=False)  # resumes: runs the second only
     assert len(load_results(db)) == 2 and cal.n_experiments == 2
     assert run_sweep(tasks, db, processes=False) == 0
-    assert set(cal.coverage) == {"visitor", "segment", "average"}
+    kinds = ("visitor", "segment", "average")
+    assert set(cal.coverage) == {*kinds, *(f"{k}@{d}" for k in kinds for d in ("uniform", "adaptive"))}
     for curve in cal.coverage.values():
         assert np.all(np.diff(curve) >= 0) and 0.0 <= curve[0] <= curve[-1] <= 1.0
     assert Calibration.load(tmp_path / "cal.json") == cal and cal.meta["adaptive"] == [False, True]
@@ -117,3 +118,33 @@ def test_coverage_standard_error_treats_experiments_as_the_units():
     cell = coverage_table(results, levels=(0.8,))["average"][0.8]
     # mean 0.5; sqrt(4/3 * sum(2^2 * 0.25)) / 8 = sqrt(16/3) / 8
     assert cell.actual == 0.5 and cell.se == pytest.approx(np.sqrt(16 / 3) / 8) and cell.effects == 8
+
+
+def test_adaptive_data_get_their_own_curve():
+    from sortition.posterior.calibration import assignment_design
+
+    def result(design, c):
+        return {"coverage": {"segment": [c] * len(LEVELS), "average": [c] * len(LEVELS)},
+                "weights": {"segment": 7, "average": 1}, "p_best": [], "design": design}
+
+    cal = fit_calibration([result("uniform", 0.9), result("adaptive", 0.7)])
+    assert cal.coverage["segment@uniform"] == pytest.approx((0.9,) * len(LEVELS))
+    assert cal.coverage["average@adaptive"] == pytest.approx((0.7,) * len(LEVELS))
+    assert cal.coverage["segment"] == pytest.approx((0.8,) * len(LEVELS))
+    # a flat curve's inverse is its first level; the pooled one serves data of no known design
+    assert cal.level("segment", 0.8, "adaptive") == cal.level("segment", 0.8, None) == LEVELS[0]
+    arms = np.array([0, 1, 0, 1])
+    assert assignment_design(np.array([0.5, 0.5, 0.5, 0.5]), arms) == "uniform"
+    assert assignment_design(np.array([0.2, 0.8, 0.2, 0.8]), arms) == "uniform"  # a fixed unequal split
+    assert assignment_design(np.array([0.5, 0.5, 0.3, 0.7]), arms) == "adaptive"
+    assert assignment_design(None, arms) == "uniform"
+
+
+def test_a_posterior_uses_the_curve_of_its_datas_design(tmp_path):
+    curve = {kind: tuple(max(0.0, lv - 0.1) for lv in LEVELS) for kind in ("visitor", "segment", "average")}
+    curve["average@uniform"] = tuple(LEVELS)  # uniform data: the average is already calibrated
+    cal = Calibration(LEVELS, curve, ((), ()), 3)
+    data, _ = generate("two_segments", 400, arms=2, outcome="binary", seed=1)  # one fixed split: uniform
+    post = fit(data, outcome="binary", engine="stratified", draws=50, seed=0, calibration=cal)
+    assert post.interval_level("average", 0.8) == pytest.approx(0.8)
+    assert post.interval_level("segment", 0.8) == pytest.approx(0.9)  # no segment@uniform: the pooled curve

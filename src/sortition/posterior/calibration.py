@@ -5,7 +5,7 @@ simulated experiments with known truth and measures, for each interval kind ("vi
 CATE intervals, "segment": segment-average effects, "average": the average effect), the share of
 true effects inside the equal-tailed interval at each nominal level of ``LEVELS``. Pooled over the
 sweep and made monotone (pool-adjacent-violators), that curve c(level) is the actual coverage of a
-nominal level; the segment-level and average-effect curves are one, fitted on both kinds' measurements
+nominal level (one curve per assignment design too: adaptive data cover less, see ``DESIGNS``); the segment-level and average-effect curves are one, fitted on both kinds' measurements
 (``POOLED``: an average effect is the segment "everyone"). The correction is its inverse: to report a nominal L interval, use the level L' with
 c(L') = L (linear interpolation between grid points; clipped to the grid). The P(best arm) reliability
 curve (posterior win probability against the frequency the arm was truly best) is measured and
@@ -35,6 +35,23 @@ P_BEST_BINS = 10
 # experiment has K-1 of them against ~7 (K-1) segment effects, too few for a curve of its own, so the
 # segment-level curve pools both (and the average uses it).
 POOLED = {"visitor": ("visitor",), "segment": ("segment", "average"), "average": ("segment", "average")}
+# adaptive (loop-collected) data cover less than uniform at the same nominal level, on every scenario
+# measured: each kind also gets a curve per assignment design ("segment@adaptive"), used for data of
+# that design (assignment_design); the pooled curve serves a posterior without data
+DESIGNS = ("uniform", "adaptive")
+
+
+def assignment_design(propensity: np.ndarray | None, arm_index: np.ndarray) -> str:
+    """"adaptive" when an arm's recorded propensities vary across rows (assignment changed over rounds or
+    segments), else "uniform" (one fixed split, or none recorded)."""
+    if propensity is None:
+        return "uniform"
+    propensity, arm_index = np.asarray(propensity, dtype=np.float64), np.asarray(arm_index)
+    for k in np.unique(arm_index):
+        p = propensity[arm_index == k]
+        if p.max() - p.min() > 1e-9:
+            return "adaptive"
+    return "uniform"
 
 
 def isotonic(y: Sequence[float], w: Sequence[float] | None = None) -> np.ndarray:
@@ -71,10 +88,13 @@ class Calibration:
     n_experiments: int
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def level(self, kind: str, nominal: float) -> float:
-        """The level to compute so that a ``kind`` interval covers ``nominal`` of true effects."""
+    def level(self, kind: str, nominal: float, design: str | None = None) -> float:
+        """The level to compute so that a ``kind`` interval covers ``nominal`` of true effects, on data of
+        ``design`` ("uniform" or "adaptive": its own curve when the artifact has one, else the pooled)."""
         if kind not in self.coverage:
             raise ValueError(f"interval kind {kind!r} is not calibrated; kinds: {sorted(self.coverage)}")
+        if design is not None and f"{kind}@{design}" in self.coverage:
+            kind = f"{kind}@{design}"
         curve = np.maximum.accumulate(np.asarray(self.coverage[kind], dtype=np.float64))
         levels = np.asarray(self.levels)
         # strictly increasing x for the inverse: flat stretches keep their first (smallest) level
@@ -150,19 +170,23 @@ def coverage_at_levels(draws: np.ndarray, truth: np.ndarray, levels: Sequence[fl
 
 def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> Calibration:
     """Pool per-experiment measurements (:func:`sortition.workflows.calibrate.measure`'s dicts:
-    ``coverage`` {kind: (L,)}, ``weights`` {kind: count}, ``p_best`` [[p, hit], ...]) into a Calibration."""
+    ``coverage`` {kind: (L,)}, ``weights`` {kind: count}, ``p_best`` [[p, hit], ...], and ``design``
+    "uniform"/"adaptive" where known) into a Calibration: per kind a pooled curve, and one per design
+    present (``"segment@adaptive"``)."""
     if not results:
         raise ValueError("no sweep results to fit a calibration from; run the sweep first")
     coverage = {}
+    groups = [(None, results)] + [(d, [r for r in results if r.get("design") == d]) for d in DESIGNS]
     for kind in KINDS:
         if not any(kind in r["coverage"] for r in results):
             continue
-        rows = [(np.asarray(r["coverage"][part]), float(r["weights"][part]))
-                for r in results for part in POOLED[kind] if part in r["coverage"] and r["weights"].get(part, 0) > 0]
-        if rows:
-            w = np.array([wt for _, wt in rows])
-            curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=w)
-            coverage[kind] = tuple(float(v) for v in isotonic(curve))
+        for design, subset in groups:
+            rows = [(np.asarray(r["coverage"][part]), float(r["weights"][part])) for r in subset
+                    for part in POOLED[kind] if part in r["coverage"] and r["weights"].get(part, 0) > 0]
+            if rows:
+                w = np.array([wt for _, wt in rows])
+                curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=w)
+                coverage[kind if design is None else f"{kind}@{design}"] = tuple(float(v) for v in isotonic(curve))
     pairs = np.array([pair for r in results for pair in r.get("p_best", [])], dtype=np.float64).reshape(-1, 2)
     if len(pairs):
         edges = np.linspace(0.0, 1.0, P_BEST_BINS + 1)

@@ -225,7 +225,9 @@ def load_results(db: str | Path, tasks: Iterable[SweepTask] | None = None) -> li
     keys = None if tasks is None else {t.key for t in tasks}
     with _connect(db) as con:
         rows = con.execute("SELECT task, result FROM calibration_runs ORDER BY task").fetchall()
-    return [json.loads(r) for k, r in rows if keys is None or k in keys]
+    # each result's assignment design, from its task, for the per-design curves
+    return [{**json.loads(r), "design": "adaptive" if json.loads(k)["adaptive"] else "uniform"}
+            for k, r in rows if keys is None or k in keys]
 
 
 def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | None = None, workers: int = 1,
@@ -312,9 +314,11 @@ def coverage_table(results: Sequence[dict[str, Any]], levels: Sequence[float] = 
         if not len(weights) or (calibration is not None and kind not in calibration.coverage):
             continue
         out[kind] = {}
+        designs = [r.get("design") for r in results if kind in r["coverage"] and r["weights"].get(kind, 0) > 0]
         for lv in levels:
-            at = lv if calibration is None else calibration.level(kind, lv)
-            actual, se = _pooled(np.array([np.interp(at, LEVELS, c) for c in curves]), weights)
+            at = [lv if calibration is None else calibration.level(kind, lv, d) for d in designs]
+            actual, se = _pooled(np.array([np.interp(a, LEVELS, c) for a, c in zip(at, curves, strict=True)]),
+                                 weights)
             out[kind][lv] = Coverage(actual, se, len(weights), int(weights.sum()))
     return out
 
