@@ -85,7 +85,10 @@ def _print_fit(results, calibration) -> None:
     for kind, row in coverage_table(results, LEVELS_SHOWN).items():
         cells = "; ".join(f"{int(100 * lv)}%: {_cell(c)}" for lv, c in row.items())
         corrected = ", ".join(f"{int(100 * lv)}% -> {100 * calibration.level(kind, lv):.1f}%" for lv in row)
-        console.print(f"  {kind}: {cells}; corrected levels {corrected}")
+        by_design = "".join(
+            f"; {design}: " + ", ".join(f"{100 * calibration.level(kind, lv, design):.1f}%" for lv in row)
+            for design in ("uniform", "adaptive") if f"{kind}@{design}" in calibration.coverage)
+        console.print(f"  {kind}: {cells}; corrected levels {corrected}{by_design}")
 
 
 def _print_check(db, tasks, calibration, path) -> None:

@@ -1,7 +1,7 @@
 """``sortition calibrate``: a sweep of simulated experiments measuring interval coverage, on Dask.
 
-Each task is one simulated experiment (scenario, visitors, K, outcome kind, uniform or adaptive data,
-seed): the data are drawn with known truth, the posterior is fitted, and :func:`measure` records the
+Each task is one simulated experiment (scenario: the library's or a user's, see
+:mod:`sortition.scenarios.user`; visitors, K, outcome kind, uniform or adaptive data, seed): the data are drawn with known truth, the posterior is fitted, and :func:`measure` records the
 coverage of per-visitor, per-segment and average-effect intervals at every level of
 ``calibration.LEVELS`` and the (P(best arm), truly best) pairs. Results go to a DuckDB file as each
 task finishes, keyed by the task, so an interrupted sweep continues where it stopped. The fitted
