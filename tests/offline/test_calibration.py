@@ -1,6 +1,7 @@
 """Calibration: the sweep (tiny, on a local Dask cluster, resumable in DuckDB), the artifact, its use."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,9 @@ def test_isotonic_and_the_inverse_correction():
     assert cal.level("segment", 0.8) == pytest.approx(0.9)  # compute at 90% to cover 80%
     assert cal.level("average", 0.5) == pytest.approx(0.6)
     assert cal.level("visitor", 0.95) == pytest.approx(0.99)  # clipped to the grid's top level
+    over = Calibration(LEVELS, {"segment": tuple(min(1.0, lv + 0.1) for lv in LEVELS)}, ((), ()), 3)
+    assert over.level("segment", 0.8) == 0.8  # over-covering: by default the correction never narrows
+    assert replace(over, narrow=True).level("segment", 0.8) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="not calibrated"):
         cal.level("cell", 0.9)
     assert cal.best_probability(np.array([0.1, 0.5, 0.9])).tolist() == pytest.approx([0.2, 0.5, 0.8])
@@ -127,7 +131,7 @@ def test_adaptive_data_get_their_own_curve():
         return {"coverage": {"segment": [c] * len(LEVELS), "average": [c] * len(LEVELS)},
                 "weights": {"segment": 7, "average": 1}, "p_best": [], "design": design}
 
-    cal = fit_calibration([result("uniform", 0.9), result("adaptive", 0.7)])
+    cal = fit_calibration([result("uniform", 0.9), result("adaptive", 0.7)], narrow=True)
     assert cal.coverage["segment@uniform"] == pytest.approx((0.9,) * len(LEVELS))
     assert cal.coverage["average@adaptive"] == pytest.approx((0.7,) * len(LEVELS))
     assert cal.coverage["segment"] == pytest.approx((0.8,) * len(LEVELS))

@@ -34,6 +34,9 @@ def calibrate(
     draws: int = typer.Option(100, min=2, help="Posterior draws per fit."),
     evaluate: Path = typer.Option(None, help="Check this calibration artifact on the sweep (e.g. of scenarios it "
                                   "was not fitted on): print coverage before and after it; --out is not written."),
+    narrow: bool = typer.Option(False, help="Let the correction narrow intervals that over-cover in the sweep "
+                                "(default: it only widens; narrowing learned on the sweep's worlds under-covered "
+                                "held-out ones)."),
     scheduler: str = typer.Option(None, help="A Dask scheduler address (default: a local cluster)."),
     workers: int = typer.Option(1, min=1, help="Local cluster workers (one thread each)."),
 ) -> None:
@@ -60,7 +63,7 @@ def calibrate(
         with console.status(f"calibration sweep: {len(tasks)} experiments") as status:
             sweep = {"scheduler": scheduler, "workers": workers,
                      "progress": lambda i, n: status.update(f"calibration sweep: {i}/{n} new experiments")}
-            calibration = None if checked else run(tasks, db, out, **sweep)
+            calibration = None if checked else run(tasks, db, out, narrow=narrow, **sweep)
             if checked:
                 run_sweep(tasks, db, **sweep)
     except (ValueError, TypeError) as err:

@@ -80,6 +80,9 @@ class Calibration:
         p_best: (bin mean P(best), observed frequency of truly best), monotone, ``P_BEST_BINS`` bins.
         n_experiments: simulated experiments pooled.
         meta: what was swept (scenarios, sizes, outcomes, adaptive or uniform data, engine).
+        narrow: whether the correction may narrow intervals that over-cover in the sweep. False (the
+            default): it only widens, never computing an interval below its nominal level. Narrowing
+            learned on the sweep's worlds under-covered on scenarios held out of it (docs/calibration.md).
     """
 
     levels: tuple[float, ...]
@@ -87,6 +90,7 @@ class Calibration:
     p_best: tuple[tuple[float, ...], tuple[float, ...]]
     n_experiments: int
     meta: Mapping[str, Any] = field(default_factory=dict)
+    narrow: bool = False
 
     def level(self, kind: str, nominal: float, design: str | None = None) -> float:
         """The level to compute so that a ``kind`` interval covers ``nominal`` of true effects, on data of
@@ -99,7 +103,8 @@ class Calibration:
         levels = np.asarray(self.levels)
         # strictly increasing x for the inverse: flat stretches keep their first (smallest) level
         keep = np.concatenate([[True], np.diff(curve) > 0])
-        return float(np.clip(np.interp(nominal, curve[keep], levels[keep]), levels[0], levels[-1]))
+        corrected = float(np.clip(np.interp(nominal, curve[keep], levels[keep]), levels[0], levels[-1]))
+        return corrected if self.narrow else max(float(nominal), corrected)
 
     def best_probability(self, p: np.ndarray) -> np.ndarray:
         """P(best arm) mapped through the reliability curve (monotone; for reporting)."""
@@ -111,7 +116,7 @@ class Calibration:
         return {"format": FORMAT, "version": VERSION, "levels": list(self.levels),
                 "coverage": {k: list(v) for k, v in self.coverage.items()},
                 "p_best": [list(self.p_best[0]), list(self.p_best[1])], "n_experiments": self.n_experiments,
-                "meta": dict(self.meta)}
+                "meta": dict(self.meta), "narrow": self.narrow}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Calibration:
@@ -128,7 +133,7 @@ class Calibration:
             raise ValueError(f"calibration coverage of {bad} does not have one value per level ({len(levels)})")
         x, y = doc["p_best"]
         return cls(levels, coverage, (tuple(map(float, x)), tuple(map(float, y))), int(doc["n_experiments"]),
-                   dict(doc.get("meta", {})))
+                   dict(doc.get("meta", {})), bool(doc.get("narrow", False)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -168,7 +173,8 @@ def coverage_at_levels(draws: np.ndarray, truth: np.ndarray, levels: Sequence[fl
     return out
 
 
-def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> Calibration:
+def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None,
+                    narrow: bool = False) -> Calibration:
     """Pool per-experiment measurements (:func:`sortition.workflows.calibrate.measure`'s dicts:
     ``coverage`` {kind: (L,)}, ``weights`` {kind: count}, ``p_best`` [[p, hit], ...], and ``design``
     "uniform"/"adaptive" where known) into a Calibration: per kind a pooled curve, and one per design
@@ -198,4 +204,4 @@ def fit_calibration(results: Sequence[Mapping[str, Any]], meta: Mapping[str, Any
     else:
         p_best = ((), ())
     meta = {**(meta or {}), "pooled": {k: list(v) for k, v in POOLED.items() if k in coverage}}
-    return Calibration(LEVELS, coverage, p_best, len(results), meta)
+    return Calibration(LEVELS, coverage, p_best, len(results), meta, bool(narrow))

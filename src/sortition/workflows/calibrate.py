@@ -259,15 +259,17 @@ def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | No
     return len(todo)
 
 
-def calibrate(tasks: Sequence[SweepTask], db: str | Path, out: str | Path, **sweep: Any) -> Calibration:
-    """Run (or resume) the sweep, fit the correction from its results and save the artifact at ``out``."""
+def calibrate(tasks: Sequence[SweepTask], db: str | Path, out: str | Path, *, narrow: bool = False,
+              **sweep: Any) -> Calibration:
+    """Run (or resume) the sweep, fit the correction from its results and save the artifact at ``out``
+    (``narrow``: see :class:`~sortition.posterior.calibration.Calibration`)."""
     run_sweep(tasks, db, **sweep)
     user = {t.scenario: {"source": t.source, "sha256": t.digest} for t in tasks if t.source != "library"}
     meta = {"scenarios": sorted({t.scenario for t in tasks}), "user_scenarios": user,
             "sizes": sorted({t.n for t in tasks}),
             "arms": sorted({t.arms for t in tasks}), "outcomes": sorted({t.outcome for t in tasks}),
             "adaptive": sorted({t.adaptive for t in tasks}), "engine": sorted({t.engine for t in tasks})}
-    calibration = fit_calibration(load_results(db, tasks), meta)
+    calibration = fit_calibration(load_results(db, tasks), meta, narrow)
     calibration.save(out)
     return calibration
 
