@@ -5,11 +5,13 @@ simulated experiments with known truth and measures, for each interval kind ("vi
 CATE intervals, "segment": segment-average effects, "average": the average effect), the share of
 true effects inside the equal-tailed interval at each nominal level of ``LEVELS``. Pooled over the
 sweep and made monotone (pool-adjacent-violators), that curve c(level) is the actual coverage of a
-nominal level (one curve per assignment design too: adaptive data cover less, see ``DESIGNS``); the segment-level and average-effect curves are one, fitted on both kinds' measurements
-(``POOLED``: an average effect is the segment "everyone"). The correction is its inverse: to report a nominal L interval, use the level L' with
-c(L') = L (linear interpolation between grid points; clipped to the grid). The P(best arm) reliability
-curve (posterior win probability against the frequency the arm was truly best) is measured and
-kept with the artifact, as a monotone map.
+nominal level; there is one per assignment design too (adaptive data cover less, ``DESIGNS``), and
+the segment-level and average-effect curves are one, fitted on both kinds' measurements (``POOLED``:
+an average effect is the segment "everyone"). The correction is its inverse: to report a nominal L
+interval, use the level L' with c(L') = L (linear interpolation between grid points; clipped to the
+grid; by default never below L, see ``Calibration.narrow``). The P(best arm) reliability curve
+(posterior win probability against the frequency the arm was truly best) is kept with the artifact,
+as a monotone map; Thompson allocation applies it (``sortition.policy.allocation.allocation_weights``).
 
 The artifact is a versioned JSON file (``FORMAT``); ``fit(..., calibration=PATH)`` attaches it to the
 Posterior, whose intervals (``cate_interval``, ``lift_summary``, and the loop's lifts through
@@ -107,7 +109,7 @@ class Calibration:
         return corrected if self.narrow else max(float(nominal), corrected)
 
     def best_probability(self, p: np.ndarray) -> np.ndarray:
-        """P(best arm) mapped through the reliability curve (monotone; for reporting)."""
+        """P(best arm) mapped through the reliability curve (monotone; allocation renormalizes it)."""
         x, y = (np.asarray(a, dtype=np.float64) for a in self.p_best)
         return np.interp(np.asarray(p, dtype=np.float64), x, y) if x.size else np.asarray(p, dtype=np.float64)
 
