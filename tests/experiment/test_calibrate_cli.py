@@ -14,4 +14,28 @@ def test_cli_calibrate_writes_the_artifact_and_refuses_unknown_scenarios(tmp_pat
     assert "Measured 1 experiments" in res.text and "segment:" in res.text and "80%:" in res.text
     assert Calibration.load(tmp_path / "c.json").meta["scenarios"] == ["homogeneous"]
     bad = invoke([*args[:6], "nope", *args[7:]])
-    assert bad.exit_code != 0 and "unknown ['nope']" in bad.text and "homogeneous" in bad.text
+    assert bad.exit_code != 0 and "unknown scenario 'nope'" in bad.text and "homogeneous" in bad.text
+
+
+def test_cli_calibrate_sweeps_a_users_scenario_file_and_checks_an_artifact(tmp_path):
+    worlds = tmp_path / "worlds.py"
+    worlds.write_text("import numpy as np\n\ndef flat(v, k):\n    return np.full((len(v), k - 1), 0.4)\n\n"
+                      "LIFTS = {'flat': flat}\n")
+    common = ["--db", tmp_path / "c.duckdb", "--scenario-file", worlds, "--scenarios", "flat,homogeneous",
+              "--sizes", "300", "--arms", "2", "--outcomes", "continuous", "--data", "uniform,adaptive",
+              "--seeds", "1", "--engine", "stratified"]
+    res = invoke(["calibrate", "--out", tmp_path / "c.json", *common])
+    assert res.exit_code == 0, res.output
+    assert "Measured 4 experiments" in res.text and "± " in res.text
+    meta = Calibration.load(tmp_path / "c.json").meta
+    assert meta["scenarios"] == ["flat", "homogeneous"] and meta["user_scenarios"]["flat"]["source"] == str(
+        worlds.resolve()) and len(meta["user_scenarios"]["flat"]["sha256"]) == 64
+    check = invoke(["calibrate", "--evaluate", tmp_path / "c.json", *common])  # resumes: nothing runs again
+    assert check.exit_code == 0, check.output
+    assert "fitted on 4 experiments) on 4 experiments" in check.text and "average, adaptive (2 experiments): 50%:" in (
+        check.text) and " -> " in check.text
+    typo = invoke(["calibrate", *common[:4], "--scenarios", "flatt", *common[6:]])
+    assert typo.exit_code != 0 and "unknown scenario 'flatt' (did you mean 'flat'?)" in typo.text
+    worlds.write_text("LIFTS = {}\n")
+    empty = invoke(["calibrate", *common])
+    assert empty.exit_code != 0 and f"scenario file {str(worlds)!r}" in empty.text and "non-empty dict" in empty.text

@@ -1,6 +1,7 @@
 """Calibration: the sweep (tiny, on a local Dask cluster, resumable in DuckDB), the artifact, its use."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -31,6 +32,9 @@ def test_isotonic_and_the_inverse_correction():
     assert cal.level("segment", 0.8) == pytest.approx(0.9)  # compute at 90% to cover 80%
     assert cal.level("average", 0.5) == pytest.approx(0.6)
     assert cal.level("visitor", 0.95) == pytest.approx(0.99)  # clipped to the grid's top level
+    over = Calibration(LEVELS, {"segment": tuple(min(1.0, lv + 0.1) for lv in LEVELS)}, ((), ()), 3)
+    assert over.level("segment", 0.8) == 0.8  # over-covering: by default the correction never narrows
+    assert replace(over, narrow=True).level("segment", 0.8) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="not calibrated"):
         cal.level("cell", 0.9)
     assert cal.best_probability(np.array([0.1, 0.5, 0.9])).tolist() == pytest.approx([0.2, 0.5, 0.8])
@@ -67,14 +71,16 @@ def test_tiny_sweep_on_dask_resumes_and_fits(tmp_path):
     cal = calibrate(tasks, db, tmp_path / "cal.json", processes=False)  # resumes: runs the second only
     assert len(load_results(db)) == 2 and cal.n_experiments == 2
     assert run_sweep(tasks, db, processes=False) == 0
-    assert set(cal.coverage) == {"visitor", "segment", "average"}
+    kinds = ("visitor", "segment", "average")
+    assert set(cal.coverage) == {*kinds, *(f"{k}@{d}" for k in kinds for d in ("uniform", "adaptive"))}
     for curve in cal.coverage.values():
         assert np.all(np.diff(curve) >= 0) and 0.0 <= curve[0] <= curve[-1] <= 1.0
     assert Calibration.load(tmp_path / "cal.json") == cal and cal.meta["adaptive"] == [False, True]
     # on its own results, the correction brings the pooled coverage to nominal (where the curve reaches it)
     table = held_out_table(load_results(db), cal, levels=(0.8,))
     before, after = table["visitor"][0.8]
-    assert abs(after - 0.8) <= abs(before - 0.8) + 1e-9
+    assert abs(after.actual - 0.8) <= abs(before.actual - 0.8) + 1e-9
+    assert before.experiments == 2 and before.effects == 800 and before.se >= 0
     with pytest.raises(ValueError, match="no sweep results"):
         fit_calibration([])
 
@@ -91,7 +97,58 @@ def test_the_report_says_whether_a_calibration_was_applied(tmp_path):
     for name, options in (("plain", {}), ("calibrated", {"calibration": str(path)})):
         exp = SequentialExperiment(data.arms, outcome="binary", engine="stratified",
                                    fit_options={"draws": 100, **options}, seed=0)
-        exp.advance(frame)
+        result = exp.advance(frame)
+        assert result.calibrated_allocation == (name == "calibrated")
         pages[name] = render(exp)
     assert "not calibrated (nominal levels)" in pages["plain"]
-    assert "calibrated on 7 simulated experiments" in pages["calibrated"]
+    assert "calibrated on 7 simulated experiments; allocation P(best) calibrated too" in pages["calibrated"]
+
+
+def test_the_average_effect_curve_pools_the_segment_measurements():
+    seg, avg = np.full(len(LEVELS), 0.9), np.full(len(LEVELS), 0.5)
+    results = [{"coverage": {"segment": seg.tolist(), "average": avg.tolist()},
+                "weights": {"segment": 6, "average": 2}, "p_best": []}]
+    cal = fit_calibration(results)
+    # one curve for both kinds: (6 * 0.9 + 2 * 0.5) / 8 = 0.8
+    assert cal.coverage["average"] == cal.coverage["segment"] == pytest.approx((0.8,) * len(LEVELS))
+    assert cal.meta["pooled"]["average"] == ["segment", "average"]
+
+
+def test_coverage_standard_error_treats_experiments_as_the_units():
+    from sortition.workflows.calibrate import coverage_table
+
+    curves = [np.full(len(LEVELS), c) for c in (1.0, 0.0, 1.0, 0.0)]
+    results = [{"coverage": {"average": c.tolist()}, "weights": {"average": 2}} for c in curves]
+    cell = coverage_table(results, levels=(0.8,))["average"][0.8]
+    # mean 0.5; sqrt(4/3 * sum(2^2 * 0.25)) / 8 = sqrt(16/3) / 8
+    assert cell.actual == 0.5 and cell.se == pytest.approx(np.sqrt(16 / 3) / 8) and cell.effects == 8
+
+
+def test_adaptive_data_get_their_own_curve():
+    from sortition.posterior.calibration import assignment_design
+
+    def result(design, c):
+        return {"coverage": {"segment": [c] * len(LEVELS), "average": [c] * len(LEVELS)},
+                "weights": {"segment": 7, "average": 1}, "p_best": [], "design": design}
+
+    cal = fit_calibration([result("uniform", 0.9), result("adaptive", 0.7)], narrow=True)
+    assert cal.coverage["segment@uniform"] == pytest.approx((0.9,) * len(LEVELS))
+    assert cal.coverage["average@adaptive"] == pytest.approx((0.7,) * len(LEVELS))
+    assert cal.coverage["segment"] == pytest.approx((0.8,) * len(LEVELS))
+    # a flat curve's inverse is its first level; the pooled one serves data of no known design
+    assert cal.level("segment", 0.8, "adaptive") == cal.level("segment", 0.8, None) == LEVELS[0]
+    arms = np.array([0, 1, 0, 1])
+    assert assignment_design(np.array([0.5, 0.5, 0.5, 0.5]), arms) == "uniform"
+    assert assignment_design(np.array([0.2, 0.8, 0.2, 0.8]), arms) == "uniform"  # a fixed unequal split
+    assert assignment_design(np.array([0.5, 0.5, 0.3, 0.7]), arms) == "adaptive"
+    assert assignment_design(None, arms) == "uniform"
+
+
+def test_a_posterior_uses_the_curve_of_its_datas_design(tmp_path):
+    curve = {kind: tuple(max(0.0, lv - 0.1) for lv in LEVELS) for kind in ("visitor", "segment", "average")}
+    curve["average@uniform"] = tuple(LEVELS)  # uniform data: the average is already calibrated
+    cal = Calibration(LEVELS, curve, ((), ()), 3)
+    data, _ = generate("two_segments", 400, arms=2, outcome="binary", seed=1)  # one fixed split: uniform
+    post = fit(data, outcome="binary", engine="stratified", draws=50, seed=0, calibration=cal)
+    assert post.interval_level("average", 0.8) == pytest.approx(0.8)
+    assert post.interval_level("segment", 0.8) == pytest.approx(0.9)  # no segment@uniform: the pooled curve

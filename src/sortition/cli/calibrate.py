@@ -9,6 +9,8 @@ import typer
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
 
+LEVELS_SHOWN = (0.5, 0.8, 0.9, 0.95)
+
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -18,8 +20,11 @@ def _names(text: str) -> list[str]:
 def calibrate(
     out: Path = typer.Option(Path("calibration.json"), help="The calibration artifact (versioned JSON)."),
     db: Path = typer.Option(Path("calibration.duckdb"), help="Sweep results (DuckDB); a rerun resumes from it."),
-    scenarios: str = typer.Option("homogeneous,two_segments,reversal,multi_winner",
-                                  help="Comma-separated scenarios of the library."),
+    scenarios: str = typer.Option(None, help="Comma-separated scenarios: the library's names, names that a "
+                                  "--scenario-file defines, or module:attr. Default: homogeneous, two_segments, "
+                                  "reversal, multi_winner and every scenario of the files."),
+    scenario_file: list[Path] = typer.Option([], help="A Python file of your own scenarios, in the library's "
+                                             "form (LIFTS = {name: lift}); repeatable."),
     sizes: str = typer.Option("1000,3000", help="Comma-separated visitors per experiment."),
     arms: str = typer.Option("2,3", help="Comma-separated numbers of arms K."),
     outcomes: str = typer.Option("continuous,binary", help="Comma-separated outcome kinds."),
@@ -27,35 +32,83 @@ def calibrate(
     seeds: int = typer.Option(3, min=1, help="Experiments per combination."),
     engine: str = typer.Option("bcf", help="Posterior engine: bcf or stratified."),
     draws: int = typer.Option(100, min=2, help="Posterior draws per fit."),
+    evaluate: Path = typer.Option(None, help="Check this calibration artifact on the sweep (e.g. of scenarios it "
+                                  "was not fitted on): print coverage before and after it; --out is not written."),
+    narrow: bool = typer.Option(False, help="Let the correction narrow intervals that over-cover in the sweep "
+                                "(default: it only widens; narrowing learned on the sweep's worlds under-covered "
+                                "held-out ones)."),
     scheduler: str = typer.Option(None, help="A Dask scheduler address (default: a local cluster)."),
     workers: int = typer.Option(1, min=1, help="Local cluster workers (one thread each)."),
 ) -> None:
     """Run (or resume) a calibration sweep on Dask, then fit and save the monotone interval correction."""
     from sortition.cli.demo import _quiet_engines
-    from sortition.scenarios import SCENARIOS
+    from sortition.posterior.calibration import Calibration
+    from sortition.scenarios.user import resolve_scenarios
     from sortition.workflows.calibrate import calibrate as run
-    from sortition.workflows.calibrate import coverage_table, load_results, sweep_tasks
+    from sortition.workflows.calibrate import load_results, run_sweep, stale_results, sweep_tasks
 
     _quiet_engines()
     try:
-        unknown = [s for s in _names(scenarios) if s not in SCENARIOS]
-        if unknown:
-            raise ValueError(f"--scenarios: unknown {unknown}; choose from {list(SCENARIOS)}")
+        worlds = resolve_scenarios(None if scenarios is None else _names(scenarios), scenario_file)
         modes = _names(data)
         bad = [m for m in modes if m not in ("uniform", "adaptive")]
         if bad:
             raise ValueError(f"--data: {bad} are not 'uniform' or 'adaptive'")
-        tasks = sweep_tasks(_names(scenarios), [int(v) for v in _names(sizes)], [int(v) for v in _names(arms)],
+        checked = Calibration.load(evaluate) if evaluate is not None else None
+        tasks = sweep_tasks(worlds, [int(v) for v in _names(sizes)], [int(v) for v in _names(arms)],
                             _names(outcomes), [m == "adaptive" for m in modes], seeds, engine, {"draws": draws})
+        for (name, source), count in stale_results(db, tasks).items():
+            console.print(f"{count} stored results of scenario {name!r} are of an earlier version of {source}; "
+                          "they are not used: the file as it is now runs again.", markup=False)
         with console.status(f"calibration sweep: {len(tasks)} experiments") as status:
-            calibration = run(tasks, db, out, scheduler=scheduler, workers=workers,
-                              progress=lambda i, n: status.update(f"calibration sweep: {i}/{n} new experiments"))
+            sweep = {"scheduler": scheduler, "workers": workers,
+                     "progress": lambda i, n: status.update(f"calibration sweep: {i}/{n} new experiments")}
+            calibration = None if checked else run(tasks, db, out, narrow=narrow, **sweep)
+            if checked:
+                run_sweep(tasks, db, **sweep)
     except (ValueError, TypeError) as err:
         fail(err)
-    table = coverage_table(load_results(db, tasks))
-    console.print(f"Measured {calibration.n_experiments} experiments; actual coverage of nominal intervals:")
-    for kind, row in table.items():
-        cells = ", ".join(f"{int(100 * lv)}%: {100 * v:.1f}%" for lv, v in row.items())
+    if checked is not None:
+        _print_check(db, tasks, checked, evaluate)
+        return
+    _print_fit(load_results(db, tasks), calibration)
+    console.print(f"Calibration saved to {out} (results in {db}); apply it with fit(..., calibration=PATH).",
+                  markup=False)
+
+
+def _cell(c) -> str:
+    return f"{100 * c.actual:.1f} ± {100 * c.se:.1f}"
+
+
+def _print_fit(results, calibration) -> None:
+    from sortition.workflows.calibrate import coverage_table
+
+    console.print(f"Measured {calibration.n_experiments} experiments; actual coverage (%, ± SE over experiments) "
+                  "of nominal intervals:")
+    for kind, row in coverage_table(results, LEVELS_SHOWN).items():
+        cells = "; ".join(f"{int(100 * lv)}%: {_cell(c)}" for lv, c in row.items())
         corrected = ", ".join(f"{int(100 * lv)}% -> {100 * calibration.level(kind, lv):.1f}%" for lv in row)
-        console.print(f"  {kind}: {cells}; corrected levels {corrected}")
-    console.print(f"Calibration saved to {out} (results in {db}); apply it with fit(..., calibration=PATH).")
+        by_design = "".join(
+            f"; {design}: " + ", ".join(f"{100 * calibration.level(kind, lv, design):.1f}%" for lv in row)
+            for design in ("uniform", "adaptive") if f"{kind}@{design}" in calibration.coverage)
+        console.print(f"  {kind}: {cells}; corrected levels {corrected}{by_design}")
+
+
+def _print_check(db, tasks, calibration, path) -> None:
+    """Before -> after per kind, for all the sweep's data and per data mode (uniform, adaptive)."""
+    from sortition.workflows.calibrate import held_out_table, load_results
+
+    modes = {"all": tasks}
+    if len({t.adaptive for t in tasks}) > 1:
+        modes.update(uniform=[t for t in tasks if not t.adaptive], adaptive=[t for t in tasks if t.adaptive])
+    results = {label: load_results(db, subset) for label, subset in modes.items()}
+    console.print(f"Checked {path} (fitted on {calibration.n_experiments} experiments) on {len(results['all'])} "
+                  "experiments; actual coverage (%, ± SE over experiments), before -> after:", markup=False)
+    for kind in ("visitor", "segment", "average"):
+        for label in modes:
+            table = held_out_table(results[label], calibration, LEVELS_SHOWN).get(kind)
+            if not table:
+                continue
+            n = next(iter(table.values()))[0].experiments
+            cells = "; ".join(f"{int(100 * lv)}%: {_cell(b)} -> {_cell(a)}" for lv, (b, a) in table.items())
+            console.print(f"  {kind}, {label} ({n} experiments): {cells}")

@@ -19,20 +19,20 @@ from sortition.policy import (
     Segment,
     arm_win_frequencies,
     fit_policy_tree,
-    iterative_floor_clip,
     policy_tree_from_rules,
     recommend,
     thompson_allocation,
 )
+from sortition.policy.allocation import allocation_weights
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior, fit
 
 
 def population_allocation(posterior: Posterior, epsilon: float, summary: SegmentSummary) -> dict[str, float]:
     """Thompson weights for everyone (the plan's default, for visitors no segment matches), from the
-    summary's ``"everyone"`` means."""
+    summary's ``"everyone"`` means (through the calibration's P(best) curve, as every segment's)."""
     raw = arm_win_frequencies(summary.extra["everyone"], posterior.n_arms)
-    weights = iterative_floor_clip(raw, epsilon)
+    weights = allocation_weights(raw, epsilon, posterior.calibration)
     return {a: float(w) for a, w in zip(posterior.arms, weights, strict=True)}
 
 

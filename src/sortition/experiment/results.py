@@ -85,6 +85,8 @@ class RoundResult:
     # last round's segments were kept or replaced (None when there were none to keep)
     churn: float | None = None
     resegment_probability: float | None = None
+    # whether the allocation's P(best arm) went through the calibration's reliability curve
+    calibrated_allocation: bool = False
 
     @property
     def number(self) -> int:

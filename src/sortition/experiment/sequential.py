@@ -300,6 +300,7 @@ class SequentialExperiment:
             seconds=timings,
             churn=None if not state.results else steps.churn(state.plan, plan, data),
             resegment_probability=p_resegment,
+            calibrated_allocation=bool(getattr(allocation, "calibrated", False)),
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

@@ -15,6 +15,7 @@ from sortition.policy.arms import iterative_floor_clip
 from sortition.policy.segments import Segment
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import Posterior
+from sortition.posterior.calibration import Calibration
 from sortition.rules import AnyOf, Rule
 
 
@@ -51,7 +52,11 @@ def segment_masks(posterior: Posterior, segments: Sequence[tuple[Any, Rule | Any
 
 
 class Allocation(dict):
-    """``{segment id: {arm: weight}}`` (a dict) that a notebook shows as a table."""
+    """``{segment id: {arm: weight}}`` (a dict) that a notebook shows as a table.
+
+    ``calibrated``: whether the win probabilities went through a calibration's P(best) reliability curve."""
+
+    calibrated: bool = False
 
     def to_frame(self) -> pd.DataFrame:
         """One row per segment (index: segment id), one column per arm (control first)."""
@@ -65,6 +70,28 @@ class Allocation(dict):
         return display.table(["segment", *arms], rows)
 
 
+def allocation_weights(raw: np.ndarray, epsilon: float, calibration: Calibration | None = None) -> np.ndarray:
+    """(K,) traffic weights of one segment from its (K,) raw win frequencies (summing to 1).
+
+    With a ``calibration`` that holds a P(best) reliability curve, each arm's win frequency is first
+    mapped through it (raw -> calibrated probability of being best, monotone) and renormalized to sum
+    to 1 (left raw if every mapped value is 0); then the exploration floor-clip
+    (:func:`~sortition.policy.arms.iterative_floor_clip`). The plan's control and explore cells are
+    applied later, unchanged. Without one, the raw frequencies go straight to the floor-clip."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if calibrates_allocation(calibration):
+        mapped = calibration.best_probability(raw)
+        total = mapped.sum()
+        raw = mapped / total if total > 0 else raw
+    return iterative_floor_clip(raw, float(epsilon))
+
+
+def calibrates_allocation(calibration: Calibration | None) -> bool:
+    """Whether :func:`allocation_weights` maps win frequencies through this calibration (it has a
+    measured P(best) reliability curve)."""
+    return calibration is not None and len(calibration.p_best[0]) > 0
+
+
 def thompson_allocation(
     posterior: Posterior, segments: Sequence[Segment], epsilon: float = 0.02, *, summary: SegmentSummary | None = None
 ) -> Allocation:
@@ -74,7 +101,8 @@ def thompson_allocation(
     visitors (:func:`~sortition.policy.arms.best_arms`: control when no contrast is positive).
     The raw win frequencies then pass the exploration floor-clip
     (:func:`~sortition.policy.arms.iterative_floor_clip`, inert when no arm is below
-    ``epsilon / K``).
+    ``epsilon / K``); when the posterior carries a calibration (``fit(..., calibration=PATH)``), they
+    first go through its P(best) reliability curve (:func:`allocation_weights`).
 
     Args:
         posterior: a Posterior with observed data (its covariates are what rules match).
@@ -85,7 +113,8 @@ def thompson_allocation(
 
     Returns:
         :class:`Allocation`: ``{segment.id: {arm: weight}}`` (a dict; ``.to_frame()`` for a table), inner
-        dicts in arm order (control first), summing to 1.
+        dicts in arm order (control first), summing to 1; ``.calibrated`` says whether the reliability
+        curve was applied.
     """
     if not isinstance(epsilon, numbers.Real) or not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"thompson_allocation: epsilon must be in [0, 1], got {epsilon!r}")
@@ -101,12 +130,13 @@ def thompson_allocation(
     if len(set(ids)) != len(ids):
         raise ValueError(f"segment ids must be unique, got {ids}")
     allocation = Allocation()
+    allocation.calibrated = calibrates_allocation(posterior.calibration)
     if not checked:
         return allocation
     if summary is None or not summary.covers(checked):
         masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in checked])  # validate all first
         summary = SegmentSummary.compute(posterior, ids, masks)
     for seg, raw in zip(checked, summary.win, strict=True):
-        weights = iterative_floor_clip(raw, float(epsilon))
+        weights = allocation_weights(raw, float(epsilon), posterior.calibration)
         allocation[seg.id] = {arm: float(w) for arm, w in zip(posterior.arms, weights)}
     return allocation

@@ -13,7 +13,7 @@ import pandas as pd
 
 from sortition import display
 from sortition.data import OUTCOME_KINDS, ExperimentData
-from sortition.posterior.calibration import Calibration
+from sortition.posterior.calibration import Calibration, assignment_design
 from sortition.posterior.warm import WarmStart
 
 CHUNK_ELEMENTS = 4_000_000  # float64 scratch per chunk: ~32 MB, whatever n and S are
@@ -230,7 +230,10 @@ class Posterior:
         """The level an interval of ``kind`` ("visitor", "segment", "average") is computed at to cover
         ``level``: the calibrated one when a calibration is attached, else ``level`` itself."""
         _check_level(level)
-        return level if self.calibration is None else self.calibration.level(kind, level)
+        if self.calibration is None:
+            return level
+        design = None if self.data is None else assignment_design(self.data.propensity, self.data.arm_index)
+        return self.calibration.level(kind, level, design)
 
     def cate_interval(self, level: float = 0.9, component: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed per-visitor credible interval: (lower, upper), each (n, K-1) (calibrated when a

@@ -101,14 +101,16 @@ def _checks(srm: SRMResult | None) -> str:
     )
 
 
-def _calibration_text(posterior: Posterior | None) -> str | None:
-    """Whether the round's intervals were calibrated (``fit(..., calibration=PATH)``); None when the
-    posterior is not at hand (a reloaded experiment before its next round)."""
+def _calibration_text(posterior: Posterior | None, result: RoundResult) -> str | None:
+    """Whether the round's intervals were calibrated (``fit(..., calibration=PATH)``) and its allocation's
+    P(best arm) with them; None when the posterior is not at hand (a reloaded experiment before its next
+    round)."""
     if posterior is None:
         return None
     if posterior.calibration is None:
         return "not calibrated (nominal levels)"
-    return f"calibrated on {number(posterior.calibration.n_experiments)} simulated experiments"
+    allocation = "; allocation P(best) calibrated too" if result.calibrated_allocation else ""
+    return f"calibrated on {number(posterior.calibration.n_experiments)} simulated experiments{allocation}"
 
 
 def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | None) -> str:
@@ -123,7 +125,7 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
     ]
     if churn is not None:
         key.append(("churn since last round", percent(churn, 1)))
-    calibration = _calibration_text(experiment.posterior_)
+    calibration = _calibration_text(experiment.posterior_, result)
     if calibration is not None:
         key.append(("intervals", calibration))
     boxes = "".join(f"<div>{escape(k)}<b>{escape(v)}</b></div>" for k, v in key)

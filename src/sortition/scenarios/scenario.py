@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,62 @@ from sortition.scenarios.covariates import sample_visitors
 from sortition.scenarios.truth import Truth
 
 SCENARIOS = tuple(lib.LIFTS)
+
+Lift = Callable[[pd.DataFrame, int], np.ndarray]  # (visitors, K) -> (n, K-1) dimensionless lift per treatment
+
+
+@dataclass(frozen=True)
+class ScenarioDefinition:
+    """What makes a named world: its lift function(s) and, optionally, fixed arms and a default outcome.
+
+    The library's scenarios are definitions (:data:`LIBRARY`); a user's come from a Python file in the
+    library's form (:func:`sortition.scenarios.user.load_scenario_file`).
+
+    Attributes:
+        name: the scenario's name.
+        lift: ``lift(visitors, K) -> (n, K-1)`` float lift of each treatment over control (see
+            :mod:`sortition.scenarios.library` for how it maps to each outcome kind).
+        severity_lift: the same for the revenue order value's log-mean; None: no effect on order value.
+        fixed_arms: the scenario's own arm names (control first), or None for any K.
+        default_outcome: the outcome kind when none is asked for.
+        source: "library", or where the definition was loaded from (a file path or ``module:attr``).
+        digest: SHA-256 of the source file's bytes ("" for the library), so a changed file is a new world.
+    """
+
+    name: str
+    lift: Lift = field(repr=False)
+    severity_lift: Lift | None = field(default=None, repr=False)
+    fixed_arms: tuple | None = None
+    default_outcome: str = "continuous"
+    source: str = "library"
+    digest: str = ""
+
+    def make(self, arms: int | Sequence[str] = 2, outcome: str | None = None) -> Scenario:
+        """This world with K arms (an int, or the arm names, control first) and an outcome kind."""
+        outcome = outcome or self.default_outcome
+        if outcome not in OUTCOME_KINDS:
+            raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
+        fixed = self.fixed_arms
+        if isinstance(arms, (int, np.integer)):
+            if fixed is not None and arms in (2, len(fixed)):
+                arms = fixed  # 2 is the generic default; this scenario has its own arms
+            elif arms < 2:
+                raise ValueError(f"arms={arms}: a scenario needs at least 2 arms (control first).")
+            else:
+                arms = ("control",) + tuple(f"arm_{j}" for j in range(1, int(arms)))
+        arms = tuple(arms)
+        if fixed is not None and len(arms) != len(fixed):
+            raise ValueError(f"scenario {self.name!r} has exactly {len(fixed)} arms {fixed}; got {len(arms)}.")
+        if len(arms) < 2 or len(set(arms)) != len(arms):
+            raise ValueError(f"arms={arms}: need at least 2 distinct arm names, control first.")
+        return Scenario(self.name, arms, outcome, self)
+
+
+LIBRARY: Mapping[str, ScenarioDefinition] = {
+    name: ScenarioDefinition(name, lift, lib.SEVERITY_LIFTS.get(name), lib.FIXED_ARMS.get(name),
+                             lib.DEFAULT_OUTCOME.get(name, "continuous"))
+    for name, lift in lib.LIFTS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +85,7 @@ class Scenario:
     name: str
     arms: tuple
     outcome: str
+    definition: ScenarioDefinition | None = field(default=None, compare=False, repr=False)  # None: the library's
 
     @property
     def n_arms(self) -> int:
@@ -40,8 +97,10 @@ class Scenario:
 
     def _parts(self, v: pd.DataFrame):
         k = self.n_arms
-        lift = lib.LIFTS[self.name](v, k)
-        sev = lib.SEVERITY_LIFTS.get(self.name, lambda v, k: np.zeros((len(v), k - 1)))(v, k)
+        world = self.definition or LIBRARY[self.name]
+        lift = np.asarray(world.lift(v, k), dtype=np.float64)
+        sev = (np.zeros((len(v), k - 1)) if world.severity_lift is None
+               else np.asarray(world.severity_lift(v, k), dtype=np.float64))
         zero = np.zeros((len(v), 1))
         lift, sev = np.hstack([zero, lift]), np.hstack([zero, sev])  # (n, K), control column 0
         if self.outcome == "continuous":
@@ -84,25 +143,17 @@ def make_scenario(name: str, arms: int | Sequence[str] = 2, outcome: str | None 
     Names: homogeneous, two_segments, reversal, sparse, gradient, multi_winner, storefront (the product demo:
     3 arms control / free_shipping / bundle, revenue, mobile and desktop prefer different arms).
     """
-    if name not in lib.LIFTS:
-        raise ValueError(f"unknown scenario {name!r}; choose one of {SCENARIOS}.")
-    outcome = outcome or lib.DEFAULT_OUTCOME.get(name, "continuous")
-    if outcome not in OUTCOME_KINDS:
-        raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
-    fixed = lib.FIXED_ARMS.get(name)
-    if isinstance(arms, (int, np.integer)):
-        if fixed is not None and arms in (2, len(fixed)):
-            arms = fixed  # 2 is the generic default; this scenario has its own arms
-        elif arms < 2:
-            raise ValueError(f"arms={arms}: a scenario needs at least 2 arms (control first).")
-        else:
-            arms = ("control",) + tuple(f"arm_{j}" for j in range(1, int(arms)))
-    arms = tuple(arms)
-    if fixed is not None and len(arms) != len(fixed):
-        raise ValueError(f"scenario {name!r} has exactly {len(fixed)} arms {fixed}; got {len(arms)}.")
-    if len(arms) < 2 or len(set(arms)) != len(arms):
-        raise ValueError(f"arms={arms}: need at least 2 distinct arm names, control first.")
-    return Scenario(name, arms, outcome)
+    if name not in LIBRARY:
+        raise ValueError(f"unknown scenario {name!r}{suggest(name, SCENARIOS)}; choose one of {SCENARIOS}.")
+    return LIBRARY[name].make(arms, outcome)
+
+
+def suggest(name: str, names: Sequence[str]) -> str:
+    """" (did you mean 'x'?)" for the nearest of ``names`` to a mistyped ``name``, else ""."""
+    import difflib
+
+    near = difflib.get_close_matches(str(name), list(names), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def generate(scenario: str | Scenario, n: int, arms: int | Sequence[str] = 2, outcome: str | None = None,

@@ -1,7 +1,7 @@
 """``sortition calibrate``: a sweep of simulated experiments measuring interval coverage, on Dask.
 
-Each task is one simulated experiment (scenario, visitors, K, outcome kind, uniform or adaptive data,
-seed): the data are drawn with known truth, the posterior is fitted, and :func:`measure` records the
+Each task is one simulated experiment (scenario: the library's or a user's, see
+:mod:`sortition.scenarios.user`; visitors, K, outcome kind, uniform or adaptive data, seed): the data are drawn with known truth, the posterior is fitted, and :func:`measure` records the
 coverage of per-visitor, per-segment and average-effect intervals at every level of
 ``calibration.LEVELS`` and the (P(best arm), truly best) pairs. Results go to a DuckDB file as each
 task finishes, keyed by the task, so an interrupted sweep continues where it stopped. The fitted
@@ -30,6 +30,7 @@ from sortition.policy import arm_win_frequencies
 from sortition.posterior import fit
 from sortition.posterior.calibration import LEVELS, Calibration, coverage_at_levels, fit_calibration
 from sortition.scenarios import Scenario, make_scenario
+from sortition.scenarios.scenario import LIBRARY, ScenarioDefinition
 
 SEGMENT_COLUMNS = ("device", "channel")  # segments measured: each level of these with >= MIN_SEGMENT_SHARE
 MIN_SEGMENT_SHARE = 0.05
@@ -37,7 +38,11 @@ MIN_SEGMENT_SHARE = 0.05
 
 @dataclass(frozen=True)
 class SweepTask:
-    """One simulated experiment of the sweep (its ``key`` identifies it in the results file)."""
+    """One simulated experiment of the sweep (its ``key`` identifies it in the results file).
+
+    ``scenario`` is a library name, or a user's scenario whose ``definition`` (from
+    :func:`sortition.scenarios.user.load_scenario_file`) travels with the task to the Dask worker; its
+    ``source`` and ``digest`` (SHA-256 of the file) are part of the key, so a changed file is a new task."""
 
     scenario: str
     n: int
@@ -49,27 +54,52 @@ class SweepTask:
     fit_options: dict = field(default_factory=dict)
     rounds: int = 3
     control_share: float = 0.1
+    source: str = "library"
+    digest: str = ""
+    definition: ScenarioDefinition | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        doc = {k: v for k, v in asdict(self).items() if k != "definition"}
+        if self.source == "library":  # library tasks keep the keys of sweeps stored before user scenarios
+            del doc["source"], doc["digest"]
+        return json.dumps(doc, sort_keys=True)
+
+    def scenario_object(self) -> Scenario:
+        """The task's world with its K arms and outcome kind."""
+        if self.definition is None:
+            return make_scenario(self.scenario, self.arms, self.outcome)
+        return self.definition.make(self.arms, self.outcome)
 
 
-def sweep_tasks(scenarios: Sequence[str], sizes: Sequence[int], arms: Sequence[int], outcomes: Sequence[str],
-                adaptive: Sequence[bool], seeds: int, engine: str = "bcf", fit_options: dict | None = None
-                ) -> list[SweepTask]:
-    """Every combination of the axes, ``seeds`` seeds each (scenarios with fixed arms keep theirs)."""
+def sweep_tasks(scenarios: Sequence[str | ScenarioDefinition], sizes: Sequence[int], arms: Sequence[int],
+                outcomes: Sequence[str], adaptive: Sequence[bool], seeds: int, engine: str = "bcf",
+                fit_options: dict | None = None) -> list[SweepTask]:
+    """Every combination of the axes, ``seeds`` seeds each (scenarios with fixed arms keep theirs).
+
+    ``scenarios``: library names or definitions (the library's, or a user's from
+    :func:`sortition.scenarios.user.resolve_scenarios`)."""
+    worlds = [s if isinstance(s, ScenarioDefinition) else _library(s) for s in scenarios]
     out = []
-    for name, n, k, outcome, adapt, seed in itertools.product(scenarios, sizes, arms, outcomes, adaptive,
-                                                             range(seeds)):
-        out.append(SweepTask(name, int(n), int(k), outcome, bool(adapt), int(seed), engine, dict(fit_options or {})))
+    for world, n, k, outcome, adapt, seed in itertools.product(worlds, sizes, arms, outcomes, adaptive,
+                                                              range(seeds)):
+        user = world.source != "library"
+        out.append(SweepTask(world.name, int(n), int(k), outcome, bool(adapt), int(seed), engine,
+                             dict(fit_options or {}), source=world.source, digest=world.digest,
+                             definition=world if user else None))
     return out
+
+
+def _library(name: str) -> ScenarioDefinition:
+    if name not in LIBRARY:
+        make_scenario(name)  # raises, naming the nearest library scenario
+    return LIBRARY[name]
 
 
 # --- one task ----------------------------------------------------------------------------------------
 def simulate_data(task: SweepTask) -> tuple[ExperimentData, np.ndarray, pd.DataFrame, Scenario]:
     """(data, true contrasts (n, K-1), visitors, scenario) of one task."""
-    scenario = make_scenario(task.scenario, task.arms, task.outcome)
+    scenario = task.scenario_object()
     rng = np.random.default_rng([task.seed, 7])
     k = scenario.n_arms
     visitors = scenario.sample_visitors(task.n, rng)
@@ -165,6 +195,9 @@ def _connect(db: str | Path):
     con = duckdb.connect(str(db))
     con.execute("CREATE TABLE IF NOT EXISTS calibration_runs (task VARCHAR PRIMARY KEY, result VARCHAR, "
                 "seconds DOUBLE)")
+    # which world each result is of: the scenario, where it came from, the SHA-256 of a user's file
+    for column in ("scenario", "source", "digest"):
+        con.execute(f"ALTER TABLE calibration_runs ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     return con
 
 
@@ -174,12 +207,27 @@ def done_tasks(db: str | Path) -> set[str]:
         return {row[0] for row in con.execute("SELECT task FROM calibration_runs").fetchall()}
 
 
+def stale_results(db: str | Path, tasks: Iterable[SweepTask]) -> dict[tuple[str, str], int]:
+    """(scenario, source) -> how many stored results are of another version of that user scenario's file
+    than ``tasks`` run (a changed file: those results are not used, the tasks run again)."""
+    current = {(t.scenario, t.source): t.digest for t in tasks if t.source != "library"}
+    if not current:
+        return {}
+    with _connect(db) as con:
+        rows = con.execute("SELECT scenario, source, digest, count(*) FROM calibration_runs "
+                           "WHERE source IS NOT NULL AND source <> 'library' GROUP BY ALL").fetchall()
+    return {(name, source): int(count) for name, source, digest, count in rows
+            if (name, source) in current and digest != current[(name, source)]}
+
+
 def load_results(db: str | Path, tasks: Iterable[SweepTask] | None = None) -> list[dict[str, Any]]:
     """The stored results (of ``tasks`` only, when given)."""
     keys = None if tasks is None else {t.key for t in tasks}
     with _connect(db) as con:
         rows = con.execute("SELECT task, result FROM calibration_runs ORDER BY task").fetchall()
-    return [json.loads(r) for k, r in rows if keys is None or k in keys]
+    # each result's assignment design, from its task, for the per-design curves
+    return [{**json.loads(r), "design": "adaptive" if json.loads(k)["adaptive"] else "uniform"}
+            for k, r in rows if keys is None or k in keys]
 
 
 def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | None = None, workers: int = 1,
@@ -199,8 +247,10 @@ def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | No
             futures = {client.submit(run_task, t, calibration, pure=False): t for t in todo}
             for i, future in enumerate(as_completed(futures), 1):
                 result = future.result()
-                con.execute("INSERT OR REPLACE INTO calibration_runs VALUES (?, ?, ?)",
-                            [futures[future].key, json.dumps(result), result["seconds"]])
+                task = futures[future]
+                con.execute("INSERT OR REPLACE INTO calibration_runs (task, result, seconds, scenario, source, "
+                            "digest) VALUES (?, ?, ?, ?, ?, ?)", [task.key, json.dumps(result), result["seconds"],
+                                                                  task.scenario, task.source, task.digest])
                 if progress is not None:
                     progress(i, len(todo))
     finally:
@@ -209,39 +259,75 @@ def run_sweep(tasks: Sequence[SweepTask], db: str | Path, *, scheduler: str | No
     return len(todo)
 
 
-def calibrate(tasks: Sequence[SweepTask], db: str | Path, out: str | Path, **sweep: Any) -> Calibration:
-    """Run (or resume) the sweep, fit the correction from its results and save the artifact at ``out``."""
+def calibrate(tasks: Sequence[SweepTask], db: str | Path, out: str | Path, *, narrow: bool = False,
+              **sweep: Any) -> Calibration:
+    """Run (or resume) the sweep, fit the correction from its results and save the artifact at ``out``
+    (``narrow``: see :class:`~sortition.posterior.calibration.Calibration`)."""
     run_sweep(tasks, db, **sweep)
-    meta = {"scenarios": sorted({t.scenario for t in tasks}), "sizes": sorted({t.n for t in tasks}),
+    user = {t.scenario: {"source": t.source, "sha256": t.digest} for t in tasks if t.source != "library"}
+    meta = {"scenarios": sorted({t.scenario for t in tasks}), "user_scenarios": user,
+            "sizes": sorted({t.n for t in tasks}),
             "arms": sorted({t.arms for t in tasks}), "outcomes": sorted({t.outcome for t in tasks}),
             "adaptive": sorted({t.adaptive for t in tasks}), "engine": sorted({t.engine for t in tasks})}
-    calibration = fit_calibration(load_results(db, tasks), meta)
+    calibration = fit_calibration(load_results(db, tasks), meta, narrow)
     calibration.save(out)
     return calibration
 
 
-def coverage_table(results: Sequence[dict[str, Any]], levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)
-                   ) -> dict[str, dict[float, float]]:
-    """Pooled actual coverage per kind at the given nominal levels (of ``LEVELS``)."""
+@dataclass(frozen=True)
+class Coverage:
+    """Pooled actual coverage of one interval kind at one nominal level, with its standard error.
+
+    ``se`` treats experiments as the independent units (effects of one experiment share its data): the
+    cluster-robust SE of the effect-weighted mean of per-experiment coverages."""
+
+    actual: float
+    se: float
+    experiments: int
+    effects: int
+
+
+def _pooled(curves: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(weighted mean, cluster-robust SE) of per-experiment values ``curves`` (m,) with weights (m,)."""
+    total = weights.sum()
+    mean = float(np.sum(weights * curves) / total)
+    m = len(curves)
+    se = float(np.sqrt(m / (m - 1) * np.sum(weights**2 * (curves - mean) ** 2)) / total) if m > 1 else float("nan")
+    return mean, se
+
+
+def _kind_rows(results: Sequence[dict[str, Any]], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(m, L) per-experiment coverage curves of ``kind`` and their (m,) effect counts."""
+    rows = [(r["coverage"][kind], r["weights"][kind]) for r in results
+            if kind in r["coverage"] and r["weights"].get(kind, 0) > 0]
+    if not rows:
+        return np.zeros((0, len(LEVELS))), np.zeros(0)
+    return np.asarray([c for c, _ in rows], dtype=np.float64), np.asarray([w for _, w in rows], dtype=np.float64)
+
+
+def coverage_table(results: Sequence[dict[str, Any]], levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95),
+                   calibration: Calibration | None = None) -> dict[str, dict[float, Coverage]]:
+    """Per kind and nominal level, the pooled actual coverage of these results' intervals; with a
+    ``calibration``, of the intervals it corrects (each experiment's coverage curve read at the corrected
+    level, linear between grid levels: no refit needed)."""
     out = {}
     for kind in ("visitor", "segment", "average"):
-        rows = [(np.asarray(r["coverage"][kind]), r["weights"][kind]) for r in results if kind in r["coverage"]]
-        if rows:
-            curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
-            out[kind] = {lv: float(curve[LEVELS.index(lv)]) for lv in levels}
+        curves, weights = _kind_rows(results, kind)
+        if not len(weights) or (calibration is not None and kind not in calibration.coverage):
+            continue
+        out[kind] = {}
+        designs = [r.get("design") for r in results if kind in r["coverage"] and r["weights"].get(kind, 0) > 0]
+        for lv in levels:
+            at = [lv if calibration is None else calibration.level(kind, lv, d) for d in designs]
+            actual, se = _pooled(np.array([np.interp(a, LEVELS, c) for a, c in zip(at, curves, strict=True)]),
+                                 weights)
+            out[kind][lv] = Coverage(actual, se, len(weights), int(weights.sum()))
     return out
 
 
 def held_out_table(results: Sequence[dict[str, Any]], calibration: Calibration,
-                   levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, dict[float, tuple[float, float]]]:
-    """Per kind and nominal level, (actual coverage before, after the correction) on other experiments'
-    results: "after" reads their pooled coverage curve at the corrected level (no refit needed)."""
-    out = {}
-    for kind in ("visitor", "segment", "average"):
-        rows = [(np.asarray(r["coverage"][kind]), r["weights"][kind]) for r in results if kind in r["coverage"]]
-        if not rows or kind not in calibration.coverage:
-            continue
-        curve = np.average(np.stack([c for c, _ in rows]), axis=0, weights=[w for _, w in rows])
-        out[kind] = {lv: (float(np.interp(lv, LEVELS, curve)),
-                          float(np.interp(calibration.level(kind, lv), LEVELS, curve))) for lv in levels}
-    return out
+                   levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, dict[float, tuple[Coverage, Coverage]]]:
+    """Per kind and nominal level, (coverage before, after the correction) on other experiments' results
+    (e.g. a sweep of scenarios left out of the fit)."""
+    before, after = coverage_table(results, levels), coverage_table(results, levels, calibration)
+    return {kind: {lv: (before[kind][lv], after[kind][lv]) for lv in levels} for kind in after}
