@@ -69,6 +69,9 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
         "fit_seconds_r2": sum(r.seconds["fit"] for r in experiment.results_[2:]),
         "round_seconds_r2": sum(r.seconds["fit"] + r.seconds["policy"] for r in experiment.results_[2:]),
         "churn_after_r3": max((r.churn for r in experiment.results_[3:]), default=float("nan")),
+        "churn_per_round": [r.churn for r in experiment.results_],
+        "resegment_p": [r.resegment_probability for r in experiment.results_],
+        "segments": [seg.description for seg in experiment.results_[-1].segments],
     }
 
 

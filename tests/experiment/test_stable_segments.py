@@ -47,7 +47,7 @@ def test_churn_counts_visitors_whose_segment_or_served_arm_changed():
 def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     data, _ = generate("storefront", 600, arms=3, outcome="continuous", seed=2)
     post = fit(data, outcome="continuous", engine="stratified", draws=200, seed=0)
-    new = fit_policy_tree(post, n_bootstrap=0)
+    new = fit_policy_tree(post, n_bootstrap=0, merge=False)  # every leaf, so the trees differ
     everyone_split = [Rule((Condition("noise_1", "GTE", -100.0),)), Rule((Condition("noise_1", "LT", -100.0),))]
     rules = [r for r in everyone_split if r.mask(data).any()]  # one segment: everyone
     kept = policy_tree_from_rules(post, rules)
@@ -89,3 +89,16 @@ def test_loop_keeps_segments_and_reports_churn():
             assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
             kept += 1
     assert kept >= 1
+
+
+def test_a_minimum_gain_beyond_reach_keeps_the_first_segments():
+    scenario = make_scenario("multi_winner", 4)
+    exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
+                               fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
+                               seed=1, resegment_probability=0.5, resegment_min_gain=1e6)
+    rng = np.random.default_rng(5)
+    rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(3)]
+    for r in rounds[1:]:
+        assert [s.rule for s in r.segments] == [s.rule for s in rounds[0].segments]
+        assert r.resegment_probability in (None, 0.0)  # None: the new tree was the same
+    assert 0.0 in [r.resegment_probability for r in rounds]  # a different tree was refused

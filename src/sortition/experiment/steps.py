@@ -122,16 +122,20 @@ def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     return rules
 
 
-def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float) -> tuple[PolicyTree, float | None]:
-    """(the tree to serve, P(new welfare > kept welfare)): the new tree replaces last round's segments
-    only when that posterior probability (over the same draws) is at least ``threshold``."""
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float,
+                min_gain: float = 0.0) -> tuple[PolicyTree, float | None]:
+    """(the tree to serve, P(new welfare - kept welfare > ``min_gain``)): the new tree replaces last round's
+    segments only when that posterior probability (over the same draws, ``PolicyTree.welfare_draws``) is at
+    least ``threshold``. ``min_gain`` (metric units per visitor, >= 0) is the smallest gain worth the churn
+    (the loop: ``resegment_min_gain`` x |control mean|)."""
     if kept is None:
         return new, None
     if [seg.rule for seg in new.segments] == [seg.rule for seg in kept.segments]:
         return new, None
     w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
-    p_better = float(np.mean((w_new > w_kept) & ~np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)))
+    same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
+    p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
     return (new if p_better >= threshold else kept), p_better
 
 
