@@ -71,7 +71,8 @@ def test_fit_policy_tree_merges_a_split_without_evidence():
     assert len(fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge_probability=0.0).segments) == 2
     merged = fit_policy_tree(weak, max_depth=1, n_bootstrap=0)
     assert len(merged.segments) == 1 and merged.segments[0].share == 1.0
-    assert [seg.best_arm for seg in fit_policy_tree(strong, max_depth=1, n_bootstrap=0).segments] == ["control", "t1"]
+    apart = fit_policy_tree(strong, max_depth=1, n_bootstrap=0)
+    assert [seg.best_arm for seg in apart.segments] == ["control", "t1"]
     with pytest.raises(ValueError, match="merge_probability must be in"):
         fit_policy_tree(weak, merge_probability=1.5)
 
@@ -83,7 +84,8 @@ def test_resegmenting_needs_the_minimum_gain_with_high_probability():
     tau = np.where(x["x"] > 5, 0.3, -0.1)[:, None]
     post = make_posterior(tau[:, None, :] + rng.normal(0, 1.0, (n, 400, 1)), x)
     kept = policy_tree_from_rules(post, [Rule((Condition("x", "GTE", -100.0),))])  # one segment
-    new = policy_tree_from_rules(post, [Rule((Condition("x", "LTE", 5.0),)), Rule((Condition("x", "GT", 5.0),))])
+    halves = [Rule((Condition("x", "LTE", 5.0),)), Rule((Condition("x", "GT", 5.0),))]
+    new = policy_tree_from_rules(post, halves)
     gain = new.welfare_draws() - kept.welfare_draws()
     p0 = float(np.mean(gain > 0))
     assert p0 >= 0.95

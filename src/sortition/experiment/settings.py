@@ -60,7 +60,8 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     ("warm_start", lambda v: isinstance(v, bool), "True or False"),
     ("resegment_probability", _unit, "in [0, 1]"),
-    ("resegment_min_gain", _non_negative_real, "a non-negative number (a share of |control mean|, e.g. 0.002)"),
+    ("resegment_min_gain", _non_negative_real,
+     "a non-negative number (a share of |control mean|, e.g. 0.002)"),
 )
 
 
