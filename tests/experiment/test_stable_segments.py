@@ -55,17 +55,18 @@ def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     gain = new.welfare_draws() - kept.welfare_draws()
     p = float(np.mean(gain > 0))
     assert 0.0 < p < 1.0  # a few hundred visitors per segment: evidence, not certainty
-    chosen, reported = steps.choose_tree(new, kept, threshold=p)
-    assert chosen is new and reported == p
-    chosen, reported = steps.choose_tree(new, kept, threshold=p + 1e-9)
-    assert chosen is kept and reported == p
-    assert steps.choose_tree(new, None, 0.95) == (new, None)
+    assert steps.choose_tree(new, kept, threshold=p) == (new, p, True)
+    assert steps.choose_tree(new, kept, threshold=p + 1e-9) == (kept, p, True)
+    # segments never chosen with evidence do not lock in: the new tree replaces them, not established
+    assert steps.choose_tree(new, kept, threshold=p + 1e-9, established=False) == (new, p, False)
+    assert steps.choose_tree(new, None, 0.95) == (new, None, False)
+    assert steps.choose_tree(new, new, 0.95) == (new, None, True)  # the fit found the same rules
     assert new.welfare == pytest.approx(new.welfare_draws().mean())
     # the same policy under other rules: equal welfare on every draw, so no evidence for the change
     halves = [Rule((Condition("noise_1", "LT", 0.0),)), Rule((Condition("noise_1", "GTE", 0.0),))]
     same = policy_tree_from_rules(post, halves)
     assert {seg.best_arm for seg in same.segments} == {kept.segments[0].best_arm}
-    assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0)
+    assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0, True)
 
 
 def test_loop_keeps_segments_and_reports_churn():
@@ -82,23 +83,25 @@ def test_loop_keeps_segments_and_reports_churn():
         assert all(0.0 <= r.churn <= 1.0 for r in rounds[1:])
     always, never = results[0.0], results[1.0]
     assert [s.rule for s in always[1].segments] != [s.rule for s in always[0].segments]
-    # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's segments stay
-    kept = 0
+    # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's established segments stay
     for before, r in zip(never, never[1:]):
-        if r.resegment_probability is not None and r.resegment_probability < 1.0:
+        p = r.resegment_probability
+        assert r.segments_established == (p is None or p >= 1.0 or before.segments_established)
+        if p is not None and p < 1.0 and before.segments_established:
             assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
-            kept += 1
-    assert kept >= 1
 
 
-def test_a_minimum_gain_beyond_reach_keeps_the_first_segments():
+def test_a_minimum_gain_beyond_reach_keeps_established_segments():
     scenario = make_scenario("multi_winner", 4)
     exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
                                fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
                                seed=1, resegment_probability=0.5, resegment_min_gain=1e6)
     rng = np.random.default_rng(5)
-    rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(3)]
-    for r in rounds[1:]:
-        assert [s.rule for s in r.segments] == [s.rule for s in rounds[0].segments]
-        assert r.resegment_probability in (None, 0.0)  # None: the new tree was the same
+    rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(4)]
+    assert not rounds[0].segments_established  # the first tree was chosen without evidence
+    for before, r in zip(rounds, rounds[1:]):
+        assert r.segments_established
+        if r.resegment_probability is not None:  # None: the fit found the same groups
+            assert r.resegment_probability == 0.0
+            assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
     assert 0.0 in [r.resegment_probability for r in rounds]  # a different tree was refused

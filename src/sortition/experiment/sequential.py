@@ -268,8 +268,9 @@ class SequentialExperiment:
         rules = steps.previous_rules(state.plan, data)
         kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
         scale = steps.control_scale(data)
-        tree, p_resegment = steps.choose_tree(tree, kept, settings.resegment_probability,
-                                              settings.resegment_min_gain * scale)
+        established = bool(state.results) and state.results[-1].segments_established
+        tree, p_resegment, established = steps.choose_tree(
+            tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, established)
         segments, summary = tuple(tree.segments), tree.summary
         allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
         population = policy.population(posterior, settings.epsilon, summary)
@@ -307,6 +308,7 @@ class SequentialExperiment:
             seconds=timings,
             churn=None if not state.results else steps.churn(state.plan, plan, data),
             resegment_probability=p_resegment,
+            segments_established=established,
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

@@ -122,21 +122,37 @@ def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     return rules
 
 
-def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float,
-                min_gain: float = 0.0) -> tuple[PolicyTree, float | None]:
-    """(the tree to serve, P(new welfare - kept welfare > ``min_gain``)): the new tree replaces last round's
-    segments only when that posterior probability (over the same draws, ``PolicyTree.welfare_draws``) is at
-    least ``threshold``. ``min_gain`` (metric units per visitor, >= 0) is the smallest gain worth the churn
-    (the loop: ``resegment_min_gain`` x |control mean|)."""
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_gain: float = 0.0,
+                established: bool = True) -> tuple[PolicyTree, float | None, bool]:
+    """(the tree to serve, P(new welfare - kept welfare > ``min_gain``), whether its segments are established).
+
+    The probability is over the same draws (``PolicyTree.welfare_draws``); ``min_gain`` (metric units per
+    visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
+    Segments are *established* when they were chosen with evidence: the new tree beat the segments it
+    replaced with that probability >= ``threshold``, or the round's own fit found the same groups of visitors
+    (maybe under other rules: then P is None and the new rules are served), or they
+    are kept established segments. Last round's segments (``kept``) are kept unless the new tree wins so,
+    but only when ``established``: segments never chosen with evidence (the first tree, fit on one round
+    of uniform traffic) do not lock in; the new tree replaces them, established only if it won.
+    """
     if kept is None:
-        return new, None
-    if [seg.rule for seg in new.segments] == [seg.rule for seg in kept.segments]:
-        return new, None
+        return new, None, False
+    if _same_groups(new, kept):
+        return new, None, True
     w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
     same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
     p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
-    return (new if p_better >= threshold else kept), p_better
+    if p_better >= threshold:
+        return new, p_better, True
+    return (kept, p_better, True) if established else (new, p_better, False)
+
+
+def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
+    """Whether two trees' segments are the same groups of the analysed visitors, in any order."""
+    if a.summary is None or b.summary is None or len(a.segments) != len(b.segments):
+        return [seg.rule for seg in a.segments] == [seg.rule for seg in b.segments]
+    return {m.tobytes() for m in a.summary.masks} == {m.tobytes() for m in b.summary.masks}
 
 
 def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
