@@ -130,7 +130,8 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_
     visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
     Segments are *established* when they were chosen with evidence: the new tree beat the segments it
     replaced with that probability >= ``threshold``, or the round's own fit found the same groups of visitors
-    (maybe under other rules: then P is None and the new rules are served), or they
+    (maybe under other rules: then P is None and the new rules are served) or serve every visitor the same
+    arm (then last round's groups stay), or they
     are kept established segments. Last round's segments (``kept``) are kept unless the new tree wins so,
     but only when ``established``: segments never chosen with evidence (the first tree, fit on one round
     of uniform traffic) do not lock in; the new tree replaces them, established only if it won.
@@ -143,6 +144,8 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
     same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
     p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
+    if same.all():  # the same arm for every visitor under other groups: the fits agree, keep the groups
+        return kept, p_better, True
     if p_better >= threshold:
         return new, p_better, True
     return (kept, p_better, True) if established else (new, p_better, False)
