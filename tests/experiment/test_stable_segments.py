@@ -67,6 +67,8 @@ def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     same = policy_tree_from_rules(post, halves)
     assert {seg.best_arm for seg in same.segments} == {kept.segments[0].best_arm}
     assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0, True)
+    # ... established by it: two fits agree on every visitor's arm
+    assert steps.choose_tree(same, kept, 0.5, established=False) == (kept, 0.0, True)
 
 
 def test_loop_keeps_segments_and_reports_churn():
