@@ -69,9 +69,9 @@ def test_fit_policy_tree_merges_a_split_without_evidence():
     strong = make_posterior(tau[:, None, :] + rng.normal(0, 0.05, (n, 200, 1)), x)
     assert len(fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge=False).segments) == 2
     assert len(fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge_probability=0.0).segments) == 2
-    merged = fit_policy_tree(weak, max_depth=1, n_bootstrap=0)
+    merged = fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge_probability=0.9)
     assert len(merged.segments) == 1 and merged.segments[0].share == 1.0
-    apart = fit_policy_tree(strong, max_depth=1, n_bootstrap=0)
+    apart = fit_policy_tree(strong, max_depth=1, n_bootstrap=0, merge_probability=0.9)
     assert [seg.best_arm for seg in apart.segments] == ["control", "t1"]
     with pytest.raises(ValueError, match="merge_probability must be in"):
         fit_policy_tree(weak, merge_probability=1.5)

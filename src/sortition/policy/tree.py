@@ -98,7 +98,7 @@ def fit_policy_tree(
     max_rows: int | None = 100_000,
     extra_masks: Mapping[str, np.ndarray] | None = None,
     merge: bool = True,
-    merge_probability: float = 0.9,
+    merge_probability: float = 0.6,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 
@@ -135,7 +135,9 @@ def fit_policy_tree(
             them the same arm, so its welfare is unchanged). Segment ``stability`` is then the mean of
             its leaves'.
         merge_probability: the evidence two leaves need to stay apart, in [0, 1]; 0 merges only
-            leaves with the same best arm (and the small ones).
+            leaves with the same best arm (and the small ones). The default 0.6 is deliberately weak
+            evidence: in the adaptive loop a merged segment is served one arm, which starves the data
+            that would split it again (docs/policy.md).
     """
     data = require_posterior(posterior, "fit_policy_tree")
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 3:
@@ -212,7 +214,7 @@ def split_gain_draws(count_a: float, means_a: np.ndarray, count_b: float, means_
 
 
 def merge_groups(counts: np.ndarray, means: np.ndarray, min_count: float,
-                 probability: float = 0.9) -> list[list[int]]:
+                 probability: float = 0.6) -> list[list[int]]:
     """Leaves to merge, as groups of leaf positions (each group in leaf order, groups by first leaf).
 
     Greedy, one merge at a time, on the leaves' visitor ``counts`` (G,) and segment-mean contrast draws
