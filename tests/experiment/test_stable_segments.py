@@ -57,8 +57,8 @@ def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     assert 0.0 < p < 1.0  # a few hundred visitors per segment: evidence, not certainty
     assert steps.choose_tree(new, kept, threshold=p) == (new, p, True)
     assert steps.choose_tree(new, kept, threshold=p + 1e-9) == (kept, p, True)
-    # segments never chosen with evidence do not lock in: the new tree replaces them, not established
-    assert steps.choose_tree(new, kept, threshold=p + 1e-9, established=False) == (new, p, False)
+    # provisional segments (the first tree's) do not lock in: the new tree replaces them and is established
+    assert steps.choose_tree(new, kept, threshold=p + 1e-9, established=False) == (new, p, True)
     assert steps.choose_tree(new, None, 0.95) == (new, None, False)
     assert steps.choose_tree(new, new, 0.95) == (new, None, True)  # the fit found the same rules
     assert new.welfare == pytest.approx(new.welfare_draws().mean())
@@ -88,10 +88,10 @@ def test_loop_keeps_segments_and_reports_churn():
     # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's established segments stay
     for before, r in zip(never, never[1:]):
         p = r.resegment_probability
-        assert r.segments_established == (p is None or p >= 1.0 or before.segments_established)
+        assert r.segments_established  # only the first tree is provisional
         if p is not None and p < 1.0 and before.segments_established:
             assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
-    # both happen here: segments never chosen with evidence replaced, established ones kept
+    # both happen here: the provisional first tree replaced, established segments kept
     replaced = [r for before, r in zip(never, never[1:]) if not before.segments_established
                 and r.resegment_probability is not None and 0 < r.resegment_probability < 1]
     kept = [r for before, r in zip(never, never[1:]) if before.segments_established
@@ -99,7 +99,7 @@ def test_loop_keeps_segments_and_reports_churn():
     assert replaced and kept
 
 
-def test_a_minimum_gain_beyond_reach_leaves_no_probability_of_gaining_it():
+def test_a_minimum_gain_beyond_reach_keeps_the_second_tree():
     scenario = make_scenario("multi_winner", 4)
     exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
                                fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
@@ -107,4 +107,6 @@ def test_a_minimum_gain_beyond_reach_leaves_no_probability_of_gaining_it():
     rng = np.random.default_rng(5)
     rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(3)]
     assert [r.resegment_probability for r in rounds[1:]] == [0.0, 0.0]
-    assert not any(r.segments_established for r in rounds)  # no tree won, none is kept against the next
+    assert [r.segments_established for r in rounds] == [False, True, True]
+    rules = [[s.rule for s in r.segments] for r in rounds]
+    assert rules[1] != rules[0] and rules[2] == rules[1]  # the provisional tree replaced, the next one kept

@@ -83,7 +83,7 @@ class RoundResult:
     # share of the visitors so far whose segment or served arm changed from this round's plan to the next
     # (None for the first round; see steps.churn); P(the new segmentation's welfare is higher) when
     # last round's segments were kept or replaced (None when there were none to keep); whether the served
-    # segments were chosen with evidence, so that later rounds keep them (steps.choose_tree)
+    # segments are established, i.e. kept unless a new tree wins (False for the provisional first tree)
     churn: float | None = None
     resegment_probability: float | None = None
     segments_established: bool = False

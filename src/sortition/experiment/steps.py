@@ -128,13 +128,11 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_
 
     The probability is over the same draws (``PolicyTree.welfare_draws``); ``min_gain`` (metric units per
     visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
-    Segments are *established* when they were chosen with evidence: the new tree beat the segments it
-    replaced with that probability >= ``threshold``, or the round's own fit found the same groups of visitors
-    (maybe under other rules: then P is None and the new rules are served) or serve every visitor the same
-    arm (then last round's groups stay), or they
-    are kept established segments. Last round's segments (``kept``) are kept unless the new tree wins so,
-    but only when ``established``: segments never chosen with evidence (the first tree, fit on one round
-    of uniform traffic) do not lock in; the new tree replaces them, established only if it won.
+    Last round's segments (``kept``) are kept unless the new tree wins so, but only once ``established``:
+    the first tree (``kept`` None: it is fit on one round of uniform traffic and compared with nothing) is
+    provisional, and the next round's tree replaces it whatever P is; every tree served after it is
+    established. (When the new tree has the same groups of visitors as ``kept``, maybe under other rules, P
+    is None and the new rules are served; when it serves every visitor the same arm, ``kept`` stays.)
     """
     if kept is None:
         return new, None, False
@@ -148,7 +146,9 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_
         return kept, p_better, True
     if p_better >= threshold:
         return new, p_better, True
-    return (kept, p_better, True) if established else (new, p_better, False)
+    # provisional segments give way to the new tree, which is then established: letting every tree adopted
+    # without winning stay provisional let the fits flip between near-equal trees each round (churn)
+    return (kept, p_better, True) if established else (new, p_better, True)
 
 
 def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
