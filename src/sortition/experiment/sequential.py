@@ -69,8 +69,8 @@ class SequentialExperiment:
             round's segments only when the posterior probability that its welfare (expected gain per
             visitor of serving each segment its best arm) is higher by more than the minimum gain is at
             least this; 0 always re-segments. The first tree is provisional: the second round's replaces it
-            whatever the probability (``steps.choose_tree``). ``RoundResult.resegment_probability`` reports it,
-            ``RoundResult.churn`` the share of visitors whose segment or served arm changed.
+            whatever the probability (``steps.choose_tree``). ``RoundResult.resegment_probability``
+            reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed.
         resegment_min_gain: that minimum gain per visitor, as a share of |control mean outcome| (the
             unit of ``graduation_loss``): a new tree only a little better on most draws is not worth
             moving visitors.

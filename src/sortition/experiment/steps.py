@@ -124,7 +124,7 @@ def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
 
 def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_gain: float = 0.0,
                 established: bool = True) -> tuple[PolicyTree, float | None, bool]:
-    """(the tree to serve, P(new welfare - kept welfare > ``min_gain``), whether its segments are established).
+    """(tree to serve, P(new welfare - kept welfare > ``min_gain``), whether its segments are established).
 
     The probability is over the same draws (``PolicyTree.welfare_draws``); ``min_gain`` (metric units per
     visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
