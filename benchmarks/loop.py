@@ -69,6 +69,9 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
         "fit_seconds_r2": sum(r.seconds["fit"] for r in experiment.results_[2:]),
         "round_seconds_r2": sum(r.seconds["fit"] + r.seconds["policy"] for r in experiment.results_[2:]),
         "churn_after_r3": max((r.churn for r in experiment.results_[3:]), default=float("nan")),
+        "churn_per_round": [r.churn for r in experiment.results_],
+        "resegment_p": [r.resegment_probability for r in experiment.results_],
+        "segments": [seg.description for seg in experiment.results_[-1].segments],
     }
 
 
@@ -101,9 +104,11 @@ def compare(names: list[str], seeds: int, rounds: int, visitors: int, engine: st
                 "regret": statistics.fmean(r["loop"] for r in rs),
                 "accuracy": statistics.fmean(r["accuracy"] for r in rs),
                 "churn": statistics.fmean(r["churn_after_r3"] for r in rs),
+                "by_round": [statistics.fmean(r["churn_per_round"][i] for r in rs) for i in range(1, rounds)],
             }
             print(f"{name:<14}{label:<18}{m['fit']:>11.1f}{m['round']:>13.1f}{m['regret']:>9.4f}"
-                  f"{m['accuracy']:>13.0%}{m['churn']:>14.1%}")
+                  f"{m['accuracy']:>13.0%}{m['churn']:>14.1%}  churn by round "
+                  + " ".join(f"{c:.1%}" for c in m["by_round"]))
         a, b = rows["cold, re-segment"], rows["warm, stable"]
         print(f"{'':<14}{'ratio cold/warm':<18}{a['fit'] / b['fit']:>10.2f}x{a['round'] / b['round']:>12.2f}x"
               f"{'':>9}  regret warm/cold {b['regret'] / a['regret']:.3f}")

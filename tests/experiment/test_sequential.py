@@ -216,5 +216,7 @@ def test_constructor_validation():
         SequentialExperiment(["c", "t"], min_control_weight=0.7, min_explore_weight=0.5)
     with pytest.raises(ValueError, match="drop_after"):
         SequentialExperiment(["c", "t"], drop_after=0)
+    with pytest.raises(ValueError, match="resegment_min_gain must be a non-negative number"):
+        SequentialExperiment(["c", "t"], resegment_min_gain=-0.01)
     with pytest.raises(TypeError, match="DataFrame"):
         SequentialExperiment(["c", "t"]).advance({"arm": []})

@@ -47,7 +47,7 @@ def test_churn_counts_visitors_whose_segment_or_served_arm_changed():
 def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     data, _ = generate("storefront", 600, arms=3, outcome="continuous", seed=2)
     post = fit(data, outcome="continuous", engine="stratified", draws=200, seed=0)
-    new = fit_policy_tree(post, n_bootstrap=0)
+    new = fit_policy_tree(post, n_bootstrap=0, merge=False)  # every leaf, so the trees differ
     everyone_split = [Rule((Condition("noise_1", "GTE", -100.0),)), Rule((Condition("noise_1", "LT", -100.0),))]
     rules = [r for r in everyone_split if r.mask(data).any()]  # one segment: everyone
     kept = policy_tree_from_rules(post, rules)
@@ -55,17 +55,20 @@ def test_new_tree_replaces_kept_segments_only_with_high_posterior_probability():
     gain = new.welfare_draws() - kept.welfare_draws()
     p = float(np.mean(gain > 0))
     assert 0.0 < p < 1.0  # a few hundred visitors per segment: evidence, not certainty
-    chosen, reported = steps.choose_tree(new, kept, threshold=p)
-    assert chosen is new and reported == p
-    chosen, reported = steps.choose_tree(new, kept, threshold=p + 1e-9)
-    assert chosen is kept and reported == p
-    assert steps.choose_tree(new, None, 0.95) == (new, None)
+    assert steps.choose_tree(new, kept, threshold=p) == (new, p, True)
+    assert steps.choose_tree(new, kept, threshold=p + 1e-9) == (kept, p, True)
+    # provisional segments (the first tree's) do not lock in: the new tree replaces them and is established
+    assert steps.choose_tree(new, kept, threshold=p + 1e-9, established=False) == (new, p, True)
+    assert steps.choose_tree(new, None, 0.95) == (new, None, False)
+    assert steps.choose_tree(new, new, 0.95) == (new, None, True)  # the fit found the same rules
     assert new.welfare == pytest.approx(new.welfare_draws().mean())
     # the same policy under other rules: equal welfare on every draw, so no evidence for the change
     halves = [Rule((Condition("noise_1", "LT", 0.0),)), Rule((Condition("noise_1", "GTE", 0.0),))]
     same = policy_tree_from_rules(post, halves)
     assert {seg.best_arm for seg in same.segments} == {kept.segments[0].best_arm}
-    assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0)
+    assert steps.choose_tree(same, kept, 0.5) == (kept, 0.0, True)
+    # ... established by it: two fits agree on every visitor's arm
+    assert steps.choose_tree(same, kept, 0.5, established=False) == (kept, 0.0, True)
 
 
 def test_loop_keeps_segments_and_reports_churn():
@@ -76,16 +79,34 @@ def test_loop_keeps_segments_and_reports_churn():
         exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified", fit_options=fit_options,
                                    tree_options={"n_bootstrap": 0}, seed=1, resegment_probability=threshold)
         rng = np.random.default_rng(5)
-        results[threshold] = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(4)]
+        results[threshold] = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(5)]
     for rounds in results.values():
         assert rounds[0].churn is None and rounds[0].resegment_probability is None
         assert all(0.0 <= r.churn <= 1.0 for r in rounds[1:])
     always, never = results[0.0], results[1.0]
     assert [s.rule for s in always[1].segments] != [s.rule for s in always[0].segments]
-    # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's segments stay
-    kept = 0
+    # threshold 1: a new tree needs P(higher welfare) = 1, else the previous round's established segments stay
     for before, r in zip(never, never[1:]):
-        if r.resegment_probability is not None and r.resegment_probability < 1.0:
+        p = r.resegment_probability
+        assert r.segments_established  # only the first tree is provisional
+        if p is not None and p < 1.0 and before.segments_established:
             assert [s.rule for s in r.segments] == [s.rule for s in before.segments]
-            kept += 1
-    assert kept >= 1
+    # both happen here: the provisional first tree replaced, established segments kept
+    replaced = [r for before, r in zip(never, never[1:]) if not before.segments_established
+                and r.resegment_probability is not None and 0 < r.resegment_probability < 1]
+    kept = [r for before, r in zip(never, never[1:]) if before.segments_established
+            and r.resegment_probability is not None and r.resegment_probability < 1]
+    assert replaced and kept
+
+
+def test_a_minimum_gain_beyond_reach_keeps_the_second_tree():
+    scenario = make_scenario("multi_winner", 4)
+    exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
+                               fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
+                               seed=1, resegment_probability=0.5, resegment_min_gain=1e6)
+    rng = np.random.default_rng(5)
+    rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(3)]
+    assert [r.resegment_probability for r in rounds[1:]] == [0.0, 0.0]
+    assert [r.segments_established for r in rounds] == [False, True, True]
+    rules = [[s.rule for s in r.segments] for r in rounds]
+    assert rules[1] != rules[0] and rules[2] == rules[1]  # the provisional tree replaced, the next one kept

@@ -242,6 +242,7 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
         "seconds": r.seconds,
         "churn": r.churn,
         "resegment_probability": r.resegment_probability,
+        "segments_established": r.segments_established,
         "calibrated_allocation": r.calibrated_allocation,
     }
 
@@ -277,6 +278,7 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         seconds=dict(d.get("seconds", {})),
         churn=d.get("churn"),
         resegment_probability=d.get("resegment_probability"),
+        segments_established=bool(d.get("segments_established", False)),
         calibrated_allocation=bool(d.get("calibrated_allocation", False)),
     )
 

@@ -82,9 +82,11 @@ class RoundResult:
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
     # share of the visitors so far whose segment or served arm changed from this round's plan to the next
     # (None for the first round; see steps.churn); P(the new segmentation's welfare is higher) when
-    # last round's segments were kept or replaced (None when there were none to keep)
+    # last round's segments were kept or replaced (None when there were none to keep); whether the served
+    # segments are established, i.e. kept unless a new tree wins (False for the provisional first tree)
     churn: float | None = None
     resegment_probability: float | None = None
+    segments_established: bool = False
     # whether the allocation's P(best arm) went through the calibration's reliability curve
     calibrated_allocation: bool = False
 

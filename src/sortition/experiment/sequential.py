@@ -67,9 +67,13 @@ class SequentialExperiment:
             grow-from-root sweeps, a short burn-in); False refits every round cold.
         resegment_probability: from the second learned round on, the new policy tree replaces last
             round's segments only when the posterior probability that its welfare (expected gain per
-            visitor of serving each segment its best arm) is higher is at least this; 0 always
-            re-segments. ``RoundResult.resegment_probability`` reports it, ``RoundResult.churn`` the
-            share of visitors whose segment or served arm changed.
+            visitor of serving each segment its best arm) is higher by more than the minimum gain is at
+            least this; 0 always re-segments. The first tree is provisional: the second round's replaces it
+            whatever the probability (``steps.choose_tree``). ``RoundResult.resegment_probability``
+            reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed.
+        resegment_min_gain: that minimum gain per visitor, as a share of |control mean outcome| (the
+            unit of ``graduation_loss``): a new tree only a little better on most draws is not worth
+            moving visitors.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 
@@ -101,6 +105,7 @@ class SequentialExperiment:
         seed: int = 0,
         warm_start: bool = True,
         resegment_probability: float = 0.95,
+        resegment_min_gain: float = 0.002,
         policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
@@ -117,6 +122,7 @@ class SequentialExperiment:
             drop_after=drop_after, graduation_probability=graduation_probability, graduation_loss=graduation_loss,
             graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
             warm_start=warm_start, resegment_probability=resegment_probability,
+            resegment_min_gain=resegment_min_gain,
         )
         self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
@@ -145,6 +151,7 @@ class SequentialExperiment:
     seed = _setting("seed")
     warm_start = _setting("warm_start")
     resegment_probability = _setting("resegment_probability")
+    resegment_min_gain = _setting("resegment_min_gain")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -261,7 +268,10 @@ class SequentialExperiment:
         tree = policy.tree(posterior, seed=seed, extra_masks=extra, **limits, **settings.tree_options)
         rules = steps.previous_rules(state.plan, data)
         kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
-        tree, p_resegment = steps.choose_tree(tree, kept, settings.resegment_probability)
+        scale = steps.control_scale(data)
+        established = bool(state.results) and state.results[-1].segments_established
+        tree, p_resegment, established = steps.choose_tree(
+            tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, established)
         segments, summary = tuple(tree.segments), tree.summary
         allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
         population = policy.population(posterior, settings.epsilon, summary)
@@ -270,7 +280,6 @@ class SequentialExperiment:
         loser_streak, dropped = steps.drop_losers(state.active_arms, segments, state.loser_streak,
                                                   settings.drop_below, settings.drop_after)
         active = tuple(a for a in state.active_arms if a not in dropped)
-        scale = steps.control_scale(data)
         seg_results, winner_streak, graduations = steps.segment_results(
             settings, self.arms, segments, summary, allocation, state.winner_streak, scale,
             posterior.interval_level("segment", settings.level))
@@ -300,6 +309,7 @@ class SequentialExperiment:
             seconds=timings,
             churn=None if not state.results else steps.churn(state.plan, plan, data),
             resegment_probability=p_resegment,
+            segments_established=established,
             calibrated_allocation=bool(getattr(allocation, "calibrated", False)),
         )
         # commit: the only mutation of the experiment

@@ -60,6 +60,8 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
     ("warm_start", lambda v: isinstance(v, bool), "True or False"),
     ("resegment_probability", _unit, "in [0, 1]"),
+    ("resegment_min_gain", _non_negative_real,
+     "a non-negative number (a share of |control mean|, e.g. 0.002)"),
 )
 
 
@@ -69,9 +71,11 @@ class ExperimentSettings:
 
     ``schedule`` is a :class:`Schedule` or None; ``fit_options`` / ``tree_options`` are read-only
     mappings; ``covariates`` a tuple or None. ``warm_start``: each round's BCF fit starts from the
-    previous round's forests (False: every round refits cold). ``resegment_probability``: last round's
-    segments are replaced by the new tree's only when the posterior probability that the new tree's
-    welfare is higher is at least this (0: always take the new tree).
+    previous round's forests (False: every round refits cold). ``resegment_probability``,
+    ``resegment_min_gain``: last round's segments are replaced by the new tree's only when the posterior
+    probability that the new tree's welfare exceeds theirs by more than ``resegment_min_gain`` x |control
+    mean outcome| (the unit of ``graduation_loss``) is at least ``resegment_probability`` (0: always take
+    the new tree).
     """
 
     key: str = "sortition-experiment"
@@ -95,6 +99,7 @@ class ExperimentSettings:
     seed: int = 0
     warm_start: bool = True
     resegment_probability: float = 0.95
+    resegment_min_gain: float = 0.002
 
     def __post_init__(self) -> None:
         # normalize containers first, so a list or a dict is accepted and frozen

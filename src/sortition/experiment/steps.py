@@ -122,17 +122,40 @@ def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     return rules
 
 
-def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float) -> tuple[PolicyTree, float | None]:
-    """(the tree to serve, P(new welfare > kept welfare)): the new tree replaces last round's segments
-    only when that posterior probability (over the same draws) is at least ``threshold``."""
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_gain: float = 0.0,
+                established: bool = True) -> tuple[PolicyTree, float | None, bool]:
+    """(tree to serve, P(new welfare - kept welfare > ``min_gain``), whether its segments are established).
+
+    The probability is over the same draws (``PolicyTree.welfare_draws``); ``min_gain`` (metric units per
+    visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
+    Last round's segments (``kept``) are kept unless the new tree wins so, but only once ``established``:
+    the first tree (``kept`` None: it is fit on one round of uniform traffic and compared with nothing) is
+    provisional, and the next round's tree replaces it whatever P is; every tree served after it is
+    established. (When the new tree has the same groups of visitors as ``kept``, maybe under other rules, P
+    is None and the new rules are served; when it serves every visitor the same arm, ``kept`` stays.)
+    """
     if kept is None:
-        return new, None
-    if [seg.rule for seg in new.segments] == [seg.rule for seg in kept.segments]:
-        return new, None
+        return new, None, False
+    if _same_groups(new, kept):
+        return new, None, True
     w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
-    p_better = float(np.mean((w_new > w_kept) & ~np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)))
-    return (new if p_better >= threshold else kept), p_better
+    same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
+    p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
+    if same.all():  # the same arm for every visitor under other groups: the fits agree, keep the groups
+        return kept, p_better, True
+    if p_better >= threshold:
+        return new, p_better, True
+    # provisional segments give way to the new tree, which is then established: letting every tree adopted
+    # without winning stay provisional let the fits flip between near-equal trees each round (churn)
+    return (kept, p_better, True) if established else (new, p_better, True)
+
+
+def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
+    """Whether two trees' segments are the same groups of the analysed visitors, in any order."""
+    if a.summary is None or b.summary is None or len(a.segments) != len(b.segments):
+        return [seg.rule for seg in a.segments] == [seg.rule for seg in b.segments]
+    return {m.tobytes() for m in a.summary.masks} == {m.tobytes() for m in b.summary.masks}
 
 
 def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:

@@ -98,6 +98,7 @@ def fit_policy_tree(
     max_rows: int | None = 100_000,
     extra_masks: Mapping[str, np.ndarray] | None = None,
     merge: bool = True,
+    merge_probability: float = 0.6,
 ) -> PolicyTree:
     """The tree of depth <= ``max_depth`` that maximizes posterior expected welfare.
 
@@ -128,9 +129,15 @@ def fit_policy_tree(
             (``summary.extra``), read in the same pass over the draws as the leaves'.
         merge: merge spurious leaves (:func:`merge_groups`): a leaf below ``min_leaf_share`` (the
             ``x IS NULL`` leaves are exempt from it in the search) joins the leaf whose best arm most
-            often wins in it, and leaves with the same best arm become one segment (an ``AnyOf``: the
-            policy serves them the same arm, so its welfare is unchanged). Segment ``stability`` is
-            then the mean of its leaves'.
+            often wins in it, and two leaves become one segment (an ``AnyOf``) unless the posterior
+            probability that serving them apart raises welfare (:func:`split_gain_draws` > 0) is at
+            least ``merge_probability`` (leaves with the same best arm always merge: the policy serves
+            them the same arm, so its welfare is unchanged). Segment ``stability`` is then the mean of
+            its leaves'.
+        merge_probability: the evidence two leaves need to stay apart, in [0, 1]; 0 merges only
+            leaves with the same best arm (and the small ones). The default 0.6 is deliberately weak
+            evidence: in the adaptive loop a merged segment is served one arm, which starves the data
+            that would split it again (docs/policy.md).
     """
     data = require_posterior(posterior, "fit_policy_tree")
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or not 1 <= max_depth <= 3:
@@ -141,6 +148,9 @@ def fit_policy_tree(
         raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(merge_probability, bool) or not isinstance(merge_probability, (int, float)) or not (
+            0.0 <= merge_probability <= 1.0):
+        raise ValueError(f"merge_probability must be in [0, 1] (e.g. 0.9), got {merge_probability!r}")
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 100):
         raise ValueError(f"max_rows must be an integer >= 100 or None, got {max_rows!r}")
     frame = _covariate_frame(data.covariates, covariates)
@@ -157,7 +167,7 @@ def fit_policy_tree(
 
     rules = [Rule(leaf.conditions) for leaf in leaves]
     return _tree(posterior, rules, [leaf.best_arm for leaf in leaves], stability, max_depth, min_leaf_share,
-                 level, extra_masks, merge)
+                 level, extra_masks, merge_probability if merge else None)
 
 
 def policy_tree_from_rules(posterior: Posterior, rules: Sequence[Rule], *, max_depth: int = 2,
@@ -170,33 +180,70 @@ def policy_tree_from_rules(posterior: Posterior, rules: Sequence[Rule], *, max_d
     """
     require_posterior(posterior, "policy_tree_from_rules")
     return _tree(posterior, list(rules), None, np.full(len(rules), np.nan), max_depth, min_leaf_share, level,
-                 extra_masks, merge=False)
+                 extra_masks, merge_probability=None)
 
 
-def merge_groups(counts: np.ndarray, means: np.ndarray, min_count: float) -> list[list[int]]:
+def _served_value(means: np.ndarray, arm: int) -> np.ndarray:
+    """(S,) per draw the mean contrast of serving ``arm`` (0 for control) from (S, K-1) draws."""
+    return np.zeros(means.shape[0]) if arm == 0 else means[:, arm - 1]
+
+
+def split_gain_draws(count_a: float, means_a: np.ndarray, count_b: float, means_b: np.ndarray) -> np.ndarray:
+    """(S,) per draw, the gain per visitor of serving groups a and b apart rather than as one segment.
+
+    Apart, each group is served its own best arm ``k_a``, ``k_b``; together, both are served ``k_ab``,
+    the best arm of the pooled (count-weighted) means. All three by :func:`best_arms` on posterior
+    means, so the gain per draw is
+
+        (n_a (v_a(k_a) - v_a(k_ab)) + n_b (v_b(k_b) - v_b(k_ab))) / (n_a + n_b)
+
+    with ``v_g(k)`` group g's mean contrast of arm k on that draw (0 for control), in metric units.
+    It is exactly 0 on every draw when the two groups have the same best arm; its mean is >= 0.
+
+    Args:
+        count_a, count_b: the groups' visitor counts (> 0).
+        means_a, means_b: (S, K-1) their mean-contrast draws.
+    """
+    means_a, means_b = np.asarray(means_a, dtype=np.float64), np.asarray(means_b, dtype=np.float64)
+    total = count_a + count_b
+    pooled = (count_a * means_a + count_b * means_b) / total
+    k_a, k_b, k_ab = (int(best_arms(m.mean(axis=0))) for m in (means_a, means_b, pooled))
+    gain = (count_a * (_served_value(means_a, k_a) - _served_value(means_a, k_ab))
+            + count_b * (_served_value(means_b, k_b) - _served_value(means_b, k_ab)))
+    return gain / total
+
+
+def merge_groups(counts: np.ndarray, means: np.ndarray, min_count: float,
+                 probability: float = 0.6) -> list[list[int]]:
     """Leaves to merge, as groups of leaf positions (each group in leaf order, groups by first leaf).
 
     Greedy, one merge at a time, on the leaves' visitor ``counts`` (G,) and segment-mean contrast draws
     ``means`` (G, S, K-1) (a merged group's draws are the count-weighted mean, so the draws are not
-    read again): while a group holds fewer than ``min_count`` visitors, the smallest joins the group
-    whose best arm wins most often in its draws; then two groups with the same best arm (by the
-    best-arm rule on posterior means) merge, since the policy serves both that arm.
+    read again):
+
+    1. while a group holds fewer than ``min_count`` visitors, the smallest joins the group whose best
+       arm wins most often in its draws (a leaf must carry a minimum share);
+    2. then, while some pair of groups lacks evidence that serving them apart raises welfare, i.e.
+       ``P(split_gain_draws(a, b) > 0) < probability`` over the draws, the pair with the least such
+       evidence merges (ties: the first pair in leaf order). Two groups with the same best arm have a
+       gain of 0 on every draw, so they always merge.
     """
     groups = [[g] for g in range(len(counts))]
     n = [float(c) for c in counts]
     m = [np.asarray(x, dtype=np.float64) for x in means]
     while len(groups) > 1:
-        best = [int(b) for b in best_arms(np.stack([x.mean(axis=0) for x in m]))]
         small = [i for i in range(len(groups)) if n[i] < min_count]
         if small:
+            best = [int(b) for b in best_arms(np.stack([x.mean(axis=0) for x in m]))]
             i = min(small, key=lambda g: n[g])
             win = arm_win_frequencies(m[i], m[i].shape[1] + 1)
             j = max((g for g in range(len(groups)) if g != i), key=lambda g: (win[best[g]], n[g]))
         else:
-            pairs = [(a, b) for a in range(len(groups)) for b in range(a + 1, len(groups)) if best[a] == best[b]]
-            if not pairs:
+            evidence = {(a, b): float(np.mean(split_gain_draws(n[a], m[a], n[b], m[b]) > 0))
+                        for a in range(len(groups)) for b in range(a + 1, len(groups))}
+            (j, i), p = min(evidence.items(), key=lambda item: item[1])
+            if p >= probability:
                 break
-            i, j = pairs[0][1], pairs[0][0]
         m[j] = (n[i] * m[i] + n[j] * m[j]) / (n[i] + n[j])
         n[j] += n[i]
         groups[j] = sorted(groups[j] + groups[i])
@@ -206,15 +253,16 @@ def merge_groups(counts: np.ndarray, means: np.ndarray, min_count: float) -> lis
 
 def _tree(posterior: Posterior, rules: list[Rule], best_arm: list[int] | None, stability: np.ndarray,
           max_depth: int, min_leaf_share: float, level: float,
-          extra_masks: Mapping[str, np.ndarray] | None, merge: bool) -> PolicyTree:
+          extra_masks: Mapping[str, np.ndarray] | None, merge_probability: float | None) -> PolicyTree:
     """Segments (with P(best), GATE and its interval) and the summary of leaves ``rules``, one pass over
     the draws (merged leaves' means are combined from their leaves'). ``best_arm`` None: each leaf's best
-    arm by the best-arm rule on its posterior-mean contrasts."""
+    arm by the best-arm rule on its posterior-mean contrasts. ``merge_probability`` None: no merging."""
     masks = segment_masks(posterior, list(enumerate(rules)))
     summary = SegmentSummary.compute(posterior, list(range(len(rules))), masks, extra_masks)
-    if merge and len(rules) > 1:
+    if merge_probability is not None and len(rules) > 1:
         counts = masks.sum(axis=1)
-        groups = merge_groups(counts, summary.means, min_leaf_share * posterior.n * (1 - 1e-12))
+        min_count = min_leaf_share * posterior.n * (1 - 1e-12)
+        groups = merge_groups(counts, summary.means, min_count, merge_probability)
         if len(groups) < len(rules):
             rules = [AnyOf.of([rules[g] for g in group]) for group in groups]
             stability = np.array([np.mean(stability[group]) for group in groups])
