@@ -34,7 +34,7 @@ COMPONENTS = ("revenue", "conversion", "severity")
 
 def loop_data(name: str, seed: int, rounds: int, visitors: int):
     scenario = make_scenario(name, 3, "revenue")
-    loop = SequentialExperiment(scenario.arms, key=f"bias-{name}", outcome="revenue", engine="stratified",
+    loop = SequentialExperiment(scenario.arms, key=f"b-{name}", outcome="revenue", engine="stratified",
                                 fit_options={"progress": False}, schedule=fixed(rounds, visitors), seed=seed)
     simulate(scenario, loop, seed=seed)
     data = experiment_data(loop.data_, scenario.arms, None)
