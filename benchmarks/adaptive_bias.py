@@ -68,8 +68,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     options = {"num_threads": args.threads}
     n = args.rounds * args.visitors
-    print(f"BCF revenue posterior, {args.rounds} rounds x {args.visitors} visitors (loop) vs uniform A/B of {n}; "
-          f"seeds 0..{args.seeds - 1}; z = (mean - truth) / sd per average effect")
+    print(f"BCF revenue posterior, {args.rounds} rounds x {args.visitors} visitors (loop) vs uniform A/B "
+          f"of {n}; seeds 0..{args.seeds - 1}; z = (mean - truth) / sd per average effect")
     print(f"{'scenario':<14}{'data':<9}{'component':<12}{'mean z':>8}{'RMS z':>7}{'cov 80':>8}{'cov 90':>8}"
           f"{'control':>9}")
     for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:

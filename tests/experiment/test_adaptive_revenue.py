@@ -44,7 +44,8 @@ def test_loop_collected_revenue_average_effect_covers_the_truth_over_seeds():
                 lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
                 covered[level] += list((lo <= truth.ate) & (truth.ate <= hi))
     z = np.asarray(z)
-    print("control share", np.round(control, 3), "z", np.round(z, 2), {k: np.mean(v) for k, v in covered.items()})
+    print("control share", np.round(control, 3), "z", np.round(z, 2),
+          {level: np.mean(hits) for level, hits in covered.items()})
     assert np.median(control) < 0.3  # adaptive: the loop moved traffic off control
     assert abs(z.mean()) < 0.8 and np.sqrt((z**2).mean()) < 1.6, z
     assert np.mean(covered[0.8]) >= 0.6 and np.mean(covered[0.9]) >= 0.75, covered

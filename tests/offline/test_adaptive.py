@@ -13,7 +13,8 @@ def _design_data(seed: int = 0, visitors: int = 400) -> tuple[ExperimentData, np
     rng = np.random.default_rng(seed)
     device = rng.choice(["mobile", "desktop", "tablet"], visitors)
     rounds = rng.integers(0, 3, visitors)
-    design = {(r, d): rng.dirichlet(np.ones(3) * 2.0) for r in range(3) for d in ("mobile", "desktop", "tablet")}
+    levels = ("mobile", "desktop", "tablet")
+    design = {(r, d): rng.dirichlet(np.ones(3) * 2.0) for r in range(3) for d in levels}
     probs = np.array([design[(r, d)] for r, d in zip(rounds, device, strict=True)])
     rows = np.repeat(np.arange(visitors), 3)
     arm = np.tile(np.arange(3), visitors)
@@ -26,8 +27,9 @@ def _design_data(seed: int = 0, visitors: int = 400) -> tuple[ExperimentData, np
         "device": device[rows],
         "noise": rng.normal(size=visitors)[rows],
     })
-    data = ExperimentData.from_frame(frame, arm="arm", outcome="y", subject="subject", arms=("control", "a", "b"),
-                                     propensity="propensity", round="round", covariates=["device", "noise"])
+    data = ExperimentData.from_frame(frame, arm="arm", outcome="y", subject="subject",
+                                     arms=("control", "a", "b"), propensity="propensity", round="round",
+                                     covariates=["device", "noise"])
     return data, probs[rows]
 
 
