@@ -14,7 +14,9 @@ include the probit latent draws, the tau_0 intercept and variance steps of that 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sortition.experiment import SequentialExperiment  # noqa: E402
 from sortition.experiment import steps  # noqa: E402
+from sortition.experiment.loop_policy import DEFAULT_POLICY  # noqa: E402
 from sortition.experiment.schedules import fixed  # noqa: E402
 from sortition.experiment.simulation import simulate  # noqa: E402
 from sortition.posterior import fit  # noqa: E402
@@ -89,12 +92,47 @@ class _Clock:
         ours.propensity_matrix = timed("propensity", prop)
 
 
+PARTS = ("fit", "tree", "keep", "allocate", "population", "recommend")
+
+
 def loop_rows(name: str, arms: int, rounds: int, visitors: int, seed: int):
+    """The loop's rows after ``rounds`` rounds (warm starts, stable segments: the defaults), and each
+    round's CPU seconds per :class:`LoopPolicy` part plus the rest of ``advance`` and the state file write."""
     sc = make_scenario(name, arms)
-    exp = SequentialExperiment(sc.arms, key="profile", outcome=sc.outcome, engine="bcf", seed=seed,
+    parts: list[dict[str, float]] = []
+
+    def timed(part, fn):
+        def wrapper(*a, **k):
+            t = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                parts[-1][part] += time.process_time() - t
+        return wrapper
+
+    policy = dataclasses.replace(DEFAULT_POLICY, **{p: timed(p, getattr(DEFAULT_POLICY, p)) for p in PARTS})
+    exp = SequentialExperiment(sc.arms, key="profile", outcome=sc.outcome, engine="bcf", seed=seed, policy=policy,
                                fit_options={"progress": False, "num_threads": 1}, schedule=fixed(rounds, visitors))
+    advance = exp.advance
+
+    def timed_advance(rows):
+        parts.append(dict.fromkeys((*PARTS, "rest of advance", "save state file"), 0.0))
+        t = time.process_time()
+        out = advance(rows)
+        parts[-1]["rest of advance"] = time.process_time() - t - sum(parts[-1].values())
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.process_time()
+            exp.save(Path(tmp) / "state.json")
+            parts[-1]["save state file"] = time.process_time() - t
+        return out
+
+    exp.advance = timed_advance
     with EventStore(":memory:") as store:
         simulate(sc, exp, seed=seed, store=store)
+    print(f"loop rounds, CPU seconds per part (1 thread; round 0 includes imports): {name}, {visitors}/round")
+    print(f"{'round':>5}{'n':>7}" + "".join(f"{p:>17}" for p in parts[0]))
+    for r, row in enumerate(parts):
+        print(f"{r:>5}{(r + 1) * visitors:>7}" + "".join(f"{v:>17.3f}" for v in row.values()))
     return sc, exp.data_
 
 
