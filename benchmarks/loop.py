@@ -79,8 +79,8 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
     fits: list[dict] = []
     experiment = SequentialExperiment(
         scenario.arms, key=f"bench-{name}", outcome=scenario.outcome, engine=engine, fit_options=options,
-        schedule=fixed(rounds, visitors), seed=seed, policy=dataclasses.replace(DEFAULT_POLICY, fit=_scored_fit(scenario, fits)),
-        **(config or {}),
+        schedule=fixed(rounds, visitors), seed=seed, **(config or {}),
+        policy=dataclasses.replace(DEFAULT_POLICY, fit=_scored_fit(scenario, fits)),
     )
     t0 = time.perf_counter()
     with EventStore(":memory:") as store:

@@ -25,14 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sortition.experiment import SequentialExperiment  # noqa: E402
-from sortition.experiment import steps  # noqa: E402
-from sortition.experiment.loop_policy import DEFAULT_POLICY  # noqa: E402
-from sortition.experiment.schedules import fixed  # noqa: E402
-from sortition.experiment.simulation import simulate  # noqa: E402
-from sortition.posterior import fit  # noqa: E402
-from sortition.scenarios import make_scenario  # noqa: E402
-from sortition.store import EventStore  # noqa: E402
+from sortition.experiment import (  # noqa: E402
+    SequentialExperiment,
+    steps,
+)
+from sortition.experiment.loop_policy import DEFAULT_POLICY
+from sortition.experiment.schedules import fixed
+from sortition.experiment.simulation import simulate
+from sortition.posterior import fit
+from sortition.scenarios import make_scenario
+from sortition.store import EventStore
 
 STAGES = ("propensity", "setup (data, previous_model_json)", "GFR", "burn-in", "retained", "final predict",
           "last_draw_json (trim + to_json)", "contrasts + rest")
