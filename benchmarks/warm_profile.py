@@ -162,7 +162,7 @@ def main() -> None:
     clock.install()
     print(f"{args.scenario}, {outcome}, K={len(arms)}, round {args.round}: {data.n} visitors "
           f"(previous fit {prev.n}); 1 thread, CPU seconds")
-    res = {}
+    res, quality = {}, {}
     extra = {} if args.warm_burnin is None else {"warm_burnin": args.warm_burnin}
     for label, ws in (("cold", None), ("warm", start)):
         clock.stages = dict.fromkeys(STAGES, 0.0)
@@ -172,6 +172,12 @@ def main() -> None:
         total = time.process_time() - t0
         clock.stages["contrasts + rest"] = total - sum(clock.stages.values())
         res[label] = (dict(clock.stages), total, post.info["warm_start"], dict(clock.in_sweeps))
+        truth = sc.truth(data.covariates).contrasts if outcome == sc.outcome else None
+        if truth is not None:  # the same rows for both fits: their quality is comparable
+            (lo8, hi8), (lo9, hi9) = post.cate_interval(0.8), post.cate_interval(0.9)
+            quality[label] = (float(np.sqrt(np.mean((post.cate() - truth) ** 2))),
+                              float(np.mean((lo8 <= truth) & (truth <= hi8))),
+                              float(np.mean((lo9 <= truth) & (truth <= hi9))))
     t = time.process_time()
     doc = post.warm_start.to_json()
     size = sum(len(v) for v in doc["models"].values())
@@ -190,6 +196,8 @@ def main() -> None:
     floor = st["retained"] + st["final predict"]
     print(f"ceiling of cold/warm with these retained draws: x{c / (w - st['burn-in']):.2f} with no burn-in, "
           f"x{c / floor:.2f} if all but the retained sweeps and the final predict were free")
+    for label, (rmse, c80, c90) in quality.items():
+        print(f"{label}: CATE RMSE {rmse:.4f}, 80% coverage {c80:.3f}, 90% coverage {c90:.3f}")
     print(f"warm start: {size / 1e6:.2f} MB of stochtree JSON, WarmStart.to_json {to_json_s:.3f} s")
 
 
