@@ -76,3 +76,24 @@ def test_incompatible_warm_start_falls_back_to_a_cold_fit_and_says_why():
         fit(data, outcome="binary", warm_start=json.dumps(ws.to_json()), **FAST)
     with pytest.raises(ValueError, match="warm_burnin"):
         fit(data, outcome="binary", warm_start=ws, warm_burnin=-1, **FAST)
+
+
+def test_a_warm_fit_keeps_the_cold_fits_draws_and_records_the_sweeps_it_ran():
+    data, _ = generate("two_segments", 400, arms=3, outcome="continuous", seed=5)
+    previous = fit(_rows(data, 250), seed=1, **FAST)
+    cold = fit(data, seed=2, **FAST)
+    warm = fit(data, seed=2, warm_start=previous.warm_start, warm_burnin=4, **FAST)
+    assert warm.info["warm_start"] == "warm"
+    # the same retained draws: a warm start saves only the grow-from-root sweeps, never draws
+    assert warm.n_draws == cold.n_draws == FAST["draws"]
+    assert warm.contrast_draws().shape == cold.contrast_draws().shape == (400, FAST["draws"], 2)
+    assert (cold.info["num_gfr"], cold.info["num_burnin"]) == (FAST["num_gfr"], 0)
+    assert (warm.info["num_gfr"], warm.info["num_burnin"]) == (0, 4)
+    # a refused warm start (another covariate encoding) is a cold fit and records the cold sweeps
+    roles = {k: v for k, v in data.columns.items() if v is not None}
+    fewer = ExperimentData.from_frame(data.frame(), arms=data.arms, covariates=list(data.covariate_names)[:-1],
+                                      **roles)
+    refused = fit(data, seed=2, warm_start=fit(fewer, seed=1, **FAST).warm_start, warm_burnin=4, **FAST)
+    assert refused.info["warm_start"].startswith("cold (the covariate encoding changed")
+    assert (refused.info["num_gfr"], refused.info["num_burnin"]) == (FAST["num_gfr"], 0)
+    assert np.array_equal(refused.contrast_draws(), cold.contrast_draws())  # the same fit as a plain cold one

@@ -77,8 +77,9 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
                                dict(stochtree_params or {}), int(warm_burnin))
         # stochtree takes a C int seed (and the severity model uses seed + 1): fold larger seeds in.
         out = fit_bcf(data, outcome, settings, int(seed) % _ENGINE_SEED_LIMIT, _progress(progress), warm_start)
-        out["info"].update(num_trees_mu=num_trees_mu, num_trees_tau=num_trees_tau, num_gfr=num_gfr,
-                           num_burnin=num_burnin, num_threads=settings.threads())
+        warm = out["info"]["warm_start"] == "warm"  # the sweeps actually run: a warm fit runs no GFR
+        out["info"].update(num_trees_mu=num_trees_mu, num_trees_tau=num_trees_tau, num_gfr=0 if warm else num_gfr,
+                           num_burnin=settings.warm_burnin if warm else num_burnin, num_threads=settings.threads())
     else:
         out = fit_stratified(data, outcome, int(draws), int(seed), strata, max_strata, prior_strength)
     out["info"].update(seed=int(seed), draws=int(draws), seconds=time.perf_counter() - t0)
