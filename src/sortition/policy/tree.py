@@ -150,7 +150,7 @@ def fit_policy_tree(
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if isinstance(merge_probability, bool) or not isinstance(merge_probability, (int, float)) or not (
             0.0 <= merge_probability <= 1.0):
-        raise ValueError(f"merge_probability must be in [0, 1] (e.g. 0.9), got {merge_probability!r}")
+        raise ValueError(f"merge_probability must be in [0, 1] (the default is 0.6), got {merge_probability!r}")
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 100):
         raise ValueError(f"max_rows must be an integer >= 100 or None, got {max_rows!r}")
     frame = _covariate_frame(data.covariates, covariates)
