@@ -178,3 +178,20 @@ def test_a_kept_segments_lead_arm_flips_only_with_the_stated_probability():
     desktop = Rule((Condition("device", "ONE_OF", ["desktop"]),))
     other = make_plan(arms, [(0, desktop)], {0: before})
     assert steps.hold_arm_flips(other, data, tree.segments, summary, new, arms, 1.0)[1] == ()
+
+
+def test_churn_above_max_rows_is_estimated_on_a_sample():
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 3000, arms=3, seed=4)
+    arms, salt = data.arms, experiment_salt("sample-test")
+    a = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: {arms[0]: 0.2, arms[1]: 0.6, arms[2]: 0.2},
+                                                         1: {arms[0]: 0.6, arms[1]: 0.2, arms[2]: 0.2}})
+    b = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6},
+                                                         1: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6}})
+    full = steps.churn(a, b, data, salt, max_rows=None)
+    assert 0.2 < full < 0.8
+    sampled = [steps.churn(a, b, data, salt, max_rows=1000, seed=s) for s in range(3)]
+    assert len(set(sampled)) > 1  # other samples, other estimates ...
+    assert all(abs(x - full) < 0.06 for x in sampled)  # ... within sampling error (sd ~0.013) of every visitor's
+    assert steps.churn(a, b, data, salt, max_rows=3000) == full
