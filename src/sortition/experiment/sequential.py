@@ -110,7 +110,7 @@ class SequentialExperiment:
         covariates: Sequence[str] | None = None,
         seed: int = 0,
         warm_start: bool = True,
-        resegment_probability: float = 0.95,
+        resegment_probability: float = 0.9,
         resegment_min_gain: float = 0.002,
         arm_switch_probability: float = 0.8,
         policy: LoopPolicy | None = None,
