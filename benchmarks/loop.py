@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 
-from sortition.experiment import SequentialExperiment  # noqa: E402
+from sortition.experiment import SequentialExperiment, steps  # noqa: E402
+from sortition.experiment.export import experiment_salt  # noqa: E402
 from sortition.experiment.loop_policy import DEFAULT_POLICY  # noqa: E402
 from sortition.experiment.schedules import fixed  # noqa: E402
 from sortition.experiment.simulation import simulate  # noqa: E402
@@ -43,11 +44,11 @@ from sortition.store import EventStore  # noqa: E402
 ARMS = {"storefront": 3, "multi_winner": 4, "reversal": 3, "two_segments": 2, "gradient": 2}
 
 
-# --compare: today's loop (every round refit cold and re-segmented) beside the new defaults; "cold, stable"
+# --compare: today's loop (every round refit cold and re-segmented, no incumbent-arm rule) beside the new defaults; "cold, stable"
 # isolates the warm start (same segmentation rule, so the ratio cold/warm is the warm start's alone)
-CONFIGS = {"cold, re-segment": {"warm_start": False, "resegment_probability": 0.0},
-           "cold, stable": {"warm_start": False, "resegment_probability": 0.95},
-           "warm, stable": {"warm_start": True, "resegment_probability": 0.95}}
+CONFIGS = {"cold, re-segment": {"warm_start": False, "resegment_probability": 0.0, "arm_switch_probability": 0.0},
+           "cold, stable": {"warm_start": False, "resegment_probability": 0.9},
+           "warm, stable": {"warm_start": True, "resegment_probability": 0.9}}
 
 
 def _scored_fit(scenario, record: list):
@@ -103,6 +104,8 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
         "fit_seconds_r2": sum(r.seconds["fit"] for r in experiment.results_[2:]),
         "round_seconds_r2": sum(r.seconds["fit"] + r.seconds["policy"] for r in experiment.results_[2:]),
         "churn_after_r3": max((r.churn for r in experiment.results_[3:]), default=float("nan")),
+        "churn_top_arm_after_r3": max((r.churn_top_arm for r in experiment.results_[3:]), default=float("nan")),
+        "arm_churn_after_r3": max(_arm_churn(experiment)[3:], default=float("nan")),
         "churn_per_round": [r.churn for r in experiment.results_],
         "resegment_p": [r.resegment_probability for r in experiment.results_],
         "segments": [seg.description for seg in experiment.results_[-1].segments],
@@ -113,6 +116,18 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
         "cov90_r2": statistics.fmean(f["cov90"] for f in fits[2:]) if fits[2:] else float("nan"),
         "warm_fits_r2": sum(f["warm"] for f in fits[2:]),
     }
+
+
+def _arm_churn(experiment: SequentialExperiment) -> list[float]:
+    """Per round (NaN for the first): the share of the visitors so far whose served arm (their shard in the
+    plan's flag) differs between the round's plan and the next, whatever their segments (the visitors
+    ``RoundResult.churn`` reads)."""
+    rows, salt, plans = experiment.data_, experiment_salt(experiment.key), experiment.plans_
+    out = [float("nan")]
+    for r in range(1, len(experiment.results_)):
+        data = steps.experiment_data(rows[rows["round"] <= r], experiment.arms, experiment.covariates)
+        out.append(float(np.mean(steps.served_arms(plans[r], data, salt) != steps.served_arms(plans[r + 1], data, salt))))
+    return out
 
 
 def _job(args: tuple) -> dict:
@@ -135,7 +150,8 @@ def compare(names: list[str], seeds: int, rounds: int, visitors: int, engine: st
     runs = {(t[0], t[1], tuple(t[5].items())): r for t, r in zip(tasks, out, strict=True)}
     print(f"{rounds} rounds x {visitors} visitors, seeds 0..{seeds - 1}, 1 thread per run; fit s: sums over rounds "
           ">= 2 (3rd round on), medians over seeds; RMSE, coverage: means over those rounds and seeds; regret, "
-          "churn: means")
+          "churn: means; churn = segment or served arm (each visitor's shard in the flag) changed, the largest "
+          "after round 3; top arm = the proxy taking each segment's most-allocated arm as served")
     header = (f"{'scenario':<14}{'config':<18}{'fit CPU s':>10}{'fit wall s':>11}{'round s':>9}{'CATE RMSE':>10}"
               f"{'cov80':>7}{'cov90':>7}{'regret':>9}{'seg. ok':>8}{'churn>r3':>9}{'warm':>6}")
     print(header)
@@ -161,6 +177,9 @@ def compare(names: list[str], seeds: int, rounds: int, visitors: int, engine: st
             print(f"{name:<14}{label:<18}{m['cpu']:>10.1f}{m['fit']:>11.1f}{m['round']:>9.1f}{m['rmse']:>10.4f}"
                   f"{m['cov80']:>7.3f}{m['cov90']:>7.3f}{m['regret']:>9.4f}{m['accuracy']:>8.0%}{m['churn']:>9.1%}"
                   f"{m['warm']:>3}/{m['fits']:<2}  churn by round " + " ".join(f"{c:.1%}" for c in m["by_round"]))
+            print(f"{'':<14}{'':<18}per seed: regret | churn>r3 segment or served arm / served arm / segment or "
+                  "top arm: " + ", ".join(f"{r['loop']:.4f} | {r['churn_after_r3']:.1%} / {r['arm_churn_after_r3']:.1%} / "
+                                          f"{r['churn_top_arm_after_r3']:.1%}" for r in rs))
         for cold, warm in (("cold, stable", "warm, stable"), ("cold, re-segment", "warm, stable")):
             if cold in rows and warm in rows:
                 a, b = rows[cold], rows[warm]

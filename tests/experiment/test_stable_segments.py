@@ -110,3 +110,88 @@ def test_a_minimum_gain_beyond_reach_keeps_the_second_tree():
     assert [r.segments_established for r in rounds] == [False, True, True]
     rules = [[s.rule for s in r.segments] for r in rounds]
     assert rules[1] != rules[0] and rules[2] == rules[1]  # the provisional tree replaced, the next one kept
+
+
+def _served_by_client(plan, data, key):
+    """Each visitor's arm as the Client serves the plan's exported flag (the truth served_arms must match)."""
+    from sortition.experiment import plan_to_configuration
+    from sortition.experiment.simulation import visitor_attributes
+    from sortition.serving import Client, Configuration
+
+    client = Client(Configuration.from_json(plan_to_configuration(plan, key)))
+    attrs = visitor_attributes(data.covariates)
+    return np.array([client.get_assignment(key, str(s), a, "none") for s, a in zip(data.subject, attrs)], dtype=object)
+
+
+def test_churn_reads_the_arm_each_visitors_shard_is_served():
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 400, arms=3, seed=1)
+    arms, key = data.arms, "churn-test"
+    salt = experiment_salt(key)
+    mobile = data.covariates["device"].eq("mobile").to_numpy()
+    win = {arms[0]: 0.1, arms[1]: 0.8, arms[2]: 0.1}
+    lead1 = {arms[0]: 0.1, arms[1]: 0.46, arms[2]: 0.44}
+    lead2 = {arms[0]: 0.1, arms[1]: 0.44, arms[2]: 0.46}  # the lead flips, 2% of the optimized cell moves
+    a = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: win, 1: lead1})
+    b = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: win, 1: lead2})
+    for plan in (a, b):
+        assert (steps.served_arms(plan, data, salt) == _served_by_client(plan, data, key)).all()
+    changed = steps.served_arms(a, data, salt) != steps.served_arms(b, data, salt)
+    assert not changed[mobile].any() and 0 < changed.sum()
+    # the shards between the old and new boundary: 0.9 x 2% of the non-mobile visitors, give or take sampling
+    assert changed[~mobile].mean() == pytest.approx(0.018, abs=0.015)
+    assert steps.churn(a, b, data, salt) == pytest.approx(changed.mean())
+    assert steps.churn(a, b, data) == pytest.approx(1 - mobile.mean())  # the proxy counts the whole segment
+    assert steps.churn(a, a, data, salt) == 0.0
+
+
+def _flip_setup(seed=3):
+    data, _ = generate("storefront", 900, arms=3, outcome="continuous", seed=seed)
+    post = fit(data, outcome="continuous", engine="stratified", draws=300, seed=0)
+    tree = policy_tree_from_rules(post, [MOBILE, NOT_MOBILE])
+    return data, post, tree
+
+
+def test_a_kept_segments_lead_arm_flips_only_with_the_stated_probability():
+    data, post, tree = _flip_setup()
+    arms, summary = data.arms, tree.summary
+    seg = tree.segments[1]  # not mobile
+    new = {s.id: dict(zip(arms, summary.win[i])) for i, s in enumerate(tree.segments)}
+    challenger = max(new[seg.id], key=new[seg.id].get)
+    incumbent = next(a for a in arms if a != challenger)
+    before = {a: (0.6 if a == incumbent else 0.2) for a in arms}
+    previous = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: new[tree.segments[0].id], 1: before})
+    means = np.column_stack([np.zeros(post.n_draws), summary.segment_means(seg.id)])
+    p = float(np.mean(means[:, arms.index(challenger)] > means[:, arms.index(incumbent)]))
+    assert 0.0 < p <= 1.0
+    held, ids = steps.hold_arm_flips(previous, data, tree.segments, summary, new, arms, p + 1e-9)
+    assert ids == (seg.id,) and held[seg.id] == pytest.approx(previous.segment(1).optimized)
+    assert held[tree.segments[0].id] == new[tree.segments[0].id]  # its lead did not change: Thompson's weights
+    allowed, ids = steps.hold_arm_flips(previous, data, tree.segments, summary, new, arms, p)
+    assert ids == () and allowed == new
+    assert steps.hold_arm_flips(previous, data, tree.segments, summary, new, arms, 0.0) == (new, ())
+    # no incumbent: a tied lead (the uniform first plan), or a segment that is not last round's group
+    tied = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: new[tree.segments[0].id],
+                                                            1: {a: 1 / 3 for a in arms}})
+    assert steps.hold_arm_flips(tied, data, tree.segments, summary, new, arms, 1.0)[1] == ()
+    desktop = Rule((Condition("device", "ONE_OF", ["desktop"]),))
+    other = make_plan(arms, [(0, desktop)], {0: before})
+    assert steps.hold_arm_flips(other, data, tree.segments, summary, new, arms, 1.0)[1] == ()
+
+
+def test_churn_above_max_rows_is_estimated_on_a_sample():
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 3000, arms=3, seed=4)
+    arms, salt = data.arms, experiment_salt("sample-test")
+    a = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: {arms[0]: 0.2, arms[1]: 0.6, arms[2]: 0.2},
+                                                         1: {arms[0]: 0.6, arms[1]: 0.2, arms[2]: 0.2}})
+    b = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6},
+                                                         1: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6}})
+    full = steps.churn(a, b, data, salt, max_rows=None)
+    assert 0.2 < full < 0.8
+    sampled = [steps.churn(a, b, data, salt, max_rows=1000, seed=s) for s in range(3)]
+    assert len(set(sampled)) > 1  # other samples, other estimates ...
+    assert all(abs(x - full) < 0.06 for x in sampled)  # ... within sampling error (sd ~0.013) of every visitor's
+    assert steps.churn(a, b, data, salt, max_rows=3000) == full

@@ -243,6 +243,8 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
         "churn": r.churn,
         "resegment_probability": r.resegment_probability,
         "segments_established": r.segments_established,
+        "churn_top_arm": r.churn_top_arm,
+        "held_arms": list(r.held_arms),
         "calibrated_allocation": r.calibrated_allocation,
     }
 
@@ -279,6 +281,8 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         churn=d.get("churn"),
         resegment_probability=d.get("resegment_probability"),
         segments_established=bool(d.get("segments_established", False)),
+        churn_top_arm=d.get("churn_top_arm"),
+        held_arms=tuple(d.get("held_arms", ())),
         calibrated_allocation=bool(d.get("calibrated_allocation", False)),
     )
 

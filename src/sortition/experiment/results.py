@@ -87,6 +87,11 @@ class RoundResult:
     churn: float | None = None
     resegment_probability: float | None = None
     segments_established: bool = False
+    # churn with each segment's most-allocated arm standing for the served arm (steps.churn without a
+    # salt; churn itself reads the arm each visitor's shard is served); the segments whose lead arm would
+    # have flipped without the evidence arm_switch_probability asks, so they kept last round's weights
+    churn_top_arm: float | None = None
+    held_arms: tuple = ()
     # whether the allocation's P(best arm) went through the calibration's reliability curve
     calibrated_allocation: bool = False
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from sortition.experiment import loop_policy, steps
 from sortition.experiment.cells import Plan, make_plan, uniform_plan
-from sortition.experiment.export import plan_to_configuration
+from sortition.experiment.export import experiment_salt, plan_to_configuration
 from sortition.experiment.loop_policy import LoopPolicy
 from sortition.experiment.results import Graduation, RoundResult
 from sortition.experiment.schedules import Schedule
@@ -70,10 +70,16 @@ class SequentialExperiment:
             visitor of serving each segment its best arm) is higher by more than the minimum gain is at
             least this; 0 always re-segments. The first tree is provisional: the second round's replaces it
             whatever the probability (``steps.choose_tree``). ``RoundResult.resegment_probability``
-            reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed.
+            reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed
+            (the arm the exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that
+            takes each segment's most-allocated arm).
         resegment_min_gain: that minimum gain per visitor, as a share of |control mean outcome| (the
             unit of ``graduation_loss``): a new tree only a little better on most draws is not worth
             moving visitors.
+        arm_switch_probability: the incumbent-arm rule (``steps.hold_arm_flips``): a segment kept from
+            last round whose Thompson weights would now lead with another arm keeps last round's weights
+            unless the posterior probability that the new leader's mean beats the incumbent's is at
+            least this (0: never hold). ``RoundResult.held_arms`` lists the segments held.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 
@@ -104,8 +110,9 @@ class SequentialExperiment:
         covariates: Sequence[str] | None = None,
         seed: int = 0,
         warm_start: bool = True,
-        resegment_probability: float = 0.95,
+        resegment_probability: float = 0.9,
         resegment_min_gain: float = 0.002,
+        arm_switch_probability: float = 0.8,
         policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
@@ -122,7 +129,7 @@ class SequentialExperiment:
             drop_after=drop_after, graduation_probability=graduation_probability, graduation_loss=graduation_loss,
             graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
             warm_start=warm_start, resegment_probability=resegment_probability,
-            resegment_min_gain=resegment_min_gain,
+            resegment_min_gain=resegment_min_gain, arm_switch_probability=arm_switch_probability,
         )
         self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
@@ -152,6 +159,7 @@ class SequentialExperiment:
     warm_start = _setting("warm_start")
     resegment_probability = _setting("resegment_probability")
     resegment_min_gain = _setting("resegment_min_gain")
+    arm_switch_probability = _setting("arm_switch_probability")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -273,7 +281,9 @@ class SequentialExperiment:
         tree, p_resegment, established = steps.choose_tree(
             tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, established)
         segments, summary = tuple(tree.segments), tree.summary
-        allocation = policy.allocate(posterior, segments, settings.epsilon, summary)
+        thompson = policy.allocate(posterior, segments, settings.epsilon, summary)
+        allocation, held = steps.hold_arm_flips(state.plan, data, segments, summary, thompson, state.active_arms,
+                                                settings.arm_switch_probability)
         population = policy.population(posterior, settings.epsilon, summary)
         timings["policy"] = time.perf_counter() - t0
 
@@ -307,10 +317,13 @@ class SequentialExperiment:
             recommendations=recommendations,
             tree=tree,
             seconds=timings,
-            churn=None if not state.results else steps.churn(state.plan, plan, data),
+            churn=None if not state.results else steps.churn(state.plan, plan, data, experiment_salt(self.key),
+                                                             seed=seed),
+            churn_top_arm=None if not state.results else steps.churn(state.plan, plan, data, seed=seed),
+            held_arms=held,
             resegment_probability=p_resegment,
             segments_established=established,
-            calibrated_allocation=bool(getattr(allocation, "calibrated", False)),
+            calibrated_allocation=bool(getattr(thompson, "calibrated", False)),
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

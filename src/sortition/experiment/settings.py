@@ -62,6 +62,7 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("resegment_probability", _unit, "in [0, 1]"),
     ("resegment_min_gain", _non_negative_real,
      "a non-negative number (a share of |control mean|, e.g. 0.002)"),
+    ("arm_switch_probability", _unit, "in [0, 1] (the default is 0.8; 0 never holds an arm)"),
 )
 
 
@@ -75,7 +76,8 @@ class ExperimentSettings:
     ``resegment_min_gain``: last round's segments are replaced by the new tree's only when the posterior
     probability that the new tree's welfare exceeds theirs by more than ``resegment_min_gain`` x |control
     mean outcome| (the unit of ``graduation_loss``) is at least ``resegment_probability`` (0: always take
-    the new tree).
+    the new tree). ``arm_switch_probability``: a kept segment's lead arm changes only when P(new leader's
+    mean > incumbent's) is at least this; otherwise it keeps last round's weights (``steps.hold_arm_flips``).
     """
 
     key: str = "sortition-experiment"
@@ -98,8 +100,9 @@ class ExperimentSettings:
     covariates: tuple[str, ...] | None = None
     seed: int = 0
     warm_start: bool = True
-    resegment_probability: float = 0.95
+    resegment_probability: float = 0.9
     resegment_min_gain: float = 0.002
+    arm_switch_probability: float = 0.8
 
     def __post_init__(self) -> None:
         # normalize containers first, so a list or a dict is accepted and frozen

@@ -158,14 +158,31 @@ def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
     return {m.tobytes() for m in a.summary.masks} == {m.tobytes() for m in b.summary.masks}
 
 
-def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
-    """Share of ``data``'s visitors whose segment or served arm differs between ``previous`` and ``plan``.
+def served_arms(plan: Plan, data: ExperimentData, salt: str) -> np.ndarray:
+    """(n,) object array: the arm ``plan``'s flag serves each of ``data``'s visitors.
 
-    Segments are compared as groups of visitors, not as rule texts (the same group may be written by
-    other rules): previous and new segments are paired one to one, greedily by the most visitors shared,
-    and a visitor's segment changed when its (previous, new) segments are not a pair (so a split moves
-    the smaller part). The served arm is the segment's most-allocated arm in the optimized cell.
-    """
+    A visitor's shard is the serving hash of ``f"{salt}-{subject}"`` (``serving.md5_batch.shards``, the
+    rule the Client applies); its arm is the one whose block of its segment's shard layout
+    (``export.shard_layout``, the exported flag's splits) holds that shard."""
+    from sortition.experiment.export import TOTAL_SHARDS, shard_layout
+    from sortition.serving.md5_batch import shards
+
+    shard = shards([f"{salt}-{s}" for s in np.asarray(data.subject).tolist()], TOTAL_SHARDS)
+    index = plan.segment_index(data)
+    out = np.empty(len(shard), dtype=object)
+    for i, seg in enumerate((*plan.segments, plan.default)):
+        rows = index == i
+        if not rows.any():
+            continue
+        layout = shard_layout(seg, plan.arms)
+        ends = np.array([part["end"] for part in layout])
+        arm = np.array([part["arm"] for part in layout], dtype=object)
+        out[rows] = arm[np.searchsorted(ends, shard[rows], side="right")]
+    return out
+
+
+def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
+    """(n,) bool: whose segment changed, segments compared as groups of visitors (see :func:`churn`)."""
     old, new = previous.segment_index(data), plan.segment_index(data)
     overlap = np.zeros((len(previous.segments) + 1, len(plan.segments) + 1), dtype=np.int64)
     np.add.at(overlap, (old, new), 1)
@@ -174,13 +191,80 @@ def churn(previous: Plan, plan: Plan, data: ExperimentData) -> float:
         a, b = divmod(int(flat), overlap.shape[1])
         if overlap[a, b] > 0 and not paired[a].any() and not paired[:, b].any():
             paired[a, b] = True
-    moved = ~paired[old, new]
+    return ~paired[old, new]
 
-    def served(p: Plan, index: np.ndarray) -> np.ndarray:
-        arms = [max(s.optimized, key=s.optimized.get) for s in (*p.segments, p.default)]
-        return np.asarray(arms, dtype=object)[index]
 
-    return float(np.mean(moved | (served(previous, old) != served(plan, new))))
+def top_arms(plan: Plan, data: ExperimentData) -> np.ndarray:
+    """(n,) object array: each visitor's segment's most-allocated arm in the optimized cell."""
+    arms = [max(s.optimized, key=s.optimized.get) for s in (*plan.segments, plan.default)]
+    return np.asarray(arms, dtype=object)[plan.segment_index(data)]
+
+
+def churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str | None = None, *,
+          max_rows: int | None = 100_000, seed: int = 0) -> float:
+    """Share of ``data``'s visitors whose segment or served arm differs between ``previous`` and ``plan``.
+
+    Segments are compared as groups of visitors, not as rule texts (the same group may be written by
+    other rules): previous and new segments are paired one to one, greedily by the most visitors shared,
+    and a visitor's segment changed when its (previous, new) segments are not a pair (so a split moves
+    the smaller part). The served arm: with ``salt`` (the experiment's shard salt), the arm each plan's
+    flag really serves the visitor (:func:`served_arms`: its shard in its segment's layout; the loop's
+    ``RoundResult.churn``); without, its segment's most-allocated arm in the optimized cell
+    (:func:`top_arms`, a proxy that counts a whole segment when its leading arm changes, however
+    little the weights moved: ``RoundResult.churn_top_arm``). Above ``max_rows`` visitors the share is
+    estimated on a uniform sample of that many, drawn with ``seed`` (hashing every subject key each round
+    would cost seconds per million; the sample's standard error is below 0.2 points). None: every visitor.
+    """
+    if max_rows is not None and data.n > max_rows:
+        data = data.subset(np.sort(np.random.default_rng([seed, 2]).choice(data.n, size=max_rows, replace=False)))
+    if salt is None:
+        changed = top_arms(previous, data) != top_arms(plan, data)
+    else:
+        changed = served_arms(previous, data, salt) != served_arms(plan, data, salt)
+    return float(np.mean(_moved(previous, plan, data) | changed))
+
+
+def hold_arm_flips(previous: Plan, data: ExperimentData, segments: Sequence[Segment], summary: SegmentSummary,
+                   allocation: Mapping[Any, Mapping[str, float]], active: Sequence[str],
+                   probability: float) -> tuple[dict[Any, dict[str, float]], tuple[Any, ...]]:
+    """(allocation to serve, ids of the segments whose last allocation was held): the incumbent-arm rule.
+
+    A segment that is the same group of ``data``'s visitors as one of ``previous``'s (its ``summary``
+    mask equals that segment's members) has an incumbent: the arm with the most optimized-cell weight
+    there (none when the lead is tied, as in the uniform first plan). When the new Thompson weights
+    lead with another arm (the challenger) and the posterior probability that the challenger's mean
+    outcome over the segment beats the incumbent's is below ``probability``, the segment keeps last
+    round's optimized weights (over ``active`` arms; still Thompson weights of an earlier round, so every
+    arm keeps being explored, and the control and explore cells are untouched): a lead that flips
+    between arms the posterior cannot tell apart moves visitors for nothing. ``probability`` 0 never
+    holds. Probabilities are over the summary's (S, K-1) segment-mean contrast draws (control = 0);
+    ``allocation`` is ``{segment id: {arm: weight}}``, arms in order, control first.
+    """
+    out = {sid: dict(w) for sid, w in allocation.items()}
+    if probability <= 0 or not segments:
+        return out, ()
+    old = previous.segment_index(data)
+    groups = {(old == i).tobytes(): seg for i, seg in enumerate(previous.segments)}
+    held = []
+    for g, seg in enumerate(segments):
+        before = groups.get(np.asarray(summary.masks[g], dtype=bool).tobytes())
+        if before is None or seg.id not in out:
+            continue
+        weights = {a: w for a, w in before.optimized.items() if a in active}
+        lead = max(weights.values(), default=0.0)
+        leaders = [a for a, w in weights.items() if w == lead]
+        new = out[seg.id]
+        challenger = max(weights, key=lambda a: new.get(a, 0.0))
+        if len(leaders) != 1 or challenger == leaders[0]:
+            continue
+        arms = list(new)
+        means = np.column_stack([np.zeros(summary.means.shape[1]), summary.segment_means(seg.id)])
+        p = float(np.mean(means[:, arms.index(challenger)] > means[:, arms.index(leaders[0])]))
+        if p < probability:
+            total = sum(weights.values())
+            out[seg.id] = {a: weights.get(a, 0.0) / total for a in arms}
+            held.append(seg.id)
+    return out, tuple(held)
 
 
 # --- decisions over the summary ---------------------------------------------------------------------
