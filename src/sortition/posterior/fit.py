@@ -88,7 +88,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
                                       "n_experiments": calibration_.n_experiments}
     return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
                                 components=out.get("components"), baseline=out.get("baseline"), info=out["info"],
-                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_)
+                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_,
+                                residuals=out.get("residuals"))
 
 
 BCF_MAX_DRAW_BYTES = 2 * 1024**3  # the BCF engine's per-visitor draws: (n, S, K-1) float32, per component
