@@ -129,7 +129,9 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     with progress("propensities"):
         prop, source = propensity_matrix(data, x, seed, settings.threads())
     info = {"engine": "bcf", "propensity": source, "seconds_propensity": time.perf_counter() - t0,
-            "warm_start": "warm" if reason is None else f"cold ({reason})"}
+            "warm_start": "warm" if reason is None else f"cold ({reason})",
+            # Posterior.average_effects: its residuals divide by these propensities
+            "average_effect": f"one-step ({source} propensities)"}
     y = data.outcome
     a = data.arm_index
     p_received = received_propensity(data, prop)
