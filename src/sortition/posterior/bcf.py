@@ -149,7 +149,8 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     p0 = ndtr(conv.mu)  # (n, S) control conversion probability
     pk = ndtr(conv.mu[:, :, None] + conv.tau)  # (n, S, K-1)
     dp = pk - p0[:, :, None]
-    p_arm = np.where(a[:, None] == 0, p0, _received(pk, a, zero=False))  # (n, S) P(convert) of the received arm
+    # (n, S) P(convert) of the arm each row received
+    p_arm = np.where(a[:, None] == 0, p0, _received(pk, a, zero=False))
     conv_residual = ((y > 0)[:, None] - p_arm) / p_received[:, None]
     if outcome == "binary":
         return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info, residuals={MAIN: conv_residual},
@@ -165,10 +166,11 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     v0 = np.exp(sev.mu + half_s2)  # (n, S) expected order value under control
     vk = np.exp(sev.mu[:, :, None] + sev.tau + half_s2[:, :, None])
     rev = pk * vk - (p0 * v0)[:, :, None]
-    v_arm = np.where(a[:, None] == 0, v0, _received(vk, a, zero=False))  # (n, S) E[order value] of the received arm
+    v_arm = np.where(a[:, None] == 0, v0, _received(vk, a, zero=False))  # (n, S) E[order value], received arm
     residuals = {MAIN: (y[:, None] - p_arm * v_arm) / p_received[:, None], "conversion": conv_residual,
                  # E[order value | converted] averages over visitors: converters weighted by 1 / P(convert)
-                 "severity": np.where((y > 0)[:, None], y[:, None] - v_arm, 0.0) / (p_received[:, None] * p_arm)}
+                 "severity": np.where((y > 0)[:, None], y[:, None] - v_arm, 0.0)
+                 / (p_received[:, None] * p_arm)}
     return dict(contrasts=rev, baseline=(p0 * v0).mean(axis=0), info=info, residuals=residuals,
                 components={"conversion": dp, "severity": vk - v0[:, :, None]},
                 warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw, "severity": sev.last_draw}))
