@@ -44,9 +44,16 @@ def test_revenue_components_and_decomposition():
 
 def test_recorded_propensities_are_used_and_estimated_only_when_absent():
     d, _ = generate("two_segments", 600, arms=3, seed=5)
-    assert fit(d, seed=0, **FAST).info["propensity"] == "recorded"
+    recorded = fit(d, seed=0, **FAST)
+    assert recorded.info["propensity"] == "recorded"
+    assert recorded.info["average_effect"] == "one-step (recorded propensities)"
     bare, _ = generate("two_segments", 600, arms=3, seed=5, record_propensity=False)
-    assert fit(bare, seed=0, **FAST).info["propensity"] == "estimated"
+    estimated = fit(bare, seed=0, **FAST)
+    assert estimated.info["propensity"] == "estimated"
+    # the one-step residuals divide by the estimated probability of the received arm (a uniform design here)
+    assert estimated.info["average_effect"] == "one-step (estimated propensities)"
+    one, other = estimated.average_effects(), recorded.average_effects()
+    assert np.all(np.abs(one.mean(axis=0) - other.mean(axis=0)) < other.std(axis=0)), (one.mean(0), other.mean(0))
 
 
 def test_save_load_round_trip(tmp_path):
