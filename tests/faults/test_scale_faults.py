@@ -87,6 +87,7 @@ def test_the_tree_search_runs_on_a_bounded_subsample_and_segments_cover_every_vi
 
 
 def test_bcf_refuses_a_size_its_draws_cannot_hold_and_names_the_limit_and_the_alternative():
-    data = _data(100_000, seed=5)  # revenue, 3 arms, 1,000 draws: 2.2 GB of draws (at 100 draws: 1M rows)
-    with pytest.raises(ValueError, match=r"limit is 2 GB, i.e. at most 89,478 visitors .*--engine stratified"):
+    # revenue, 3 arms, 1,000 draws: 3.4 GB of draws and one-step residuals (at 100 draws: 600k rows)
+    data = _data(100_000, seed=5)
+    with pytest.raises(ValueError, match=r"limit is 2 GB, i.e. at most 59,652 visitors .*--engine stratified"):
         fit(data, "revenue", engine="bcf", draws=1000, progress=False)

@@ -44,9 +44,16 @@ def test_revenue_components_and_decomposition():
 
 def test_recorded_propensities_are_used_and_estimated_only_when_absent():
     d, _ = generate("two_segments", 600, arms=3, seed=5)
-    assert fit(d, seed=0, **FAST).info["propensity"] == "recorded"
+    recorded = fit(d, seed=0, **FAST)
+    assert recorded.info["propensity"] == "recorded"
+    assert recorded.info["average_effect"] == "one-step (recorded propensities)"
     bare, _ = generate("two_segments", 600, arms=3, seed=5, record_propensity=False)
-    assert fit(bare, seed=0, **FAST).info["propensity"] == "estimated"
+    estimated = fit(bare, seed=0, **FAST)
+    assert estimated.info["propensity"] == "estimated"
+    # the one-step residuals divide by the estimated probability of the received arm (a uniform design here)
+    assert estimated.info["average_effect"] == "one-step (estimated propensities)"
+    one, other = estimated.average_effects(), recorded.average_effects()
+    assert np.all(np.abs(one.mean(axis=0) - other.mean(axis=0)) < other.std(axis=0)), (one.mean(0), other.mean(0))
 
 
 def test_save_load_round_trip(tmp_path):
@@ -151,3 +158,49 @@ def test_seeds_beyond_a_c_int_fit_and_bad_seeds_are_refused():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="seed"):
             fit(data, draws=5, seed=bad, progress=False)
+
+
+def _one_step_posterior(n=4000, seed=0, model_bias=0.3):
+    """A two-arm experiment (control 10%, effect 1.0) and a deliberately wrong model: its effect draws
+    are ``model_bias`` too high and its arm means too; residuals as fit_bcf computes them."""
+    rng = np.random.default_rng(seed)
+    arm = (rng.random(n) > 0.1).astype(int)
+    x = rng.normal(size=n)
+    y = x + 1.0 * arm + rng.normal(size=n)
+    frame = pd.DataFrame({"arm": np.array(["c", "t"])[arm], "y": y, "x": x, "propensity": np.where(arm, 0.9, 0.1)})
+    data = ExperimentData.from_frame(frame, arm="arm", outcome="y", arms=("c", "t"), propensity="propensity",
+                                     covariates=["x"])
+    s = 40
+    tau = np.full((n, s, 1), 1.0 + model_bias) + rng.normal(0, 0.01, (n, s, 1))
+    mu = x[:, None] + 0.5 * model_bias + np.zeros((n, s))  # control mean off by half the effect's bias
+    m = mu + arm[:, None] * tau[:, :, 0]
+    e = (y[:, None] - m) / np.where(arm, 0.9, 0.1)[:, None]
+    return Posterior.from_draws(tau, data=data, residuals={"contrast": e}, info={"seed": seed}), data
+
+
+def test_one_step_average_effect_corrects_a_biased_model_and_is_seeded_and_chunked(monkeypatch):
+    p, _ = _one_step_posterior()
+    plug, one = p.mean_contrasts(), p.average_effects()
+    assert abs(plug.mean() - 1.3) < 0.01  # the model's own average effect is 0.3 too high
+    assert abs(one.mean() - 1.0) < 3 * one.std() and one.std() > 5 * plug.std()  # the bootstrap spread
+    np.testing.assert_allclose(one.std(), np.sqrt(1 / 400 + 1 / 3600), rtol=0.35)  # the IPW standard error
+    assert np.array_equal(one, p.average_effects())  # the same posterior gives the same draws
+    assert p.lift_summary(0.9)[0].mean == pytest.approx(one.mean())  # lift_summary reports the one-step one
+    monkeypatch.setattr(result_mod, "CHUNK_ELEMENTS", 2 * 40 * 7)  # 7 rows per block of weights
+    np.testing.assert_allclose(p.average_effects(), one, rtol=1e-5)  # float32 block sums of the plug-in part
+    bare = Posterior.from_draws(p.contrast_draws(), data=p.data)  # no residuals: the plug-in mean
+    assert np.array_equal(bare.average_effects(), bare.mean_contrasts())
+
+
+def test_residuals_are_checked_and_saved(tmp_path):
+    p, data = _one_step_posterior(n=300)
+    with pytest.raises(ValueError, match="residuals 'contrast'"):
+        Posterior.from_draws(p.contrast_draws(), data=data, residuals={"contrast": np.zeros((300, 3))})
+    with pytest.raises(ValueError, match="without data"):
+        Posterior.from_draws(p.contrast_draws(), residuals={"contrast": np.zeros((300, 40))})
+    d, _ = generate("storefront", 800, seed=6)
+    q = fit(d, outcome="revenue", seed=0, **FAST)
+    assert set(q.residuals) == {"contrast", "conversion", "severity"}
+    r = Posterior.load(q.save(tmp_path / "post"))
+    for comp in (None, "conversion", "severity"):
+        np.testing.assert_array_equal(r.average_effects(component=comp), q.average_effects(component=comp))

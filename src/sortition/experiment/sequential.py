@@ -305,7 +305,7 @@ class SequentialExperiment:
             round=state.round,
             n_round=int(len(new_rows)),
             n_total=int(data.n),
-            lifts=summarize_lifts(self.arms, summary.extra["everyone"],
+            lifts=summarize_lifts(self.arms, posterior.average_effects(),
                                   posterior.interval_level("average", settings.level)),
             ipw_arm_means=steps.ipw_arm_means(data),
             segments=tuple(replace(s, arm_probabilities=plan.segment(s.id).arm_probabilities) for s in seg_results),

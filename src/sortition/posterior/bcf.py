@@ -10,9 +10,11 @@ import numpy as np
 from scipy.special import ndtr
 
 from sortition.data import ExperimentData
-from sortition.posterior.propensity import propensity_matrix
+from sortition.posterior.propensity import CLIP, propensity_matrix
 from sortition.posterior.quiet import quiet_stochtree
 from sortition.posterior.warm import KEPT_DRAWS, WarmStart, last_draw_json
+
+MAIN = "contrast"  # the key of the main contrast's residuals (components use their own names)
 
 # Passive OpenMP waits unless the user chose otherwise: on a busy machine, spinning worker threads slowed
 # stochtree's samplers many-fold in our measurements (read when stochtree's OpenMP runtime first loads).
@@ -114,8 +116,10 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
 
 def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int, progress,
             warm_start: WarmStart | None = None) -> dict:
-    """Contrast draws (n, S, K-1) in metric units, plus components, the control-mean draws and the
-    :class:`WarmStart` of this fit (``warm_start``: the previous fit's, used when compatible)."""
+    """Contrast draws (n, S, K-1) in metric units, plus components, the control-mean draws, the
+    :class:`WarmStart` of this fit (``warm_start``: the previous fit's, used when compatible) and the
+    one-step residuals: per key (``MAIN``, then each component), (n, S) per draw the row's outcome minus
+    the draw's mean for the arm it received, divided by the probability of that arm (metric units / 1)."""
     x = data.design_matrix()
     k = data.n_arms
     columns = tuple(data.encoding.names)
@@ -125,13 +129,19 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     with progress("propensities"):
         prop, source = propensity_matrix(data, x, seed, settings.threads())
     info = {"engine": "bcf", "propensity": source, "seconds_propensity": time.perf_counter() - t0,
-            "warm_start": "warm" if reason is None else f"cold ({reason})"}
+            "warm_start": "warm" if reason is None else f"cold ({reason})",
+            # Posterior.average_effects: its residuals divide by these propensities
+            "average_effect": f"one-step ({source} propensities)"}
     y = data.outcome
+    a = data.arm_index
+    p_received = received_propensity(data, prop)
     if outcome == "continuous":
         with progress(f"BCF, {k} arms, continuous"):
             f = fit_bcf_forest(x, data.arm_index, y, k, prop, settings, seed, probit=False,
                                previous=previous.get("outcome"))
+        m = f.mu + _received(f.tau, a)  # (n, S) outcome mean of the arm each row received
         return dict(contrasts=f.tau, baseline=f.mu.mean(axis=0), info=info,
+                    residuals={MAIN: (y[:, None] - m) / p_received[:, None]},
                     warm_start=_warm(outcome, columns, k, {"outcome": f.last_draw}))
     with progress(f"probit BCF, {k} arms, conversion"):
         conv = fit_bcf_forest(x, data.arm_index, (y > 0).astype(float), k, prop, settings, seed, probit=True,
@@ -139,8 +149,11 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     p0 = ndtr(conv.mu)  # (n, S) control conversion probability
     pk = ndtr(conv.mu[:, :, None] + conv.tau)  # (n, S, K-1)
     dp = pk - p0[:, :, None]
+    # (n, S) P(convert) of the arm each row received
+    p_arm = np.where(a[:, None] == 0, p0, _received(pk, a, zero=False))
+    conv_residual = ((y > 0)[:, None] - p_arm) / p_received[:, None]
     if outcome == "binary":
-        return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info,
+        return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info, residuals={MAIN: conv_residual},
                     warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw}))
     converters = np.flatnonzero(y > 0)
     arms_seen = np.bincount(data.arm_index[converters], minlength=k)
@@ -153,9 +166,33 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     v0 = np.exp(sev.mu + half_s2)  # (n, S) expected order value under control
     vk = np.exp(sev.mu[:, :, None] + sev.tau + half_s2[:, :, None])
     rev = pk * vk - (p0 * v0)[:, :, None]
-    return dict(contrasts=rev, baseline=(p0 * v0).mean(axis=0), info=info,
+    v_arm = np.where(a[:, None] == 0, v0, _received(vk, a, zero=False))  # (n, S) E[order value], received arm
+    residuals = {MAIN: (y[:, None] - p_arm * v_arm) / p_received[:, None], "conversion": conv_residual,
+                 # E[order value | converted] averages over visitors: converters weighted by 1 / P(convert)
+                 "severity": np.where((y > 0)[:, None], y[:, None] - v_arm, 0.0)
+                 / (p_received[:, None] * p_arm)}
+    return dict(contrasts=rev, baseline=(p0 * v0).mean(axis=0), info=info, residuals=residuals,
                 components={"conversion": dp, "severity": vk - v0[:, :, None]},
                 warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw, "severity": sev.last_draw}))
+
+
+def received_propensity(data: ExperimentData, prop: np.ndarray) -> np.ndarray:
+    """(n,) probability of the arm each row received: the recorded one when the data have it (exact in
+    Sortition's loop: given the history, under an adaptive design), else read off the estimated (n, K-1)
+    treatment probabilities ``prop`` (control: one minus their sum), clipped to ``CLIP``."""
+    if data.propensity is not None:
+        return np.clip(np.asarray(data.propensity, dtype=np.float64), CLIP[0], 1.0)
+    a = data.arm_index
+    treated = prop[np.arange(data.n), np.maximum(a, 1) - 1]
+    return np.clip(np.where(a == 0, 1.0 - prop.sum(axis=1), treated), *CLIP)
+
+
+def _received(per_arm: np.ndarray, arm_index: np.ndarray, zero: bool = True) -> np.ndarray:
+    """(n, S) the treatment entry of (n, S, K-1) ``per_arm`` for the arm each row received; control rows
+    get 0 (``zero``) or a placeholder the caller replaces."""
+    col = np.maximum(arm_index, 1) - 1
+    out = np.take_along_axis(per_arm, col[:, None, None], axis=2)[:, :, 0]
+    return np.where(arm_index[:, None] == 0, 0.0, out) if zero else out
 
 
 def _warm(outcome: str, columns: tuple[str, ...], k: int, models: dict[str, str | None]) -> WarmStart | None:

@@ -88,7 +88,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
                                       "n_experiments": calibration_.n_experiments}
     return Posterior.from_draws(np.asarray(out["contrasts"]), data=data, outcome=outcome,
                                 components=out.get("components"), baseline=out.get("baseline"), info=out["info"],
-                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_)
+                                rows=out.get("rows"), warm_start=out.get("warm_start"), calibration=calibration_,
+                                residuals=out.get("residuals"))
 
 
 BCF_MAX_DRAW_BYTES = 2 * 1024**3  # the BCF engine's per-visitor draws: (n, S, K-1) float32, per component
@@ -97,10 +98,11 @@ BCF_MAX_DRAW_BYTES = 2 * 1024**3  # the BCF engine's per-visitor draws: (n, S, K
 def _check_bcf_size(data: ExperimentData, outcome: str, draws: int) -> None:
     """Refuse a BCF fit whose per-visitor draws would not fit in memory, naming the limit and the way out.
 
-    The forest predicts every visitor's contrasts for every draw, so its draws grow as n x S x (K-1)
-    (three times that for revenue: the total, conversion and severity); the stratified engine keeps one
-    set per stratum instead."""
-    per_row = draws * (data.n_arms - 1) * 4 * (3 if outcome == "revenue" else 1)
+    The forest predicts every visitor's contrasts for every draw, so its draws grow as n x S x (K-1), plus
+    the n x S one-step residuals (three times that for revenue: the total, conversion and severity); the
+    stratified engine keeps one set per stratum instead."""
+    # contrast draws (K-1 per draw) and the one-step residuals (one per draw), per component
+    per_row = draws * data.n_arms * 4 * (3 if outcome == "revenue" else 1)
     limit = BCF_MAX_DRAW_BYTES // per_row
     if data.n > limit:
         raise ValueError(

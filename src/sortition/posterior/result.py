@@ -87,6 +87,8 @@ class Posterior:
     warm_start: WarmStart | None = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False)  # (n,) group of each visitor (grouped form)
     calibration: Calibration | None = field(default=None, repr=False)
+    # one-step residuals per key ("contrast", then components): (n, S) float32, see :meth:`average_effects`
+    residuals: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         d = self._draws
@@ -101,6 +103,10 @@ class Posterior:
             raise ValueError(f"draws cover {self.n} visitors but data has {self.data.n} rows.")
         if self.data is not None and tuple(self.data.arms) != tuple(self.arms):
             raise ValueError(f"arms {self.arms} differ from the data's arms {self.data.arms}.")
+        for key, e in self.residuals.items():
+            if self.data is None or self.rows is not None or e.shape != (self.n, self.n_draws):
+                raise ValueError(f"residuals {key!r} need the data and per-visitor draws: shape (n={self.n}, "
+                                 f"S={self.n_draws}), got {e.shape}{' without data' if self.data is None else ''}.")
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -108,11 +114,14 @@ class Posterior:
                    outcome: str = "continuous", *, components: Mapping[str, np.ndarray] | None = None,
                    baseline: np.ndarray | None = None, info: Mapping | None = None,
                    warm_start: WarmStart | None = None, rows: np.ndarray | None = None,
-                   calibration: Calibration | None = None) -> Posterior:
+                   calibration: Calibration | None = None,
+                   residuals: Mapping[str, np.ndarray] | None = None) -> Posterior:
         """Wrap an (n, S, K-1) array of contrast draws (copied once to float32, then read-only).
 
         ``arms`` defaults to the data's arms, or to ``("arm0", ..., "arm{K-1}")`` without data.
         ``rows`` (n,) ints: the grouped form, ``contrasts`` (G, S, K-1) then holds one set per group.
+        ``residuals``: per key ("contrast", or a component's name) the (n, S) one-step residuals of
+        :meth:`average_effects` (needs ``data``); without them average effects are the plug-in means.
         """
         c = np.asarray(contrasts)
         if c.ndim != 3:
@@ -133,8 +142,9 @@ class Posterior:
         if rows is not None:
             groups = np.array(rows, dtype=np.int64, copy=True)
             groups.flags.writeable = False
+        res = {str(k): _frozen32(val) for k, val in (residuals or {}).items()}
         return cls(arms, outcome, _frozen32(c), data, comps, base, dict(info or {}), warm_start, groups,
-                   calibration)
+                   calibration, res)
 
     # --- shape ----------------------------------------------------------------------------------
     @property
@@ -215,6 +225,41 @@ class Posterior:
         """(S, K-1) draws of the average effect over all visitors."""
         return self.segment_mean_contrasts(np.ones(self.n, dtype=bool), component)
 
+    def average_effects(self, mask: np.ndarray | None = None, component: str | None = None) -> np.ndarray:
+        """(S, K-1) float64 draws of the average effect over the visitors (all, or where ``mask`` (n,) is
+        true): the one-step (doubly robust, AIPW) estimate of the mean of their contrasts.
+
+        Per draw d and contrast k (arm k minus control), over the m visitors i:
+            mean_i tau_dk(x_i) + sum_i w_di (1[W_i = k] - 1[W_i = 0]) e_di,
+        with e_di = (y_i - m_d(x_i, W_i)) / p_i the residual of the row's outcome from the draw's mean for
+        the arm it received, over that arm's probability (``residuals``; recorded propensities are the
+        assignment probabilities given the history, so the term has mean zero under adaptive designs too),
+        and w_d ~ Dirichlet(1, ..., 1) over the m visitors (a Bayesian bootstrap of the residual term
+        only: the truth scored is the mean of the true effects of these visitors, not of a population).
+        The correction removes the model's bias where the model's fit is off (few control rows);
+        the bootstrap adds the sampling spread of the rows' noise. Weights come from ``info["seed"]``, so
+        the same posterior gives the same draws. Without residuals (the stratified engine, whose
+        per-stratum arm means are already the data's; ``from_draws`` without them) this is
+        :meth:`segment_mean_contrasts`.
+        """
+        mask = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask)
+        plug = self.segment_mean_contrasts(mask, component)
+        e = self.residuals.get(component or "contrast")
+        if e is None:
+            return plug
+        rows = np.flatnonzero(mask)
+        arm = self.data.arm_index[rows]
+        sign = (arm[:, None] == np.arange(1, self.n_arms)[None, :]).astype(np.float64) - (arm == 0)[:, None]
+        rng = np.random.default_rng([int(self.info.get("seed", 0)), 0xA1B2])
+        num = np.zeros((self.n_draws, self.n_arms - 1))
+        den = np.zeros(self.n_draws)
+        step = max(1, CHUNK_ELEMENTS // (2 * self.n_draws))
+        for s in range(0, rows.size, step):  # bounded scratch: one block of weights at a time
+            g = rng.standard_exponential((min(step, rows.size - s), self.n_draws))  # Dirichlet, unnormalized
+            num += (g * e[rows[s:s + step]]).T @ sign[s:s + step]
+            den += g.sum(axis=0)
+        return plug + num / den[:, None]
+
     def cate(self, component: str | None = None) -> np.ndarray:
         """(n, K-1) posterior mean contrast per visitor."""
         if self.rows is not None:
@@ -257,7 +302,7 @@ class Posterior:
         Relative lift (effect / control mean) is included when the control mean's draws are known
         (``baseline``) and ``mask`` is None.
         """
-        m = self.mean_contrasts() if mask is None else self.segment_mean_contrasts(mask)
+        m = self.average_effects() if mask is None else self.segment_mean_contrasts(mask)
         level = self.interval_level("average" if mask is None else "segment", level)
         lifts = summarize_lifts(self.arms, m, level)
         if self.baseline is None or mask is not None or not np.all(self.baseline > 0):
@@ -292,6 +337,9 @@ class Posterior:
             arrays["baseline"] = self.baseline
         if self.rows is not None:
             arrays["rows"] = self.rows
+        for k, val in self.residuals.items():
+            arrays[f"residual__{k}"] = val
+        meta["residuals"] = list(self.residuals)
         if self.data is not None:
             buf = io.BytesIO()
             frame = self.data.frame()
@@ -317,6 +365,7 @@ class Posterior:
             comps = {k: z[f"component__{k}"] for k in meta["components"]}
             base = z["baseline"] if "baseline" in z.files else None
             rows = z["rows"] if "rows" in z.files else None
+            residuals = {k: z[f"residual__{k}"] for k in meta.get("residuals", [])}
             data = None
             if "data" in meta:
                 frame = pd.read_parquet(io.BytesIO(bytes(z["data_parquet"])))
@@ -325,7 +374,7 @@ class Posterior:
                 data = ExperimentData.from_frame(frame, arms=d["arms"], covariates=d["covariates"], **roles)
         arms = tuple(meta["arms"])
         return cls.from_draws(draws, data=data, arms=arms, outcome=meta["outcome_kind"], components=comps,
-                              baseline=base, info=meta["info"], rows=rows)
+                              baseline=base, info=meta["info"], rows=rows, residuals=residuals)
 
 
 def _frozen32(a) -> np.ndarray:

@@ -112,7 +112,9 @@ def fit_stratified(data: ExperimentData, outcome: str, draws: int, seed: int, st
     g, cols = strata_of(data, strata, max_strata)
     n_g, k = int(g.max()) + 1, data.n_arms
     a, y = data.arm_index, data.outcome
-    info = {"engine": "stratified", "strata": cols, "n_strata": n_g, "prior_strength": prior_strength}
+    # average effects are the strata's count-weighted means (no one-step residuals: see Posterior.average_effects)
+    info = {"engine": "stratified", "strata": cols, "n_strata": n_g, "prior_strength": prior_strength,
+            "average_effect": "plug-in"}
     pooled = lambda f: np.array([f(y[a == j]) for j in range(k)])[None, :]  # noqa: E731
     if outcome == "continuous":
         cnt, s1, s2 = _stats(g, a, y, n_g, k)

@@ -45,7 +45,7 @@ def evaluate(posterior: Posterior, truth: Truth, levels: Sequence[float] = (0.8,
                          f"{truth.n} x {len(truth.arms)}; evaluate the posterior fitted on the generated data.")
     tau = truth.contrasts
     err = posterior.cate() - tau
-    ate_draws = posterior.mean_contrasts()
+    ate_draws = posterior.average_effects()  # what lift_summary reports
     cov, wid, acov, awid = {}, {}, {}, {}
     for lv in levels:
         lo, hi = posterior.cate_interval(lv)

@@ -148,7 +148,7 @@ def measure(posterior: Any, truth: np.ndarray, visitors: pd.DataFrame) -> dict[s
     masks = np.stack(masks) if masks else np.zeros((0, n), dtype=bool)
     seg_means = posterior.segments_mean_contrasts(masks) if len(masks) else np.zeros((0, s, k1))
     seg_truth = np.stack([truth[m].mean(axis=0) for m in masks]) if len(masks) else np.zeros((0, k1))
-    avg = posterior.mean_contrasts()
+    avg = posterior.average_effects()  # what lift_summary reports (one-step where the engine keeps residuals)
     p_best = []
     for means, t in zip(seg_means, seg_truth, strict=True):
         win = arm_win_frequencies(means, k1 + 1)
