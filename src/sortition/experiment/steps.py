@@ -14,6 +14,7 @@ import pandas as pd
 
 from sortition.data import ExperimentData
 from sortition.experiment.cells import CELLS, Plan
+from sortition.experiment.export import TOTAL_SHARDS, shard_layout
 from sortition.experiment.results import CellObservation, Graduation, SegmentResult
 from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
@@ -21,6 +22,7 @@ from sortition.policy import PolicyTree, Segment, expected_loss
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import summarize_lifts
 from sortition.rules import Rule
+from sortition.serving.md5_batch import shards
 
 # Column roles in round data; every other column is a covariate unless ``covariates`` is given.
 ROLE_COLUMNS = ("subject", "arm", "outcome", "propensity", "cell", "round", "segment")
@@ -164,9 +166,6 @@ def served_arms(plan: Plan, data: ExperimentData, salt: str) -> np.ndarray:
     A visitor's shard is the serving hash of ``f"{salt}-{subject}"`` (``serving.md5_batch.shards``, the
     rule the Client applies); its arm is the one whose block of its segment's shard layout
     (``export.shard_layout``, the exported flag's splits) holds that shard."""
-    from sortition.experiment.export import TOTAL_SHARDS, shard_layout
-    from sortition.serving.md5_batch import shards
-
     shard = shards([f"{salt}-{s}" for s in np.asarray(data.subject).tolist()], TOTAL_SHARDS)
     index = plan.segment_index(data)
     out = np.empty(len(shard), dtype=object)
