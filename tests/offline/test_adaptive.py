@@ -47,7 +47,6 @@ def test_recorded_propensities_of_three_arms_do_not_reveal_the_received_arm():
     assert np.abs(prop - target).mean() < np.abs(target - target.mean(axis=0)).mean()
 
 
-
 def test_average_effect_interval_covers_on_adaptive_data_with_little_control():
     # The calibration sweep's adaptive generator (propensities by round and device, recorded) with
     # 2.5-10% control: the plug-in mean of the effect draws (lift_summary before the one-step estimate)
