@@ -2,9 +2,12 @@
 
 import numpy as np
 import pandas as pd
+from fit_settings import FAST
 
 from sortition.data import ExperimentData
+from sortition.posterior import fit
 from sortition.posterior.propensity import propensity_matrix
+from sortition.workflows.calibrate import SweepTask, simulate_data
 
 
 def _design_data(seed: int = 0, visitors: int = 400) -> tuple[ExperimentData, np.ndarray]:
@@ -52,11 +55,6 @@ def test_average_effect_interval_covers_on_adaptive_data_with_little_control():
     # 2.5-10% control: the plug-in mean of the effect draws (lift_summary before the one-step estimate)
     # was pulled toward zero here (mean z -1.1, 7 of 12 truths in the 90% interval); the one-step
     # correction with the recorded propensities removes that bias.
-    from conftest import FAST
-
-    from sortition.posterior import fit
-    from sortition.workflows.calibrate import SweepTask, simulate_data
-
     z, covered = [], {0.8: [], 0.9: []}
     for seed in range(12):
         data, truth, _, _ = simulate_data(SweepTask("gradient", 1000, 2, "binary", True, seed, control_share=0.05))

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from fit_settings import FAST
 
 from sortition.data import ExperimentData
 from sortition.posterior import Posterior, fit

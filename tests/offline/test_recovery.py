@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import FAST
+from fit_settings import FAST
 
 from sortition.posterior import fit
 from sortition.scenarios import SCENARIOS, evaluate, generate

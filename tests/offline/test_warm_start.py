@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAST
+from fit_settings import FAST
 
 from sortition.data import ExperimentData
 from sortition.posterior import fit

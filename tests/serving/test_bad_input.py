@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import read
+from ufc_cases import read
 
 from sortition.serving import Client, Configuration
 from sortition.serving.bandits import parse_bandit_model

@@ -130,7 +130,7 @@ def test_rounding_never_leaves_no_action():
 
 
 def test_batch_matches_single_calls():
-    from conftest import read
+    from ufc_cases import read
 
     client = Client(Configuration.from_json(read("bandit-flags-v1.json"), read("bandit-models-v1.json")))
     rng = random.Random(11)

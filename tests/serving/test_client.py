@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from conftest import UFC, read
+from ufc_cases import UFC, read
 
 from sortition.serving import Attributes, Client, Configuration
 from sortition.serving.events import DedupCache
@@ -213,7 +213,7 @@ def test_import_is_light():
 def test_batch_assignments_match_single_calls(obfuscate):
     import random
 
-    from conftest import cases
+    from ufc_cases import cases
 
     from sortition.serving.obfuscation import obfuscate_json
 

@@ -18,7 +18,7 @@ from sortition.serving import column_masks
 from sortition.serving.column_masks import normalize_attribute
 from sortition.serving.obfuscation import obfuscate_json
 
-from conftest import read
+from ufc_cases import read
 
 FLAGS = read("flags-v1.json")
 PLAIN = Configuration.from_json(FLAGS)

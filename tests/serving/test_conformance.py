@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import UFC, cases, read
+from ufc_cases import UFC, cases, read
 from cli_helpers import invoke
 
 from sortition.serving import Client, Configuration

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import UFC, cases, read
+from ufc_cases import UFC, cases, read
 
 from sortition.serving import Attributes, Client, Configuration
 

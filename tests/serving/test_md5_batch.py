@@ -79,7 +79,7 @@ def test_large_batches_take_the_vectorized_path():
 
 
 def test_large_batches_match_single_calls(monkeypatch):
-    from conftest import read
+    from ufc_cases import read
 
     sizes = []  # batch sizes the vectorized MD5 ran on
     core = md5_batch.md5_first_word

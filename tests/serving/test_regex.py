@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sortition.serving.conditions import compile_condition
 from sortition.serving.regex import PatternError, compile_search
 
-from conftest import UFC
+from ufc_cases import UFC
 
 
 def _conformance_patterns() -> set[str]:
