@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,20 @@ from sortition.store import EventStore
 
 STAGES = ("propensity", "setup (data, previous_model_json)", "GFR", "burn-in", "retained", "final predict",
           "last_draw_json (trim + to_json)", "contrasts + rest")
+
+
+def _charged(fn: Callable, key: str, totals: Callable[[], dict[str, float]]) -> Callable:
+    """``fn``, adding the CPU seconds of each call to ``totals()[key]`` (``totals`` is read at the call:
+    the dict may change between calls, e.g. one per round)."""
+
+    def wrapper(*a, **k):
+        t = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            totals()[key] += time.process_time() - t
+
+    return wrapper
 
 
 class _Clock:
@@ -79,19 +94,10 @@ class _Clock:
             clock.stages["final predict"] += t1 - calls[-1][1]
             return out
 
-        def timed(stage, fn):
-            def wrapper(*a, **k):
-                t = time.process_time()
-                try:
-                    return fn(*a, **k)
-                finally:
-                    clock.stages[stage] += time.process_time() - t
-            return wrapper
-
         sampler_mod.ForestSampler.sample_one_iteration = timed_sweep
         bcf_mod.BCFModel.sample = timed_sample
-        ours.last_draw_json = timed("last_draw_json (trim + to_json)", trim)
-        ours.propensity_matrix = timed("propensity", prop)
+        ours.last_draw_json = _charged(trim, "last_draw_json (trim + to_json)", lambda: clock.stages)
+        ours.propensity_matrix = _charged(prop, "propensity", lambda: clock.stages)
 
 
 PARTS = ("fit", "tree", "keep", "allocate", "population", "recommend")
@@ -103,16 +109,8 @@ def loop_rows(name: str, arms: int, rounds: int, visitors: int, seed: int):
     sc = make_scenario(name, arms)
     parts: list[dict[str, float]] = []
 
-    def timed(part, fn):
-        def wrapper(*a, **k):
-            t = time.process_time()
-            try:
-                return fn(*a, **k)
-            finally:
-                parts[-1][part] += time.process_time() - t
-        return wrapper
-
-    policy = dataclasses.replace(DEFAULT_POLICY, **{p: timed(p, getattr(DEFAULT_POLICY, p)) for p in PARTS})
+    policy = dataclasses.replace(
+        DEFAULT_POLICY, **{p: _charged(getattr(DEFAULT_POLICY, p), p, lambda: parts[-1]) for p in PARTS})
     exp = SequentialExperiment(sc.arms, key="profile", outcome=sc.outcome, engine="bcf", seed=seed, policy=policy,
                                fit_options={"progress": False, "num_threads": 1}, schedule=fixed(rounds, visitors))
     advance = exp.advance
