@@ -103,8 +103,8 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
     if previous is not None:  # stochtree starts at the previous fit's last draw
         kw.update(num_gfr=0, num_burnin=settings.warm_burnin, previous_model_json=previous,
                   previous_model_warmstart_sample_num=KEPT_DRAWS - 1)
-    # The visitors outside the fitted rows, predicted after sampling with treatment set to control; the
-    # fitted rows' draws stochtree computes anyway (the same forests and terms: equal to ~1e-12).
+    # Only the visitors outside the fitted rows are predicted after sampling (treatment set to control):
+    # stochtree computes the fitted rows' draws anyway (same forests and terms, equal to rounding, 1e-14).
     others = np.array([], dtype=np.intp) if rows is None else np.setdiff1d(np.arange(n), rows)
     if others.size:
         kw.update(X_test=x[others], Z_test=np.zeros((others.size, k1)), propensity_test=propensity[others])
@@ -113,13 +113,16 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
         model.sample(**kw)
     s = settings.draws
     n_fit = n if rows is None else len(rows)
-    mu, tau = np.empty((n, s)), np.empty((n, s, k1))
     # reshape: stochtree squeezes its arrays (K = 2: tau is (n, S))
-    mu[train] = np.asarray(model.mu_hat_train).reshape(n_fit, s)
-    tau[train] = np.asarray(model.tau_hat_train).reshape(n_fit, s, k1)
-    if others.size:
-        mu[others] = np.asarray(model.mu_hat_test).reshape(others.size, s)
-        tau[others] = np.asarray(model.tau_hat_test).reshape(others.size, s, k1)
+    mu = np.asarray(model.mu_hat_train).reshape(n_fit, s)
+    tau = np.asarray(model.tau_hat_train).reshape(n_fit, s, k1)
+    if rows is not None:  # every visitor's draws, in visitor order (all rows: stochtree's arrays, no copy)
+        mu_fit, tau_fit = mu, tau
+        mu, tau = np.empty((n, s)), np.empty((n, s, k1))
+        mu[rows], tau[rows] = mu_fit, tau_fit
+        if others.size:
+            mu[others] = np.asarray(model.mu_hat_test).reshape(others.size, s)
+            tau[others] = np.asarray(model.tau_hat_test).reshape(others.size, s, k1)
     sigma2 = None if probit else np.asarray(model.global_var_samples, dtype=np.float64).reshape(s)
     return ForestDraws(mu, tau, sigma2, last_draw_json(model))
 
