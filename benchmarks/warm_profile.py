@@ -4,7 +4,10 @@ Rows come from a real simulated loop (its segment-dependent allocations give the
 propensities the loop's fits see); round r is fitted on rounds 0..r, the warm start taken from a
 fit on rounds 0..r-1. One thread, CPU seconds (``time.process_time``). Each stochtree iteration is
 timed from one forest sweep's start to the next iteration's, so "GFR", "burn-in" and "retained"
-include the probit latent draws, the tau_0 intercept and variance steps of that iteration.
+include the probit latent draws, the tau_0 intercept and variance steps of that iteration. Forest
+predictions inside the sampler are timed too (rows summed over calls): the active forests' at every
+iteration (stochtree's tau_0 step) and, after the iterations, every retained draw's at the fitted rows
+(tau) and at the visitors outside them (mu and tau; the order-value model's non-converters).
 
     python benchmarks/warm_profile.py                          # storefront (revenue, K=3), round 2
     python benchmarks/warm_profile.py --scenario multi_winner --arms 4 --visitors 1500 --round 3
@@ -55,21 +58,53 @@ def _charged(fn: Callable, key: str, totals: Callable[[], dict[str, float]]) -> 
     return wrapper
 
 
+# forest predictions inside BCFModel.sample, by where they run: "during" the iterations (the active forests,
+# stochtree's tau_0 step: both forests at the fitted rows, every iteration) or "after" them (every retained
+# draw's forests: tau at the fitted rows, mu and tau at the visitors outside them)
+PREDICTIONS = ("during: active forests", "after: tau forests", "after: mu forests")
+
+
 class _Clock:
-    """Wraps stochtree's sweep and its BCF sampler to attribute CPU time to stages."""
+    """Wraps stochtree's sweep, its BCF sampler and its forest predictions to attribute CPU time to stages."""
 
     def __init__(self) -> None:
         self.stages = dict.fromkeys(STAGES, 0.0)
         self.in_sweeps = dict.fromkeys(("GFR", "burn-in", "retained"), 0.0)  # inside the two forest sweeps
+        self.predictions = {key: [0.0, 0] for key in PREDICTIONS}  # CPU s, rows predicted
         self.calls: list[tuple[float, float, str]] = []
+        self.sampling = False  # inside BCFModel.sample (the propensity model's BART predicts too)
+
+    def reset(self) -> None:
+        self.stages = dict.fromkeys(STAGES, 0.0)
+        self.in_sweeps = dict.fromkeys(self.in_sweeps, 0.0)
+        self.predictions = {key: [0.0, 0] for key in PREDICTIONS}
+
+    def _predicting(self, fn: Callable, key: str) -> Callable:
+        clock = self
+
+        def wrapper(self_, dataset, *a):
+            t = time.process_time()
+            out = fn(self_, dataset, *a)
+            if clock.sampling:
+                clock.predictions[key][0] += time.process_time() - t
+                clock.predictions[key][1] += out.shape[0]
+            return out
+
+        return wrapper
 
     def install(self):
         import stochtree.bcf as bcf_mod
         import stochtree.sampler as sampler_mod
+        import stochtree_cpp
 
         import sortition.posterior.bcf as ours
 
         clock = self
+        for cls, method, key in ((stochtree_cpp.ForestCpp, "Predict", PREDICTIONS[0]),
+                                 (stochtree_cpp.ForestCpp, "PredictRaw", PREDICTIONS[0]),
+                                 (stochtree_cpp.ForestContainerCpp, "PredictRaw", PREDICTIONS[1]),
+                                 (stochtree_cpp.ForestContainerCpp, "Predict", PREDICTIONS[2])):
+            setattr(cls, method, self._predicting(getattr(cls, method), key))
         sweep, sample = sampler_mod.ForestSampler.sample_one_iteration, bcf_mod.BCFModel.sample
         trim, prop = ours.last_draw_json, ours.propensity_matrix
 
@@ -81,8 +116,12 @@ class _Clock:
 
         def timed_sample(self_, *a, **k):
             clock.calls.clear()
+            clock.sampling = True
             t0 = time.process_time()
-            out = sample(self_, *a, **k)
+            try:
+                out = sample(self_, *a, **k)
+            finally:
+                clock.sampling = False
             t1 = time.process_time()
             calls = clock.calls
             clock.stages["setup (data, previous_model_json)"] += calls[0][0] - t0
@@ -163,13 +202,13 @@ def main() -> None:
     res, quality = {}, {}
     extra = {} if args.warm_burnin is None else {"warm_burnin": args.warm_burnin}
     for label, ws in (("cold", None), ("warm", start)):
-        clock.stages = dict.fromkeys(STAGES, 0.0)
-        clock.in_sweeps = dict.fromkeys(clock.in_sweeps, 0.0)
+        clock.reset()
         t0 = time.process_time()
         post = fit(data, seed=args.seed, warm_start=ws, **opts, **extra)
         total = time.process_time() - t0
         clock.stages["contrasts + rest"] = total - sum(clock.stages.values())
-        res[label] = (dict(clock.stages), total, post.info["warm_start"], dict(clock.in_sweeps))
+        res[label] = (dict(clock.stages), total, post.info["warm_start"], dict(clock.in_sweeps),
+                      {key: tuple(v) for key, v in clock.predictions.items()})
         truth = sc.truth(data.covariates).contrasts if outcome == sc.outcome else None
         if truth is not None:  # the same rows for both fits: their quality is comparable
             (lo8, hi8), (lo9, hi9) = post.cate_interval(0.8), post.cate_interval(0.9)
@@ -190,6 +229,11 @@ def main() -> None:
               f"{w / res['warm'][1]:>15.0%}{note}")
     c, w = res["cold"][1], res["warm"][1]
     print(f"{'total fit':<36}{c:>9.3f}{w:>9.3f}{c / w:>8.2f}   ({res['warm'][2]})")
+    print("forest predictions in stochtree's sampler (CPU s, rows predicted; 'during' is part of burn-in and "
+          "retained, 'after' of final predict):")
+    for key in PREDICTIONS:
+        (cs, cn), (ws, wn) = res["cold"][4][key], res["warm"][4][key]
+        print(f"  {key:<34}{cs:>9.3f}{ws:>9.3f}   rows: {cn:,} cold, {wn:,} warm")
     st = res["warm"][0]
     floor = st["retained"] + st["final predict"]
     print(f"ceiling of cold/warm with these retained draws: x{c / (w - st['burn-in']):.2f} with no burn-in, "

@@ -76,6 +76,8 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
     """One stochtree BCF fit on ``rows`` (default all), predicted at every visitor.
 
     Treatments are the K-1 indicator columns Z_k = 1[arm == k], so tau_k(x) is arm k minus control.
+    The fitted rows' draws are stochtree's own in-sample arrays (``mu_hat_train``, ``tau_hat_train``:
+    model scale, tau_0 folded in); only the visitors outside ``rows`` are predicted after sampling.
     ``previous``: a one-draw stochtree JSON (:func:`last_draw_json`) to start the sampler from; the fit
     then runs ``settings.warm_burnin`` MCMC burn-in sweeps instead of the grow-from-root sweeps.
     """
@@ -101,15 +103,26 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
     if previous is not None:  # stochtree starts at the previous fit's last draw
         kw.update(num_gfr=0, num_burnin=settings.warm_burnin, previous_model_json=previous,
                   previous_model_warmstart_sample_num=KEPT_DRAWS - 1)
-    predict_all = rows is not None
-    if predict_all:  # predict the fitted forests at every visitor, treatment set to control
-        kw.update(X_test=x, Z_test=np.zeros((n, k1)), propensity_test=propensity)
+    # Only the visitors outside the fitted rows are predicted after sampling (treatment set to control):
+    # stochtree computes the fitted rows' draws anyway (same forests and terms, equal to rounding, 1e-14).
+    others = np.array([], dtype=np.intp) if rows is None else np.setdiff1d(np.arange(n), rows)
+    if others.size:
+        kw.update(X_test=x[others], Z_test=np.zeros((others.size, k1)), propensity_test=propensity[others])
     model = BCFModel()
     with quiet_stochtree():
         model.sample(**kw)
     s = settings.draws
-    mu = np.asarray(model.mu_hat_test if predict_all else model.mu_hat_train).reshape(n, s)
-    tau = np.asarray(model.tau_hat_test if predict_all else model.tau_hat_train).reshape(n, s, k1)
+    n_fit = n if rows is None else len(rows)
+    # reshape: stochtree squeezes its arrays (K = 2: tau is (n, S))
+    mu = np.asarray(model.mu_hat_train).reshape(n_fit, s)
+    tau = np.asarray(model.tau_hat_train).reshape(n_fit, s, k1)
+    if rows is not None:  # every visitor's draws, in visitor order (all rows: stochtree's arrays, no copy)
+        mu_fit, tau_fit = mu, tau
+        mu, tau = np.empty((n, s)), np.empty((n, s, k1))
+        mu[rows], tau[rows] = mu_fit, tau_fit
+        if others.size:
+            mu[others] = np.asarray(model.mu_hat_test).reshape(others.size, s)
+            tau[others] = np.asarray(model.tau_hat_test).reshape(others.size, s, k1)
     sigma2 = None if probit else np.asarray(model.global_var_samples, dtype=np.float64).reshape(s)
     return ForestDraws(mu, tau, sigma2, last_draw_json(model))
 

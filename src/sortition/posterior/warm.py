@@ -6,7 +6,12 @@ the grow-from-root sweeps by a short burn-in; the retained draws are the same nu
 as a cold fit's. What that saves (``benchmarks/warm_profile.py``, one thread, loop rows of 3,000-7,500
 visitors): a GFR sweep costs about as much as 6-7 MCMC sweeps, so the 10 of them are 35-40% of a cold
 fit; the retained draws are 72-86% of a warm fit, which is therefore 1.4-1.6x faster than a cold refit
-(1.5-1.7x with no burn-in at all) and could not be 2x faster without fewer retained draws. A warm start
+(1.5-1.7x with no burn-in at all) and could not be 2x faster without fewer retained draws. Of those
+iterations, 18-24% of a warm fit is stochtree predicting both forests at the fitted rows again every
+iteration (its tau_0 step; for probit also the latent draw), predictions its samplers already track: only a
+change in stochtree could drop it. After sampling, 6-10% of a warm fit predicts the retained draws: the
+effect forests at the fitted rows (stochtree's own, kept as the draws) and, for the order-value model,
+both forests at the non-converters only (the converters' draws are stochtree's in-sample ones). A warm start
 applies only when the design matrix has the same columns and the fit the same outcome kind and arms;
 otherwise the fit is cold (``Posterior.info["warm_start"]`` says which, and why).
 
