@@ -201,3 +201,11 @@ def test_a_layout_that_does_not_fit_its_weights_is_refused():
     gap = replace(carried, shards=carried.shards[1:])
     with pytest.raises(ValueError, match=r"do not tile \[0, 10000\)"):
         shard_layout(gap, ARMS)
+
+
+def test_a_layout_naming_a_stray_arm_is_refused():
+    plan = make_plan(ARMS, [(0, None)], {0: {"control": 0.5, "a": 0.25, "b": 0.25}})
+    carried = carry_layout(plan.segments[0], plan.segments[0], ARMS)
+    stray = replace(carried, shards=(replace(carried.shards[0], arm="contrl"), *carried.shards[1:]))
+    with pytest.raises(ValueError, match=r"names \['contrl'\], which are not among the arms"):
+        shard_layout(stray, ARMS)

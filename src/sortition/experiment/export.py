@@ -122,6 +122,10 @@ def shard_layout(segment: SegmentPlan, arms: Sequence[str], total_shards: int = 
         blocks = _blocks(np.repeat(np.arange(len(arms)), counts.sum(axis=1)), counts, arms)
     else:
         blocks = segment.shards
+        stray = sorted({b.arm for b in blocks} - set(arms)) + sorted({b.cell for b in blocks} - set(CELLS))
+        if stray:
+            raise ValueError(f"segment {segment.id!r}: its shard layout names {stray}, which are not among the "
+                             f"arms {list(arms)} or the cells {list(CELLS)}")
         laid = np.zeros_like(counts)
         for block in blocks:
             laid[list(arms).index(block.arm), CELLS.index(block.cell)] += sum(b - a for a, b in block.ranges)
