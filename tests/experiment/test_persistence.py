@@ -341,3 +341,31 @@ def test_cli_errors_never_wrap_at_any_terminal_width(tmp_path, columns):
     assert res.exit_code == 2
     error_lines = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and str(deep) in error_lines[0] and "start one with --arms" in error_lines[0]
+
+
+def test_shard_layouts_are_saved_and_older_states_load_with_the_contiguous_layout(tmp_path):
+    from sortition.experiment.persistence import write_state
+
+    scenario, exp = _experiment()
+    rng = np.random.default_rng(0)
+    for r in range(2):
+        exp.advance(draw_round(exp.plan_, scenario, 400, rng, r)[0])
+    assert exp.plan_.segments[0].shards is not None
+    path = exp.save(tmp_path / "s.json")
+    assert SequentialExperiment.load(path).plans_ == exp.plans_
+    doc = json.loads(path.read_text())
+    del doc["checksum"]
+    # a version-2 file (no layouts): it was served the contiguous layout, and loads with it
+    old = json.loads(json.dumps(doc))
+    old["version"] = 2
+    for plan in old["state"]["plans"]:
+        for seg in (*plan["segments"], plan["default"]):
+            del seg["shards"]
+    plans = SequentialExperiment.load(write_state(old, tmp_path / "v2.json")).plans_
+    assert all(seg.shards is None for p in plans for seg in (*p.segments, p.default))
+    assert [p.segments for p in plans] != [p.segments for p in exp.plans_]
+    # an edited layout: refused, naming the segment
+    seg = doc["state"]["plans"][-1]["segments"][0]
+    seg["shards"][0][2][0][1] -= 1
+    with pytest.raises(ValueError, match=f"segment {seg['id']!r}: its shard ranges do not tile"):
+        SequentialExperiment.load(write_state(doc, tmp_path / "edited.json"))

@@ -195,3 +195,59 @@ def test_churn_above_max_rows_is_estimated_on_a_sample():
     assert len(set(sampled)) > 1  # other samples, other estimates ...
     assert all(abs(x - full) < 0.06 for x in sampled)  # ... within sampling error (sd ~0.013) of every visitor's
     assert steps.churn(a, b, data, salt, max_rows=3000) == full
+
+
+def test_each_segment_carries_the_layout_of_the_segment_its_visitors_came_from():
+    from dataclasses import replace
+
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 600, arms=3, seed=2)
+    arms, key = data.arms, "carry-test"
+    salt = experiment_salt(key)
+    mobile = data.covariates["device"].eq("mobile").to_numpy()
+    a = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: {arms[0]: 0.6, arms[1]: 0.2, arms[2]: 0.2},
+                                                         1: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6}})
+    a = steps.carry_layouts(make_plan(arms, [(0, None)], {0: {x: 1 / 3 for x in arms}}), a, data)
+    # segment 0 splits by `returning`; both parts start from the mobile segment's shards, and the
+    # non-mobile segment (now listed first) from its own, as does the catch-all from the catch-all
+    returning = Rule((Condition("returning", "ONE_OF", ["true"]),))
+    w = {arms[0]: 0.2, arms[1]: 0.6, arms[2]: 0.2}
+    b = make_plan(arms, [(5, NOT_MOBILE), (6, Rule((*MOBILE.conditions, *returning.conditions))), (7, MOBILE)],
+                  {5: {arms[0]: 0.2, arms[1]: 0.2, arms[2]: 0.6}, 6: w, 7: w})
+    carried = steps.carry_layouts(a, b, data)
+    assert carried.segment(5).shards == a.segment(1).shards  # same weights, same visitors: nothing moves
+    assert carried.segment(6).shards == carried.segment(7).shards
+    assert carried.segment(6).shards != b.segment(6).shards and b.segment(6).shards is None
+    for plan in (a, carried):
+        assert (steps.served_arms(plan, data, salt) == _served_by_client(plan, data, key)).all()
+    changed = steps.served_arms(a, data, salt) != steps.served_arms(carried, data, salt)
+    assert not changed[~mobile].any()
+    # mobile: 0.4 of the optimized cell leaves control for arm 1 -> ~0.9 x 0.4 of them change arm
+    assert changed[mobile].mean() == pytest.approx(0.36, abs=0.07)
+    contiguous = steps.served_arms(a, data, salt) != steps.served_arms(replace(carried, segments=b.segments), data,
+                                                                        salt)
+    assert changed.sum() < contiguous.sum()
+
+
+def test_loop_plans_are_laid_out_from_the_last_round():
+    scenario = make_scenario("multi_winner", 4)
+    exp = SequentialExperiment(scenario.arms, key="carry-loop", outcome="continuous", engine="stratified",
+                               fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
+                               seed=1)
+    rng = np.random.default_rng(5)
+    for r in range(3):
+        exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0])
+    assert exp.plans_[0].segments[0].shards is None  # the first plan: contiguous
+    for before, plan in zip(exp.plans_[1:], exp.plans_[2:]):
+        assert all(seg.shards is not None for seg in (*plan.segments, plan.default))
+        assert plan == steps.carry_layouts(before, _contiguous(plan), steps.experiment_data(
+            exp.data_[exp.data_["round"] < plan.round], exp.arms, exp.covariates))
+
+
+def _contiguous(plan):
+    """``plan`` with the contiguous layout (its weights only)."""
+    from dataclasses import replace
+
+    return replace(plan, segments=tuple(replace(s, shards=None) for s in plan.segments),
+                   default=replace(plan.default, shards=None))

@@ -1,13 +1,15 @@
 """The adaptive loop: cells, schedules, sequential experiments, export of plans to flags."""
 
-from sortition.experiment.cells import CELLS, CellWeights, Plan, SegmentPlan, make_plan, uniform_plan
+from sortition.experiment.cells import CELLS, CellWeights, Plan, SegmentPlan, ShardBlock, make_plan, uniform_plan
 from sortition.experiment.export import (
     TOTAL_SHARDS,
+    carry_layout,
     experiment_salt,
     largest_remainder,
     plan_to_configuration,
     plan_to_flag,
     served_probabilities,
+    shard_arms,
     shard_layout,
 )
 from sortition.experiment.persistence import STATE_VERSION
@@ -36,7 +38,9 @@ __all__ = [
     "STATE_VERSION",
     "SegmentPlan",
     "SegmentResult",
+    "ShardBlock",
     "SequentialExperiment",
+    "carry_layout",
     "expected_loss",
     "experiment_salt",
     "explicit",
@@ -50,6 +54,7 @@ __all__ = [
     "save_experiment",
     "sequential_experiment",
     "served_probabilities",
+    "shard_arms",
     "shard_layout",
     "uniform_plan",
 ]

@@ -53,11 +53,23 @@ class CellWeights:
 
 
 @dataclass(frozen=True)
+class ShardBlock:
+    """The shards of ``ranges`` (each ``(start, end)``, end exclusive, ascending) serve ``arm`` in ``cell``."""
+
+    arm: str
+    cell: str
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class SegmentPlan:
     """One segment's split: joint probabilities ``cells[cell][arm]`` over cells and arms.
 
     ``rule`` is a :class:`sortition.rules.Rule` (``None`` for the catch-all that matches
-    everyone); ``optimized`` holds the Thompson weights the optimized cell uses.
+    everyone); ``optimized`` holds the Thompson weights the optimized cell uses. ``shards`` is the
+    segment's shard layout when it was carried over from last round's (``export.carry_layout``:
+    as few subjects as possible change arm); None means the contiguous layout
+    (``export.shard_layout``), which every first plan uses.
     """
 
     id: Any
@@ -65,6 +77,7 @@ class SegmentPlan:
     description: str
     optimized: dict[str, float]
     cells: dict[str, dict[str, float]]
+    shards: tuple[ShardBlock, ...] | None = None
 
     @property
     def arm_probabilities(self) -> dict[str, float]:

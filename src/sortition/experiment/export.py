@@ -7,22 +7,28 @@ allocation's splits send shard ranges (``TOTAL_SHARDS`` shards, one salt per exp
 the propensity actually served (the arm's shard count / ``TOTAL_SHARDS``), so every logged
 assignment carries the probability it was assigned with.
 
-Layout: the shard line is cut into one contiguous block per arm, in arm order, and each arm's
-block into its cells (control, explore, optimized). The salt never changes between rounds,
-so a subject keeps its shard; when arm weights move by small amounts, block boundaries move
-by the same amounts and only the subjects between the old and new boundaries change arm
-(at most ``sum_k |F_k' - F_k|`` of the traffic, F the cumulative arm shares).
+Layout: the salt never changes between rounds, so a subject keeps its shard, and the arm it is
+served changes only when its shard changes arm. A first plan cuts the shard line into one
+contiguous block per arm, in arm order, and each arm's block into its cells (control, explore,
+optimized). Every later round's plan is laid out from the last one (:func:`carry_layout`, which
+the loop applies to each segment from the previous segment holding most of its visitors): each
+arm keeps as many of its old shards as its new weight allows and only the shards the shrinking
+arms free change arm, the fewest any layout can move (the total-variation distance between the
+two splits; moving the contiguous blocks' boundaries instead moves up to ``sum_k |F_k' - F_k|``,
+F the cumulative arm shares). A split may then hold several shard ranges; served probabilities
+are the same shard counts either way.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from sortition.experiment.cells import CELLS, Plan, SegmentPlan
+from sortition.experiment.cells import CELLS, Plan, SegmentPlan, ShardBlock
 from sortition.serving.sharding import TOTAL_SHARDS  # the one shard count (re-exported here)
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY
 
@@ -62,36 +68,118 @@ def experiment_salt(experiment_key: str) -> str:
     return f"sortition-{experiment_key}"
 
 
+def _cell_counts(segment: SegmentPlan, arms: Sequence[str], total_shards: int) -> np.ndarray:
+    """(K, len(CELLS)) int64: the shards each (arm, cell) gets: the arm's probability over ``total_shards``
+    (Hamilton), then the arm's count over its cells (so an arm's served share never depends on its cells)."""
+    arm_counts = largest_remainder([segment.arm_probabilities[a] for a in arms], total_shards)
+    out = np.zeros((len(arms), len(CELLS)), dtype=np.int64)
+    for k, (arm, count) in enumerate(zip(arms, arm_counts, strict=True)):
+        if count:
+            out[k] = largest_remainder([segment.cells[c].get(arm, 0.0) for c in CELLS], int(count))
+    return out
+
+
+def _runs(shards: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Ascending shard numbers as maximal ``(start, end)`` runs (end exclusive)."""
+    if shards.size == 0:
+        return ()
+    breaks = np.flatnonzero(np.diff(shards) != 1) + 1
+    starts = shards[np.r_[0, breaks]]
+    ends = shards[np.r_[breaks - 1, shards.size - 1]] + 1
+    return tuple((int(a), int(b)) for a, b in zip(starts, ends, strict=True))
+
+
+def _blocks(arm_of_shard: np.ndarray, counts: np.ndarray, arms: Sequence[str]) -> tuple[ShardBlock, ...]:
+    """Each arm's shards (``arm_of_shard``: (total,) arm index) cut, in ascending order, into its cells
+    (``counts``: (K, len(CELLS))), as blocks in arm then cell order."""
+    blocks = []
+    for k, arm in enumerate(arms):
+        own = np.flatnonzero(arm_of_shard == k)
+        cuts = np.cumsum(counts[k])
+        for cell, lo, hi in zip(CELLS, np.r_[0, cuts[:-1]], cuts, strict=True):
+            if hi > lo:
+                blocks.append(ShardBlock(arm, cell, _runs(own[lo:hi])))
+    return tuple(blocks)
+
+
 def shard_layout(segment: SegmentPlan, arms: Sequence[str], total_shards: int = TOTAL_SHARDS) -> list[dict[str, Any]]:
-    """The (arm, cell) shard ranges of one segment, in layout order (see module docstring).
+    """The (arm, cell) shard ranges of one segment, in arm then cell order (see module docstring).
+
+    The segment's carried layout (``segment.shards``, from :func:`carry_layout`) when it has one,
+    else the contiguous layout.
 
     Returns:
-        ``[{"arm", "cell", "start", "end", "propensity"}]`` for every non-empty range; the
-        ranges tile ``[0, total_shards)``; ``propensity`` is the arm's served probability.
+        ``[{"arm", "cell", "ranges", "propensity"}]`` for every non-empty (arm, cell): ``ranges`` a
+        list of ``(start, end)`` (end exclusive, ascending); all ranges together tile
+        ``[0, total_shards)``; ``propensity`` is the arm's served probability (its shards / total).
+    Raises:
+        ValueError: a carried layout whose ranges do not tile the shards, or whose shard counts are not
+            the segment's weights' (a plan whose weights were changed without laying its shards out
+            again, or an edited state file).
     """
-    arm_probs = np.array([segment.arm_probabilities[a] for a in arms])
-    arm_counts = largest_remainder(arm_probs, total_shards)
-    out: list[dict[str, Any]] = []
-    start = 0
-    for arm, count in zip(arms, arm_counts, strict=True):
-        if count == 0:
-            continue
-        cell_w = np.array([segment.cells[c].get(arm, 0.0) for c in CELLS])
-        cell_counts = largest_remainder(cell_w, int(count))
-        for cell, c_count in zip(CELLS, cell_counts, strict=True):
-            if c_count == 0:
-                continue
-            out.append(
-                {
-                    "arm": arm,
-                    "cell": cell,
-                    "start": int(start),
-                    "end": int(start + c_count),
-                    "propensity": int(count) / total_shards,
-                }
-            )
-            start += int(c_count)
+    counts = _cell_counts(segment, arms, total_shards)
+    if segment.shards is None:
+        blocks = _blocks(np.repeat(np.arange(len(arms)), counts.sum(axis=1)), counts, arms)
+    else:
+        blocks = segment.shards
+        stray = sorted({b.arm for b in blocks} - set(arms)) + sorted({b.cell for b in blocks} - set(CELLS))
+        if stray:
+            raise ValueError(f"segment {segment.id!r}: its shard layout names {stray}, which are not among the "
+                             f"arms {list(arms)} or the cells {list(CELLS)}")
+        laid = np.zeros_like(counts)
+        for block in blocks:
+            laid[list(arms).index(block.arm), CELLS.index(block.cell)] += sum(b - a for a, b in block.ranges)
+        edges = sorted(r for block in blocks for r in block.ranges)
+        if [a for a, _ in edges] != [0, *(b for _, b in edges[:-1])] or edges[-1][1] != total_shards:
+            raise ValueError(f"segment {segment.id!r}: its shard ranges do not tile [0, {total_shards}) "
+                             "(overlaps or gaps); the plan was edited")
+        if not np.array_equal(laid, counts):
+            raise ValueError(
+                f"segment {segment.id!r}: its shard layout serves {laid.sum(axis=1).tolist()} shards per arm "
+                f"{list(arms)}, but its weights call for {counts.sum(axis=1).tolist()}; lay it out again "
+                "(export.carry_layout) after changing the weights")
+    arm_shards = counts.sum(axis=1)
+    return [{"arm": b.arm, "cell": b.cell, "ranges": list(b.ranges),
+             "propensity": int(arm_shards[list(arms).index(b.arm)]) / total_shards} for b in blocks]
+
+
+def shard_arms(segment: SegmentPlan, arms: Sequence[str], total_shards: int = TOTAL_SHARDS) -> np.ndarray:
+    """(total_shards,) int64: the index in ``arms`` of the arm each shard serves in ``segment``."""
+    out = np.full(total_shards, -1, dtype=np.int64)
+    for part in shard_layout(segment, arms, total_shards):
+        for start, end in part["ranges"]:
+            out[start:end] = list(arms).index(part["arm"])
     return out
+
+
+def carry_layout(segment: SegmentPlan, previous: SegmentPlan, arms: Sequence[str],
+                 total_shards: int = TOTAL_SHARDS) -> SegmentPlan:
+    """``segment`` with its shards laid out from ``previous``'s, moving as few shards as possible.
+
+    Every arm keeps the lowest of its ``previous`` shards, up to its new count; the shards freed by the
+    arms that shrank go, in ascending order, to the arms that grew, in arm order. So exactly
+    ``sum_k max(0, n_k - n'_k)`` shards change arm (n, n' the arms' old and new shard counts): the
+    total-variation distance between the two arm splits, the fewest any layout can move (the
+    contiguous layout moves up to ``sum_k |F_k' - F_k|``, F the cumulative shares). Within an arm its
+    shards are cut into cells in ascending order; a subject that changes cell keeps its arm. Served
+    probabilities are those of the contiguous layout, shard for shard (the same counts).
+
+    Args:
+        segment: the new segment plan (its weights give the counts).
+        previous: the segment plan whose shards these visitors were served last round (the same
+            arms, in the same order).
+        arms: all arms, control first.
+    """
+    counts = _cell_counts(segment, arms, total_shards)
+    target = counts.sum(axis=1)
+    before = shard_arms(previous, arms, total_shards)
+    after = np.full(total_shards, -1, dtype=np.int64)
+    for k in range(len(arms)):
+        kept = np.flatnonzero(before == k)[: target[k]]
+        after[kept] = k
+    held = np.bincount(after[after >= 0], minlength=len(arms))
+    after[after < 0] = np.repeat(np.arange(len(arms)), target - held)
+    return replace(segment, shards=_blocks(after, counts, arms))
 
 
 def _rules_json(rule: Any) -> list[dict[str, Any]]:
@@ -113,7 +201,7 @@ def _allocation(
         splits.append(
             {
                 "variationKey": part["arm"],
-                "shards": [{"salt": salt, "ranges": [{"start": part["start"], "end": part["end"]}]}],
+                "shards": [{"salt": salt, "ranges": [{"start": a, "end": b} for a, b in part["ranges"]]}],
                 "extraLogging": {
                     CELL_KEY: part["cell"],
                     SEGMENT_KEY: str(segment.id),

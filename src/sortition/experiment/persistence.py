@@ -34,17 +34,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sortition.experiment.cells import CellWeights, Plan, SegmentPlan
-from sortition.experiment.export import experiment_salt
+from sortition.experiment.cells import CellWeights, Plan, SegmentPlan, ShardBlock
+from sortition.experiment.export import experiment_salt, shard_layout
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.state import ExperimentState
 from sortition.posterior.warm import WarmStart
 
 STATE_FORMAT = "sortition.experiment-state"
 # 1: the first release. 2: the document carries its checksum (version-1 files, which have none, are
-# still read).
-STATE_VERSION = 2
-_READS = (1, 2)
+# still read). 3: plans carry their segments' shard layouts (earlier files served the contiguous
+# layout, which is what they load as; a Sortition that ignored the layouts would serve other arms).
+STATE_VERSION = 3
+_READS = (1, 2, 3)
 
 
 # --- JSON values ------------------------------------------------------------------------------------
@@ -146,16 +147,20 @@ def _segment_plan_to_json(s: SegmentPlan) -> dict[str, Any]:
         "description": s.description,
         "optimized": s.optimized,
         "cells": s.cells,
+        "shards": None if s.shards is None else [[b.arm, b.cell, [list(r) for r in b.ranges]] for b in s.shards],
     }
 
 
 def _segment_plan_from_json(d: Mapping[str, Any]) -> SegmentPlan:
+    shards = d.get("shards")  # absent before version 3: the contiguous layout, which was served then
     return SegmentPlan(
         id=d["id"],
         rule=_rule_from_json(d["rule"]),
         description=d["description"],
         optimized=dict(d["optimized"]),
         cells={c: dict(v) for c, v in d["cells"].items()},
+        shards=None if shards is None else tuple(
+            ShardBlock(str(arm), str(cell), tuple((int(a), int(b)) for a, b in ranges)) for arm, cell, ranges in shards),
     )
 
 
@@ -171,7 +176,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
 
 
 def plan_from_json(d: Mapping[str, Any]) -> Plan:
-    return Plan(
+    plan = Plan(
         arms=tuple(d["arms"]),
         active_arms=tuple(d["active_arms"]),
         weights=CellWeights(d["weights"]["control"], d["weights"]["explore"]),
@@ -179,6 +184,9 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
         default=_segment_plan_from_json(d["default"]),
         round=int(d["round"]),
     )
+    for segment in (*plan.segments, plan.default):
+        shard_layout(segment, plan.arms)  # ValueError for a layout that does not tile or fit the weights
+    return plan
 
 
 def _lift_json(x: Lift) -> dict[str, Any]:

@@ -301,6 +301,7 @@ class SequentialExperiment:
             active_arms=active, default_allocation=population, round=state.round + 1,
             descriptions={s.id: s.description for s in seg_results},
         )
+        plan = steps.carry_layouts(state.plan, plan, data)
         result = RoundResult(
             round=state.round,
             n_round=int(len(new_rows)),

@@ -7,6 +7,7 @@ raises anywhere commits nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 
 from sortition.data import ExperimentData
 from sortition.experiment.cells import CELLS, Plan
-from sortition.experiment.export import TOTAL_SHARDS, shard_layout
+from sortition.experiment.export import TOTAL_SHARDS, carry_layout, shard_arms
 from sortition.experiment.results import CellObservation, Graduation, SegmentResult
 from sortition.experiment.settings import ExperimentSettings
 from sortition.experiment.state import ExperimentState
@@ -164,20 +165,37 @@ def served_arms(plan: Plan, data: ExperimentData, salt: str) -> np.ndarray:
     """(n,) object array: the arm ``plan``'s flag serves each of ``data``'s visitors.
 
     A visitor's shard is the serving hash of ``f"{salt}-{subject}"`` (``serving.md5_batch.shards``, the
-    rule the Client applies); its arm is the one whose block of its segment's shard layout
-    (``export.shard_layout``, the exported flag's splits) holds that shard."""
+    rule the Client applies); its arm is the one its segment's shard layout (``export.shard_arms``, the
+    exported flag's splits) gives that shard."""
     shard = shards([f"{salt}-{s}" for s in np.asarray(data.subject).tolist()], TOTAL_SHARDS)
     index = plan.segment_index(data)
+    arms = np.asarray(plan.arms, dtype=object)
     out = np.empty(len(shard), dtype=object)
     for i, seg in enumerate((*plan.segments, plan.default)):
         rows = index == i
-        if not rows.any():
-            continue
-        layout = shard_layout(seg, plan.arms)
-        ends = np.array([part["end"] for part in layout])
-        arm = np.array([part["arm"] for part in layout], dtype=object)
-        out[rows] = arm[np.searchsorted(ends, shard[rows], side="right")]
+        if rows.any():
+            out[rows] = arms[shard_arms(seg, plan.arms)[shard[rows]]]
     return out
+
+
+def carry_layouts(previous: Plan, plan: Plan, data: ExperimentData) -> Plan:
+    """``plan`` with every segment's shards laid out from last round's (``export.carry_layout``), so that
+    as few visitors as possible change arm.
+
+    A segment's layout is carried from the ``previous`` segment holding most of its visitors among
+    ``data``'s (ties: the earlier segment; a segment no visitor falls in, from the previous catch-all):
+    a segment kept as it was keeps its own layout, a split's parts both start from the parent's, a
+    merge from its largest part's.
+    """
+    old, new = previous.segment_index(data), plan.segment_index(data)
+    sources = (*previous.segments, previous.default)
+    carried = []
+    for i, seg in enumerate((*plan.segments, plan.default)):
+        members = old[new == i]
+        source = sources[int(np.bincount(members, minlength=len(sources)).argmax())] if members.size \
+            else previous.default
+        carried.append(carry_layout(seg, source, plan.arms))
+    return replace(plan, segments=tuple(carried[:-1]), default=carried[-1])
 
 
 def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
