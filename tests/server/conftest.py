@@ -29,12 +29,37 @@ def read(name: str) -> str:
     return (UFC / name).read_text()
 
 
+CARRIED_FLAG = "sortition-carried-plan"
+
+
+def carried_plan_flag(key: str = CARRIED_FLAG) -> dict:
+    """A loop plan's flag whose segments' shards were carried over from earlier plans (``carry_layout``):
+    several ranges per split, which Eppo's own vectors never have."""
+    from dataclasses import replace
+
+    from sortition.experiment import carry_layout, make_plan, plan_to_flag
+    from sortition.rules import Condition, Rule
+
+    arms = ("control", "a", "b")
+    segments = [(0, Rule((Condition("country", "ONE_OF", ["US", "UK"]),)))]
+    plans = [make_plan(arms, segments, {0: dict(zip(arms, w))}, default_allocation=dict(zip(arms, w[::-1])))
+             for w in ((0.5, 0.3, 0.2), (0.2, 0.3, 0.5), (0.4, 0.1, 0.5))]
+    carried = plans[0]
+    for plan in plans[1:]:
+        carried = replace(plan, segments=(carry_layout(plan.segments[0], carried.segments[0], arms),),
+                          default=carry_layout(plan.default, carried.default, arms))
+    flag = plan_to_flag(carried, key)
+    assert max(len(split["shards"][0]["ranges"]) for a in flag["allocations"] for split in a["splits"]) > 1
+    return flag
+
+
 def combined_flags() -> dict:
-    """flags-v1.json and the bandit flags in one document (a version is a whole configuration)."""
+    """flags-v1.json, the bandit flags and a carried loop plan in one document (a version is a whole
+    configuration)."""
     plain, bandit = json.loads(read("flags-v1.json")), json.loads(read("bandit-flags-v1.json"))
     return {
         **plain,
-        "flags": {**plain["flags"], **bandit["flags"]},
+        "flags": {**plain["flags"], **bandit["flags"], CARRIED_FLAG: carried_plan_flag()},
         "banditReferences": bandit["banditReferences"],
         "bandits": bandit["bandits"],
     }
