@@ -251,3 +251,68 @@ def _contiguous(plan):
 
     return replace(plan, segments=tuple(replace(s, shards=None) for s in plan.segments),
                    default=replace(plan.default, shards=None))
+
+
+def test_limit_churn_moves_weights_only_as_far_as_the_cap_allows():
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 2000, arms=3, seed=6)
+    arms, salt = data.arms, experiment_salt("cap-test")
+    before = {arms[0]: 0.6, arms[1]: 0.2, arms[2]: 0.2}
+    after = {arms[0]: 0.1, arms[1]: 0.1, arms[2]: 0.8}
+    first = make_plan(arms, [(0, None)], {0: {x: 1 / 3 for x in arms}})
+    a = steps.carry_layouts(first, make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: before, 1: before}), data)
+    b = make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: before, 1: after})
+    uncapped = steps.churn(a, steps.carry_layouts(a, b, data), data, salt)
+    non_mobile = 1 - data.covariates["device"].eq("mobile").mean()
+    assert uncapped == pytest.approx(0.9 * 0.6 * non_mobile, abs=0.04)  # total variation 0.6, optimized cell 0.9
+
+    same, step = steps.limit_churn(a, b, data, salt, 1.0)
+    assert step == 1.0 and same == steps.carry_layouts(a, b, data)
+    capped, step = steps.limit_churn(a, b, data, salt, 0.1)
+    assert 0 < step < 1
+    assert steps.churn(a, capped, data, salt) <= 0.1
+    assert steps.churn(a, capped, data, salt) > 0.1 - 0.05  # no further below the cap than one bisection step
+    assert capped.segment(0) == a.segment(0)  # the mobile segment's weights did not move
+    moved = capped.segment(1).optimized
+    for arm in arms:  # part of the way, along the straight line from the old weights to the new
+        expected = (1 - step) * a.segment(1).optimized[arm] + step * b.segment(1).optimized[arm]
+        assert moved[arm] == pytest.approx(expected, abs=1e-6)
+    assert b.segment(1).optimized[arms[2]] > moved[arms[2]] > a.segment(1).optimized[arms[2]]
+
+
+def test_limit_churn_keeps_the_source_weights_when_resegmenting_alone_moves_more():
+    from sortition.experiment.export import experiment_salt
+
+    data, _ = generate("storefront", 1500, arms=3, seed=7)
+    arms, salt = data.arms, experiment_salt("cap-split")
+    w = {arms[0]: 0.2, arms[1]: 0.6, arms[2]: 0.2}
+    first = make_plan(arms, [(0, None)], {0: {x: 1 / 3 for x in arms}})
+    a = steps.carry_layouts(first, make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: w, 1: w}), data)
+    returning = Rule((Condition("returning", "ONE_OF", ["true"]),))
+    b = make_plan(arms, [(0, returning), (1, MOBILE), (2, NOT_MOBILE)],
+                  {0: {arms[0]: 0.1, arms[1]: 0.1, arms[2]: 0.8}, 1: w, 2: w})
+    moved_by_segments = float(steps._moved(a, b, data).mean())
+    capped, step = steps.limit_churn(a, b, data, salt, moved_by_segments / 2)
+    assert step == 0.0
+    assert capped.segment(0).optimized == pytest.approx(a.segment(0).optimized)  # its source's weights
+    assert steps.churn(a, capped, data, salt) == pytest.approx(moved_by_segments)  # nobody else changed arm
+
+
+def test_loop_churn_stays_under_the_cap_once_segments_are_established():
+    scenario = make_scenario("multi_winner", 4)
+    options = dict(outcome="continuous", engine="stratified", fit_options={"progress": False, "draws": 200},
+                   tree_options={"n_bootstrap": 0}, seed=1, key="cap-loop")
+    runs = {}
+    for cap in (1.0, 0.03):
+        exp = SequentialExperiment(scenario.arms, max_churn=cap, **options)
+        rng = np.random.default_rng(5)
+        runs[cap] = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(5)]
+    free, capped = runs[1.0], runs[0.03]
+    assert all(r.allocation_step == 1.0 for r in free)
+    assert max(r.churn for r in free[2:]) > 0.03  # without the cap, weights move more than 3% of visitors
+    for before, r in zip(capped, capped[1:]):
+        if before.segments_established and [s.rule for s in r.segments] == [s.rule for s in before.segments]:
+            assert r.churn <= 0.03 + 1e-12
+    assert any(r.allocation_step < 1.0 for r in capped)
+    assert [r.allocation_step for r in capped[:2]] == [1.0, 1.0]  # the first two plans move freely

@@ -66,9 +66,10 @@ def demo(
                 result = info["round"].result
                 progress.advance(task)
                 winners = ", ".join(f"{readable(s.rule)} -> {s.best_arm}" for s in result.segments)
+                churn = "" if result.churn is None else f"; churn {result.churn:.1%}"
                 progress.console.print(
                     f"  round {r + 1}: {info['round'].n:,} visitors, fit {result.seconds.get('fit', 0):.1f}s; "
-                    f"{len(result.segments)} segments: {winners}"
+                    f"{len(result.segments)} segments: {winners}{churn}"
                 )
 
         try:
@@ -194,6 +195,17 @@ def _print_srm(srm: Any) -> None:
         console.print(f"[bold red]warning:[/] {escape(srm.describe())}.")
 
 
+def _churn_text(experiment: SequentialExperiment, result: Any) -> str:
+    """The round's churn as a sentence ('' for the first round), with the churn cap when it bound."""
+    if result.churn is None:
+        return ""
+    text = f"Churn since last round: {result.churn:.1%} of visitors changed segment or served arm"
+    if result.allocation_step < 1:
+        text += (f" (capped at max_churn {experiment.max_churn:.0%}: the weights moved {result.allocation_step:.0%}"
+                 " of the way to this round's Thompson weights)")
+    return text + "."
+
+
 def _regret_change(saved: float, uniform: float) -> str:
     share = saved / uniform if uniform else 0.0
     return f"{share:.0%} less regret" if share >= 0 else f"{-share:.0%} more regret than uniform"
@@ -241,6 +253,9 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
         decisions.append(f"no segment ships yet (SHIP needs a confident, cheap winner for "
                          f"{experiment.graduation_rounds} rounds in a row)")
     console.print("Decisions: " + "; ".join(decisions))
+    churn = _churn_text(experiment, result)
+    if churn:
+        console.print(churn, markup=False)
     if simulation is not None:
         n = sum(r.n for r in simulation.rounds)
         saved = simulation.uniform_regret - simulation.regret

@@ -254,6 +254,7 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
         "churn_top_arm": r.churn_top_arm,
         "held_arms": list(r.held_arms),
         "calibrated_allocation": r.calibrated_allocation,
+        "allocation_step": r.allocation_step,
     }
 
 
@@ -292,6 +293,7 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         churn_top_arm=d.get("churn_top_arm"),
         held_arms=tuple(d.get("held_arms", ())),
         calibrated_allocation=bool(d.get("calibrated_allocation", False)),
+        allocation_step=float(d.get("allocation_step", 1.0)),
     )
 
 

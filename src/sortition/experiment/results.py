@@ -94,6 +94,9 @@ class RoundResult:
     held_arms: tuple = ()
     # whether the allocation's P(best arm) went through the calibration's reliability curve
     calibrated_allocation: bool = False
+    # how far the next plan's optimized-cell weights moved from last round's toward this round's Thompson
+    # weights: 1 unless the churn cap (max_churn, steps.limit_churn) held them back
+    allocation_step: float = 1.0
 
     @property
     def number(self) -> int:

@@ -80,6 +80,11 @@ class SequentialExperiment:
             last round whose Thompson weights would now lead with another arm keeps last round's weights
             unless the posterior probability that the new leader's mean beats the incumbent's is at
             least this (0: never hold). ``RoundResult.held_arms`` lists the segments held.
+        max_churn: once the segments are established, the next plan changes the segment or served arm of at
+            most this share of the visitors so far: when the new Thompson weights would move more, every
+            segment's weights move only part of the way from last round's (``steps.limit_churn``;
+            ``RoundResult.allocation_step`` says how far). Re-segmentation itself is not capped: when it
+            alone moves more, the weights stay where they were. 1 never caps.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 
@@ -113,6 +118,7 @@ class SequentialExperiment:
         resegment_probability: float = 0.9,
         resegment_min_gain: float = 0.002,
         arm_switch_probability: float = 0.8,
+        max_churn: float = 0.08,
         policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
@@ -130,6 +136,7 @@ class SequentialExperiment:
             graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
             warm_start=warm_start, resegment_probability=resegment_probability,
             resegment_min_gain=resegment_min_gain, arm_switch_probability=arm_switch_probability,
+            max_churn=max_churn,
         )
         self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
@@ -160,6 +167,7 @@ class SequentialExperiment:
     resegment_probability = _setting("resegment_probability")
     resegment_min_gain = _setting("resegment_min_gain")
     arm_switch_probability = _setting("arm_switch_probability")
+    max_churn = _setting("max_churn")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -277,9 +285,9 @@ class SequentialExperiment:
         rules = steps.previous_rules(state.plan, data)
         kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
         scale = steps.control_scale(data)
-        established = bool(state.results) and state.results[-1].segments_established
+        was_established = bool(state.results) and state.results[-1].segments_established
         tree, p_resegment, established = steps.choose_tree(
-            tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, established)
+            tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, was_established)
         segments, summary = tuple(tree.segments), tree.summary
         thompson = policy.allocate(posterior, segments, settings.epsilon, summary)
         allocation, held = steps.hold_arm_flips(state.plan, data, segments, summary, thompson, state.active_arms,
@@ -301,7 +309,9 @@ class SequentialExperiment:
             active_arms=active, default_allocation=population, round=state.round + 1,
             descriptions={s.id: s.description for s in seg_results},
         )
-        plan = steps.carry_layouts(state.plan, plan, data)
+        # the cap holds once segments are established: the first trees' weights move freely
+        plan, step = steps.limit_churn(state.plan, plan, data, experiment_salt(self.key),
+                                       settings.max_churn if was_established else 1.0, seed=seed)
         result = RoundResult(
             round=state.round,
             n_round=int(len(new_rows)),
@@ -325,6 +335,7 @@ class SequentialExperiment:
             resegment_probability=p_resegment,
             segments_established=established,
             calibrated_allocation=bool(getattr(thompson, "calibrated", False)),
+            allocation_step=step,
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

@@ -63,6 +63,7 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("resegment_min_gain", _non_negative_real,
      "a non-negative number (a share of |control mean|, e.g. 0.002)"),
     ("arm_switch_probability", _unit, "in [0, 1] (the default is 0.8; 0 never holds an arm)"),
+    ("max_churn", lambda v: _unit(v) and v > 0, "in (0, 1] (a share of visitors; 1 never limits)"),
 )
 
 
@@ -78,6 +79,8 @@ class ExperimentSettings:
     mean outcome| (the unit of ``graduation_loss``) is at least ``resegment_probability`` (0: always take
     the new tree). ``arm_switch_probability``: a kept segment's lead arm changes only when P(new leader's
     mean > incumbent's) is at least this; otherwise it keeps last round's weights (``steps.hold_arm_flips``).
+    ``max_churn``: the most of the visitors so far a plan may move (segment or served arm) once segments
+    are established; weights that would move more move only part of the way (``steps.limit_churn``).
     """
 
     key: str = "sortition-experiment"
@@ -103,6 +106,7 @@ class ExperimentSettings:
     resegment_probability: float = 0.9
     resegment_min_gain: float = 0.002
     arm_switch_probability: float = 0.8
+    max_churn: float = 0.08
 
     def __post_init__(self) -> None:
         # normalize containers first, so a list or a dict is accepted and frozen

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import ExperimentData
-from sortition.experiment.cells import CELLS, Plan
+from sortition.experiment.cells import CELLS, Plan, SegmentPlan, segment_plan
 from sortition.experiment.export import TOTAL_SHARDS, carry_layout, shard_arms
 from sortition.experiment.results import CellObservation, Graduation, SegmentResult
 from sortition.experiment.settings import ExperimentSettings
@@ -167,7 +167,14 @@ def served_arms(plan: Plan, data: ExperimentData, salt: str) -> np.ndarray:
     A visitor's shard is the serving hash of ``f"{salt}-{subject}"`` (``serving.md5_batch.shards``, the
     rule the Client applies); its arm is the one its segment's shard layout (``export.shard_arms``, the
     exported flag's splits) gives that shard."""
-    shard = shards([f"{salt}-{s}" for s in np.asarray(data.subject).tolist()], TOTAL_SHARDS)
+    return _arms_of_shards(plan, data, _subject_shards(data, salt))
+
+
+def _subject_shards(data: ExperimentData, salt: str) -> np.ndarray:
+    return shards([f"{salt}-{s}" for s in np.asarray(data.subject).tolist()], TOTAL_SHARDS)
+
+
+def _arms_of_shards(plan: Plan, data: ExperimentData, shard: np.ndarray) -> np.ndarray:
     index = plan.segment_index(data)
     arms = np.asarray(plan.arms, dtype=object)
     out = np.empty(len(shard), dtype=object)
@@ -180,22 +187,67 @@ def served_arms(plan: Plan, data: ExperimentData, salt: str) -> np.ndarray:
 
 def carry_layouts(previous: Plan, plan: Plan, data: ExperimentData) -> Plan:
     """``plan`` with every segment's shards laid out from last round's (``export.carry_layout``), so that
-    as few visitors as possible change arm.
+    as few visitors as possible change arm; each segment's layout is carried from its
+    :func:`source_segments` one (a segment kept as it was keeps its own layout, a split's parts both start
+    from the parent's, a merge from its largest part's)."""
+    carried = [carry_layout(seg, source, plan.arms)
+               for seg, source in zip((*plan.segments, plan.default), source_segments(previous, plan, data),
+                                      strict=True)]
+    return replace(plan, segments=tuple(carried[:-1]), default=carried[-1])
 
-    A segment's layout is carried from the ``previous`` segment holding most of its visitors among
-    ``data``'s (ties: the earlier segment; a segment no visitor falls in, from the previous catch-all):
-    a segment kept as it was keeps its own layout, a split's parts both start from the parent's, a
-    merge from its largest part's.
-    """
+
+def source_segments(previous: Plan, plan: Plan, data: ExperimentData) -> list[SegmentPlan]:
+    """Per segment of ``plan`` (tree order, then the catch-all), the ``previous`` segment holding most of
+    its visitors among ``data``'s (ties: the earlier segment; a segment no visitor falls in: the previous
+    catch-all)."""
     old, new = previous.segment_index(data), plan.segment_index(data)
     sources = (*previous.segments, previous.default)
-    carried = []
-    for i, seg in enumerate((*plan.segments, plan.default)):
+    out = []
+    for i in range(len(plan.segments) + 1):
         members = old[new == i]
-        source = sources[int(np.bincount(members, minlength=len(sources)).argmax())] if members.size \
-            else previous.default
-        carried.append(carry_layout(seg, source, plan.arms))
-    return replace(plan, segments=tuple(carried[:-1]), default=carried[-1])
+        out.append(sources[int(np.bincount(members, minlength=len(sources)).argmax())] if members.size
+                   else previous.default)
+    return out
+
+
+def limit_churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str, max_churn: float, *,
+                iterations: int = 6, seed: int = 0) -> tuple[Plan, float]:
+    """(plan to serve, step): ``plan`` laid out from ``previous`` (:func:`carry_layouts`), with every
+    segment's optimized-cell weights moved only ``step`` of the way from its source segment's
+    (:func:`source_segments`) toward ``plan``'s, ``step`` the largest in [0, 1] (to 2^-``iterations``) whose
+    :func:`churn` is at most ``max_churn`` (a share of ``data``'s visitors, in [0, 1]; 1: ``plan`` as it
+    is, step 1), measured as :func:`churn` measures it with ``seed`` (the same sample above its
+    ``max_rows``). Control and explore cells and the segments are ``plan``'s; when re-segmentation alone
+    moves more than ``max_churn``, step is 0 (each segment keeps its source's weights).
+
+    Thompson weights move with every round's draws; a segment's visitors change arm in proportion to the
+    move (the total variation of its weights, under carried layouts), so this caps how much of the
+    audience a round re-assigns at the cost of reaching the new weights over several rounds."""
+    full = carry_layouts(previous, plan, data)
+    if max_churn >= 1.0:
+        return full, 1.0
+    churn_of = churn_from(previous, data, salt, seed=seed)
+    if churn_of(full) <= max_churn:
+        return full, 1.0
+    sources = source_segments(previous, plan, data)
+    arms = plan.arms
+
+    def stepped(step: float) -> Plan:
+        segs = [segment_plan(seg.id, seg.rule, arms, plan.active_arms,
+                             {a: (1 - step) * src.optimized.get(a, 0.0) + step * seg.optimized.get(a, 0.0)
+                              for a in arms}, plan.weights, seg.description)
+                for seg, src in zip((*plan.segments, plan.default), sources, strict=True)]
+        return carry_layouts(previous, replace(plan, segments=tuple(segs[:-1]), default=segs[-1]), data)
+
+    low, high, best = 0.0, 1.0, stepped(0.0)
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        candidate = stepped(mid)
+        if churn_of(candidate) <= max_churn:
+            low, best = mid, candidate
+        else:
+            high = mid
+    return best, low
 
 
 def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
@@ -232,13 +284,28 @@ def churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str | None = N
     estimated on a uniform sample of that many, drawn with ``seed`` (hashing every subject key each round
     would cost seconds per million; the sample's standard error is below 0.2 points). None: every visitor.
     """
+    return churn_from(previous, data, salt, max_rows=max_rows, seed=seed)(plan)
+
+
+def churn_from(previous: Plan, data: ExperimentData, salt: str | None = None, *, max_rows: int | None = 100_000,
+               seed: int = 0) -> Callable[[Plan], float]:
+    """:func:`churn` from ``previous`` as a function of the new plan, the sample drawn and every subject
+    hashed once (for comparing several candidate plans with the same previous one)."""
     if max_rows is not None and data.n > max_rows:
         data = data.subset(np.sort(np.random.default_rng([seed, 2]).choice(data.n, size=max_rows, replace=False)))
     if salt is None:
-        changed = top_arms(previous, data) != top_arms(plan, data)
+        def arms_of(p: Plan) -> np.ndarray:
+            return top_arms(p, data)
     else:
-        changed = served_arms(previous, data, salt) != served_arms(plan, data, salt)
-    return float(np.mean(_moved(previous, plan, data) | changed))
+        shard = _subject_shards(data, salt)
+
+        def arms_of(p: Plan) -> np.ndarray:
+            return _arms_of_shards(p, data, shard)
+    before = arms_of(previous)
+
+    def of(plan: Plan) -> float:
+        return float(np.mean(_moved(previous, plan, data) | (before != arms_of(plan))))
+    return of
 
 
 def hold_arm_flips(previous: Plan, data: ExperimentData, segments: Sequence[Segment], summary: SegmentSummary,

@@ -224,6 +224,7 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
         "active_arms": list(experiment.active_arms_),
         "dropped": [a for a in experiment.arms if a not in experiment.active_arms_],
         "churn": churn(result),
+        "allocation_step": result.allocation_step,
         "decisions": decision_records(result, texts),
         "segments": [
             {

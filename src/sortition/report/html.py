@@ -124,7 +124,10 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
         ("segments", str(len(result.segments))),
     ]
     if churn is not None:
-        key.append(("churn since last round", percent(churn, 1)))
+        capped = "" if result.allocation_step >= 1 else (
+            f" (capped at max_churn {percent(experiment.max_churn, 0)}: weights moved "
+            f"{percent(result.allocation_step, 0)} of the way to this round's)")
+        key.append(("churn since last round", percent(churn, 1) + capped))
     calibration = _calibration_text(experiment.posterior_, result)
     if calibration is not None:
         key.append(("intervals", calibration))
