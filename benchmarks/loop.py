@@ -44,9 +44,10 @@ from sortition.store import EventStore  # noqa: E402
 ARMS = {"storefront": 3, "multi_winner": 4, "reversal": 3, "two_segments": 2, "gradient": 2}
 
 
-# --compare: today's loop (every round refit cold and re-segmented, no incumbent-arm rule) beside the new defaults; "cold, stable"
-# isolates the warm start (same segmentation rule, so the ratio cold/warm is the warm start's alone)
-CONFIGS = {"cold, re-segment": {"warm_start": False, "resegment_probability": 0.0, "arm_switch_probability": 0.0},
+# --compare: today's loop (every round refit cold and re-segmented, no incumbent-arm rule, no churn cap) beside the new
+# defaults; "cold, stable" isolates the warm start (same segmentation rule, so the ratio cold/warm is the warm start's alone)
+CONFIGS = {"cold, re-segment": {"warm_start": False, "resegment_probability": 0.0, "arm_switch_probability": 0.0,
+                                "max_churn": 1.0},
            "cold, stable": {"warm_start": False, "resegment_probability": 0.9},
            "warm, stable": {"warm_start": True, "resegment_probability": 0.9}}
 
