@@ -303,9 +303,9 @@ def test_loop_churn_stays_under_the_cap_once_segments_are_established():
     scenario = make_scenario("multi_winner", 4)
     options = dict(outcome="continuous", engine="stratified", fit_options={"progress": False, "draws": 200},
                    tree_options={"n_bootstrap": 0}, seed=1, key="cap-loop")
-    runs = {}
+    runs, exps = {}, {}
     for cap in (1.0, 0.03):
-        exp = SequentialExperiment(scenario.arms, max_churn=cap, **options)
+        exps[cap] = exp = SequentialExperiment(scenario.arms, max_churn=cap, **options)
         rng = np.random.default_rng(5)
         runs[cap] = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(5)]
     free, capped = runs[1.0], runs[0.03]
@@ -316,3 +316,14 @@ def test_loop_churn_stays_under_the_cap_once_segments_are_established():
             assert r.churn <= 0.03 + 1e-12
     assert any(r.allocation_step < 1.0 for r in capped)
     assert [r.allocation_step for r in capped[:2]] == [1.0, 1.0]  # the first two plans move freely
+    # the round output and the report say the cap held the weights back, and by how much
+    from sortition.cli.demo import _churn_text
+    from sortition.report.html import render
+
+    last = capped[-1]
+    assert 0 < last.allocation_step < 1
+    text = _churn_text(exps[0.03], last)
+    assert text.startswith(f"Churn since last round: {last.churn:.1%} of visitors") and "capped at max_churn 3%" in text
+    assert f"{last.allocation_step:.0%} of the way" in text
+    assert "capped at max_churn 3%" in render(exps[0.03])
+    assert "capped" not in _churn_text(exps[1.0], free[-1]) and "capped" not in render(exps[1.0])
