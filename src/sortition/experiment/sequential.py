@@ -83,8 +83,8 @@ class SequentialExperiment:
         max_churn: once the segments are established, the next plan changes the segment or served arm of at
             most this share of the visitors so far: when the new Thompson weights would move more, every
             segment's weights move only part of the way from last round's (``steps.limit_churn``;
-            ``RoundResult.allocation_step`` says how far). Re-segmentation itself is not capped: when it
-            alone moves more, the weights stay where they were. 1 never caps.
+            ``RoundResult.allocation_step`` says how far). A round that re-segments is not capped: the
+            posterior backed the new segments, and they get this round's weights. 1 never caps.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 

@@ -79,8 +79,9 @@ class ExperimentSettings:
     mean outcome| (the unit of ``graduation_loss``) is at least ``resegment_probability`` (0: always take
     the new tree). ``arm_switch_probability``: a kept segment's lead arm changes only when P(new leader's
     mean > incumbent's) is at least this; otherwise it keeps last round's weights (``steps.hold_arm_flips``).
-    ``max_churn``: the most of the visitors so far a plan may move (segment or served arm) once segments
-    are established; weights that would move more move only part of the way (``steps.limit_churn``).
+    ``max_churn``: the most of the visitors so far a plan that keeps last round's segments may move (their
+    served arm) once segments are established; weights that would move more move only part of the way
+    (``steps.limit_churn``).
     """
 
     key: str = "sortition-experiment"

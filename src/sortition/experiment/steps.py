@@ -217,14 +217,16 @@ def limit_churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str, max
     (:func:`source_segments`) toward ``plan``'s, ``step`` the largest in [0, 1] (to 2^-``iterations``) whose
     :func:`churn` is at most ``max_churn`` (a share of ``data``'s visitors, in [0, 1]; 1: ``plan`` as it
     is, step 1), measured as :func:`churn` measures it with ``seed`` (the same sample above its
-    ``max_rows``). Control and explore cells and the segments are ``plan``'s; when re-segmentation alone
-    moves more than ``max_churn``, step is 0 (each segment keeps its source's weights).
+    ``max_rows``). Control and explore cells and the segments are ``plan``'s. Only weights are capped:
+    when ``plan``'s segments are other groups of visitors than ``previous``'s (a re-segmentation, which
+    the posterior backed), every segment gets ``plan``'s weights (step 1): last round's weights belong to
+    other segments, and holding them back cost regret.
 
     Thompson weights move with every round's draws; a segment's visitors change arm in proportion to the
     move (the total variation of its weights, under carried layouts), so this caps how much of the
     audience a round re-assigns at the cost of reaching the new weights over several rounds."""
     full = carry_layouts(previous, plan, data)
-    if max_churn >= 1.0:
+    if max_churn >= 1.0 or _moved(previous, plan, data).any():
         return full, 1.0
     churn_of = churn_from(previous, data, salt, seed=seed)
     if churn_of(full) <= max_churn:
