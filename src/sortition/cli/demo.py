@@ -20,6 +20,7 @@ from sortition.display import interval
 from sortition.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
+    from sortition.experiment.results import RoundResult
     from sortition.experiment.sequential import SequentialExperiment
     from sortition.experiment.simulation import SimulationResult
 
@@ -195,7 +196,7 @@ def _print_srm(srm: Any) -> None:
         console.print(f"[bold red]warning:[/] {escape(srm.describe())}.")
 
 
-def _churn_text(experiment: SequentialExperiment, result: Any) -> str:
+def _churn_text(experiment: SequentialExperiment, result: RoundResult) -> str:
     """The round's churn as a sentence ('' for the first round), with the churn cap when it bound."""
     if result.churn is None:
         return ""

@@ -80,8 +80,8 @@ class SequentialExperiment:
             last round whose Thompson weights would now lead with another arm keeps last round's weights
             unless the posterior probability that the new leader's mean beats the incumbent's is at
             least this (0: never hold). ``RoundResult.held_arms`` lists the segments held.
-        max_churn: once the segments are established, the next plan changes the segment or served arm of at
-            most this share of the visitors so far: when the new Thompson weights would move more, every
+        max_churn: once the segments are established, a next plan that keeps them changes the served arm of
+            at most this share of the visitors so far: when the new Thompson weights would move more, every
             segment's weights move only part of the way from last round's (``steps.limit_churn``;
             ``RoundResult.allocation_step`` says how far). A round that re-segments is not capped: the
             posterior backed the new segments, and they get this round's weights. 1 never caps.
