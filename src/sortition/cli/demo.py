@@ -198,13 +198,12 @@ def _print_srm(srm: Any) -> None:
 
 def _churn_text(experiment: SequentialExperiment, result: RoundResult) -> str:
     """The round's churn as a sentence ('' for the first round), with the churn cap when it bound."""
+    from sortition.report.facts import churn_cap_note
+
     if result.churn is None:
         return ""
-    text = f"Churn since last round: {result.churn:.1%} of visitors changed segment or served arm"
-    if result.allocation_step < 1:
-        text += (f" (capped at max_churn {experiment.max_churn:.0%}: the weights moved {result.allocation_step:.0%}"
-                 " of the way to this round's Thompson weights)")
-    return text + "."
+    return (f"Churn since last round: {result.churn:.1%} of visitors changed segment or served arm"
+            f"{churn_cap_note(experiment, result)}.")
 
 
 def _regret_change(saved: float, uniform: float) -> str:

@@ -190,9 +190,13 @@ def carry_layouts(previous: Plan, plan: Plan, data: ExperimentData) -> Plan:
     as few visitors as possible change arm; each segment's layout is carried from its
     :func:`source_segments` one (a segment kept as it was keeps its own layout, a split's parts both start
     from the parent's, a merge from its largest part's)."""
+    return _carried(plan, source_segments(previous, plan, data))
+
+
+def _carried(plan: Plan, sources: Sequence[SegmentPlan]) -> Plan:
+    """``plan`` with each segment (then the catch-all) laid out from its source in ``sources``."""
     carried = [carry_layout(seg, source, plan.arms)
-               for seg, source in zip((*plan.segments, plan.default), source_segments(previous, plan, data),
-                                      strict=True)]
+               for seg, source in zip((*plan.segments, plan.default), sources, strict=True)]
     return replace(plan, segments=tuple(carried[:-1]), default=carried[-1])
 
 
@@ -225,13 +229,13 @@ def limit_churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str, max
     Thompson weights move with every round's draws; a segment's visitors change arm in proportion to the
     move (the total variation of its weights, under carried layouts), so this caps how much of the
     audience a round re-assigns at the cost of reaching the new weights over several rounds."""
-    full = carry_layouts(previous, plan, data)
+    sources = source_segments(previous, plan, data)
+    full = _carried(plan, sources)
     if max_churn >= 1.0 or _moved(previous, plan, data).any():
         return full, 1.0
     churn_of = churn_from(previous, data, salt, seed=seed)
     if churn_of(full) <= max_churn:
         return full, 1.0
-    sources = source_segments(previous, plan, data)
     arms = plan.arms
 
     def stepped(step: float) -> Plan:
@@ -239,7 +243,7 @@ def limit_churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str, max
                              {a: (1 - step) * src.optimized.get(a, 0.0) + step * seg.optimized.get(a, 0.0)
                               for a in arms}, plan.weights, seg.description)
                 for seg, src in zip((*plan.segments, plan.default), sources, strict=True)]
-        return carry_layouts(previous, replace(plan, segments=tuple(segs[:-1]), default=segs[-1]), data)
+        return _carried(replace(plan, segments=tuple(segs[:-1]), default=segs[-1]), sources)
 
     low, high, best = 0.0, 1.0, stepped(0.0)
     for _ in range(iterations):

@@ -60,6 +60,14 @@ def churn(result: RoundResult) -> float | None:
     return None if result.churn is None else float(result.churn)
 
 
+def churn_cap_note(experiment: SequentialExperiment, result: RoundResult) -> str:
+    """'' unless the churn cap held the round's weights back; then how far they moved, in parentheses."""
+    if result.allocation_step >= 1:
+        return ""
+    return (f" (capped at max_churn {experiment.max_churn:.0%}: the weights moved {result.allocation_step:.0%} "
+            "of the way to this round's Thompson weights)")
+
+
 def rule_texts(
     experiment: SequentialExperiment, result: RoundResult, data: pd.DataFrame | None = None
 ) -> dict[Any, tuple[str, str]]:

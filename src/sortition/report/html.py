@@ -124,10 +124,7 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
         ("segments", str(len(result.segments))),
     ]
     if churn is not None:
-        capped = "" if result.allocation_step >= 1 else (
-            f" (capped at max_churn {percent(experiment.max_churn, 0)}: weights moved "
-            f"{percent(result.allocation_step, 0)} of the way to this round's)")
-        key.append(("churn since last round", percent(churn, 1) + capped))
+        key.append(("churn since last round", percent(churn, 1) + facts.churn_cap_note(experiment, result)))
     calibration = _calibration_text(experiment.posterior_, result)
     if calibration is not None:
         key.append(("intervals", calibration))
