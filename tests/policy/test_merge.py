@@ -89,8 +89,8 @@ def test_resegmenting_needs_the_minimum_gain_with_high_probability():
     gain = new.welfare_draws() - kept.welfare_draws()
     p0 = float(np.mean(gain > 0))
     assert p0 >= 0.95
-    assert steps.choose_tree(new, kept, 0.95) == (new, p0, True)
+    assert steps.choose_tree(new, kept, 0.95) == (new, p0)
     min_gain = float(np.quantile(gain, 0.10))  # only ~90% of draws gain more than this
-    chosen, p, established = steps.choose_tree(new, kept, 0.95, min_gain=min_gain)
-    assert chosen is kept and established and p == pytest.approx(np.mean(gain > min_gain)) and p < 0.95
+    chosen, p = steps.choose_tree(new, kept, 0.95, min_gain=min_gain)
+    assert chosen is kept and p == pytest.approx(np.mean(gain > min_gain)) and p < 0.95
     assert steps.choose_tree(new, kept, p, min_gain=min_gain)[0] is new

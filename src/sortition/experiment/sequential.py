@@ -65,11 +65,10 @@ class SequentialExperiment:
         seed: base seed; round r fits with a seed derived from (seed, r).
         warm_start: start each round's BCF fit from the previous round's forests (its last draw; no
             grow-from-root sweeps, a short burn-in); False refits every round cold.
-        resegment_probability: from the second learned round on, the new policy tree replaces last
-            round's segments only when the posterior probability that its welfare (expected gain per
-            visitor of serving each segment its best arm) is higher by more than the minimum gain is at
-            least this; 0 always re-segments. The first tree is provisional: the second round's replaces it
-            whatever the probability (``steps.choose_tree``). ``RoundResult.resegment_probability``
+        resegment_probability: once segments are established (see ``settle_rounds``), the new policy tree
+            replaces last round's segments only when the posterior probability that its welfare (expected
+            gain per visitor of serving each segment its best arm) is higher by more than the minimum gain is
+            at least this; 0 always re-segments (``steps.choose_tree``). ``RoundResult.resegment_probability``
             reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed
             (the arm the exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that
             takes each segment's most-allocated arm).
@@ -85,6 +84,11 @@ class SequentialExperiment:
             segment's weights move only part of the way from last round's (``steps.limit_churn``;
             ``RoundResult.allocation_step`` says how far). A round that re-segments is not capped: the
             posterior backed the new segments, and they get this round's weights. 1 never caps.
+        settle_rounds: the trees of the first this many rounds are provisional: while segments settle, a
+            new tree replaces them when P >= 0.5 (more likely better than not, ``steps.PROVISIONAL_PROBABILITY``),
+            and their plans are not churn-capped; from round ``settle_rounds`` on, segments are established
+            (``RoundResult.segments_established``). Early trees are fit on little data: a first tree the
+            posterior still prefers stays, and a better one is taken before visitors are used to their arms.
         policy: the statistics the loop drives (:class:`LoopPolicy`; None: ``loop_policy.DEFAULT_POLICY``,
             Sortition's own).
 
@@ -119,6 +123,7 @@ class SequentialExperiment:
         resegment_min_gain: float = 0.002,
         arm_switch_probability: float = 0.8,
         max_churn: float = 0.08,
+        settle_rounds: int = 2,
         policy: LoopPolicy | None = None,
     ) -> None:
         arms = tuple(str(a) for a in arms)
@@ -136,7 +141,7 @@ class SequentialExperiment:
             graduation_rounds=graduation_rounds, level=level, covariates=covariates, seed=seed,
             warm_start=warm_start, resegment_probability=resegment_probability,
             resegment_min_gain=resegment_min_gain, arm_switch_probability=arm_switch_probability,
-            max_churn=max_churn,
+            max_churn=max_churn, settle_rounds=settle_rounds,
         )
         self.policy = policy
         first = uniform_plan(arms, self.weights, round=0)
@@ -168,6 +173,7 @@ class SequentialExperiment:
     resegment_min_gain = _setting("resegment_min_gain")
     arm_switch_probability = _setting("arm_switch_probability")
     max_churn = _setting("max_churn")
+    settle_rounds = _setting("settle_rounds")
 
     # --- read-only views of the committed state ---------------------------------------------
     @property
@@ -286,8 +292,11 @@ class SequentialExperiment:
         kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
         scale = steps.control_scale(data)
         was_established = bool(state.results) and state.results[-1].segments_established
-        tree, p_resegment, established = steps.choose_tree(
-            tree, kept, settings.resegment_probability, settings.resegment_min_gain * scale, was_established)
+        # settling segments give way more easily, never less (0 still re-segments every round)
+        threshold = settings.resegment_probability if was_established else min(
+            settings.resegment_probability, steps.PROVISIONAL_PROBABILITY)
+        tree, p_resegment = steps.choose_tree(tree, kept, threshold, settings.resegment_min_gain * scale)
+        established = state.round >= settings.settle_rounds
         segments, summary = tuple(tree.segments), tree.summary
         thompson = policy.allocate(posterior, segments, settings.epsilon, summary)
         allocation, held = steps.hold_arm_flips(state.plan, data, segments, summary, thompson, state.active_arms,
@@ -309,9 +318,9 @@ class SequentialExperiment:
             active_arms=active, default_allocation=population, round=state.round + 1,
             descriptions={s.id: s.description for s in seg_results},
         )
-        # the cap holds once segments are established: the first trees' weights move freely
+        # the cap holds on plans whose segments are established: the settling rounds' weights move freely
         plan, step = steps.limit_churn(state.plan, plan, data, experiment_salt(self.key),
-                                       settings.max_churn if was_established else 1.0, seed=seed)
+                                       settings.max_churn if established else 1.0, seed=seed)
         result = RoundResult(
             round=state.round,
             n_round=int(len(new_rows)),

@@ -64,6 +64,8 @@ _CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "a non-negative number (a share of |control mean|, e.g. 0.002)"),
     ("arm_switch_probability", _unit, "in [0, 1] (the default is 0.8; 0 never holds an arm)"),
     ("max_churn", lambda v: _unit(v) and v > 0, "in (0, 1] (a share of visitors; 1 never limits)"),
+    ("settle_rounds", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+     "a non-negative integer (rounds whose trees are provisional; the default is 2)"),
 )
 
 
@@ -81,7 +83,8 @@ class ExperimentSettings:
     mean > incumbent's) is at least this; otherwise it keeps last round's weights (``steps.hold_arm_flips``).
     ``max_churn``: the most of the visitors so far a plan that keeps last round's segments may move (their
     served arm) once segments are established; weights that would move more move only part of the way
-    (``steps.limit_churn``).
+    (``steps.limit_churn``). ``settle_rounds``: the first this many rounds' trees are provisional (replaced
+    when more likely better than not, P >= 0.5; plans not capped); later ones are established.
     """
 
     key: str = "sortition-experiment"
@@ -108,6 +111,7 @@ class ExperimentSettings:
     resegment_min_gain: float = 0.002
     arm_switch_probability: float = 0.8
     max_churn: float = 0.08
+    settle_rounds: int = 2
 
     def __post_init__(self) -> None:
         # normalize containers first, so a list or a dict is accepted and frozen

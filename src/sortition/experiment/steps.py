@@ -112,6 +112,12 @@ def summary_masks(data: ExperimentData, this_round: np.ndarray) -> dict[str, np.
 
 
 # --- stable segments -----------------------------------------------------------------------------------
+# While segments settle (the first ``settle_rounds`` trees), a new tree replaces last round's when it is more
+# likely better than not: early trees are fit on little data, and one that the posterior already finds worse
+# should not replace a good first tree (nor one it finds better wait for 0.9 evidence, and move visitors late).
+PROVISIONAL_PROBABILITY = 0.5
+
+
 def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     """The rules of the plan served this round, when they are learned segments that still partition
     ``data`` (each matches someone, together everyone); None otherwise (the first round's "everyone")."""
@@ -125,33 +131,27 @@ def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     return rules
 
 
-def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float, min_gain: float = 0.0,
-                established: bool = True) -> tuple[PolicyTree, float | None, bool]:
-    """(tree to serve, P(new welfare - kept welfare > ``min_gain``), whether its segments are established).
+def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float,
+                min_gain: float = 0.0) -> tuple[PolicyTree, float | None]:
+    """(tree to serve, P(new welfare - kept welfare > ``min_gain``)).
 
     The probability is over the same draws (``PolicyTree.welfare_draws``); ``min_gain`` (metric units per
     visitor, >= 0) is the smallest gain worth the churn (the loop: ``resegment_min_gain`` x |control mean|).
-    Last round's segments (``kept``) are kept unless the new tree wins so, but only once ``established``:
-    the first tree (``kept`` None: it is fit on one round of uniform traffic and compared with nothing) is
-    provisional, and the next round's tree replaces it whatever P is; every tree served after it is
-    established. (When the new tree has the same groups of visitors as ``kept``, maybe under other rules, P
-    is None and the new rules are served; when it serves every visitor the same arm, ``kept`` stays.)
+    Last round's segments (``kept``) are kept unless P >= ``threshold`` (the loop: ``resegment_probability``
+    once segments are established, :data:`PROVISIONAL_PROBABILITY` while they settle). With ``kept`` None
+    (nothing to compare with: the first tree) the new tree is served and P is None; so it is when the new tree
+    has the same groups of visitors as ``kept``, maybe under other rules. When both serve every visitor the
+    same arm, ``kept`` stays.
     """
-    if kept is None:
-        return new, None, False
-    if _same_groups(new, kept):
-        return new, None, True
+    if kept is None or _same_groups(new, kept):
+        return new, None
     w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
     same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
     p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
     if same.all():  # the same arm for every visitor under other groups: the fits agree, keep the groups
-        return kept, p_better, True
-    if p_better >= threshold:
-        return new, p_better, True
-    # provisional segments give way to the new tree, which is then established: letting every tree adopted
-    # without winning stay provisional let the fits flip between near-equal trees each round (churn)
-    return (kept, p_better, True) if established else (new, p_better, True)
+        return kept, p_better
+    return (new, p_better) if p_better >= threshold else (kept, p_better)
 
 
 def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
