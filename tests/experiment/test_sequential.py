@@ -218,5 +218,8 @@ def test_constructor_validation():
         SequentialExperiment(["c", "t"], drop_after=0)
     with pytest.raises(ValueError, match="resegment_min_gain must be a non-negative number"):
         SequentialExperiment(["c", "t"], resegment_min_gain=-0.01)
+    with pytest.raises(ValueError, match=r"settle_rounds must be a non-negative integer .* got 1\.5"):
+        SequentialExperiment(["c", "t"], settle_rounds=1.5)
+    assert SequentialExperiment(["c", "t"], settle_rounds=0).settle_rounds == 0
     with pytest.raises(TypeError, match="DataFrame"):
         SequentialExperiment(["c", "t"]).advance({"arm": []})
