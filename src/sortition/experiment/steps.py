@@ -113,8 +113,8 @@ def summary_masks(data: ExperimentData, this_round: np.ndarray) -> dict[str, np.
 
 # --- stable segments -----------------------------------------------------------------------------------
 # While segments settle (the first ``settle_rounds`` trees), a new tree replaces last round's when it is more
-# likely better than not: early trees are fit on little data, and one that the posterior already finds worse
-# should not replace a good first tree (nor one it finds better wait for 0.9 evidence, and move visitors late).
+# likely better than not. Early trees are fit on little data: a tree the posterior finds worse should not
+# replace a good first tree, and one it finds better should not wait for 0.9 evidence and move visitors late.
 PROVISIONAL_PROBABILITY = 0.5
 
 
