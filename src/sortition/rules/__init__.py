@@ -3,8 +3,8 @@ conditions. ``Rule.mask`` evaluates it over a frame (vectorized); ``Rule.matches
 one subject at request time through :func:`sortition.serving.conditions.compile_condition`. ``AnyOf``
 is a disjunction of rules (a UFC allocation's ``rules`` list), for segments such as "x <= t OR x missing"."""
 
-from sortition.rules.any_of import AnyOf, rule_from_json
+from sortition.rules.any_of import AnyOf, both, rule_from_json
 from sortition.rules.condition import RULE_OPERATORS, Condition
 from sortition.rules.rule import Rule
 
-__all__ = ["RULE_OPERATORS", "AnyOf", "Condition", "Rule", "rule_from_json"]
+__all__ = ["RULE_OPERATORS", "AnyOf", "Condition", "Rule", "both", "rule_from_json"]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sortition.rules.algebra import collapse, simplify
 from sortition.rules.rule import Rule
 
 
@@ -27,12 +28,15 @@ class AnyOf:
 
     @classmethod
     def of(cls, rules: Sequence[Rule | AnyOf]) -> Rule | AnyOf:
-        """The OR of ``rules`` (nested AnyOf flattened, repeats dropped); a single rule stays a Rule."""
+        """The OR of ``rules``, written short (:func:`~sortition.rules.algebra.collapse`: nested AnyOf
+        flattened, repeats and parts another implies dropped, two parts that differ on one attribute merged);
+        a single rule stays a Rule."""
         flat: list[Rule] = []
         for rule in rules:
             for part in (rule.rules if isinstance(rule, AnyOf) else (rule,)):
                 if part not in flat:
                     flat.append(part)
+        flat = collapse(flat)
         return flat[0] if len(flat) == 1 else cls(tuple(flat))
 
     def matches(self, attributes: Mapping[str, Any]) -> bool:
@@ -64,8 +68,20 @@ class AnyOf:
         return cls(tuple(Rule.from_json(r) for r in obj))
 
 
+def both(a: Rule | AnyOf, b: Rule | AnyOf) -> Rule | AnyOf | None:
+    """Rows (or a subject) matching ``a`` and ``b``: the OR of every pairwise conjunction of their rules (an
+    AND of ORs distributed), each conjunction written by :func:`~sortition.rules.algebra.simplify`; None when
+    nobody can match."""
+    parts = [simplify((*x.conditions, *y.conditions))
+             for x in (a.rules if isinstance(a, AnyOf) else (a,))
+             for y in (b.rules if isinstance(b, AnyOf) else (b,))]
+    parts = [part for part in parts if part is not None]
+    return AnyOf.of(parts) if parts else None
+
+
 def rule_from_json(obj: Any) -> Rule | AnyOf:
     """A segment rule from its JSON: ``{"conditions": [...]}`` (a Rule) or a list of them (an AnyOf)."""
     if isinstance(obj, list) and obj and all(isinstance(r, Mapping) and "conditions" in r for r in obj):
-        return AnyOf.of([Rule.from_json(r) for r in obj])
+        rules = [Rule.from_json(r) for r in obj]
+        return rules[0] if len(rules) == 1 else AnyOf(tuple(rules))  # as written, not rewritten shorter
     return Rule.from_json(obj)

@@ -1,0 +1,160 @@
+"""Exact rewrites of rule conjunctions and disjunctions into shorter ones (``AnyOf.of``, ``both``).
+
+Each rewrite matches exactly the subjects the long form matches, under the flag format's semantics: a
+missing value satisfies only ``IS NULL``, set conditions compare JS-spelled strings, numeric bounds compare
+numbers (held to the long forms by tests/policy/test_rule_algebra.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sortition.rules.condition import Condition
+from sortition.rules.rule import Rule
+
+
+def collapse(parts: list[Rule]) -> list[Rule]:
+    """An equivalent, shorter OR of ``parts`` (the first of each merged pair keeps its place).
+
+    A part whose conditions include all of another's is implied by it and dropped. Two parts with the same
+    conditions but on one attribute, one condition each there, merge when those two conditions have an OR in
+    one condition (:func:`_either`): ``(d AND x ONE_OF {a}) OR (d AND x NOT_ONE_OF {a}) OR (d AND x IS NULL)``
+    is ``d``.
+    """
+    parts = list(parts)
+    changed = True
+    while changed and len(parts) > 1:
+        changed = False
+        for i, j in ((i, j) for i in range(len(parts)) for j in range(len(parts)) if i != j):
+            a, b = parts[i], parts[j]
+            if set(a.conditions) <= set(b.conditions):  # b implies a
+                del parts[j]
+                changed = True
+                break
+            merged = _merge_pair(a, b)
+            if merged is not None:
+                parts[i] = merged
+                del parts[j]
+                changed = True
+                break
+    return parts
+
+
+def _merge_pair(a: Rule, b: Rule) -> Rule | None:
+    """The one conjunction equal to ``a OR b`` when they differ on one attribute only (:func:`collapse`)."""
+    only_a = [c for c in a.conditions if c not in b.conditions]
+    only_b = [c for c in b.conditions if c not in a.conditions]
+    if len(only_a) != 1 or len(only_b) != 1 or only_a[0].attribute != only_b[0].attribute:
+        return None
+    either = _either(only_a[0], only_b[0])
+    if either is False:
+        return None
+    shared = [c for c in a.conditions if c is not only_a[0]]
+    if either is not None:
+        shared.insert(a.conditions.index(only_a[0]), either)
+    return Rule(tuple(shared))
+
+
+def _either(x: Condition, y: Condition) -> Condition | None | bool:
+    """One condition matching what ``x OR y`` (on one attribute) matches; None: any value, missing too;
+    False: no such condition."""
+    ops = {x.operator, y.operator}
+    attribute = x.attribute
+    present = Condition(attribute, "IS_NULL", False)
+    if ops == {"IS_NULL"}:
+        return None if _is_null(x) != _is_null(y) else False
+    if ops == {"ONE_OF"}:
+        return Condition(attribute, "ONE_OF", list(dict.fromkeys((*x.value, *y.value))))
+    if ops == {"NOT_ONE_OF"}:
+        common = [v for v in x.value if v in y.value]
+        return Condition(attribute, "NOT_ONE_OF", common) if common else present
+    if ops == {"ONE_OF", "NOT_ONE_OF"}:
+        one_of, not_one_of = (x, y) if x.operator == "ONE_OF" else (y, x)
+        rest = [v for v in not_one_of.value if v not in one_of.value]
+        return Condition(attribute, "NOT_ONE_OF", rest) if rest else present
+    # not numeric bounds: "x <= 3 OR x > 3" is not "x IS NOT NULL" (a value that is no number meets neither)
+    return False
+
+
+def _is_null(condition: Condition) -> bool:
+    value = condition.value
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+_UPPER, _LOWER = {"LT": 0, "LTE": 1}, {"GT": 0, "GTE": 1}
+
+
+def simplify(conditions: Sequence[Condition]) -> Rule | None:
+    """The conjunction of ``conditions`` with one condition per attribute where the flag format allows
+    (None when it can match no one), in the order attributes first appear.
+
+    Set conditions combine (``ONE_OF A AND NOT_ONE_OF B`` is ``ONE_OF A - B``; NOT_ONE_OFs unite), numeric
+    bounds keep the tightest on each side, ``IS NOT NULL`` is implied by any other condition, and ``IS NULL``
+    contradicts one (a missing value satisfies only ``IS NULL``; the formats' semantics)."""
+    by_attribute: dict[str, list[Condition]] = {}
+    for condition in conditions:
+        by_attribute.setdefault(condition.attribute, []).append(condition)
+    out: list[Condition] = []
+    for attribute, group in by_attribute.items():
+        merged = _merge(attribute, list(dict.fromkeys(group)))
+        if merged is None:
+            return None
+        out.extend(merged)
+    return Rule(tuple(out))
+
+
+def _merge(attribute: str, group: list[Condition]) -> list[Condition] | None:
+    """One attribute's conditions of a conjunction, combined (see :func:`simplify`); None: contradictory."""
+    if len(group) == 1:
+        return group
+    nulls = {_is_null(c) for c in group if c.operator == "IS_NULL"}
+    rest = [c for c in group if c.operator != "IS_NULL"]
+    if True in nulls and (False in nulls or rest):
+        return None
+    if not rest:
+        return group[:1]
+    one_of = [set(c.value) for c in rest if c.operator == "ONE_OF"]
+    not_one_of = set().union(*(c.value for c in rest if c.operator == "NOT_ONE_OF"))
+    out: list[Condition] = []
+    if one_of:
+        values = set.intersection(*one_of) - not_one_of
+        if not values:
+            return None
+        out.append(Condition(attribute, "ONE_OF", sorted(values, key=_first_seen(rest))))
+    elif any(c.operator == "NOT_ONE_OF" for c in rest):  # NOT_ONE_OF {} still means "not missing"
+        out.append(Condition(attribute, "NOT_ONE_OF", sorted(not_one_of, key=_first_seen(rest))))
+    bounds = [c for c in rest if c.operator in _UPPER or c.operator in _LOWER]
+    if all(_finite(c.value) for c in bounds):
+        upper = min((c for c in bounds if c.operator in _UPPER), key=lambda c: (c.value, _UPPER[c.operator]),
+                    default=None)
+        lower = max((c for c in bounds if c.operator in _LOWER), key=lambda c: (c.value, -_LOWER[c.operator]),
+                    default=None)
+        if upper is not None and lower is not None and (
+                lower.value > upper.value or (lower.value == upper.value and not (
+                    _UPPER[upper.operator] and _LOWER[lower.operator]))):
+            return None
+        out.extend(c for c in (lower, upper) if c is not None)
+    else:  # semver and number strings, infinite bounds (never true): left as they are
+        out.extend(bounds)
+    out.extend(c for c in rest if c.operator not in _UPPER and c.operator not in _LOWER
+               and c.operator not in ("ONE_OF", "NOT_ONE_OF"))
+    return out
+
+
+def _finite(value: Any) -> bool:
+    """Whether a comparison's value is a finite number (the bounds :func:`_merge` may combine)."""
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _first_seen(conditions: Sequence[Condition]) -> Callable[[str], int]:
+    """Sort key: a set value's first position among ``conditions``' values (the rules' own order)."""
+    order: dict[str, int] = {}
+    for condition in conditions:
+        if condition.operator in ("ONE_OF", "NOT_ONE_OF"):
+            for value in condition.value:
+                order.setdefault(value, len(order))
+    return order.__getitem__

@@ -1,0 +1,79 @@
+"""``both`` and ``AnyOf.of``: the shorter rules they write match exactly the rows the long forms match,
+offline (masks) and at request time (matches), missing and odd values included."""
+
+import math
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sortition.rules import AnyOf, Condition, Rule, both
+
+LEVELS = ["a", "b", "c", "3"]
+VALUES = [None, math.nan, "a", "b", "c", "3", 1, 2.5, 3, "zz", math.inf, -math.inf]
+CUTS = [1, 2.5, 3, 3.0, math.inf, "2.0.0"]
+FRAME = pd.DataFrame({"x": pd.Series(VALUES * len(VALUES), dtype=object),
+                      "y": pd.Series([v for v in VALUES for _ in VALUES], dtype=object)})
+
+
+@st.composite
+def conditions(draw):
+    attribute = draw(st.sampled_from(["x", "y"]))
+    operator = draw(st.sampled_from(["ONE_OF", "NOT_ONE_OF", "GT", "GTE", "LT", "LTE", "IS_NULL"]))
+    if operator in ("ONE_OF", "NOT_ONE_OF"):
+        value = draw(st.lists(st.sampled_from(LEVELS), max_size=3, unique=True))
+    elif operator == "IS_NULL":
+        value = draw(st.booleans())
+    else:
+        value = draw(st.sampled_from(CUTS))
+    return Condition(attribute, operator, value)
+
+
+RULES = st.lists(conditions(), max_size=3).map(lambda cs: Rule(tuple(cs)))
+ORS = st.lists(RULES, min_size=1, max_size=4).map(AnyOf.of)
+
+
+def rows_matching(rule) -> np.ndarray:
+    return np.array([rule.matches(row) for row in FRAME.to_dict("records")])
+
+
+def mask(rule) -> np.ndarray:
+    return np.zeros(len(FRAME), bool) if rule is None else rule.mask(FRAME)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(ORS, ORS)
+def test_both_matches_the_rows_both_rules_match(a, b):
+    combined = both(a, b)
+    assert (mask(combined) == (a.mask(FRAME) & b.mask(FRAME))).all()
+    if combined is not None:
+        assert (rows_matching(combined) == mask(combined)).all()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(RULES, min_size=1, max_size=5))
+def test_any_of_matches_the_rows_any_rule_matches(rules):
+    union = AnyOf.of(rules)
+    expected = np.logical_or.reduce([r.mask(FRAME) for r in rules])
+    assert (union.mask(FRAME) == expected).all()
+    assert (rows_matching(union) == expected).all()
+    assert len(union.rules if isinstance(union, AnyOf) else [union]) <= len(set(rules))
+
+
+def test_shorter_forms():
+    d, b = Condition("device", "ONE_OF", ["desktop", "tablet"]), Condition("noise", "ONE_OF", ["B"])
+    assert both(Rule((d, b)), Rule((Condition("device", "NOT_ONE_OF", ["desktop"]),))).describe() == \
+        "device ONE_OF {tablet} AND noise ONE_OF {B}"
+    cut = [Condition("r", "LTE", 7.7), Condition("r", "GT", 3), Condition("r", "LTE", 5)]
+    assert both(Rule(cut[:1]), Rule(cut[1:])).describe() == "r > 3 AND r <= 5"
+    assert both(Rule(cut[:1]), Rule((Condition("r", "GT", 7.7),))) is None  # nobody is both
+    assert both(Rule((Condition("r", "IS_NULL", True),)), Rule(cut[1:2])) is None
+    assert both(Rule((Condition("r", "IS_NULL", False),)), Rule(cut[1:2])).describe() == "r > 3"
+    parts = [Rule((d, Condition("n", "ONE_OF", ["B"]))), Rule((d, Condition("n", "NOT_ONE_OF", ["B"]))),
+             Rule((d, Condition("n", "IS_NULL", True)))]
+    assert AnyOf.of(parts) == Rule((d,))
+    assert AnyOf.of([Rule((d,)), Rule((d, b))]) == Rule((d,))  # the narrower part is implied
+    # numeric bounds do not collapse: a value that is no number meets neither "<= t" nor "> t"
+    bounds = [Rule((Condition("r", "LTE", 3),)), Rule((Condition("r", "GT", 3),))]
+    assert isinstance(AnyOf.of(bounds), AnyOf)
