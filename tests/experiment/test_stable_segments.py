@@ -333,3 +333,71 @@ def test_loop_churn_stays_under_the_cap_once_segments_are_established():
     assert f"{last.allocation_step:.0%} of the way" in text
     assert "capped at max_churn 3%" in first_capped_report[0.03]
     assert "capped" not in _churn_text(exps[1.0], free[-1]) and "capped" not in render(exps[1.0])
+
+
+def _device(*levels):
+    return Rule((Condition("device", "ONE_OF", list(levels)),))
+
+
+def _served(tree, arms):
+    """``tree`` with each segment's best arm set by hand (``arms`` in segment order)."""
+    from dataclasses import replace
+
+    segments = tuple(replace(s, best_arm=a) for s, a in zip(tree.segments, arms, strict=True))
+    return replace(tree, segments=segments)
+
+
+def test_one_segment_changes_move_only_the_visitors_whose_arm_changes():
+    data, _ = generate("storefront", 900, arms=3, outcome="continuous", seed=4)
+    assert set(data.covariates["device"]) == {"mobile", "desktop", "tablet"}
+    post = fit(data, outcome="continuous", engine="stratified", draws=100, seed=0)
+    a0, a1, a2 = post.arms
+    kept = _served(policy_tree_from_rules(post, [MOBILE, NOT_MOBILE]), [a1, a2])
+    new = policy_tree_from_rules(post, [_device("desktop"), _device("tablet"), _device("mobile")])
+    share = {level: float(data.covariates["device"].eq(level).mean()) for level in ("desktop", "tablet")}
+    stay, leave = sorted(share, key=share.get, reverse=True)
+    arm_of = {stay: a2, leave: a1}
+    # the non-mobile visitors the new tree serves a1 join the mobile segment, which serves a1 (a merge)
+    changes = steps.one_segment_changes(_served(new, [arm_of["desktop"], arm_of["tablet"], a1]), kept, 0.0)
+    assert changes == [[_device("mobile", leave), _device(stay)]]
+    # served an arm no kept segment serves, they become a segment of their own (a re-split) ...
+    arm_of[leave] = a0
+    resplit = _served(new, [arm_of["desktop"], arm_of["tablet"], a1])
+    assert steps.one_segment_changes(resplit, kept, 0.0) == [[MOBILE, _device(stay), _device(leave)]]
+    # ... when they are at least the minimum share; fewer stay where they are: no change
+    assert steps.one_segment_changes(resplit, kept, share[leave] + 0.01) == []
+    # the served candidate is scored on the posterior; a change backed only by the whole tree carries its P
+    def score(rules):
+        return policy_tree_from_rules(post, rules)
+
+    def rules_and_p(chosen):
+        return None if chosen is None else ([s.rule for s in chosen[0].segments], chosen[1])
+
+    resplit_rules = [MOBILE, _device(stay), _device(leave)]
+    p, same = steps._p_better(score(resplit_rules), kept, 0.0)
+    assert not same and 0 < p < 1
+    assert rules_and_p(steps.change_one_segment(resplit, kept, score, threshold=p)) == (resplit_rules, p)
+    assert steps.change_one_segment(resplit, kept, score, threshold=p + 1e-9) is None
+    backed = steps.change_one_segment(resplit, kept, score, threshold=p + 1e-9, backed=p + 1e-9)
+    assert rules_and_p(backed) == (resplit_rules, p + 1e-9)
+    assert steps.change_one_segment(resplit, kept, score, threshold=p + 1e-9, backed=p) is None
+
+
+def test_established_segments_change_one_segment_per_round():
+    scenario = make_scenario("multi_winner", 4)
+    exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
+                               fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
+                               seed=1, resegment_probability=0.2, max_churn=1.0)
+    rng = np.random.default_rng(5)
+    changed = 0
+    for r in range(6):
+        before = exp.plan_
+        result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
+        if not before.segments[0].rule or not result.segments_established:
+            continue
+        data = steps.experiment_data(exp.data_, exp.arms, None)
+        moved = steps._moved(before, result.plan, data)
+        if moved.any():  # a change: the visitors who changed segment all come from one of last round's
+            changed += 1
+            assert len(set(before.segment_index(data)[moved])) == 1
+    assert changed >= 1

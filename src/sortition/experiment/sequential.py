@@ -68,9 +68,10 @@ class SequentialExperiment:
         resegment_probability: once segments are established (see ``settle_rounds``), the new policy tree
             replaces last round's segments only when the posterior probability that its welfare (expected
             gain per visitor of serving each segment its best arm) is higher by more than the minimum gain is
-            at least this; 0 always re-segments (``steps.choose_tree``). ``RoundResult.resegment_probability``
-            reports it, ``RoundResult.churn`` the share of visitors whose segment or served arm changed
-            (the arm the exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that
+            at least this; 0 always re-segments (``steps.choose_tree``). Established segments change one
+            at a time (``steps.change_one_segment``: one segment's visitors regrouped by the new tree, when
+            that passes the test or the whole tree does). ``RoundResult.resegment_probability`` reports it,
+            ``RoundResult.churn`` the share of visitors whose segment or served arm changed (the arm the exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that
             takes each segment's most-allocated arm).
         resegment_min_gain: that minimum gain per visitor, as a share of |control mean outcome| (the
             unit of ``graduation_loss``): a new tree only a little better on most draws is not worth
@@ -295,7 +296,13 @@ class SequentialExperiment:
         # settling segments give way more easily, never less (0 still re-segments every round)
         threshold = settings.resegment_probability if was_established else min(
             settings.resegment_probability, steps.PROVISIONAL_PROBABILITY)
-        tree, p_resegment = steps.choose_tree(tree, kept, threshold, settings.resegment_min_gain * scale)
+        min_gain = settings.resegment_min_gain * scale
+        whole, p_resegment = steps.choose_tree(tree, kept, threshold, min_gain)
+        # established segments change one at a time (0 still takes every new tree whole)
+        change = None if kept is None or not was_established or threshold == 0 else steps.change_one_segment(
+            tree, kept, lambda rules: policy.keep(posterior, rules, extra_masks=extra, **limits), threshold,
+            min_gain, settings.min_leaf_share, backed=p_resegment)
+        tree, p_resegment = change or (whole, p_resegment)
         established = state.round >= settings.settle_rounds
         segments, summary = tuple(tree.segments), tree.summary
         thompson = policy.allocate(posterior, segments, settings.epsilon, summary)

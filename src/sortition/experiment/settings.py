@@ -79,7 +79,8 @@ class ExperimentSettings:
     ``resegment_min_gain``: last round's segments are replaced by the new tree's only when the posterior
     probability that the new tree's welfare exceeds theirs by more than ``resegment_min_gain`` x |control
     mean outcome| (the unit of ``graduation_loss``) is at least ``resegment_probability`` (0: always take
-    the new tree). ``arm_switch_probability``: a kept segment's lead arm changes only when P(new leader's
+    the new tree); established segments change one segment per round (``steps.change_one_segment``).
+    ``arm_switch_probability``: a kept segment's lead arm changes only when P(new leader's
     mean > incumbent's) is at least this; otherwise it keeps last round's weights (``steps.hold_arm_flips``).
     ``max_churn``: the most of the visitors so far a plan that keeps last round's segments may move (their
     served arm) once segments are established; weights that would move more move only part of the way

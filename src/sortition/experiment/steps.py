@@ -22,7 +22,7 @@ from sortition.experiment.state import ExperimentState
 from sortition.policy import PolicyTree, Segment, expected_loss
 from sortition.policy.summary import SegmentSummary
 from sortition.posterior import summarize_lifts
-from sortition.rules import Rule
+from sortition.rules import AnyOf, Rule, both
 from sortition.serving.md5_batch import shards
 
 # Column roles in round data; every other column is a covariate unless ``covariates`` is given.
@@ -145,13 +145,86 @@ def choose_tree(new: PolicyTree, kept: PolicyTree | None, threshold: float,
     """
     if kept is None or _same_groups(new, kept):
         return new, None
+    p_better, same = _p_better(new, kept, min_gain)
+    if same:  # the same arm for every visitor under other groups: the fits agree, keep the groups
+        return kept, p_better
+    return (new, p_better) if p_better >= threshold else (kept, p_better)
+
+
+def _p_better(new: PolicyTree, kept: PolicyTree, min_gain: float) -> tuple[float, bool]:
+    """(P(new welfare - kept welfare > ``min_gain``) over the shared draws, whether the two are the same
+    welfare on every draw)."""
     w_new, w_kept = new.welfare_draws(), kept.welfare_draws()
     # trees that serve everyone the same arms have the same welfare up to float32 rounding: no evidence
     same = np.isclose(w_new, w_kept, rtol=1e-5, atol=1e-9)
-    p_better = float(np.mean((w_new - w_kept > min_gain) & ~same))
-    if same.all():  # the same arm for every visitor under other groups: the fits agree, keep the groups
-        return kept, p_better
-    return (new, p_better) if p_better >= threshold else (kept, p_better)
+    return float(np.mean((w_new - w_kept > min_gain) & ~same)), bool(same.all())
+
+
+def one_segment_changes(new: PolicyTree, kept: PolicyTree, min_share: float) -> list[list[Rule | AnyOf]]:
+    """Per segment of ``kept`` whose visitors ``new`` serves more than one arm, ``kept``'s rules with only
+    that segment's visitors regrouped by the arm ``new`` serves them (kept's order).
+
+    The largest group stays in the segment. Every other group moves to the kept segment that serves its arm
+    (the largest, if several: a merge), or else becomes a segment of its own (a re-split) when it holds at
+    least ``min_share`` of the analysed visitors, or else stays too (no leaf under the tree's minimum share).
+    Each group is an OR of the segment's rule AND a new segment's rule (:func:`sortition.rules.both`), so
+    only visitors whose arm changes change segment. A segment no group leaves gives no candidate."""
+    if new.summary is None or kept.summary is None:
+        return []
+    n = kept.summary.masks.shape[1]
+    arms = [seg.best_arm for seg in kept.segments]
+    shares = [seg.share for seg in kept.segments]
+    out = []
+    for j, (segment, mask) in enumerate(zip(kept.segments, kept.summary.masks, strict=True)):
+        groups: dict[Any, list[tuple[Rule | AnyOf, int]]] = {}
+        for other, other_mask in zip(new.segments, new.summary.masks, strict=True):
+            count = int(np.count_nonzero(mask & other_mask))
+            part = both(segment.rule, other.rule) if count else None
+            if part is not None:
+                groups.setdefault(other.best_arm, []).append((part, count))
+        size = {arm: sum(c for _, c in group) for arm, group in groups.items()}
+        stay = max(size, key=size.get, default=None)
+        rules: list[Rule | AnyOf | None] = [seg.rule for seg in kept.segments]
+        rules[j], added, moved = None, [], False
+        for arm, group in groups.items():
+            parts = [rule for rule, _ in group]
+            target = max((k for k in range(len(arms)) if k != j and arms[k] == arm), key=shares.__getitem__,
+                         default=None)
+            if arm != stay and target is not None:
+                rules[target], moved = AnyOf.of([rules[target], *parts]), True
+            elif arm != stay and size[arm] >= min_share * n:
+                added.append(AnyOf.of(parts))
+                moved = True
+            else:
+                groups[stay] = groups[stay] if arm == stay else groups[stay] + group
+        if moved:
+            rules[j] = AnyOf.of([rule for rule, _ in groups[stay]])
+            out.append([*rules[:j + 1], *added, *rules[j + 1:]])
+    return out
+
+
+def change_one_segment(new: PolicyTree, kept: PolicyTree, score: Callable[[list[Rule | AnyOf]], PolicyTree],
+                       threshold: float, min_gain: float = 0.0, min_share: float = 0.0,
+                       backed: float | None = None) -> tuple[PolicyTree, float] | None:
+    """(tree, P) to serve instead of ``kept`` when its segments change one at a time; None: no change.
+
+    The candidates are :func:`one_segment_changes` of ``kept`` toward ``new``, each scored by ``score`` (the
+    loop: ``LoopPolicy.keep`` on this round's posterior), and P is P(candidate welfare - kept welfare >
+    ``min_gain``). The one served has the highest posterior-mean welfare among those with P >= ``threshold``;
+    when none has but the whole new tree has (``backed``: its P from :func:`choose_tree`), among all of them,
+    and P is then ``backed``: the evidence for the move is the whole tree's, taken one segment per round.
+
+    A re-segmentation the posterior backs then moves only the visitors of one segment whose arm changes; the
+    next rounds change the others while the evidence holds."""
+    passed, rest = [], []
+    for rules in one_segment_changes(new, kept, min_share):
+        candidate = score(rules)
+        p_better, same = _p_better(candidate, kept, min_gain)
+        if not same:
+            (passed if p_better >= threshold else rest).append((candidate, p_better))
+    if not passed and backed is not None and backed >= threshold:
+        passed = [(candidate, backed) for candidate, _ in rest]
+    return max(passed, key=lambda pair: pair[0].welfare, default=None)
 
 
 def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
