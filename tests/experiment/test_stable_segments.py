@@ -100,12 +100,17 @@ def test_loop_keeps_segments_and_reports_churn():
     assert settling_kept and replaced
 
 
-def test_a_minimum_gain_beyond_reach_keeps_the_first_tree():
+def _multi_winner_loop(**settings):
+    """(scenario, experiment, rng): a small, fast multi_winner loop on the stratified engine."""
     scenario = make_scenario("multi_winner", 4)
     exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
                                fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
-                               seed=1, resegment_probability=0.5, resegment_min_gain=1e6)
-    rng = np.random.default_rng(5)
+                               seed=1, **settings)
+    return scenario, exp, np.random.default_rng(5)
+
+
+def test_a_minimum_gain_beyond_reach_keeps_the_first_tree():
+    scenario, exp, rng = _multi_winner_loop(resegment_probability=0.5, resegment_min_gain=1e6)
     rounds = [exp.advance(draw_round(exp.plan_, scenario, 600, rng, r)[0]) for r in range(3)]
     assert [r.resegment_probability for r in rounds[1:]] == [0.0, 0.0]
     assert [r.segments_established for r in rounds] == [False, False, True]
@@ -384,11 +389,7 @@ def test_one_segment_changes_move_only_the_visitors_whose_arm_changes():
 
 
 def test_established_segments_change_one_segment_per_round():
-    scenario = make_scenario("multi_winner", 4)
-    exp = SequentialExperiment(scenario.arms, outcome="continuous", engine="stratified",
-                               fit_options={"progress": False, "draws": 200}, tree_options={"n_bootstrap": 0},
-                               seed=1, resegment_probability=0.2, max_churn=1.0)
-    rng = np.random.default_rng(5)
+    scenario, exp, rng = _multi_winner_loop(resegment_probability=0.2, max_churn=1.0)
     changed = 0
     for r in range(6):
         before = exp.plan_
