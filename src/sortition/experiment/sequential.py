@@ -71,8 +71,9 @@ class SequentialExperiment:
             at least this; 0 always re-segments (``steps.choose_tree``). Established segments change one
             at a time (``steps.change_one_segment``: one segment's visitors regrouped by the new tree, when
             that passes the test or the whole tree does). ``RoundResult.resegment_probability`` reports it,
-            ``RoundResult.churn`` the share of visitors whose segment or served arm changed (the arm the exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that
-            takes each segment's most-allocated arm).
+            ``RoundResult.churn`` the share of visitors whose segment or served arm changed (the arm the
+            exported flag serves each visitor's shard; ``churn_top_arm``: the proxy that takes each
+            segment's most-allocated arm).
         resegment_min_gain: that minimum gain per visitor, as a share of |control mean outcome| (the
             unit of ``graduation_loss``): a new tree only a little better on most draws is not worth
             moving visitors.
