@@ -8,6 +8,7 @@ from sortition.experiment import SequentialExperiment, make_plan
 from sortition.experiment import steps
 from sortition.policy import fit_policy_tree, policy_tree_from_rules
 from sortition.posterior import fit
+from sortition.report.facts import segment_change_text
 from sortition.rules import Condition, Rule
 from sortition.scenarios import generate, make_scenario
 
@@ -394,11 +395,22 @@ def test_established_segments_change_one_segment_per_round():
     for r in range(6):
         before = exp.plan_
         result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
-        if not before.segments[0].rule or not result.segments_established:
+        if r == 0 or not exp.results_[r - 1].segments_established:  # this round's segments still settled
             continue
         data = steps.experiment_data(exp.data_, exp.arms, None)
         moved = steps._moved(before, result.plan, data)
         if moved.any():  # a change: the visitors who changed segment all come from one of last round's
             changed += 1
             assert len(set(before.segment_index(data)[moved])) == 1
+            # the round output and the report say so, with the evidence and the P it needed
+            assert result.segment_change == "one segment"
+            assert segment_change_text(exp, result) == (
+                f"Segments: one segment changed (P(better) = {result.resegment_probability:.2f}; 0.20 needed).")
+        else:
+            assert result.segment_change in ("kept", "same groups")
     assert changed >= 1
+    changes = [r.segment_change for r in exp.results_]
+    assert changes[0] == "first" and segment_change_text(exp, exp.results_[0]) == ""
+    assert set(changes[1:3]) <= {"kept", "same groups", "new tree"}  # settling rounds take trees whole
+    settling = next(r for r in exp.results_[1:3] if r.segment_change in ("kept", "new tree"))
+    assert segment_change_text(exp, settling).endswith("0.20 needed while segments settle).")

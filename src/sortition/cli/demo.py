@@ -219,7 +219,7 @@ def _quiet_engines() -> None:
 def _print_summary(experiment: SequentialExperiment, simulation: SimulationResult | None) -> None:
     result = experiment.results_[-1]
     checks = {c.id: c for c in simulation.segments} if simulation is not None else {}
-    from sortition.report.facts import rule_texts
+    from sortition.report.facts import rule_texts, segment_change_text
 
     texts = rule_texts(experiment, result)  # the report's readable rules
     table = Table(title=f"Segments after round {result.number}", show_lines=True)
@@ -256,6 +256,9 @@ def _print_summary(experiment: SequentialExperiment, simulation: SimulationResul
     churn = _churn_text(experiment, result)
     if churn:
         console.print(churn, markup=False)
+    segments = segment_change_text(experiment, result)
+    if segments:
+        console.print(segments, markup=False)
     if simulation is not None:
         n = sum(r.n for r in simulation.rounds)
         saved = simulation.uniform_regret - simulation.regret

@@ -255,6 +255,7 @@ def _result_to_json(r: RoundResult) -> dict[str, Any]:
         "held_arms": list(r.held_arms),
         "calibrated_allocation": r.calibrated_allocation,
         "allocation_step": r.allocation_step,
+        "segment_change": r.segment_change,
     }
 
 
@@ -294,6 +295,7 @@ def _result_from_json(d: Mapping[str, Any], plan: Plan) -> RoundResult:
         held_arms=tuple(d.get("held_arms", ())),
         calibrated_allocation=bool(d.get("calibrated_allocation", False)),
         allocation_step=float(d.get("allocation_step", 1.0)),
+        segment_change=str(d.get("segment_change", "")),
     )
 
 

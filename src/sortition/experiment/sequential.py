@@ -294,15 +294,14 @@ class SequentialExperiment:
         kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
         scale = steps.control_scale(data)
         was_established = bool(state.results) and state.results[-1].segments_established
-        # settling segments give way more easily, never less (0 still re-segments every round)
-        threshold = settings.resegment_probability if was_established else min(
-            settings.resegment_probability, steps.PROVISIONAL_PROBABILITY)
+        threshold = steps.resegment_threshold(settings.resegment_probability, was_established)
         min_gain = settings.resegment_min_gain * scale
         whole, p_resegment = steps.choose_tree(tree, kept, threshold, min_gain)
         # established segments change one at a time (0 still takes every new tree whole)
         change = None if kept is None or not was_established or threshold == 0 else steps.change_one_segment(
             tree, kept, lambda rules: policy.keep(posterior, rules, extra_masks=extra, **limits), threshold,
             min_gain, settings.min_leaf_share, backed=p_resegment)
+        segment_change = steps.segment_change(kept, whole, p_resegment, change is not None)
         tree, p_resegment = change or (whole, p_resegment)
         established = state.round >= settings.settle_rounds
         segments, summary = tuple(tree.segments), tree.summary
@@ -353,6 +352,7 @@ class SequentialExperiment:
             segments_established=established,
             calibrated_allocation=bool(getattr(thompson, "calibrated", False)),
             allocation_step=step,
+            segment_change=segment_change,
         )
         # commit: the only mutation of the experiment
         self._state = ExperimentState(

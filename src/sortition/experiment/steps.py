@@ -118,6 +118,13 @@ def summary_masks(data: ExperimentData, this_round: np.ndarray) -> dict[str, np.
 PROVISIONAL_PROBABILITY = 0.5
 
 
+def resegment_threshold(resegment_probability: float, established: bool) -> float:
+    """The P a new tree (or one segment's change) needs to replace last round's segments: the setting once
+    they are established; while they settle, :data:`PROVISIONAL_PROBABILITY` or the setting if lower (they
+    give way more easily, never less: 0 still re-segments every round)."""
+    return resegment_probability if established else min(resegment_probability, PROVISIONAL_PROBABILITY)
+
+
 def previous_rules(plan: Plan, data: ExperimentData) -> list[Rule] | None:
     """The rules of the plan served this round, when they are learned segments that still partition
     ``data`` (each matches someone, together everyone); None otherwise (the first round's "everyone")."""
@@ -225,6 +232,21 @@ def change_one_segment(new: PolicyTree, kept: PolicyTree, score: Callable[[list[
     if not passed and backed is not None and backed >= threshold:
         passed = [(candidate, backed) for candidate, _ in rest]
     return max(passed, key=lambda pair: pair[0].welfare, default=None)
+
+
+SEGMENT_CHANGES = ("first", "kept", "same groups", "one segment", "new tree")
+
+
+def segment_change(kept: PolicyTree | None, whole: PolicyTree, p_whole: float | None, one_segment: bool) -> str:
+    """How the round's segments came about (one of :data:`SEGMENT_CHANGES`, ``RoundResult.segment_change``),
+    from :func:`choose_tree`'s ``(whole, p_whole)`` and whether :func:`change_one_segment` changed one."""
+    if kept is None:
+        return "first"
+    if one_segment:
+        return "one segment"
+    if whole is kept:
+        return "kept"
+    return "same groups" if p_whole is None else "new tree"
 
 
 def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:

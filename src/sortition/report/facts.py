@@ -60,6 +60,23 @@ def churn(result: RoundResult) -> float | None:
     return None if result.churn is None else float(result.churn)
 
 
+def segment_change_text(experiment: SequentialExperiment, result: RoundResult) -> str:
+    """How the round's segments came about, as a sentence ('' for the first tree and older state files)."""
+    from sortition.experiment import steps
+
+    if result.round == 0 or result.segment_change in ("", "first"):
+        return ""
+    if result.segment_change == "same groups":
+        return "Segments: the same groups of visitors as last round."
+    established = experiment.results_[result.round - 1].segments_established
+    needed = steps.resegment_threshold(experiment.resegment_probability, established)
+    evidence = (f"P(better) = {result.resegment_probability:.2f}; {needed:.2f} needed"
+                f"{'' if established else ' while segments settle'}")
+    what = {"kept": "last round's kept", "one segment": "one segment changed",
+            "new tree": "the new tree replaced last round's"}[result.segment_change]
+    return f"Segments: {what} ({evidence})."
+
+
 def churn_cap_note(experiment: SequentialExperiment, result: RoundResult) -> str:
     """'' unless the churn cap held the round's weights back; then how far they moved, in parentheses."""
     if result.allocation_step >= 1:
@@ -233,6 +250,8 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
         "dropped": [a for a in experiment.arms if a not in experiment.active_arms_],
         "churn": churn(result),
         "allocation_step": result.allocation_step,
+        "segment_change": result.segment_change or None,
+        "resegment_probability": result.resegment_probability,
         "decisions": decision_records(result, texts),
         "segments": [
             {

@@ -125,6 +125,9 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
     ]
     if churn is not None:
         key.append(("churn since last round", percent(churn, 1) + facts.churn_cap_note(experiment, result)))
+    change = facts.segment_change_text(experiment, result)
+    if change:
+        key.append(("segments since last round", change.removeprefix("Segments: ").rstrip(".")))
     calibration = _calibration_text(experiment.posterior_, result)
     if calibration is not None:
         key.append(("intervals", calibration))
