@@ -414,3 +414,7 @@ def test_established_segments_change_one_segment_per_round():
     assert set(changes[1:3]) <= {"kept", "same groups", "new tree"}  # settling rounds take trees whole
     settling = next(r for r in exp.results_[1:3] if r.segment_change in ("kept", "new tree"))
     assert segment_change_text(exp, settling).endswith("0.20 needed while segments settle).")
+    from sortition.report.html import render
+
+    last = segment_change_text(exp, exp.results_[-1])
+    assert last and last.removeprefix("Segments: ").rstrip(".") in render(exp)  # the report's key figures

@@ -72,8 +72,8 @@ def segment_change_text(experiment: SequentialExperiment, result: RoundResult) -
     needed = steps.resegment_threshold(experiment.resegment_probability, established)
     evidence = (f"P(better) = {result.resegment_probability:.2f}; {needed:.2f} needed"
                 f"{'' if established else ' while segments settle'}")
-    what = {"kept": "last round's kept", "one segment": "one segment changed",
-            "new tree": "the new tree replaced last round's"}[result.segment_change]
+    what = {"kept": "kept from last round", "one segment": "one segment changed",
+            "new tree": "replaced by the new tree"}[result.segment_change]
     return f"Segments: {what} ({evidence})."
 
 
