@@ -97,7 +97,7 @@ class RoundResult:
     # how far the next plan's optimized-cell weights moved from last round's toward this round's Thompson
     # weights: 1 unless the churn cap (max_churn, steps.limit_churn) held them back
     allocation_step: float = 1.0
-    # how this round's segments came about (steps.SEGMENT_CHANGES): "first" (none to keep), "kept",
+    # how this round's segments came about (steps.segment_change): "first" (none to keep), "kept",
     # "same groups" (the new tree's, under other rules), "one segment" (one segment's visitors regrouped,
     # steps.change_one_segment), "new tree" (the new tree whole); "" in state files from before the field
     segment_change: str = ""

@@ -234,12 +234,10 @@ def change_one_segment(new: PolicyTree, kept: PolicyTree, score: Callable[[list[
     return max(passed, key=lambda pair: pair[0].welfare, default=None)
 
 
-SEGMENT_CHANGES = ("first", "kept", "same groups", "one segment", "new tree")
-
-
 def segment_change(kept: PolicyTree | None, whole: PolicyTree, p_whole: float | None, one_segment: bool) -> str:
-    """How the round's segments came about (one of :data:`SEGMENT_CHANGES`, ``RoundResult.segment_change``),
-    from :func:`choose_tree`'s ``(whole, p_whole)`` and whether :func:`change_one_segment` changed one."""
+    """How the round's segments came about (``RoundResult.segment_change``: "first", "kept", "same groups",
+    "one segment" or "new tree"), from :func:`choose_tree`'s ``(whole, p_whole)`` and whether
+    :func:`change_one_segment` changed one."""
     if kept is None:
         return "first"
     if one_segment:

@@ -64,7 +64,7 @@ def _either(x: Condition, y: Condition) -> Condition | None | bool:
     attribute = x.attribute
     present = Condition(attribute, "IS_NULL", False)
     if ops == {"IS_NULL"}:
-        return None if _is_null(x) != _is_null(y) else False
+        return None if x.expects_null != y.expects_null else False
     if ops == {"ONE_OF"}:
         return Condition(attribute, "ONE_OF", list(dict.fromkeys((*x.value, *y.value))))
     if ops == {"NOT_ONE_OF"}:
@@ -77,10 +77,6 @@ def _either(x: Condition, y: Condition) -> Condition | None | bool:
     # not numeric bounds: "x <= 3 OR x > 3" is not "x IS NOT NULL" (a value that is no number meets neither)
     return False
 
-
-def _is_null(condition: Condition) -> bool:
-    value = condition.value
-    return value if isinstance(value, bool) else str(value).lower() == "true"
 
 _UPPER, _LOWER = {"LT": 0, "LTE": 1}, {"GT": 0, "GTE": 1}
 
@@ -108,7 +104,7 @@ def _merge(attribute: str, group: list[Condition]) -> list[Condition] | None:
     """One attribute's conditions of a conjunction, combined (see :func:`simplify`); None: contradictory."""
     if len(group) == 1:
         return group
-    nulls = {_is_null(c) for c in group if c.operator == "IS_NULL"}
+    nulls = {c.expects_null for c in group if c.operator == "IS_NULL"}
     rest = [c for c in group if c.operator != "IS_NULL"]
     if True in nulls and (False in nulls or rest):
         return None

@@ -82,9 +82,14 @@ class Condition:
         if op in _SYMBOLS:
             return f"{name} {_SYMBOLS[op]} {js_string(value)}"
         if op == "IS_NULL":
-            null = value if isinstance(value, bool) else str(value).lower() == "true"
-            return f"{name} IS NULL" if null else f"{name} IS NOT NULL"
+            return f"{name} IS NULL" if self.expects_null else f"{name} IS NOT NULL"
         return f"{name} {op} /{value}/"
+
+    @property
+    def expects_null(self) -> bool:
+        """For an IS_NULL condition, whether it asks for a missing value (its value is true or "true")."""
+        value = self.value
+        return value if isinstance(value, bool) else str(value).lower() == "true"
 
     def to_json(self) -> dict[str, Any]:
         """The flag-configuration form ``{"attribute", "operator", "value"}``."""
