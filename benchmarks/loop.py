@@ -110,6 +110,8 @@ def run_one(name: str, seed: int, rounds: int, visitors: int, engine: str, confi
         "churn_per_round": [r.churn for r in experiment.results_],
         "resegment_p": [r.resegment_probability for r in experiment.results_],
         "segments": [seg.description for seg in experiment.results_[-1].segments],
+        "segment_change": [r.segment_change for r in experiment.results_],
+        "allocation_step": [r.allocation_step for r in experiment.results_],
         # rounds >= 2: fit CPU seconds, CATE RMSE and coverage (means over those rounds), warm fits
         "fit_cpu_r2": sum(f["cpu"] for f in fits[2:]),
         "rmse_r2": statistics.fmean(f["rmse"] for f in fits[2:]) if fits[2:] else float("nan"),

@@ -289,7 +289,7 @@ def test_limit_churn_moves_weights_only_as_far_as_the_cap_allows():
     assert b.segment(1).optimized[arms[2]] > moved[arms[2]] > a.segment(1).optimized[arms[2]]
 
 
-def test_limit_churn_leaves_a_resegmentation_its_own_weights():
+def test_limit_churn_gives_a_new_group_its_own_weights_and_holds_the_kept_groups():
     from sortition.experiment.export import experiment_salt
 
     data, _ = generate("storefront", 1500, arms=3, seed=7)
@@ -298,10 +298,22 @@ def test_limit_churn_leaves_a_resegmentation_its_own_weights():
     first = make_plan(arms, [(0, None)], {0: {x: 1 / 3 for x in arms}})
     a = steps.carry_layouts(first, make_plan(arms, [(0, MOBILE), (1, NOT_MOBILE)], {0: w, 1: w}), data)
     returning = Rule((Condition("returning", "ONE_OF", ["true"]),))
+    new_weights = {arms[0]: 0.1, arms[1]: 0.1, arms[2]: 0.8}
     b = make_plan(arms, [(0, returning), (1, MOBILE), (2, NOT_MOBILE)],
-                  {0: {arms[0]: 0.1, arms[1]: 0.1, arms[2]: 0.8}, 1: {arms[0]: 0.8, arms[1]: 0.1, arms[2]: 0.1}, 2: w})
-    assert steps.churn(a, steps.carry_layouts(a, b, data), data, salt) > 0.2
-    assert steps.limit_churn(a, b, data, salt, 0.01) == (steps.carry_layouts(a, b, data), 1.0)
+                  {0: new_weights, 1: {arms[0]: 0.8, arms[1]: 0.1, arms[2]: 0.1}, 2: w})
+    moved = steps._moved(a, b, data)
+    returning_visitors = data.covariates["returning"].astype(str).eq("True").to_numpy()
+    assert np.array_equal(moved, returning_visitors)  # the returning visitors left both old segments
+    assert steps.churn(a, steps.carry_layouts(a, b, data), data, salt) > moved.mean() + 0.1
+    capped, step = steps.limit_churn(a, b, data, salt, 0.01)
+    # the new group gets this round's weights; the mobile segment, still last round's group less the
+    # returning visitors, holds its weights: the round moves only the visitors whose segment changed
+    assert capped.segment(0).optimized == pytest.approx(new_weights)
+    assert step == 0.0 and capped.segment(1).optimized == pytest.approx(w)
+    assert steps.churn(a, capped, data, salt) == pytest.approx(moved.mean())
+    # with room under the cap, the kept groups move part of the way
+    roomy, step = steps.limit_churn(a, b, data, salt, moved.mean() + 0.05)
+    assert 0 < step < 1 and moved.mean() < steps.churn(a, roomy, data, salt) <= moved.mean() + 0.05
 
 
 def test_loop_churn_stays_under_the_cap_once_segments_are_established():
@@ -325,7 +337,11 @@ def test_loop_churn_stays_under_the_cap_once_segments_are_established():
     for before, r in zip(capped, capped[1:]):
         if r.segments_established and [s.rule for s in r.segments] == [s.rule for s in before.segments]:
             assert r.churn <= 0.03 + 1e-12
-        else:  # the provisional tree replaced, or a re-segmentation: this round's weights
+        elif r.segments_established and r.segment_change == "one segment":  # only the change's movers
+            exp, rows = exps[0.03], exps[0.03].data_
+            data = steps.experiment_data(rows[rows["round"] <= r.round], exp.arms, None)
+            assert r.churn <= max(0.03, steps._moved(exp.plans_[r.round], r.plan, data).mean()) + 1e-12
+        else:  # the provisional tree replaced, or a new tree taken whole: this round's weights
             assert r.allocation_step == 1.0
     assert sum(r.allocation_step < 1.0 for r in capped) >= 1
     assert [r.allocation_step for r in capped[:2]] == [1.0, 1.0]  # the first two plans move freely
@@ -418,3 +434,21 @@ def test_established_segments_change_one_segment_per_round():
 
     last = segment_change_text(exp, exp.results_[-1])
     assert last and last.removeprefix("Segments: ").rstrip(".") in render(exp)  # the report's key figures
+
+
+
+def test_a_round_that_changes_one_segment_moves_only_the_visitors_it_must():
+    # under a 3% cap the other segments hold their weights: the round moves the changed segment's movers
+    # (more than 3% here), and nobody else; without the hold, their Thompson weights moved more visitors
+    scenario, exp, rng = _multi_winner_loop(resegment_probability=0.2, max_churn=0.03)
+    checked = 0
+    for r in range(6):
+        before = exp.plan_
+        result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
+        if result.segment_change != "one segment":
+            continue
+        moved = steps._moved(before, result.plan, steps.experiment_data(exp.data_, exp.arms, None)).mean()
+        assert moved > 0.03 and result.churn == pytest.approx(moved, abs=1e-12)
+        assert result.allocation_step == 0.0
+        checked += 1
+    assert checked >= 2

@@ -84,8 +84,10 @@ class SequentialExperiment:
         max_churn: once the segments are established, a next plan that keeps them changes the served arm of
             at most this share of the visitors so far: when the new Thompson weights would move more, every
             segment's weights move only part of the way from last round's (``steps.limit_churn``;
-            ``RoundResult.allocation_step`` says how far). A round that re-segments is not capped: the
-            posterior backed the new segments, and they get this round's weights. 1 never caps.
+            ``RoundResult.allocation_step`` says how far). On a round that changes one segment, a new
+            group of visitors gets this round's weights (the posterior backed it), and the segments that are
+            still last round's groups move at most as far as leaves the round under the cap, or not at all
+            when the change alone moves more. A new tree taken whole is not capped. 1 never caps.
         settle_rounds: the trees of the first this many rounds are provisional: while segments settle, a
             new tree replaces them when P >= 0.5 (more likely better than not, ``steps.PROVISIONAL_PROBABILITY``),
             and their plans are not churn-capped; from round ``settle_rounds`` on, segments are established
@@ -325,9 +327,11 @@ class SequentialExperiment:
             active_arms=active, default_allocation=population, round=state.round + 1,
             descriptions={s.id: s.description for s in seg_results},
         )
-        # the cap holds on plans whose segments are established: the settling rounds' weights move freely
+        # the cap holds on plans whose segments are established: the settling rounds' weights, and a new
+        # tree taken whole, move freely
+        capped = established and segment_change != "new tree"
         plan, step = steps.limit_churn(state.plan, plan, data, experiment_salt(self.key),
-                                       settings.max_churn if established else 1.0, seed=seed)
+                                       settings.max_churn if capped else 1.0, seed=seed)
         result = RoundResult(
             round=state.round,
             n_round=int(len(new_rows)),

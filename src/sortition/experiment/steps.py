@@ -297,60 +297,69 @@ def source_segments(previous: Plan, plan: Plan, data: ExperimentData) -> list[Se
     """Per segment of ``plan`` (tree order, then the catch-all), the ``previous`` segment holding most of
     its visitors among ``data``'s (ties: the earlier segment; a segment no visitor falls in: the previous
     catch-all)."""
-    old, new = previous.segment_index(data), plan.segment_index(data)
     sources = (*previous.segments, previous.default)
-    out = []
-    for i in range(len(plan.segments) + 1):
-        members = old[new == i]
-        out.append(sources[int(np.bincount(members, minlength=len(sources)).argmax())] if members.size
-                   else previous.default)
-    return out
+    return [sources[i] for i in _source_indices(previous.segment_index(data), plan.segment_index(data),
+                                                len(sources), len(plan.segments) + 1)]
+
+
+def _source_indices(old: np.ndarray, new: np.ndarray, n_old: int, n_new: int) -> list[int]:
+    """:func:`source_segments` as indices, from each visitor's (n,) previous and new segment index."""
+    return [int(np.bincount(old[new == b], minlength=n_old).argmax()) if np.any(new == b) else n_old - 1
+            for b in range(n_new)]
 
 
 def limit_churn(previous: Plan, plan: Plan, data: ExperimentData, salt: str, max_churn: float, *,
                 iterations: int = 6, seed: int = 0) -> tuple[Plan, float]:
-    """(plan to serve, step): ``plan`` laid out from ``previous`` (:func:`carry_layouts`), with every
-    segment's optimized-cell weights moved only ``step`` of the way from its source segment's
+    """(plan to serve, step): ``plan`` laid out from ``previous`` (:func:`carry_layouts`), with the
+    optimized-cell weights of every segment that is still last round's group (paired with a previous
+    segment, as :func:`churn` pairs them) moved only ``step`` of the way from its source segment's
     (:func:`source_segments`) toward ``plan``'s, ``step`` the largest in [0, 1] (to 2^-``iterations``) whose
     :func:`churn` is at most ``max_churn`` (a share of ``data``'s visitors, in [0, 1]; 1: ``plan`` as it
-    is, step 1), measured as :func:`churn` measures it with ``seed`` (the same sample above its
-    ``max_rows``). Control and explore cells and the segments are ``plan``'s. Only weights are capped:
-    when ``plan``'s segments are other groups of visitors than ``previous``'s (a re-segmentation, which
-    the posterior backed), every segment gets ``plan``'s weights (step 1): last round's weights belong to
-    other segments, and holding them back cost regret.
+    is, step 1), or at most the churn of step 0 when the visitors whose segment changes are already more
+    than that, measured as :func:`churn` measures it with ``seed`` (the same sample above its ``max_rows``).
+    Control and explore cells and the segments are ``plan``'s. A segment that is a new group of visitors
+    (a re-split's new part, a new tree's other groups), which the posterior backed, gets ``plan``'s
+    weights: last round's weights belong to other visitors, and holding them back cost regret.
 
     Thompson weights move with every round's draws; a segment's visitors change arm in proportion to the
     move (the total variation of its weights, under carried layouts), so this caps how much of the
-    audience a round re-assigns at the cost of reaching the new weights over several rounds."""
+    audience a round re-assigns at the cost of reaching the new weights over several rounds. On a round
+    that changes one segment, the others hold their weights so that the round moves no more visitors
+    than the change itself needs (or ``max_churn``, when that is more)."""
     sources = source_segments(previous, plan, data)
     full = _carried(plan, sources)
-    if max_churn >= 1.0 or _moved(previous, plan, data).any():
+    if max_churn >= 1.0:
         return full, 1.0
     churn_of = churn_from(previous, data, salt, seed=seed)
     if churn_of(full) <= max_churn:
         return full, 1.0
-    arms = plan.arms
+    arms, held = plan.arms, _paired_segments(previous, plan, data)
+    if not any(held):
+        return full, 1.0
 
     def stepped(step: float) -> Plan:
         segs = [segment_plan(seg.id, seg.rule, arms, plan.active_arms,
                              {a: (1 - step) * src.optimized.get(a, 0.0) + step * seg.optimized.get(a, 0.0)
-                              for a in arms}, plan.weights, seg.description)
-                for seg, src in zip((*plan.segments, plan.default), sources, strict=True)]
+                              for a in arms} if hold else seg.optimized, plan.weights, seg.description)
+                for seg, src, hold in zip((*plan.segments, plan.default), sources, held, strict=True)]
         return _carried(replace(plan, segments=tuple(segs[:-1]), default=segs[-1]), sources)
 
     low, high, best = 0.0, 1.0, stepped(0.0)
+    budget = max(max_churn, churn_of(best))  # step 0 moves only the visitors whose segment changed
     for _ in range(iterations):
         mid = (low + high) / 2
         candidate = stepped(mid)
-        if churn_of(candidate) <= max_churn:
+        if churn_of(candidate) <= budget:
             low, best = mid, candidate
         else:
             high = mid
     return best, low
 
 
-def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
-    """(n,) bool: whose segment changed, segments compared as groups of visitors (see :func:`churn`)."""
+def _pairing(previous: Plan, plan: Plan, data: ExperimentData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(paired, old, new): ``paired[a, b]`` is True when previous segment ``a`` and new segment ``b`` (tree
+    order, then the catch-all) are one pair, previous and new segments paired one to one, greedily by the
+    most of ``data``'s visitors shared; ``old`` and ``new`` (n,) each visitor's segment index."""
     old, new = previous.segment_index(data), plan.segment_index(data)
     overlap = np.zeros((len(previous.segments) + 1, len(plan.segments) + 1), dtype=np.int64)
     np.add.at(overlap, (old, new), 1)
@@ -359,6 +368,19 @@ def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
         a, b = divmod(int(flat), overlap.shape[1])
         if overlap[a, b] > 0 and not paired[a].any() and not paired[:, b].any():
             paired[a, b] = True
+    return paired, old, new
+
+
+def _paired_segments(previous: Plan, plan: Plan, data: ExperimentData) -> list[bool]:
+    """Per segment of ``plan`` (tree order, then the catch-all): whether it is still last round's group,
+    that is paired (:func:`_pairing`) with the segment :func:`source_segments` lays it out from."""
+    paired, old, new = _pairing(previous, plan, data)
+    return [bool(paired[a, b]) for b, a in enumerate(_source_indices(old, new, *paired.shape))]
+
+
+def _moved(previous: Plan, plan: Plan, data: ExperimentData) -> np.ndarray:
+    """(n,) bool: whose segment changed, segments compared as groups of visitors (see :func:`churn`)."""
+    paired, old, new = _pairing(previous, plan, data)
     return ~paired[old, new]
 
 
