@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,19 +293,12 @@ class SequentialExperiment:
         extra = steps.summary_masks(data, this_round)
         limits = {"max_depth": settings.max_depth, "min_leaf_share": settings.min_leaf_share}
         tree = policy.tree(posterior, seed=seed, extra_masks=extra, **limits, **settings.tree_options)
+        score = partial(policy.keep, posterior, extra_masks=extra, **limits)  # rules on this round's posterior
         rules = steps.previous_rules(state.plan, data)
-        kept = None if rules is None else policy.keep(posterior, rules, extra_masks=extra, **limits)
         scale = steps.control_scale(data)
         was_established = bool(state.results) and state.results[-1].segments_established
-        threshold = steps.resegment_threshold(settings.resegment_probability, was_established)
-        min_gain = settings.resegment_min_gain * scale
-        whole, p_resegment = steps.choose_tree(tree, kept, threshold, min_gain)
-        # established segments change one at a time (0 still takes every new tree whole)
-        change = None if kept is None or not was_established or threshold == 0 else steps.change_one_segment(
-            tree, kept, lambda rules: policy.keep(posterior, rules, extra_masks=extra, **limits), threshold,
-            min_gain, settings.min_leaf_share, backed=p_resegment)
-        segment_change = steps.segment_change(kept, whole, p_resegment, change is not None)
-        tree, p_resegment = change or (whole, p_resegment)
+        tree, p_resegment, segment_change = steps.choose_segments(
+            tree, None if rules is None else score(rules), score, settings, was_established, scale)
         established = state.round >= settings.settle_rounds
         segments, summary = tuple(tree.segments), tree.summary
         thompson = policy.allocate(posterior, segments, settings.epsilon, summary)

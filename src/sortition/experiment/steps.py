@@ -247,6 +247,26 @@ def segment_change(kept: PolicyTree | None, whole: PolicyTree, p_whole: float | 
     return "same groups" if p_whole is None else "new tree"
 
 
+def choose_segments(new: PolicyTree, kept: PolicyTree | None, score: Callable[[list[Rule | AnyOf]], PolicyTree],
+                    settings: ExperimentSettings, established: bool,
+                    scale: float) -> tuple[PolicyTree, float | None, str]:
+    """(tree to serve, its P, ``RoundResult.segment_change``): the round's decision on its segments.
+
+    ``new`` is this round's tree; ``kept`` last round's segments scored on this round's posterior (None:
+    nothing to keep); ``score`` scores other rules the same way (for :func:`change_one_segment`);
+    ``established`` whether last round's segments were established; ``scale`` |control mean|
+    (:func:`control_scale`, the unit of ``resegment_min_gain``). While segments settle, or with
+    ``resegment_probability`` 0, a new tree that passes is taken whole (:func:`choose_tree`); established
+    segments change one at a time."""
+    threshold = resegment_threshold(settings.resegment_probability, established)
+    min_gain = settings.resegment_min_gain * scale
+    whole, p_whole = choose_tree(new, kept, threshold, min_gain)
+    change = None if kept is None or not established or threshold == 0 else change_one_segment(
+        new, kept, score, threshold, min_gain, settings.min_leaf_share, backed=p_whole)
+    tree, p = change or (whole, p_whole)
+    return tree, p, segment_change(kept, whole, p_whole, change is not None)
+
+
 def _same_groups(a: PolicyTree, b: PolicyTree) -> bool:
     """Whether two trees' segments are the same groups of the analysed visitors, in any order."""
     if a.summary is None or b.summary is None or len(a.segments) != len(b.segments):
