@@ -8,7 +8,7 @@ from sortition.experiment import SequentialExperiment, make_plan
 from sortition.experiment import steps
 from sortition.policy import fit_policy_tree, policy_tree_from_rules
 from sortition.posterior import fit
-from sortition.report.facts import segment_change_text
+from sortition.report.facts import churn_cap_note, segment_change_text
 from sortition.rules import Condition, Rule
 from sortition.scenarios import generate, make_scenario
 
@@ -450,5 +450,7 @@ def test_a_round_that_changes_one_segment_moves_only_the_visitors_it_must():
         moved = steps._moved(before, result.plan, steps.experiment_data(exp.data_, exp.arms, None)).mean()
         assert moved > 0.03 and result.churn == pytest.approx(moved, abs=1e-12)
         assert result.allocation_step == 0.0
+        assert churn_cap_note(exp, result) == (" (capped at max_churn 3%: the other segments' weights moved 0% "
+                                               "of the way to this round's Thompson weights)")
         checked += 1
     assert checked >= 2

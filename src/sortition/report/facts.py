@@ -81,7 +81,9 @@ def churn_cap_note(experiment: SequentialExperiment, result: RoundResult) -> str
     """'' unless the churn cap held the round's weights back; then how far they moved, in parentheses."""
     if result.allocation_step >= 1:
         return ""
-    return (f" (capped at max_churn {experiment.max_churn:.0%}: the weights moved {result.allocation_step:.0%} "
+    # on a one-segment change only the segments that are still last round's groups are held back
+    whose = "the other segments' weights" if result.segment_change == "one segment" else "the weights"
+    return (f" (capped at max_churn {experiment.max_churn:.0%}: {whose} moved {result.allocation_step:.0%} "
             "of the way to this round's Thompson weights)")
 
 
