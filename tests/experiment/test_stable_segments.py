@@ -405,16 +405,26 @@ def test_one_segment_changes_move_only_the_visitors_whose_arm_changes():
     assert steps.change_one_segment(resplit, kept, score, threshold=p + 1e-9, backed=p) is None
 
 
+def _rounds_with_movers(**settings):
+    """(experiment, iterator): six rounds of :func:`_multi_winner_loop` with ``settings``, yielding per round
+    (round, its result, last round's plan, the visitors so far, whose segment changed (n,) bool)."""
+    scenario, exp, rng = _multi_winner_loop(**settings)
+
+    def rounds():
+        for r in range(6):
+            before = exp.plan_
+            result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
+            data = steps.experiment_data(exp.data_, exp.arms, None)
+            yield r, result, before, data, steps._moved(before, result.plan, data)
+    return exp, rounds()
+
+
 def test_established_segments_change_one_segment_per_round():
-    scenario, exp, rng = _multi_winner_loop(resegment_probability=0.2, max_churn=1.0)
+    exp, rounds = _rounds_with_movers(resegment_probability=0.2, max_churn=1.0)
     changed = 0
-    for r in range(6):
-        before = exp.plan_
-        result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
+    for r, result, before, data, moved in rounds:
         if r == 0 or not exp.results_[r - 1].segments_established:  # this round's segments still settled
             continue
-        data = steps.experiment_data(exp.data_, exp.arms, None)
-        moved = steps._moved(before, result.plan, data)
         if moved.any():  # a change: the visitors who changed segment all come from one of last round's
             changed += 1
             assert len(set(before.segment_index(data)[moved])) == 1
@@ -436,19 +446,15 @@ def test_established_segments_change_one_segment_per_round():
     assert last and last.removeprefix("Segments: ").rstrip(".") in render(exp)  # the report's key figures
 
 
-
 def test_a_round_that_changes_one_segment_moves_only_the_visitors_it_must():
     # under a 3% cap the other segments hold their weights: the round moves the changed segment's movers
     # (more than 3% here), and nobody else; without the hold, their Thompson weights moved more visitors
-    scenario, exp, rng = _multi_winner_loop(resegment_probability=0.2, max_churn=0.03)
+    exp, rounds = _rounds_with_movers(resegment_probability=0.2, max_churn=0.03)
     checked = 0
-    for r in range(6):
-        before = exp.plan_
-        result = exp.advance(draw_round(before, scenario, 600, rng, r)[0])
+    for _, result, _, _, moved in rounds:
         if result.segment_change != "one segment":
             continue
-        moved = steps._moved(before, result.plan, steps.experiment_data(exp.data_, exp.arms, None)).mean()
-        assert moved > 0.03 and result.churn == pytest.approx(moved, abs=1e-12)
+        assert moved.mean() > 0.03 and result.churn == pytest.approx(moved.mean(), abs=1e-12)
         assert result.allocation_step == 0.0
         assert churn_cap_note(exp, result) == (" (capped at max_churn 3%: the other segments' weights moved 0% "
                                                "of the way to this round's Thompson weights)")
