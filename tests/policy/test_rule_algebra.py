@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sortition.rules import AnyOf, Condition, Rule, both
+from sortition.rules.algebra import collapse
 
 LEVELS = ["a", "b", "c", "3"]
 VALUES = [None, math.nan, "a", "b", "c", "3", 1, 2.5, 3, "zz", math.inf, -math.inf]
@@ -61,6 +62,21 @@ def test_any_of_matches_the_rows_any_rule_matches(rules):
     assert len(union.rules if isinstance(union, AnyOf) else [union]) <= len(set(rules))
 
 
+NUMBERS = FRAME["x"].map(lambda v: v is None or isinstance(v, float | int)) & \
+    FRAME["y"].map(lambda v: v is None or isinstance(v, float | int))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(RULES, min_size=1, max_size=5))
+def test_collapse_for_numbers_matches_on_numbers_and_missing_values(rules):
+    # the reading form (report.rules.readable): exact where every value is a number or missing
+    parts = collapse(rules, numbers=True)
+    expected = np.logical_or.reduce([r.mask(FRAME) for r in rules])
+    got = np.logical_or.reduce([r.mask(FRAME) for r in parts])
+    assert (got[NUMBERS.to_numpy()] == expected[NUMBERS.to_numpy()]).all()
+    assert len(parts) <= len(rules)
+
+
 def test_shorter_forms():
     d, b = Condition("device", "ONE_OF", ["desktop", "tablet"]), Condition("noise", "ONE_OF", ["B"])
     assert both(Rule((d, b)), Rule((Condition("device", "NOT_ONE_OF", ["desktop"]),))).describe() == \
@@ -74,6 +90,14 @@ def test_shorter_forms():
              Rule((d, Condition("n", "IS_NULL", True)))]
     assert AnyOf.of(parts) == Rule((d,))
     assert AnyOf.of([Rule((d,)), Rule((d, b))]) == Rule((d,))  # the narrower part is implied
-    # numeric bounds do not collapse: a value that is no number meets neither "<= t" nor "> t"
+    # bounds on opposite sides do not collapse: a value that is no number meets neither "<= t" nor "> t"
     bounds = [Rule((Condition("r", "LTE", 3),)), Rule((Condition("r", "GT", 3),))]
     assert isinstance(AnyOf.of(bounds), AnyOf)
+    assert collapse(bounds, numbers=True) == [Rule((Condition("r", "IS_NULL", False),))]  # numbers only
+    gap = [Rule((Condition("r", "LTE", 3),)), Rule((Condition("r", "GT", 5),))]
+    assert collapse(gap, numbers=True) == gap
+    # on one side, the looser bound: exact for any value
+    assert AnyOf.of([Rule((Condition("r", "LTE", 3),)), Rule((Condition("r", "LT", 5),))]) == \
+        Rule((Condition("r", "LT", 5),))
+    assert AnyOf.of([Rule((Condition("r", "GT", 3),)), Rule((Condition("r", "GTE", 3),))]) == \
+        Rule((Condition("r", "GTE", 3),))

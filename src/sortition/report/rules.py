@@ -2,8 +2,10 @@
 ``device NOT_ONE_OF {tablet, desktop}``, ``3 <= visits < 8`` rather than two conditions.
 
 The readable form is exact for the values seen in the data (a NOT_ONE_OF is restated as the
-levels it keeps); the report shows the exact rule beside it (on hover and in a details column),
-because a value never seen would match the NOT_ONE_OF but not its restatement.
+levels it keeps; a number cut both ways, ``(d and x <= 3) or (d and x > 3)``, reads ``d and x IS NOT
+NULL``, exact for the numbers and missing values a numeric column holds); the report shows the exact
+rule beside it (on hover and in a details column), because a value never seen would match the
+NOT_ONE_OF but not its restatement, and a value that is no number meets neither cut.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from sortition.rules import AnyOf, Condition, Rule
+from sortition.rules.algebra import collapse
 from sortition.serving.conditions import js_string
 
 _LOWER = {"GT": ">", "GTE": ">="}
@@ -53,8 +56,11 @@ def readable(rule: Rule | AnyOf | None, observed: Mapping[str, Sequence[str]] | 
     """The rule in plain words; ``observed`` (from :func:`levels`) turns exclusions into inclusions.
     An OR segment reads as its conjunctions joined by "or"."""
     if isinstance(rule, AnyOf):
-        texts = [readable(part, observed) for part in rule.rules]
-        return " or ".join(f"({t})" if len(part.conditions) > 1 else t for t, part in zip(texts, rule.rules))
+        parts = collapse(list(rule.rules), numbers=True)
+        if len(parts) == 1:
+            return readable(parts[0], observed)
+        texts = [readable(part, observed) for part in parts]
+        return " or ".join(f"({t})" if len(part.conditions) > 1 else t for t, part in zip(texts, parts))
     if rule is None or not rule.conditions:
         return "everyone"
     observed = observed or {}

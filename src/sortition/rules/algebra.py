@@ -15,13 +15,15 @@ from sortition.rules.condition import Condition
 from sortition.rules.rule import Rule
 
 
-def collapse(parts: list[Rule]) -> list[Rule]:
+def collapse(parts: list[Rule], *, numbers: bool = False) -> list[Rule]:
     """An equivalent, shorter OR of ``parts`` (the first of each merged pair keeps its place).
 
     A part whose conditions include all of another's is implied by it and dropped. Two parts with the same
     conditions but on one attribute, one condition each there, merge when those two conditions have an OR in
     one condition (:func:`_either`): ``(d AND x ONE_OF {a}) OR (d AND x NOT_ONE_OF {a}) OR (d AND x IS NULL)``
-    is ``d``.
+    is ``d``. With ``numbers``, the attributes that numeric bounds compare are taken to hold numbers or
+    nothing (a numeric column), so ``x <= t OR x > t`` is ``x IS NOT NULL``: exact on such values only (a
+    value that is no number meets neither bound); for reading, never for serving.
     """
     parts = list(parts)
     changed = True
@@ -33,7 +35,7 @@ def collapse(parts: list[Rule]) -> list[Rule]:
                 del parts[j]
                 changed = True
                 break
-            merged = _merge_pair(a, b)
+            merged = _merge_pair(a, b, numbers)
             if merged is not None:
                 parts[i] = merged
                 del parts[j]
@@ -42,13 +44,13 @@ def collapse(parts: list[Rule]) -> list[Rule]:
     return parts
 
 
-def _merge_pair(a: Rule, b: Rule) -> Rule | None:
+def _merge_pair(a: Rule, b: Rule, numbers: bool = False) -> Rule | None:
     """The one conjunction equal to ``a OR b`` when they differ on one attribute only (:func:`collapse`)."""
     only_a = [c for c in a.conditions if c not in b.conditions]
     only_b = [c for c in b.conditions if c not in a.conditions]
     if len(only_a) != 1 or len(only_b) != 1 or only_a[0].attribute != only_b[0].attribute:
         return None
-    either = _either(only_a[0], only_b[0])
+    either = _either(only_a[0], only_b[0], numbers)
     if either is False:
         return None
     shared = [c for c in a.conditions if c is not only_a[0]]
@@ -57,9 +59,9 @@ def _merge_pair(a: Rule, b: Rule) -> Rule | None:
     return Rule(tuple(shared))
 
 
-def _either(x: Condition, y: Condition) -> Condition | None | bool:
+def _either(x: Condition, y: Condition, numbers: bool = False) -> Condition | None | bool:
     """One condition matching what ``x OR y`` (on one attribute) matches; None: any value, missing too;
-    False: no such condition."""
+    False: no such condition. ``numbers``: see :func:`collapse`."""
     ops = {x.operator, y.operator}
     attribute = x.attribute
     present = Condition(attribute, "IS_NULL", False)
@@ -74,8 +76,24 @@ def _either(x: Condition, y: Condition) -> Condition | None | bool:
         one_of, not_one_of = (x, y) if x.operator == "ONE_OF" else (y, x)
         rest = [v for v in not_one_of.value if v not in one_of.value]
         return Condition(attribute, "NOT_ONE_OF", rest) if rest else present
-    # not numeric bounds: "x <= 3 OR x > 3" is not "x IS NOT NULL" (a value that is no number meets neither)
+    if ops <= {*_UPPER, *_LOWER} and _finite(x.value) and _finite(y.value):
+        return _either_bound(x, y, present if numbers else False)
     return False
+
+
+def _either_bound(x: Condition, y: Condition, both_ways: Condition | bool) -> Condition | bool:
+    """``x OR y`` for two finite numeric bounds: on one side, the looser (exact for any value: both read the
+    value as the same number, or neither holds); on opposite sides that leave no gap, ``both_ways`` (every
+    number; ``x IS NOT NULL`` when values are numbers, else False: a value that is no number meets neither);
+    with a gap, False."""
+    if x.operator in _UPPER and y.operator in _UPPER:
+        return max(x, y, key=lambda c: (c.value, _UPPER[c.operator]))
+    if x.operator in _LOWER and y.operator in _LOWER:
+        return min(x, y, key=lambda c: (c.value, -_LOWER[c.operator]))
+    upper, lower = (x, y) if x.operator in _UPPER else (y, x)
+    covers = lower.value < upper.value or (
+        lower.value == upper.value and (_UPPER[upper.operator] or _LOWER[lower.operator]))
+    return both_ways if covers else False
 
 
 _UPPER, _LOWER = {"LT": 0, "LTE": 1}, {"GT": 0, "GTE": 1}
