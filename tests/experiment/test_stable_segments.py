@@ -456,7 +456,8 @@ def test_a_round_that_changes_one_segment_moves_only_the_visitors_it_must():
             continue
         assert moved.mean() > 0.03 and result.churn == pytest.approx(moved.mean(), abs=1e-12)
         assert result.allocation_step == 0.0
-        assert churn_cap_note(exp, result) == (" (capped at max_churn 3%: the other segments' weights moved 0% "
-                                               "of the way to this round's Thompson weights)")
+        assert churn_cap_note(exp, result) == (
+            " (capped at max_churn 3%: the other segments' weights moved 0% of the way to this round's "
+            "Thompson weights)")
         checked += 1
     assert checked >= 2

@@ -299,11 +299,13 @@ def test_a_number_cut_both_ways_reads_as_known():
     from sortition.rules import AnyOf, Condition, Rule
 
     desktop = Condition("device", "ONE_OF", ["desktop"])
-    cut = [Rule((desktop, Condition("recency", "LTE", 23.3))), Rule((desktop, Condition("recency", "GT", 23.3)))]
+    cut = [Rule((desktop, Condition("recency", "LTE", 23.3))),
+           Rule((desktop, Condition("recency", "GT", 23.3)))]
     # the exact rule keeps both cuts (a recency that is no number meets neither); the readable one does not
     assert isinstance(AnyOf.of(cut), AnyOf)
     assert readable(AnyOf(tuple(cut))) == "device = desktop and recency IS NOT NULL"
     missing = Rule((desktop, Condition("recency", "IS_NULL", True)))
     assert readable(AnyOf((*cut, missing))) == "device = desktop"
     gap = [Rule((desktop, Condition("recency", "LTE", 3))), Rule((desktop, Condition("recency", "GT", 5)))]
-    assert readable(AnyOf(tuple(gap))) == "(device = desktop and recency <= 3) or (device = desktop and recency > 5)"
+    assert readable(AnyOf(tuple(gap))) == (
+        "(device = desktop and recency <= 3) or (device = desktop and recency > 5)")

@@ -293,7 +293,7 @@ class SequentialExperiment:
         extra = steps.summary_masks(data, this_round)
         limits = {"max_depth": settings.max_depth, "min_leaf_share": settings.min_leaf_share}
         tree = policy.tree(posterior, seed=seed, extra_masks=extra, **limits, **settings.tree_options)
-        score = partial(policy.keep, posterior, extra_masks=extra, **limits)  # rules on this round's posterior
+        score = partial(policy.keep, posterior, extra_masks=extra, **limits)  # rules on this posterior
         rules = steps.previous_rules(state.plan, data)
         scale = steps.control_scale(data)
         was_established = bool(state.results) and state.results[-1].segments_established

@@ -85,8 +85,9 @@ class ExperimentSettings:
     ``max_churn``: the most of the visitors so far a plan that keeps last round's segments may move (their
     served arm) once segments are established; weights that would move more move only part of the way
     (``steps.limit_churn``); on a round that changes one segment, the unchanged segments hold their
-    weights when the change alone moves more. ``settle_rounds``: the first this many rounds' trees are provisional (replaced
-    when more likely better than not, P >= 0.5; plans not capped); later ones are established.
+    weights when the change alone moves more. ``settle_rounds``: the first this many rounds' trees are
+    provisional (replaced when more likely better than not, P >= 0.5; plans not capped); later ones are
+    established.
     """
 
     key: str = "sortition-experiment"

@@ -247,9 +247,9 @@ def segment_change(kept: PolicyTree | None, whole: PolicyTree, p_whole: float | 
     return "same groups" if p_whole is None else "new tree"
 
 
-def choose_segments(new: PolicyTree, kept: PolicyTree | None, score: Callable[[list[Rule | AnyOf]], PolicyTree],
-                    settings: ExperimentSettings, established: bool,
-                    scale: float) -> tuple[PolicyTree, float | None, str]:
+def choose_segments(new: PolicyTree, kept: PolicyTree | None,
+                    score: Callable[[list[Rule | AnyOf]], PolicyTree], settings: ExperimentSettings,
+                    established: bool, scale: float) -> tuple[PolicyTree, float | None, str]:
     """(tree to serve, its P, ``RoundResult.segment_change``): the round's decision on its segments.
 
     ``new`` is this round's tree; ``kept`` last round's segments scored on this round's posterior (None:
