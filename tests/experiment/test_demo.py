@@ -59,6 +59,10 @@ def test_demo_command(tmp_path):
     text = result.text
     assert "Regret vs oracle" in text and "uniform A/B test" in text
     assert (tmp_path / "index.html").exists()
+    # each round line counts its segments in words that agree with the count
+    counts = [int(n) for n, word in re.findall(r"; (\d+) (segments?): ", text)
+              if (word == "segment") == (n == "1")]
+    assert len(counts) == 2, text
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet", "duckdb"])

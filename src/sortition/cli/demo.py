@@ -68,9 +68,10 @@ def demo(
                 progress.advance(task)
                 winners = ", ".join(f"{readable(s.rule)} -> {s.best_arm}" for s in result.segments)
                 churn = "" if result.churn is None else f"; churn {result.churn:.1%}"
+                count = len(result.segments)
                 progress.console.print(
                     f"  round {r + 1}: {info['round'].n:,} visitors, fit {result.seconds.get('fit', 0):.1f}s; "
-                    f"{len(result.segments)} segments: {winners}{churn}"
+                    f"{count} segment{'' if count == 1 else 's'}: {winners}{churn}"
                 )
 
         try:
