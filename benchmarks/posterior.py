@@ -40,7 +40,7 @@ from scipy.stats import norm
 sys.path.insert(0, sys.argv[1] + "/src")
 from sortition.scenarios import generate
 engine, n, seed, scenario, k, outcome = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7]
-T = json.loads(sys.argv[8]); threads = int(sys.argv[9]); warm_burnin = int(sys.argv[10])
+T = json.loads(sys.argv[8]); threads = int(sys.argv[9]); warm_burnin = int(sys.argv[10]); warm_draws = int(sys.argv[11])
 data, truth = generate(scenario, n, arms=k, outcome=outcome, seed=seed)
 tau_true = truth.contrasts
 x = data.design_matrix()
@@ -57,16 +57,17 @@ if engine in ("sortition", "sortition-cold-r2", "sortition-warm-r2"):
         start = previous.warm_start if engine == "sortition-warm-r2" else None
         t0, c0 = time.perf_counter(), time.process_time()
     post = fit(data, outcome=outcome, seed=seed, progress=False, num_threads=threads, warm_start=start,
-               warm_burnin=warm_burnin, **T)
+               warm_burnin=warm_burnin, **(T if start is None else dict(T, draws=warm_draws)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert (start is not None) == (post.info["warm_start"] == "warm"), post.info["warm_start"]
     cate, (lo, hi), (lo90, hi90) = post.cate(), post.cate_interval(0.8), post.cate_interval(0.9)
-    # burn-in check: the first 10 retained draws beside draws 50.. (a chain still moving shows a drift);
+    # burn-in check: the first 10 retained draws beside the second half (a chain still moving shows a drift);
     # ATE: the average effect's draws, in posterior sds; CATE: rms per-visitor shift over rms posterior sd
     draws = np.asarray(post.contrast_draws(), dtype=np.float64)  # (n, S, K-1)
     ate = draws.mean(axis=0)  # (S, K-1)
-    early, late = draws[:, :10].mean(axis=1), draws[:, 50:]
-    drift_ate = float(np.max(np.abs(ate[:10].mean(axis=0) - ate[50:].mean(axis=0)) / ate[50:].std(axis=0)))
+    half = draws.shape[1] // 2
+    early, late = draws[:, :10].mean(axis=1), draws[:, half:]
+    drift_ate = float(np.max(np.abs(ate[:10].mean(axis=0) - ate[half:].mean(axis=0)) / ate[half:].std(axis=0)))
     drift_cate = float(np.sqrt(((early - late.mean(axis=1)) ** 2).mean() / (late.var(axis=1)).mean()))
 elif engine == "stochtree":
     from stochtree import BCFModel, OutcomeModel
@@ -122,9 +123,9 @@ print("RESULT " + json.dumps(out))
 
 
 def run(python: str, engine: str, n: int, seed: int, scenario="two_segments", k=2, outcome="binary",
-        timeout=3600, threads: int = THREADS, warm_burnin: int = 10) -> dict | None:
+        timeout=3600, threads: int = THREADS, warm_burnin: int = 10, warm_draws: int | None = None) -> dict | None:
     cmd = [python, "-c", CHILD, str(ROOT), engine, str(n), str(seed), scenario, str(k), outcome,
-           json.dumps(TREES), str(threads), str(warm_burnin)]
+           json.dumps(TREES), str(threads), str(warm_burnin), str(warm_draws or TREES["draws"])]
     # passive OpenMP waits: on a busy shared machine spinning threads slow every engine down many-fold
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
@@ -156,7 +157,7 @@ def round2(args) -> None:
     """Cold refit beside warm start at a round >= 2, per outcome kind and size: medians of the seconds,
     means of RMSE and coverage over seeds 0..repeats-1 (the same data per seed for every engine)."""
     print(f"round >= 2 refit, cold vs warm-started; trees mu/tau {TREES['num_trees_mu']}/{TREES['num_trees_tau']}, "
-          f"cold {TREES['num_gfr']} GFR + {TREES['draws']} draws, warm <burn-in> MCMC + {TREES['draws']} draws, "
+          f"cold {TREES['num_gfr']} GFR + {TREES['draws']} draws, warm <burn-in> MCMC + {args.warm_draws or TREES['draws']} draws, "
           f"{args.threads} thread(s); seconds: medians, RMSE and coverage: means over seeds 0..{args.repeats - 1}")
     header = (f"{'outcome':<11}{'scenario':<14}{'K':>2}{'n':>7} {'fit':<14}{'CPU s':>8}{'wall s':>8}"
               f"{'CATE RMSE':>10}{'cov80':>7}{'cov90':>7}{'drift ATE':>10}{'drift CATE':>11}")
@@ -167,7 +168,8 @@ def round2(args) -> None:
         for n in args.sizes:
             def mean_runs(engine, burnin):
                 runs = [r for r in (run(sys.executable, engine, n, seed=rep, scenario=scenario, k=k, outcome=outcome,
-                                        timeout=args.timeout, threads=args.threads, warm_burnin=burnin)
+                                        timeout=args.timeout, threads=args.threads, warm_burnin=burnin,
+                                        warm_draws=args.warm_draws)
                                     for rep in range(args.repeats)) if r]
                 return None if not runs else {
                     **{key: statistics.median(r[key] for r in runs) for key in ("cpu", "wall")},
@@ -189,7 +191,7 @@ def round2(args) -> None:
                           f"{m['rmse'] / cold['rmse']:>9.2f}x{m['cov80'] - cold['cov80']:>+7.3f}"
                           f"{m['cov90'] - cold['cov90']:>+7.3f}", flush=True)
     print("ratio rows: cold/warm seconds (above 1: warm is faster), warm/cold RMSE, warm - cold coverage. "
-          "drift: the first 10 retained draws' mean minus draws 50..'s, ATE in posterior sds (largest arm), "
+          "drift: the first 10 retained draws' mean minus second half's, ATE in posterior sds (largest arm), "
           "CATE as rms over rms posterior sd; a warm chain that needs burn-in drifts more than the cold one")
 
 
@@ -213,6 +215,8 @@ def main() -> None:
                          "storefront K=3)")
     ap.add_argument("--threads", type=int, default=THREADS, help="--r2: threads per fit")
     ap.add_argument("--warm-burnin", type=int, nargs="+", default=[10], help="--r2: warm burn-in sweeps to compare")
+    ap.add_argument("--warm-draws", type=int, default=None,
+                    help="--r2: retained draws of the warm fits (default: the cold fit's %d)" % TREES["draws"])
     args = ap.parse_args()
     if args.r2:
         round2(args)
