@@ -123,9 +123,10 @@ print("RESULT " + json.dumps(out))
 
 
 def run(python: str, engine: str, n: int, seed: int, scenario="two_segments", k=2, outcome="binary",
-        timeout=3600, threads: int = THREADS, warm_burnin: int = 10, warm_draws: int | None = None) -> dict | None:
+        timeout=3600, threads: int = THREADS, warm_burnin: int = 10,
+        warm_draws: int = TREES["draws"]) -> dict | None:
     cmd = [python, "-c", CHILD, str(ROOT), engine, str(n), str(seed), scenario, str(k), outcome,
-           json.dumps(TREES), str(threads), str(warm_burnin), str(warm_draws or TREES["draws"])]
+           json.dumps(TREES), str(threads), str(warm_burnin), str(warm_draws)]
     # passive OpenMP waits: on a busy shared machine spinning threads slow every engine down many-fold
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
@@ -157,7 +158,7 @@ def round2(args) -> None:
     """Cold refit beside warm start at a round >= 2, per outcome kind and size: medians of the seconds,
     means of RMSE and coverage over seeds 0..repeats-1 (the same data per seed for every engine)."""
     print(f"round >= 2 refit, cold vs warm-started; trees mu/tau {TREES['num_trees_mu']}/{TREES['num_trees_tau']}, "
-          f"cold {TREES['num_gfr']} GFR + {TREES['draws']} draws, warm <burn-in> MCMC + {args.warm_draws or TREES['draws']} draws, "
+          f"cold {TREES['num_gfr']} GFR + {TREES['draws']} draws, warm <burn-in> MCMC + {args.warm_draws} draws, "
           f"{args.threads} thread(s); seconds: medians, RMSE and coverage: means over seeds 0..{args.repeats - 1}")
     header = (f"{'outcome':<11}{'scenario':<14}{'K':>2}{'n':>7} {'fit':<14}{'CPU s':>8}{'wall s':>8}"
               f"{'CATE RMSE':>10}{'cov80':>7}{'cov90':>7}{'drift ATE':>10}{'drift CATE':>11}")
@@ -215,7 +216,7 @@ def main() -> None:
                          "storefront K=3)")
     ap.add_argument("--threads", type=int, default=THREADS, help="--r2: threads per fit")
     ap.add_argument("--warm-burnin", type=int, nargs="+", default=[10], help="--r2: warm burn-in sweeps to compare")
-    ap.add_argument("--warm-draws", type=int, default=None,
+    ap.add_argument("--warm-draws", type=int, default=TREES["draws"],
                     help="--r2: retained draws of the warm fits (default: the cold fit's %d)" % TREES["draws"])
     args = ap.parse_args()
     if args.r2:
