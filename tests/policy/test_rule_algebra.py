@@ -101,3 +101,30 @@ def test_shorter_forms():
         Rule((Condition("r", "LT", 5),))
     assert AnyOf.of([Rule((Condition("r", "GT", 3),)), Rule((Condition("r", "GTE", 3),))]) == \
         Rule((Condition("r", "GTE", 3),))
+    # two intervals that overlap or touch are one interval, exact for any value
+    r = {op: lambda v, op=op: Condition("r", op, v) for op in ("LT", "LTE", "GT", "GTE")}
+    assert AnyOf.of([Rule((r["LTE"](3),)), Rule((r["GT"](3), r["LTE"](5)))]) == Rule((r["LTE"](5),))
+    assert AnyOf.of([Rule((d, r["GT"](1), r["LT"](3))), Rule((d, r["GTE"](2), r["LTE"](5)))]) == \
+        Rule((d, r["GT"](1), r["LTE"](5)))
+    assert AnyOf.of([Rule((r["GT"](1), r["LT"](3))), Rule((r["GT"](3), r["LTE"](5)))]) == \
+        AnyOf((Rule((r["GT"](1), r["LT"](3))), Rule((r["GT"](3), r["LTE"](5)))))  # 3 is in neither
+    assert AnyOf.of([Rule((r["LTE"](3),)), Rule((r["GT"](3), r["LTE"](5))), Rule((r["GT"](5),))]) == \
+        AnyOf((Rule((r["LTE"](5),)), Rule((r["GT"](5),))))  # numbers only: not the whole line
+    assert collapse([Rule((r["LTE"](3),)), Rule((r["GT"](3), r["LTE"](5))), Rule((r["GT"](5),))],
+                    numbers=True) == [Rule((Condition("r", "IS_NULL", False),))]
+
+
+INTERVALS = st.lists(st.tuples(st.sampled_from(["GT", "GTE", "LT", "LTE"]), st.sampled_from([1, 2.5, 3, 5])),
+                     min_size=1, max_size=2).map(lambda bs: Rule(tuple(Condition("x", op, v) for op, v in bs)))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(INTERVALS, min_size=2, max_size=4), st.sampled_from([(), (Condition("y", "ONE_OF", ["a"]),)]))
+def test_any_of_unites_numeric_intervals_exactly(intervals, shared):
+    # adjacent and overlapping ranges of one attribute (the tree's cuts), beside a shared condition
+    rules = [Rule((*shared, *r.conditions)) for r in intervals]
+    union = AnyOf.of(rules)
+    expected = np.logical_or.reduce([r.mask(FRAME) for r in rules])
+    assert (union.mask(FRAME) == expected).all()
+    assert (rows_matching(union) == expected).all()
+

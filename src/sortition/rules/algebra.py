@@ -48,55 +48,89 @@ def _merge_pair(a: Rule, b: Rule, numbers: bool = False) -> Rule | None:
     """The one conjunction equal to ``a OR b`` when they differ on one attribute only (:func:`collapse`)."""
     only_a = [c for c in a.conditions if c not in b.conditions]
     only_b = [c for c in b.conditions if c not in a.conditions]
-    if len(only_a) != 1 or len(only_b) != 1 or only_a[0].attribute != only_b[0].attribute:
+    if not only_a or not only_b or len({c.attribute for c in (*only_a, *only_b)}) != 1:
         return None
-    either = _either(only_a[0], only_b[0], numbers)
+    either = _either(only_a, only_b, numbers)
     if either is False:
         return None
-    shared = [c for c in a.conditions if c is not only_a[0]]
-    if either is not None:
-        shared.insert(a.conditions.index(only_a[0]), either)
-    return Rule(tuple(shared))
+    shared = [c for c in a.conditions if c not in only_a]
+    at = a.conditions.index(only_a[0])
+    return Rule((*shared[:at], *either, *shared[at:]))
 
 
-def _either(x: Condition, y: Condition, numbers: bool = False) -> Condition | None | bool:
-    """One condition matching what ``x OR y`` (on one attribute) matches; None: any value, missing too;
-    False: no such condition. ``numbers``: see :func:`collapse`."""
-    ops = {x.operator, y.operator}
-    attribute = x.attribute
+def _either(x: list[Condition], y: list[Condition], numbers: bool = False) -> tuple[Condition, ...] | bool:
+    """Conditions matching what ``AND(x) OR AND(y)`` (all on one attribute) matches; ``()``: any value,
+    missing too; False: no such conditions. ``numbers``: see :func:`collapse`."""
+    attribute = x[0].attribute
     present = Condition(attribute, "IS_NULL", False)
+    if all(c.operator in _BOUNDS and _finite(c.value) for c in (*x, *y)):
+        return _either_interval(x, y, (present,) if numbers else False)
+    if len(x) != 1 or len(y) != 1:
+        return False
+    x, y = x[0], y[0]
+    ops = {x.operator, y.operator}
     if ops == {"IS_NULL"}:
-        return None if x.expects_null != y.expects_null else False
+        return () if x.expects_null != y.expects_null else False
     if ops == {"ONE_OF"}:
-        return Condition(attribute, "ONE_OF", list(dict.fromkeys((*x.value, *y.value))))
+        return (Condition(attribute, "ONE_OF", list(dict.fromkeys((*x.value, *y.value)))),)
     if ops == {"NOT_ONE_OF"}:
         common = [v for v in x.value if v in y.value]
-        return Condition(attribute, "NOT_ONE_OF", common) if common else present
+        return (Condition(attribute, "NOT_ONE_OF", common) if common else present,)
     if ops == {"ONE_OF", "NOT_ONE_OF"}:
         one_of, not_one_of = (x, y) if x.operator == "ONE_OF" else (y, x)
         rest = [v for v in not_one_of.value if v not in one_of.value]
-        return Condition(attribute, "NOT_ONE_OF", rest) if rest else present
-    if ops <= {*_UPPER, *_LOWER} and _finite(x.value) and _finite(y.value):
-        return _either_bound(x, y, present if numbers else False)
+        return (Condition(attribute, "NOT_ONE_OF", rest) if rest else present,)
     return False
 
 
-def _either_bound(x: Condition, y: Condition, both_ways: Condition | bool) -> Condition | bool:
-    """``x OR y`` for two finite numeric bounds: on one side, the looser (exact for any value: both read the
-    value as the same number, or neither holds); on opposite sides that leave no gap, ``both_ways`` (every
-    number; ``x IS NOT NULL`` when values are numbers, else False: a value that is no number meets neither);
-    with a gap, False."""
-    if x.operator in _UPPER and y.operator in _UPPER:
-        return max(x, y, key=lambda c: (c.value, _UPPER[c.operator]))
-    if x.operator in _LOWER and y.operator in _LOWER:
-        return min(x, y, key=lambda c: (c.value, -_LOWER[c.operator]))
-    upper, lower = (x, y) if x.operator in _UPPER else (y, x)
-    covers = lower.value < upper.value or (
-        lower.value == upper.value and (_UPPER[upper.operator] or _LOWER[lower.operator]))
-    return both_ways if covers else False
+def _either_interval(x: list[Condition], y: list[Condition],
+                     every_number: tuple[Condition, ...] | bool) -> tuple[Condition, ...] | bool:
+    """``AND(x) OR AND(y)`` for two sets of finite numeric bounds on one attribute, each an interval: the
+    interval they make together when they overlap or touch (``x <= 3 OR (x > 3 AND x <= 5)`` is ``x <= 5``;
+    exact for any value: every bound reads the value as the same number, or none holds); ``every_number``
+    when that is the whole line (``x IS NOT NULL`` for numeric columns, else False: a value that is no number
+    meets no bound); with a gap, False. An empty interval adds nothing: the other stands."""
+    (lo_x, hi_x), (lo_y, hi_y) = _tightest(x), _tightest(y)
+    if _empty(lo_x, hi_x):
+        return tuple(c for c in (lo_y, hi_y) if c is not None)
+    if _empty(lo_y, hi_y):
+        return tuple(c for c in (lo_x, hi_x) if c is not None)
+    if _apart(hi_x, lo_y) or _apart(hi_y, lo_x):
+        return False
+    lower = None if lo_x is None or lo_y is None else min(lo_x, lo_y, key=lambda c: (c.value, -_LOWER[c.operator]))
+    upper = None if hi_x is None or hi_y is None else max(hi_x, hi_y, key=lambda c: (c.value, _UPPER[c.operator]))
+    if lower is None and upper is None:
+        return every_number
+    return tuple(c for c in (lower, upper) if c is not None)
+
+
+def _tightest(bounds: Sequence[Condition]) -> tuple[Condition | None, Condition | None]:
+    """The tightest lower and upper bound of finite numeric ``bounds`` (None: no bound on that side)."""
+    lower = max((c for c in bounds if c.operator in _LOWER), key=lambda c: (c.value, -_LOWER[c.operator]),
+                default=None)
+    upper = min((c for c in bounds if c.operator in _UPPER), key=lambda c: (c.value, _UPPER[c.operator]),
+                default=None)
+    return lower, upper
+
+
+def _empty(lower: Condition | None, upper: Condition | None) -> bool:
+    """Whether no number meets both bounds (one interval)."""
+    if upper is None or lower is None:
+        return False
+    return lower.value > upper.value or (lower.value == upper.value and not (
+        _UPPER[upper.operator] and _LOWER[lower.operator]))
+
+
+def _apart(upper: Condition | None, lower: Condition | None) -> bool:
+    """Whether some number lies between an interval ending at ``upper`` and one starting at ``lower``."""
+    if upper is None or lower is None:
+        return False
+    return lower.value > upper.value or (lower.value == upper.value and not (
+        _UPPER[upper.operator] or _LOWER[lower.operator]))
 
 
 _UPPER, _LOWER = {"LT": 0, "LTE": 1}, {"GT": 0, "GTE": 1}
+_BOUNDS = {*_UPPER, *_LOWER}
 
 
 def simplify(conditions: Sequence[Condition]) -> Rule | None:
@@ -140,13 +174,8 @@ def _merge(attribute: str, group: list[Condition]) -> list[Condition] | None:
         out.append(Condition(attribute, "NOT_ONE_OF", sorted(not_one_of, key=_first_seen(rest))))
     bounds = [c for c in rest if c.operator in _UPPER or c.operator in _LOWER]
     if all(_finite(c.value) for c in bounds):
-        upper = min((c for c in bounds if c.operator in _UPPER), key=lambda c: (c.value, _UPPER[c.operator]),
-                    default=None)
-        lower = max((c for c in bounds if c.operator in _LOWER), key=lambda c: (c.value, -_LOWER[c.operator]),
-                    default=None)
-        if upper is not None and lower is not None and (
-                lower.value > upper.value or (lower.value == upper.value and not (
-                    _UPPER[upper.operator] and _LOWER[lower.operator]))):
+        lower, upper = _tightest(bounds)
+        if _empty(lower, upper):
             return None
         out.extend(c for c in (lower, upper) if c is not None)
     else:  # semver and number strings, infinite bounds (never true): left as they are
