@@ -7,6 +7,7 @@ import pytest
 from sortition.experiment import steps
 from sortition.policy import fit_policy_tree, policy_tree_from_rules
 from sortition.policy.tree import merge_groups, split_gain_draws
+from sortition.report.rules import readable
 from sortition.rules import Condition, Rule
 
 from .conftest import make_posterior
@@ -71,10 +72,29 @@ def test_fit_policy_tree_merges_a_split_without_evidence():
     assert len(fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge_probability=0.0).segments) == 2
     merged = fit_policy_tree(weak, max_depth=1, n_bootstrap=0, merge_probability=0.9)
     assert len(merged.segments) == 1 and merged.segments[0].share == 1.0
+    assert merged.segments[0].rule == Rule()  # everyone, not "x <= 5 OR x > 5"
     apart = fit_policy_tree(strong, max_depth=1, n_bootstrap=0, merge_probability=0.9)
     assert [seg.best_arm for seg in apart.segments] == ["control", "t1"]
     with pytest.raises(ValueError, match="merge_probability must be in"):
         fit_policy_tree(weak, merge_probability=1.5)
+
+
+def test_merged_leaves_read_short_and_one_segment_left_is_everyone():
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = pd.DataFrame({"x": rng.uniform(0, 10, n), "d": rng.choice(["a", "b", None], n, p=[0.5, 0.45, 0.05])})
+    x.loc[rng.random(n) < 0.03, "x"] = np.nan
+    tau = np.where(x["x"] > 5, 0.02, -0.02)[:, None]
+    post = make_posterior(tau[:, None, :] + rng.normal(0, 0.5, (n, 200, 1)), x)
+    leaves = fit_policy_tree(post, max_depth=2, n_bootstrap=0, merge=False)
+    assert [readable(s.rule) for s in leaves.segments] == ["x <= 3.834", "3.834 < x <= 5", "x > 5", "x IS NULL"]
+    merged = fit_policy_tree(post, max_depth=2, n_bootstrap=0, merge_probability=0.9)
+    assert [readable(s.rule) for s in merged.segments] == ["x <= 5 or x IS NULL", "x > 5"]
+    assert (merged.summary.masks[0] == (x["x"].isna() | (x["x"] <= 5)).to_numpy()).all()
+    # every leaf in one segment: the empty rule, which serves a missing or unseen value too
+    whole = fit_policy_tree(post, max_depth=2, n_bootstrap=0, merge_probability=1.0)
+    assert [s.rule for s in whole.segments] == [Rule()] and whole.segments[0].share == 1.0
+    assert readable(whole.segments[0].rule) == "everyone" and Rule().matches({"x": "unseen"})
 
 
 def test_resegmenting_needs_the_minimum_gain_with_high_probability():

@@ -264,7 +264,10 @@ def _tree(posterior: Posterior, rules: list[Rule], best_arm: list[int] | None, s
         min_count = min_leaf_share * posterior.n * (1 - 1e-12)
         groups = merge_groups(counts, summary.means, min_count, merge_probability)
         if len(groups) < len(rules):
-            rules = [AnyOf.of([rules[g] for g in group]) for group in groups]
+            # One group left that holds every visitor serves everyone: the root rule, not an OR of
+            # leaves that reads like a split and leaves missing or unseen values to the catch-all.
+            whole = len(groups) == 1 and bool(masks.any(axis=0).all())
+            rules = [Rule() if whole else AnyOf.of([rules[g] for g in group]) for group in groups]
             stability = np.array([np.mean(stability[group]) for group in groups])
             masks = np.stack([masks[group].any(axis=0) for group in groups])
             means = np.stack([np.tensordot(counts[group], summary.means[group], axes=1) / counts[group].sum()
