@@ -87,7 +87,8 @@ def test_merged_leaves_read_short_and_one_segment_left_is_everyone():
     tau = np.where(x["x"] > 5, 0.02, -0.02)[:, None]
     post = make_posterior(tau[:, None, :] + rng.normal(0, 0.5, (n, 200, 1)), x)
     leaves = fit_policy_tree(post, max_depth=2, n_bootstrap=0, merge=False)
-    assert [readable(s.rule) for s in leaves.segments] == ["x <= 3.834", "3.834 < x <= 5", "x > 5", "x IS NULL"]
+    assert [readable(s.rule) for s in leaves.segments] == \
+        ["x <= 3.834", "3.834 < x <= 5", "x > 5", "x IS NULL"]
     merged = fit_policy_tree(post, max_depth=2, n_bootstrap=0, merge_probability=0.9)
     assert [readable(s.rule) for s in merged.segments] == ["x <= 5 or x IS NULL", "x > 5"]
     assert (merged.summary.masks[0] == (x["x"].isna() | (x["x"] <= 5)).to_numpy()).all()

@@ -114,8 +114,9 @@ def test_shorter_forms():
                     numbers=True) == [Rule((Condition("r", "IS_NULL", False),))]
 
 
-INTERVALS = st.lists(st.tuples(st.sampled_from(["GT", "GTE", "LT", "LTE"]), st.sampled_from([1, 2.5, 3, 5])),
-                     min_size=1, max_size=2).map(lambda bs: Rule(tuple(Condition("x", op, v) for op, v in bs)))
+BOUNDS = st.tuples(st.sampled_from(["GT", "GTE", "LT", "LTE"]), st.sampled_from([1, 2.5, 3, 5]))
+INTERVALS = st.lists(BOUNDS, min_size=1, max_size=2).map(
+    lambda bounds: Rule(tuple(Condition("x", op, v) for op, v in bounds)))
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -97,8 +97,9 @@ def _either_interval(x: list[Condition], y: list[Condition],
         return tuple(c for c in (lo_x, hi_x) if c is not None)
     if _apart(hi_x, lo_y) or _apart(hi_y, lo_x):
         return False
-    lower = None if lo_x is None or lo_y is None else min(lo_x, lo_y, key=lambda c: (c.value, -_LOWER[c.operator]))
-    upper = None if hi_x is None or hi_y is None else max(hi_x, hi_y, key=lambda c: (c.value, _UPPER[c.operator]))
+    # the looser bound on each side; none where either interval is open there
+    lower = None if None in (lo_x, lo_y) else min(lo_x, lo_y, key=lambda c: (c.value, -_LOWER[c.operator]))
+    upper = None if None in (hi_x, hi_y) else max(hi_x, hi_y, key=lambda c: (c.value, _UPPER[c.operator]))
     if lower is None and upper is None:
         return every_number
     return tuple(c for c in (lower, upper) if c is not None)
