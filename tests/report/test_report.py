@@ -16,7 +16,7 @@ from sortition.report import round_table, summary
 from sortition.report.facts import ROUND_TABLE_COLUMNS
 from sortition.report.plots import policy_tree
 from sortition.report.rules import readable
-from sortition.rules import Condition, Rule
+from sortition.rules import AnyOf, Condition, Rule
 from sortition.scenarios import make_scenario
 from sortition.store import EventStore
 from sortition.workflows.demo import analyze
@@ -155,6 +155,23 @@ def test_tree_stays_readable_with_eight_leaves():
     boxes = [t.get_window_extent(renderer) for t in texts if t.get_text().startswith("segment")]
     assert len(boxes) == 8
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def test_tree_title_never_covers_a_long_first_edge_label():
+    arms = ("control", "a", "b")
+    cut = [Condition("country", "ONE_OF", ["US", "IN", "FR"]),
+           Condition("device", "ONE_OF", ["desktop", "tablet"])]
+    long_rule = AnyOf((Rule(tuple(cut)), Rule((Condition("country", "NOT_ONE_OF", ["US", "IN", "FR"]),
+                                                Condition("device", "ONE_OF", ["desktop"])))))
+    rules = [long_rule, Rule((Condition("device", "ONE_OF", ["mobile"]),))]
+    segments = tuple(SegmentResult(i, r.describe(), r, 0.5, arms[i + 1], {a: 1 / 3 for a in arms}, (), {}, {},
+                                   {"control": 0.1, "a": 0.45, "b": 0.45}) for i, r in enumerate(rules))
+    fig = policy_tree(RoundResult(0, 100, 100, (), {}, segments, (), arms, (), (), plan=None), arms)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig.axes[0].title.get_window_extent(renderer)
+    labels = [t for t in fig.axes[0].texts if "\n" in t.get_text()]  # the wrapped edge labels
+    assert labels and not any(t.get_window_extent(renderer).overlaps(title) for t in labels)
 
 
 @pytest.fixture

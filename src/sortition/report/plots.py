@@ -194,10 +194,14 @@ def policy_tree(
     tree = _build(leaves, 0)
     n_leaves = max(1, _count_leaves(tree))
     depth = max(1, _depth(tree))
-    fig, ax = plt.subplots(figsize=(11.0, 0.85 * n_leaves + 1.0))
-    ax.axis("off")
     positions: dict[int, tuple[float, float]] = {}
     _layout(tree, 0, [0.0], positions)
+    # the first row's edge labels stand above it: room for their lines, so the title never covers them
+    top_lines = max((_wrap(edge, 34).count("\n") + 1 for node in _walk(tree)
+                     for edge, child in node["children"] if positions[id(child)][1] == 0), default=0)
+    top = max(0.6, _LABEL_LIFT + _LABEL_LINE * top_lines + 0.1)
+    fig, ax = plt.subplots(figsize=(11.0, 0.85 * (n_leaves - 0.4 + top) + 0.8))
+    ax.axis("off")
     for node in _walk(tree):
         level, row = positions[id(node)]
         for edge, child in node["children"]:
@@ -210,7 +214,7 @@ def policy_tree(
                 zorder=1,
             )
             ax.text(
-                level + 0.55, -c_row + 0.18, _wrap(edge, 34), fontsize=8, ha="left", va="bottom", zorder=2
+                level + 0.55, -c_row + _LABEL_LIFT, _wrap(edge, 34), fontsize=8, ha="left", va="bottom", zorder=2
             )
         seg = node.get("segment")
         if seg is None:
@@ -246,7 +250,7 @@ def policy_tree(
         if level < depth:
             ax.plot([level, depth + 0.1], [-row, -row], color="#999999", lw=1, ls=":", zorder=1)
     ax.set_xlim(-0.3, depth + 2.6)
-    ax.set_ylim(-n_leaves + 0.4, 0.6)
+    ax.set_ylim(-n_leaves + 0.4, top)
     ax.set_title("Policy tree: segments, their best arm and the next round's allocation", fontsize=10)
     fig.tight_layout()
     return fig
@@ -321,6 +325,11 @@ def _walk(node: dict[str, Any]):
     yield node
     for _, child in node["children"]:
         yield from _walk(child)
+
+
+# Tree plot, in data units (a row is 1 unit, 0.85 inch): an edge label's bottom above its row, one of its
+# 8-point lines.
+_LABEL_LIFT, _LABEL_LINE = 0.18, 0.16
 
 
 def _wrap(text: str, width: int = 48) -> str:
