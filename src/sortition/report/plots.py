@@ -213,9 +213,8 @@ def policy_tree(
                 lw=1,
                 zorder=1,
             )
-            ax.text(
-                level + 0.55, -c_row + _LABEL_LIFT, _wrap(edge, 34), fontsize=8, ha="left", va="bottom", zorder=2
-            )
+            ax.text(level + 0.55, -c_row + _LABEL_LIFT, _wrap(edge, 34), fontsize=8, ha="left", va="bottom",
+                    zorder=2)
         seg = node.get("segment")
         if seg is None:
             if node is tree:
