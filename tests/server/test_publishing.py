@@ -35,8 +35,10 @@ def test_keys_are_stored_hashed_and_checked(any_store):
         assert ring.authenticate("srt_" + made.key_id + "_" + "f" * 40) is None
         assert ring.authenticate("") is None and ring.authenticate(None) is None
         assert [k.role for k in list_keys(store)] == ["sdk", "admin"]
-        with pytest.raises(ValueError, match="role 'superuser' is unknown"):
+        with pytest.raises(ValueError, match="role 'superuser' is unknown; use one of 'sdk', 'client'"):
             create_key(store, "superuser")
+        with pytest.raises(ValueError, match=r"role 'admn' is unknown \(did you mean 'admin'\?\)"):
+            create_key(store, "admn")
         with pytest.raises(ValueError, match="environment 'bad name'"):
             create_key(store, "sdk", "bad name")
 

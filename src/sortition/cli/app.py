@@ -146,7 +146,7 @@ class Command(_PlainHelp, TyperCommand):
 
 
 def _usage_message(err: Any, ctx: Any) -> str:
-    from sortition.data.names import did_you_mean
+    from sortition.names import did_you_mean
 
     text = err.format_message().replace("Value error, ", "")
     found = _NOT_ONE_OF.search(text)

@@ -164,7 +164,7 @@ def _store_frame(data: Path, flag: str, metric: str | None, window: float | None
     """The event store's exposures to ``flag`` joined to ``metric`` (the store's only metric when None),
     with the outcome column named after the metric."""
     from sortition.data.files import file_kind
-    from sortition.data.names import listing
+    from sortition.names import listing
     from sortition.store import EventStore
     from sortition.workflows.demo import read_event_store
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sortition.data.names import did_you_mean, listing
+from sortition.names import did_you_mean, listing
 from sortition.data.validation import ROW_LABELS, RowLabels
 
 _COMPRESSED = (".gz", ".bz2", ".zst", ".xz", ".zip")

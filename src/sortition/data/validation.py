@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sortition.data.names import did_you_mean, listing
+from sortition.names import did_you_mean, listing
 
 OUTCOME_KINDS = ("continuous", "binary", "revenue")
 _SHOW = 5  # how many bad rows an error message lists

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.names import did_you_mean
 from sortition.scenarios import library as lib
 from sortition.scenarios.covariates import sample_visitors
 from sortition.scenarios.truth import Truth
@@ -144,16 +145,8 @@ def make_scenario(name: str, arms: int | Sequence[str] = 2, outcome: str | None 
     3 arms control / free_shipping / bundle, revenue, mobile and desktop prefer different arms).
     """
     if name not in LIBRARY:
-        raise ValueError(f"unknown scenario {name!r}{suggest(name, SCENARIOS)}; choose one of {SCENARIOS}.")
+        raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, SCENARIOS)}; choose one of {SCENARIOS}.")
     return LIBRARY[name].make(arms, outcome)
-
-
-def suggest(name: str, names: Sequence[str]) -> str:
-    """" (did you mean 'x'?)" for the nearest of ``names`` to a mistyped ``name``, else ""."""
-    import difflib
-
-    near = difflib.get_close_matches(str(name), list(names), n=1, cutoff=0.6)
-    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def generate(scenario: str | Scenario, n: int, arms: int | Sequence[str] = 2, outcome: str | None = None,

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from sortition.data import OUTCOME_KINDS
+from sortition.names import did_you_mean
 from sortition.scenarios.covariates import sample_visitors
-from sortition.scenarios.scenario import LIBRARY, ScenarioDefinition, suggest
+from sortition.scenarios.scenario import LIBRARY, ScenarioDefinition
 
 _CHECK_VISITORS = 64  # visitors each lift is called on at load
 
@@ -74,7 +75,7 @@ def load_scenario_spec(spec: str) -> dict[str, ScenarioDefinition]:
                          f"{type(err).__name__}: {err}") from None
     if not hasattr(module, attr):
         public = [n for n in vars(module) if not n.startswith("_")]
-        raise ValueError(f"scenario {spec!r}: module {module_name!r} has no {attr!r}{suggest(attr, public)}")
+        raise ValueError(f"scenario {spec!r}: module {module_name!r} has no {attr!r}{did_you_mean(attr, public)}")
     source = inspect.getsourcefile(module)
     digest = file_digest(source) if source else ""
     value = getattr(module, attr)
@@ -103,7 +104,7 @@ def _definitions(module: ModuleType, where: str, source: str, digest: str,
             raise ValueError(f"{where}: {table} must be a dict keyed by scenario name, got {type(value).__name__}")
         stray = [k for k in value if k not in lifts]
         if stray:
-            raise ValueError(f"{where}: {table} names {stray[0]!r}{suggest(stray[0], list(lifts))}, which "
+            raise ValueError(f"{where}: {table} names {stray[0]!r}{did_you_mean(stray[0], list(lifts))}, which "
                              f"LIFTS does not define")
         tables[table] = value
     out = {}
@@ -121,7 +122,7 @@ def _definitions(module: ModuleType, where: str, source: str, digest: str,
         outcome = tables["DEFAULT_OUTCOME"].get(name, "continuous")
         if outcome not in OUTCOME_KINDS:
             raise ValueError(f"{where}: DEFAULT_OUTCOME[{name!r}] = {outcome!r} is not an outcome kind "
-                             f"{OUTCOME_KINDS}{suggest(outcome, OUTCOME_KINDS)}")
+                             f"{OUTCOME_KINDS}{did_you_mean(outcome, OUTCOME_KINDS)}")
         severity = tables["SEVERITY_LIFTS"].get(name)
         for label, fn in ((f"LIFTS[{name!r}]", lift), (f"SEVERITY_LIFTS[{name!r}]", severity)):
             if fn is not None:
@@ -173,7 +174,7 @@ def resolve_scenarios(names: list[str] | None, files: list[str | Path] = ()) -> 
         else:
             known = [*LIBRARY, *defined]
             hint = "" if files else "; a scenario of your own: --scenario-file FILE.py or module:attr"
-            raise ValueError(f"unknown scenario {name!r}{suggest(name, known)}; choose from {known}{hint}")
+            raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, known)}; choose from {known}{hint}")
         out += [d for d in found if d not in out]
     return out
 

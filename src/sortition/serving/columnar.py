@@ -21,7 +21,6 @@ working memory is bounded by the chunk, not the audience.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sortition.names import did_you_mean, listing
 from sortition.serving.attributes import numeric_value
 from sortition.serving.bandits import (
     BanditModel,
@@ -133,9 +133,8 @@ class TableInput:
 def require_column(names: Sequence[str], name: str, what: str) -> None:
     """Refuse a column the table lacks, naming the nearest one."""
     if name not in names:
-        near = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ValueError(f"{what} column {name!r} is not in the table (columns: {', '.join(names)}){hint}")
+        raise ValueError(f"{what} column {name!r} is not in the table{did_you_mean(name, names)} "
+                         f"(columns: {listing(names)})")
 
 
 def _subject_keys(part: TableInput, subject: str) -> tuple[pa.Array, np.ndarray]:

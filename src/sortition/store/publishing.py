@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sortition.names import did_you_mean, listing
 from sortition.store.backend import Transaction, write_with_retry
 from sortition.store.configurations import ConfigurationVersion
 from sortition.store.store import EventStore
@@ -53,7 +54,7 @@ def check_environment(name: Any) -> str:
 
 def check_role(role: Any) -> str:
     if role not in ROLES:
-        raise ValueError(f"role {role!r} is unknown; use one of {list(ROLES)}")
+        raise ValueError(f"role {role!r} is unknown{did_you_mean(role, ROLES)}; use one of {listing(ROLES)}")
     return role
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from sortition.data.files import require_file
-from sortition.data.names import did_you_mean, listing
+from sortition.names import did_you_mean, listing
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
 from sortition.experiment.srm import SRMResult, srm_plan

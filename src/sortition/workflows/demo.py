@@ -20,7 +20,7 @@ import pandas as pd
 
 from sortition.data import ExperimentData
 from sortition.data.files import read_table, require_file
-from sortition.data.names import did_you_mean
+from sortition.names import did_you_mean
 from sortition.data.validation import OUTCOME_KINDS, ROW_LABELS, check_outcome, infer_kind, labels_of
 from sortition.experiment.schedules import fixed
 from sortition.experiment.sequential import SequentialExperiment

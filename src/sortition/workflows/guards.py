@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sortition.data.names import did_you_mean, listing
+from sortition.names import did_you_mean, listing
 
 
 def require_metric(store: Any, metric: str) -> None:

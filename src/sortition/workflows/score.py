@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sortition.data.names import did_you_mean
+from sortition.names import did_you_mean
 from sortition.serving import Client, Configuration
 from sortition.serving.columnar import require_column
 
