@@ -397,10 +397,36 @@ def test_a_parquet_date_column_is_a_timestamp_too(tmp_path):
     assert "warning: column 'first_visit' holds timestamps, not a covariate; dropped" in res.text
 
 
-@pytest.mark.parametrize("command", [[], ["analyze"], ["round"], ["bandit"], ["bandit", "evaluate"]])
+@pytest.mark.parametrize("command", [[], ["analyze"], ["round"], ["bandit"], ["bandit", "evaluate"], ["keys"],
+                                     ["keys", "create"]])
 def test_help_shows_plain_metavars(command):
     res = invoke([*command, "--help"], columns=200)
     assert res.exit_code == 0
     assert "{" not in res.text.split("Usage:")[1].split("\n")[0] and "<str>" not in res.text and "<bool>" not in res.text
     if command == ["analyze"]:
         assert "[OPTIONS] DATA" in res.text and "TEXT" in res.text and "[revenue|binary|continuous]" in res.text
+
+
+def _commands(command, path=("sortition",)):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_command_help_wraps_with_the_terminal_not_the_docstring():
+    import typer.main
+
+    from sortition.cli import app
+
+    for path, command in _commands(typer.main.get_command(app)):
+        paragraphs = (command.help or "").split("\n\n")
+        assert all("\n" not in p for p in paragraphs), f"{' '.join(path)}: a paragraph keeps a source line break"
+    listing = invoke(["--help"], columns=200).output  # rich keeps a kept break: 'learn,' would end a line
+    assert "read new exposures and outcomes from STORE, learn, save the next configuration" in listing
+
+
+def test_a_mistyped_keys_option_is_one_error_line(tmp_path):
+    res = invoke(["keys", "create", tmp_path / "ev.duckdb", "--rol", "sdk"], columns=40)
+    assert res.exit_code == 2
+    assert res.output.startswith("error: No such option: --rol") and "(Possible options: --role)" in res.text
+    assert "\u256d" not in res.output and not (tmp_path / "ev.duckdb").exists()  # no box that wraps with the width

@@ -3,7 +3,8 @@
 Conventions every command gets from :class:`Command` (register commands with ``@app.command()`` or
 on a :class:`SortitionTyper` group):
 
-- help shows arguments as ``DATA`` and option types as ``TEXT``/``INTEGER``/``FLOAT``/``PATH``;
+- help shows arguments as ``DATA`` and option types as ``TEXT``/``INTEGER``/``FLOAT``/``PATH``, and its
+  paragraphs wrap with the terminal, not where the docstring's lines end;
 - Python warnings print as one ``warning: ...`` line (no source file and line), each once;
 - errors in the user's input (ValueError, LookupError, a missing driver, a locked or unreadable
   store) print as one ``error: ...`` line and exit with code 2; anything else (a failing fit, a bug)
@@ -13,6 +14,7 @@ on a :class:`SortitionTyper` group):
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import warnings
@@ -69,11 +71,22 @@ def _plain_metavars(params: list[Any]) -> None:
             param.metavar = _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", "TEXT").upper())
 
 
+def _prose(help_text: str | None) -> str | None:
+    """A docstring's help with each paragraph on one line: Typer's rich help keeps single line breaks, so
+    source lines wrapped at 110 columns would break sentences mid-line in a terminal."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
 class _PlainHelp:
-    """Mixin: plain metavars on the command's parameters and its --help option."""
+    """Mixin: plain metavars on the command's parameters and its --help option; help paragraphs that the
+    terminal wraps."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.help = _prose(self.help)
         _plain_metavars(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:

@@ -15,10 +15,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sortition.cli.app import app
+from sortition.cli.app import Group, SortitionTyper, app
 from sortition.cli.console import console, fail
 
-keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+keys_app = SortitionTyper(cls=Group, help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 _SERVER = typer.Option(None, "--server", help="A running server's URL, in place of STORE (with --key).")
