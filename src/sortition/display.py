@@ -63,8 +63,22 @@ def probability(value: Any) -> str:
 
 
 def interval(mean: Any, lower: Any, upper: Any, digits: int = 3) -> str:
-    """``+1.2 [0.3, 2.1]``."""
-    return f"{signed(mean, digits)} [{number(lower, digits)}, {number(upper, digits)}]"
+    """An estimate and its interval to one number of decimals, ``digits`` significant digits of the
+    largest of the three: ``+1.23 [-0.14, 2.53]``, not ``+1.23 [-0.142, 2.53]`` (``+1.20 [0.30, 2.10]``;
+    ``+24,720 [-1,234, 50,100]``). Where that is not possible (a missing or infinite value, or every
+    value under 1e-4 or from 1e15, written with an exponent) each is :func:`number`'s."""
+    values = [None if v is None else float(v) for v in (mean, lower, upper)]
+    if any(v is None or not math.isfinite(v) for v in values) or not 1e-4 <= max(map(abs, values)) < 1e15:
+        return f"{signed(mean, digits)} [{number(lower, digits)}, {number(upper, digits)}]"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(max(map(abs, values))))))
+    m, lo, hi = (_fixed(v, decimals) for v in values)
+    return f"{m if m.startswith('-') or not m.strip('0.,') else '+' + m} [{lo}, {hi}]"
+
+
+def _fixed(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals and thousands separators; never ``-0.00``."""
+    text = f"{value:,.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
 
 class Html(str):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from cli_helpers import invoke
 
-from sortition.display import number, percent, signed
+from sortition.display import interval, number, percent, signed
 from sortition.experiment import SequentialExperiment
 from sortition.experiment.results import RoundResult, SegmentResult
 from sortition.report import round_table, summary
@@ -185,6 +185,18 @@ def served_store(tmp_path):
 
 def _round(store, out, *extra):
     return invoke(["round", str(store), "--flag", FLAG, "--metric", METRIC, "--out", str(out), *extra])
+
+
+def test_an_interval_shares_one_number_of_decimals():
+    # decimals from the largest of the three: bounds near zero do not get more digits than the estimate
+    assert interval(1.234, -0.1419, 2.53) == "+1.23 [-0.14, 2.53]"
+    assert interval(1.2, 0.3, 2.1) == "+1.20 [0.30, 2.10]"
+    assert interval(24720.3, -1234.4, 50100.2) == "+24,720 [-1,234, 50,100]"
+    assert interval(-0.0004, -0.3, 0.3) == "0.000 [-0.300, 0.300]"  # rounds to zero: no sign, never -0.000
+    assert interval(-0.004, -0.3, -0.0001) == "-0.004 [-0.300, 0.000]"
+    # no shared scale: each number as number() writes it
+    assert interval(1e-6, 1e-7, 2e-6) == "+1.00e-06 [1.00e-07, 2.00e-06]"
+    assert interval(float("nan"), 1.0, 2.5) == "- [1, 2.5]"
 
 
 def test_round_keeps_an_archive_with_the_same_round_numbers_everywhere(served_store, tmp_path):
