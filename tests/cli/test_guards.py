@@ -420,7 +420,8 @@ def test_every_command_help_wraps_with_the_terminal_not_the_docstring():
 
     for path, command in _commands(typer.main.get_command(app)):
         paragraphs = (command.help or "").split("\n\n")
-        assert all("\n" not in p for p in paragraphs), f"{' '.join(path)}: a paragraph keeps a source line break"
+        where = " ".join(path)
+        assert all("\n" not in p for p in paragraphs), f"{where}: a paragraph keeps a source line break"
     listing = invoke(["--help"], columns=200).output  # rich keeps a kept break: 'learn,' would end a line
     assert "read new exposures and outcomes from STORE, learn, save the next configuration" in listing
 
@@ -429,4 +430,5 @@ def test_a_mistyped_keys_option_is_one_error_line(tmp_path):
     res = invoke(["keys", "create", tmp_path / "ev.duckdb", "--rol", "sdk"], columns=40)
     assert res.exit_code == 2
     assert res.output.startswith("error: No such option: --rol") and "(Possible options: --role)" in res.text
-    assert "\u256d" not in res.output and not (tmp_path / "ev.duckdb").exists()  # no box that wraps with the width
+    # no box that wraps with the terminal's width, and nothing created
+    assert "\u256d" not in res.output and not (tmp_path / "ev.duckdb").exists()

@@ -145,7 +145,8 @@ def make_scenario(name: str, arms: int | Sequence[str] = 2, outcome: str | None 
     3 arms control / free_shipping / bundle, revenue, mobile and desktop prefer different arms).
     """
     if name not in LIBRARY:
-        raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, SCENARIOS)}; choose one of {SCENARIOS}.")
+        raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, SCENARIOS)}; "
+                         f"choose one of {SCENARIOS}.")
     return LIBRARY[name].make(arms, outcome)
 
 

@@ -75,7 +75,8 @@ def load_scenario_spec(spec: str) -> dict[str, ScenarioDefinition]:
                          f"{type(err).__name__}: {err}") from None
     if not hasattr(module, attr):
         public = [n for n in vars(module) if not n.startswith("_")]
-        raise ValueError(f"scenario {spec!r}: module {module_name!r} has no {attr!r}{did_you_mean(attr, public)}")
+        raise ValueError(f"scenario {spec!r}: module {module_name!r} has no "
+                         f"{attr!r}{did_you_mean(attr, public)}")
     source = inspect.getsourcefile(module)
     digest = file_digest(source) if source else ""
     value = getattr(module, attr)
@@ -104,8 +105,8 @@ def _definitions(module: ModuleType, where: str, source: str, digest: str,
             raise ValueError(f"{where}: {table} must be a dict keyed by scenario name, got {type(value).__name__}")
         stray = [k for k in value if k not in lifts]
         if stray:
-            raise ValueError(f"{where}: {table} names {stray[0]!r}{did_you_mean(stray[0], list(lifts))}, which "
-                             f"LIFTS does not define")
+            raise ValueError(f"{where}: {table} names {stray[0]!r}{did_you_mean(stray[0], list(lifts))}, "
+                             "which LIFTS does not define")
         tables[table] = value
     out = {}
     for name, lift in lifts.items():
@@ -174,7 +175,8 @@ def resolve_scenarios(names: list[str] | None, files: list[str | Path] = ()) -> 
         else:
             known = [*LIBRARY, *defined]
             hint = "" if files else "; a scenario of your own: --scenario-file FILE.py or module:attr"
-            raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, known)}; choose from {known}{hint}")
+            raise ValueError(f"unknown scenario {name!r}{did_you_mean(name, known)}; "
+                             f"choose from {known}{hint}")
         out += [d for d in found if d not in out]
     return out
 
