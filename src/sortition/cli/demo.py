@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 Scenario = Literal[SCENARIOS]  # type: ignore[valid-type]
 
-THREADS_HELP = "Threads for the BCF engine (default: $OMP_NUM_THREADS, else every core; as the library's fit)."
+THREADS_HELP = ("Threads for the BCF engine (default: $OMP_NUM_THREADS, else every core; as the library's "
+                "fit). Another count gives other draws: the same --seed and --threads reproduce a run.")
 
 
 @app.command()

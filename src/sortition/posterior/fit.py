@@ -37,7 +37,8 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         engine: 'bcf' (stochtree Bayesian causal forest; recorded propensities are used, estimated only
             when absent) or 'stratified' (exact conjugate per stratum of categorical covariates; fast).
         draws: retained posterior draws S.
-        seed: the same seed gives the same draws.
+        seed: the same seed and thread count give the same draws (BCF: another ``num_threads`` gives
+            other draws, as valid; ``info["num_threads"]`` records the count).
         progress: show a rich status line for each model being fitted.
         num_trees_mu, num_trees_tau, num_gfr, num_burnin, num_threads, stochtree_params: BCF settings
             (see :class:`~sortition.posterior.bcf.BCFSettings`).
