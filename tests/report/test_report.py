@@ -187,6 +187,18 @@ def _round(store, out, *extra):
     return invoke(["round", str(store), "--flag", FLAG, "--metric", METRIC, "--out", str(out), *extra])
 
 
+def test_the_report_names_what_reproduces_its_fit(tmp_path):
+    # the seed alone does not: another thread count gives other draws
+    frame = _hostile_frame(300, seed=2).rename(columns={EVIL: "device"}).replace({EVIL: "tablet"})
+    _, report = analyze(frame, control="control", outcome_kind="continuous", engine="bcf", threads=1,
+                        draws=20, seed=7, out=tmp_path)
+    assert "engine: bcf (20 draws, 1 thread, cold start: no previous fit, seed 7)." in report.read_text()
+    fit = json.loads((tmp_path / "summary.json").read_text())["fit"]
+    assert fit == {"seed": 7, "fit_seed": fit["fit_seed"], "engine": "bcf", "draws": 20, "num_threads": 1,
+                   "warm_start": "cold (no previous fit)"}
+    assert isinstance(fit["fit_seed"], int) and fit["fit_seed"] != 7  # derived from (seed, round)
+
+
 def test_an_interval_shares_one_number_of_decimals():
     # decimals from the largest of the three: bounds near zero do not get more digits than the estimate
     assert interval(1.234, -0.1419, 2.53) == "+1.23 [-0.14, 2.53]"

@@ -87,6 +87,32 @@ def churn_cap_note(experiment: SequentialExperiment, result: RoundResult) -> str
             "of the way to this round's Thompson weights)")
 
 
+def fit_settings(experiment: SequentialExperiment) -> dict[str, Any] | None:
+    """What reproduces the round's fit: the experiment's seed (each round's fit seed is derived from it and
+    the round: ``fit_seed``), the engine, draws and, for BCF, the thread count (another count gives other
+    draws) and warm start; None when the posterior is not at hand (a reloaded experiment before its next
+    round)."""
+    posterior = experiment.posterior_
+    if posterior is None:
+        return None
+    info = posterior.info
+    out = {"seed": experiment.seed, "fit_seed": info.get("seed")}
+    return out | {k: info[k] for k in ("engine", "draws", "num_threads", "warm_start") if k in info}
+
+
+def fit_text(settings: dict[str, Any] | None) -> str:
+    """``100 draws, 2 threads, warm start, seed 7`` (or ``cold start: no previous fit``) for the report."""
+    if not settings:
+        return ""
+    threads = settings.get("num_threads")
+    warm = str(settings.get("warm_start") or "")
+    parts = [f"{settings['draws']} draws" if "draws" in settings else "",
+             "" if threads is None else f"{threads} thread{'' if threads == 1 else 's'}",
+             "warm start" if warm == "warm" else warm.replace("cold (", "cold start: ", 1).removesuffix(")"),
+             f"seed {settings['seed']}"]
+    return ", ".join(p for p in parts if p)
+
+
 def rule_texts(
     experiment: SequentialExperiment, result: RoundResult, data: pd.DataFrame | None = None
 ) -> dict[Any, tuple[str, str]]:
@@ -271,6 +297,7 @@ def summary(experiment: SequentialExperiment, simulation: SimulationResult | Non
         "graduations": [asdict(g) for g in result.graduations],
         "lifts": [asdict(lift) for lift in result.lifts],
         "data_quality": data_quality(experiment, data),
+        "fit": fit_settings(experiment),
     }
     if simulation is not None:
         visitors = max(1, out["visitors"])

@@ -132,9 +132,12 @@ def _intro(experiment: SequentialExperiment, result: RoundResult, source: str | 
     if calibration is not None:
         key.append(("intervals", calibration))
     boxes = "".join(f"<div>{escape(k)}<b>{escape(v)}</b></div>" for k, v in key)
+    # the seed and thread count reproduce the fit (another thread count gives other draws)
+    fit = facts.fit_text(facts.fit_settings(experiment))
+    fit = f" ({escape(fit)})" if fit else ""
     text = (
         f"<p>Arms {escape(', '.join(arms))}; outcome: {escape(experiment.outcome)}; engine: "
-        f"{escape(experiment.engine)}. Every segment keeps a control cell "
+        f"{escape(experiment.engine)}{fit}. Every segment keeps a control cell "
         f"({percent(experiment.weights.control)}) "
         f"and an explore cell ({percent(experiment.weights.explore)}); the optimized cell "
         f"({percent(experiment.weights.optimized)}) follows the posterior."
