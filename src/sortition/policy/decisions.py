@@ -1,7 +1,10 @@
 """``recommend``: one decision per scope (overall, then each segment): SHIP an arm, CONTINUE or STOP.
 
-Lift is the scope-average contrast (treatment minus control) in the metric's units, from the
-posterior draws of the scope mean. With ``m`` and ``s`` its posterior mean and sd:
+Lift is the scope-average contrast (treatment minus control) in the metric's units: overall, the draws
+of the one-step average effect (``Posterior.average_effects``, what ``lift_summary`` and the loop's
+lifts report); per segment, the posterior draws of the segment mean. Each interval is at its kind's
+calibrated level (``Posterior.interval_level``: "average" overall, "segment" per segment; the nominal
+``level`` without a calibration). With ``m`` and ``s`` its posterior mean and sd:
 
 - expected loss of shipping = E[max(0, -lift)]; of not shipping = E[max(0, lift)];
 - value of one more round of the same size: with twice the data the posterior sd shrinks to
@@ -115,8 +118,8 @@ def recommend(
         thresholds: decision thresholds (default :class:`DecisionThresholds`).
         confirmed: when given, SHIP also needs ``(scope, arm)`` in it (scope "overall" or a segment
             id); a confident but unconfirmed candidate CONTINUEs (the loop's graduation streak).
-        summary: the round's :class:`~sortition.policy.summary.SegmentSummary` of these segments with an
-            ``"everyone"`` extra mask (the loop's), so the draws are not read again; None computes it.
+        summary: the round's :class:`~sortition.policy.summary.SegmentSummary` of these segments (the
+            loop's), so the draws are not read again; None computes it.
 
     Returns:
         DataFrame with the fields of :class:`Recommendation`, one row per scope.
@@ -128,20 +131,24 @@ def recommend(
         raise ValueError(f"min_effect must be >= 0, got {min_effect!r}")
     thresholds = thresholds or DecisionThresholds()
     everyone = np.ones(posterior.n, dtype=bool)
-    if summary is None or not summary.covers(segments) or "everyone" not in summary.extra:
+    if summary is None or not summary.covers(segments):
         masks = segment_masks(posterior, [(seg.id, seg.rule) for seg in segments]) if len(segments) else everyone[:0]
-        summary = SegmentSummary.compute(posterior, [seg.id for seg in segments], masks, {"everyone": everyone})
-    scopes: list[tuple[Any, str, np.ndarray, np.ndarray, Any]] = [
-        (OVERALL, "everyone", everyone, summary.extra["everyone"], None)
+        summary = SegmentSummary.compute(posterior, [seg.id for seg in segments], masks)
+    # overall: the one-step average effect, as lift_summary and the loop's lifts (the plug-in mean of the
+    # draws is overconfident on adaptive data); each interval at its kind's calibrated level
+    scopes: list[tuple[Any, str, np.ndarray, np.ndarray, Any, float]] = [
+        (OVERALL, "everyone", everyone, posterior.average_effects(), None,
+         posterior.interval_level("average", level))
     ]
+    segment_level = posterior.interval_level("segment", level)
     scopes += [
-        (seg.id, seg.rule.describe() or "everyone", mask, means, getattr(seg, "best_arm", None))
+        (seg.id, seg.rule.describe() or "everyone", mask, means, getattr(seg, "best_arm", None), segment_level)
         for seg, mask, means in zip(segments, summary.masks, summary.means, strict=True)
     ]
     rows = [
         _decide(posterior.arms, scope, rule, float(mask.mean()), np.asarray(means, dtype=np.float64), best,
-                min_effect, level, thresholds, confirmed)
-        for scope, rule, mask, means, best in scopes  # means: (S, K-1)
+                min_effect, scope_level, thresholds, confirmed)
+        for scope, rule, mask, means, best, scope_level in scopes  # means: (S, K-1)
     ]
     return pd.DataFrame([asdict(r) for r in rows])
 
