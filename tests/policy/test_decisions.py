@@ -111,7 +111,8 @@ def test_each_scope_reads_the_lift_that_lift_summary_reports():
                                               post.lift_summary(0.8, mobile.rule.mask(data.covariates))),
                           strict=True):
         lift = next(x for x in lifts if x.arm == row.arm)
-        assert (row.lift_mean, row.lift_lower, row.lift_upper) == pytest.approx((lift.mean, lift.lower, lift.upper))
+        numbers = (row.lift_mean, row.lift_lower, row.lift_upper)
+        assert numbers == pytest.approx((lift.mean, lift.lower, lift.upper))
         assert row.prob_positive == pytest.approx(lift.prob_positive)
     plug_in = post.segment_mean_contrasts(np.ones(post.n, dtype=bool))[:, post.arms.index(table.arm[0]) - 1]
     assert abs(table.lift_mean[0] - plug_in.mean()) > 1e-3  # not the plug-in mean

@@ -142,7 +142,8 @@ def recommend(
     ]
     segment_level = posterior.interval_level("segment", level)
     scopes += [
-        (seg.id, seg.rule.describe() or "everyone", mask, means, getattr(seg, "best_arm", None), segment_level)
+        (seg.id, seg.rule.describe() or "everyone", mask, means, getattr(seg, "best_arm", None),
+         segment_level)
         for seg, mask, means in zip(segments, summary.masks, summary.means, strict=True)
     ]
     rows = [
