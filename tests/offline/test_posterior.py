@@ -184,10 +184,12 @@ def test_one_step_average_effect_corrects_a_biased_model_and_is_seeded_and_chunk
     assert abs(plug.mean() - 1.3) < 0.01  # the model's own average effect is 0.3 too high
     assert abs(one.mean() - 1.0) < 3 * one.std() and one.std() > 5 * plug.std()  # the bootstrap spread
     np.testing.assert_allclose(one.std(), np.sqrt(1 / 400 + 1 / 3600), rtol=0.35)  # the IPW standard error
-    assert np.array_equal(one, p.average_effects())  # the same posterior gives the same draws
+    everyone = np.ones(p.n, dtype=bool)
+    assert np.array_equal(one, p.average_effects(everyone))  # the same posterior gives the same draws
+    assert p.average_effects() is one and not one.flags.writeable  # everyone's: computed once, read-only
     assert p.lift_summary(0.9)[0].mean == pytest.approx(one.mean())  # lift_summary reports the one-step one
     monkeypatch.setattr(result_mod, "CHUNK_ELEMENTS", 2 * 40 * 7)  # 7 rows per block of weights
-    np.testing.assert_allclose(p.average_effects(), one, rtol=1e-5)  # float32 block sums of the plug-in part
+    np.testing.assert_allclose(p.average_effects(everyone), one, rtol=1e-5)  # float32 block sums (plug-in)
     bare = Posterior.from_draws(p.contrast_draws(), data=p.data)  # no residuals: the plug-in mean
     assert np.array_equal(bare.average_effects(), bare.mean_contrasts())
 

@@ -89,6 +89,9 @@ class Posterior:
     calibration: Calibration | None = field(default=None, repr=False)
     # one-step residuals per key ("contrast", then components): (n, S) float32, see :meth:`average_effects`
     residuals: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # everyone's average-effect draws per component, computed once: a round reads them for its lifts and
+    # its overall decision, and each call is a pass of n x S bootstrap weights (2 s at 1,000,000 visitors)
+    _averages: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         d = self._draws
@@ -240,9 +243,20 @@ class Posterior:
         the bootstrap adds the sampling spread of the rows' noise. Weights come from ``info["seed"]``, so
         the same posterior gives the same draws. Without residuals (the stratified engine, whose
         per-stratum arm means are already the data's; ``from_draws`` without them) this is
-        :meth:`segment_mean_contrasts`.
+        :meth:`segment_mean_contrasts`. Everyone's draws (``mask`` None) are computed once and returned
+        read-only.
         """
-        mask = np.ones(self.n, dtype=bool) if mask is None else np.asarray(mask)
+        if mask is None:
+            key = component or "contrast"
+            if key not in self._averages:
+                draws = self._average_effects(np.ones(self.n, dtype=bool), component)
+                draws.setflags(write=False)
+                self._averages[key] = draws
+            return self._averages[key]
+        return self._average_effects(np.asarray(mask), component)
+
+    def _average_effects(self, mask: np.ndarray, component: str | None) -> np.ndarray:
+        """(S, K-1) :meth:`average_effects` over the visitors where ``mask`` (n,) is true."""
         plug = self.segment_mean_contrasts(mask, component)
         e = self.residuals.get(component or "contrast")
         if e is None:
