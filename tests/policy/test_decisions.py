@@ -51,6 +51,7 @@ def test_stop_and_continue():
     post, _ = _posterior([0.01, -0.5], sd=0.1)  # unsure
     row = recommend(post).iloc[0]
     assert row["decision"] == "CONTINUE" and row["value_of_next_round"] > 0.005
+    assert row["reason"].startswith(f"{row['arm']} has P(lift > 0) = ")  # names the arm it is about
     # a practical threshold the unsure arm is unlikely to clear -> STOP
     assert recommend(post, min_effect=0.3).iloc[0]["decision"] == "STOP"
 

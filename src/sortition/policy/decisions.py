@@ -194,7 +194,7 @@ def _decide(
     elif k == 0:
         decision, reason = CONTINUE, "control leads; no treatment is settled either way"
     else:
-        decision, reason = CONTINUE, f"P(lift > 0) = {prob_positive:.2f} < {th.ship_probability:.2f}"
+        decision, reason = CONTINUE, f"{best} has P(lift > 0) = {prob_positive:.2f} < {th.ship_probability:.2f}"
     mean, sd = float(lift.mean()), float(lift.std())
     return Recommendation(
         scope,
