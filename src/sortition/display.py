@@ -68,17 +68,19 @@ def interval(mean: Any, lower: Any, upper: Any, digits: int = 3) -> str:
     ``+24,720 [-1,234, 50,100]``). Where that is not possible (a missing or infinite value, or every
     value under 1e-4 or from 1e15, written with an exponent) each is :func:`number`'s."""
     values = [None if v is None else float(v) for v in (mean, lower, upper)]
-    if any(v is None or not math.isfinite(v) for v in values) or not 1e-4 <= max(map(abs, values)) < 1e15:
+    largest = math.inf if any(v is None or not math.isfinite(v) for v in values) else max(map(abs, values))
+    if not 1e-4 <= largest < 1e15:
         return f"{signed(mean, digits)} [{number(lower, digits)}, {number(upper, digits)}]"
-    decimals = max(0, digits - 1 - int(math.floor(math.log10(max(map(abs, values))))))
-    m, lo, hi = (_fixed(v, decimals) for v in values)
-    return f"{m if m.startswith('-') or not m.strip('0.,') else '+' + m} [{lo}, {hi}]"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(largest))))
+    m, lo, hi = values
+    return f"{_fixed(m, decimals, sign=True)} [{_fixed(lo, decimals)}, {_fixed(hi, decimals)}]"
 
 
-def _fixed(value: float, decimals: int) -> str:
-    """``value`` with ``decimals`` decimals and thousands separators; never ``-0.00``."""
-    text = f"{value:,.{decimals}f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
+def _fixed(value: float, decimals: int, sign: bool = False) -> str:
+    """``value`` with ``decimals`` decimals and thousands separators, signed when ``sign``; a value that
+    rounds to zero has no sign (never ``-0.00`` or ``+0.00``)."""
+    text = f"{value:{'+' if sign else ''},.{decimals}f}"
+    return text.lstrip("+-") if not text.strip("+-0.,") else text
 
 
 class Html(str):
