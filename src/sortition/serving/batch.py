@@ -40,27 +40,14 @@ def evaluate_many(
     to ``evaluate_bandit`` subject by subject: scores as an ``(n, k)`` matrix, weights and the
     shuffle in numpy, ``k = len(actions)``."""
     keys = _js_sorted(actions)  # column order = JS key order (top-score ties, shuffle ties)
-    n, k = len(subjects), len(keys)
+    n = len(subjects)
     scores = _score_matrix(subjects, keys, actions, model)
     finite = np.isfinite(scores).all(axis=1)
 
-    best = np.argmax(scores, axis=1)  # first maximum = smallest key among ties
-    rows = np.arange(n)
-    top = scores[rows, best]
-    weights = 1 / (k + model.gamma * (top[:, None] - scores))
-    weights = np.maximum(weights, model.action_probability_floor / k)
-    weights[rows, best] = 0.0
-    others = np.cumsum(weights, axis=1)[:, -1]  # sequential, in key order, as the scalar loop
-    weights[rows, best] = np.maximum(1 - others, 0.0)
-
     prefixes = [f"{flag_key}-{s}" for s in subject_keys]
-    action_shards = shards_product([p + "-" for p in prefixes], keys, TOTAL_SHARDS)  # (n, k)
     threshold = shards(prefixes, TOTAL_SHARDS) / TOTAL_SHARDS
-    order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")
-    running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
-    hit = running > threshold[:, None]
-    position = np.where(hit.any(axis=1), hit.argmax(axis=1), k - 1)
-    chosen = order[rows, position]
+    action_shards = shards_product([p + "-" for p in prefixes], keys, TOTAL_SHARDS)  # (n, k)
+    chosen, weights, top = choose_actions(scores, model, threshold, action_shards)
 
     out = []
     scores_l, weights_l, top_l, chosen_l = scores.tolist(), weights.tolist(), top.tolist(), chosen.tolist()
@@ -73,6 +60,38 @@ def evaluate_many(
         out.append(BanditEvaluation(flag_key, subject_keys[i], key, scores_l[i][j], weights_l[i][j], model.gamma,
                                     top_l[i] - scores_l[i][j], subjects[i], actions[key]))
     return out
+
+
+def choose_actions(scores: np.ndarray, model: BanditModel, threshold: np.ndarray,
+                   action_shards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every subject's action from its scores: the one vectorised copy of the single evaluator's
+    weights and shuffle (:func:`~sortition.serving.bandits.action_weights`, ``shuffled_actions``).
+
+    Args:
+        scores: ``(n, k)`` action scores, columns in JS key order.
+        model: the gamma and actionProbabilityFloor that turn scores into weights.
+        threshold: ``(n,)`` in [0, 1): the subject's shard over the total shards.
+        action_shards: ``(n, k)`` ints: the shard of each action's key for the subject.
+
+    Returns:
+        ``chosen`` ``(n,)`` column index, ``weights`` ``(n, k)`` probabilities, ``top`` ``(n,)`` best
+        score. Rows with a non-finite score are meaningless here: the caller asks the single evaluator.
+    """
+    n, k = scores.shape
+    every = np.arange(n)
+    best = np.argmax(scores, axis=1)  # the first maximum: the smallest key among ties
+    top = scores[every, best]
+    with np.errstate(all="ignore"):  # non-finite rows are the caller's
+        weights = 1 / (k + model.gamma * (top[:, None] - scores))
+        weights = np.maximum(weights, model.action_probability_floor / k)
+    weights[every, best] = 0.0
+    others = np.cumsum(weights, axis=1)[:, -1]  # sequential, in key order, as the single evaluator
+    weights[every, best] = np.maximum(1 - others, 0.0)
+    order = np.argsort(action_shards * k + np.arange(k), axis=1, kind="stable")  # by shard, ties by key
+    running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
+    hit = running > threshold[:, None]
+    chosen = order[every, np.where(hit.any(axis=1), hit.argmax(axis=1), k - 1)]
+    return chosen, weights, top
 
 
 def _score_matrix(subjects: list[Any], keys: list[str], actions: dict[str, Any],

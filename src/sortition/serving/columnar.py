@@ -53,7 +53,7 @@ from sortition.serving.column_masks import (
     condition_mask,
     object_column,
 )
-from sortition.serving.batch import score_matrix
+from sortition.serving.batch import choose_actions, score_matrix
 from sortition.serving.column_shards import SubjectBytes
 from sortition.serving.configuration import Configuration
 from sortition.serving.events import META_DATA, now_rfc3339, offered_groups
@@ -580,24 +580,13 @@ def _evaluate(flag_key: str, part: TableInput, subject: str, rows: np.ndarray, s
               actions: dict[str, Any], keys: list[str], model: BanditModel, columns: dict
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(chosen action index into ``keys``, its probability, score, optimality gap) for ``rows``."""
-    m, k = len(rows), len(keys)
+    m = len(rows)
     scores = _score_matrix(part, subject, rows, keys, actions, model, columns)
-    every = np.arange(m)
-    best = np.argmax(scores, axis=1)  # the first maximum: the smallest key among ties
-    top = scores[every, best]
-    with np.errstate(all="ignore"):
-        weights = 1 / (k + model.gamma * (top[:, None] - scores))
-        weights = np.maximum(weights, model.action_probability_floor / k)
-    weights[every, best] = 0.0
-    others = np.cumsum(weights, axis=1)[:, -1]  # sequential, in key order, as the single call
-    weights[every, best] = np.maximum(1 - others, 0.0)
     suffixes = ("",) + tuple(f"-{a}" for a in keys)  # the threshold's hash, then each action's
     hashed = subjects.shards(rows, f"{flag_key}-", BANDIT_ASSIGNMENT_SHARDS, suffixes)
     threshold = hashed[:, 0] / BANDIT_ASSIGNMENT_SHARDS
-    order = np.argsort(hashed[:, 1:] * k + np.arange(k), axis=1, kind="stable")  # by shard, ties by key
-    running = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
-    hit = running > threshold[:, None]
-    chosen = order[every, np.where(hit.any(axis=1), hit.argmax(axis=1), k - 1)]
+    chosen, weights, top = choose_actions(scores, model, threshold, hashed[:, 1:])
+    every = np.arange(m)
     score = scores[every, chosen]
     probability = weights[every, chosen]
     gap = top - score
