@@ -40,7 +40,9 @@ def round_(
         None, help="How a subject's outcomes add up (default: conversion for binary, else sum)."
     ),
     engine: Engine = typer.Option("bcf", help="First run only: posterior engine."),
-    threads: int | None = typer.Option(None, min=1, help="First run only: " + THREADS_HELP),
+    threads: int | None = typer.Option(
+        None, min=1, help="First run only: " + THREADS_HELP[0].lower() + THREADS_HELP[1:]
+    ),
     seed: int = typer.Option(0, help="First run only: seed of the fits."),
     allow_srm: bool = typer.Option(
         False, "--allow-srm", help="Publish the next configuration even if the sample-ratio check fails."

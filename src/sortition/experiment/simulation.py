@@ -22,6 +22,7 @@ import pandas as pd
 
 from sortition.experiment.schedules import Schedule, as_schedule
 from sortition.experiment.sequential import RoundResult, SequentialExperiment
+from sortition.policy import best_arms
 from sortition.store.records import CELL_KEY, PROPENSITY_KEY, ROUND_KEY, SEGMENT_KEY
 
 OUTCOME_METRIC = "outcome"
@@ -298,7 +299,7 @@ def _check_segments(
                 description=seg.description,
                 share=float(mask.mean()),
                 best_arm=seg.best_arm,
-                true_best_arm=arms[int(np.argmax(values))],
+                true_best_arm=arms[int(best_arms(values[1:] - values[0]))],
                 true_values={a: float(v) for a, v in zip(arms, values, strict=True)},
             )
         )

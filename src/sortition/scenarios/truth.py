@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sortition.policy.arms import best_arms
+
 
 @dataclass(frozen=True, eq=False)
 class Truth:
@@ -41,8 +43,9 @@ class Truth:
 
     @property
     def optimal_arm(self) -> np.ndarray:
-        """(n,) index of each visitor's best arm (ties go to the lowest index, control first)."""
-        return np.argmax(self.expected, axis=1)
+        """(n,) index of each visitor's best arm by the one best-arm rule (:func:`~sortition.policy.best_arms`:
+        ties go to the lowest index, control first)."""
+        return best_arms(self.contrasts)
 
     def subset(self, rows: np.ndarray) -> Truth:
         take = lambda a: None if a is None else a[rows]  # noqa: E731

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import ExperimentData
-from sortition.policy import arm_win_frequencies
+from sortition.policy import arm_win_frequencies, best_arms
 from sortition.posterior import fit
 from sortition.posterior.calibration import LEVELS, Calibration, coverage_at_levels, fit_calibration
 from sortition.scenarios import Scenario, make_scenario
@@ -152,7 +152,7 @@ def measure(posterior: Any, truth: np.ndarray, visitors: pd.DataFrame) -> dict[s
     p_best = []
     for means, t in zip(seg_means, seg_truth, strict=True):
         win = arm_win_frequencies(means, k1 + 1)
-        best = int(np.argmax(np.concatenate([[0.0], t]))) if t.max() > 0 else 0
+        best = int(best_arms(t))
         p_best += [[float(win[a]), float(a == best)] for a in range(k1 + 1)]
     coverage = {
         "visitor": coverage_at_levels(visitor_draws, truth[rows].reshape(-1)),
