@@ -12,9 +12,10 @@ from scipy.special import ndtr
 from sortition.data import ExperimentData
 from sortition.posterior.propensity import CLIP, propensity_matrix
 from sortition.posterior.quiet import quiet_stochtree
-from sortition.posterior.warm import KEPT_DRAWS, WarmStart, last_draw_json
+from sortition.posterior.warm import KEPT_DRAWS, ONE_COLUMN, WarmStart, last_draw_json
 
 MAIN = "contrast"  # the key of the main contrast's residuals (components use their own names)
+STOCHTREE_MIN_SAMPLES_LEAF = 5  # stochtree's default for both forests
 
 # Passive OpenMP waits unless the user chose otherwise: on a busy machine, spinning worker threads slowed
 # stochtree's samplers many-fold in our measurements (read when stochtree's OpenMP runtime first loads).
@@ -54,6 +55,12 @@ class BCFSettings:
 
     def threads(self) -> int:
         return int(self.num_threads or default_threads())
+
+    def min_rows(self) -> int:
+        """Fewest rows a forest can be fitted on: stochtree needs more than twice ``min_samples_leaf``."""
+        leaf = max(int(self.extra.get(forest, {}).get("min_samples_leaf", STOCHTREE_MIN_SAMPLES_LEAF))
+                   for forest in ("prognostic_forest_params", "treatment_effect_forest_params"))
+        return 2 * leaf + 1
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def fit_bcf_forest(x: np.ndarray, arm_index: np.ndarray, y: np.ndarray, n_arms: 
             mu[others] = np.asarray(model.mu_hat_test).reshape(others.size, s)
             tau[others] = np.asarray(model.tau_hat_test).reshape(others.size, s, k1)
     sigma2 = None if probit else np.asarray(model.global_var_samples, dtype=np.float64).reshape(s)
-    return ForestDraws(mu, tau, sigma2, last_draw_json(model))
+    return ForestDraws(mu, tau, sigma2, last_draw_json(model) if x.shape[1] > 1 else None)  # see ONE_COLUMN
 
 
 def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int, progress,
@@ -136,7 +143,11 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     x = data.design_matrix()
     k = data.n_arms
     columns = tuple(data.encoding.names)
-    reason = "no previous fit" if warm_start is None else warm_start.mismatch(outcome, columns, k)
+    converters = _check_rows(data, outcome, settings.min_rows(), x.shape[1])
+    if warm_start is None:
+        reason = "no previous fit" if x.shape[1] > 1 else ONE_COLUMN
+    else:
+        reason = warm_start.mismatch(outcome, columns, k)
     previous = {} if reason is not None else dict(warm_start.models)
     t0 = time.perf_counter()
     with progress("propensities"):
@@ -168,11 +179,6 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     if outcome == "binary":
         return dict(contrasts=dp, baseline=p0.mean(axis=0), info=info, residuals={MAIN: conv_residual},
                     warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw}))
-    converters = np.flatnonzero(y > 0)
-    arms_seen = np.bincount(data.arm_index[converters], minlength=k)
-    if np.any(arms_seen < 2):
-        raise ValueError(f"outcome='revenue' needs converters (y > 0) in every arm; arms {data.arms} have "
-                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
     with progress(f"BCF, {k} arms, log order value on {converters.size} converters"):
         sev = _severity(x, data, y, k, prop, settings, seed, converters, previous.get("severity"))
     half_s2 = 0.5 * sev.sigma2[None, :]
@@ -187,6 +193,39 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
     return dict(contrasts=rev, baseline=(p0 * v0).mean(axis=0), info=info, residuals=residuals,
                 components={"conversion": dp, "severity": vk - v0[:, :, None]},
                 warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw, "severity": sev.last_draw}))
+
+
+def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: int) -> np.ndarray | None:
+    """Refuse data the forests cannot be fitted on, before any fitting; the converters' rows (revenue)."""
+    column = data.columns.get("outcome") or "outcome"
+    if n_columns == 0:
+        raise ValueError("the data have no covariate columns: the BCF engine learns how effects vary with them "
+                         "(device, country, ...). Add some, or use engine='stratified' for the average effect.")
+    if data.n < min_rows:
+        raise ValueError(f"the BCF engine needs at least {min_rows} rows (more than twice stochtree's "
+                         f"min_samples_leaf); the data have {data.n}. Collect more data, or use "
+                         "engine='stratified'.")
+    if outcome == "continuous":
+        return None
+    converted = data.outcome > 0
+    if not converted.any() or converted.all():
+        none = not converted.any()
+        raise ValueError(
+            f"{column!r} is {'0' if none else 'above 0'} in all {data.n:,} rows: "
+            + ("no visitor converted, so there is no conversion rate to compare (check the metric's events "
+               "and its join, or wait for conversions)" if none else
+               "every visitor converted, so there is no conversion to model"
+               + ("; use outcome='continuous'" if outcome == "revenue" else ""))
+            + ".")
+    if outcome != "revenue":
+        return None
+    converters = np.flatnonzero(converted)
+    arms_seen = np.bincount(data.arm_index[converters], minlength=data.n_arms)
+    if np.any(arms_seen < 2) or converters.size < min_rows:
+        raise ValueError(f"outcome='revenue' fits the order value on the converters ({column!r} > 0): it needs "
+                         f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
+                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
+    return converters
 
 
 def received_propensity(data: ExperimentData, prop: np.ndarray) -> np.ndarray:

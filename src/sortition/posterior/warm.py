@@ -75,6 +75,9 @@ class WarmStart:
 # Draws a warm start keeps. Two, not one: stochtree 0.4.5 cannot write a model holding a single draw
 # (its JSON writer squeezes a length-1 parameter vector to a scalar and refuses it).
 KEPT_DRAWS = 2
+# The same writer refuses a model fitted on a single covariate column (the preprocessor's per-column
+# vectors are then of length 1), so such a fit keeps no warm start and every round of it is cold.
+ONE_COLUMN = "one covariate column: stochtree 0.4.5 cannot save such a model to start from"
 
 
 def last_draw_json(model: Any) -> str | None:
