@@ -39,3 +39,19 @@ def test_cli_calibrate_sweeps_a_users_scenario_file_and_checks_an_artifact(tmp_p
     worlds.write_text("LIFTS = {}\n")
     empty = invoke(["calibrate", *common])
     assert empty.exit_code != 0 and f"scenario file {str(worlds)!r}" in empty.text and "non-empty dict" in empty.text
+
+
+def test_cli_calibrate_refuses_a_bad_axis_before_any_task_runs(tmp_path):
+    base = ["calibrate", "--out", tmp_path / "c.json", "--db", tmp_path / "c.duckdb"]
+    cases = [
+        (["--sizes", "10"], "sizes: [10] visitors are too few: the bcf engine needs at least 11"),
+        (["--sizes", "1000,x"], "--sizes: 'x' is not a whole number (comma-separated, e.g. --sizes 1000,3000)"),
+        (["--arms", "1"], "arms: [1] arms are too few"),
+        (["--engine", "bfc"], "engine: 'bfc' is not an engine (did you mean 'bcf'?)"),
+        (["--outcomes", "binary,revenu"], "outcomes: 'revenu' is not an outcome kind (did you mean 'revenue'?)"),
+        (["--data", "adaptiv"], "--data: 'adaptiv' is not a design (did you mean 'adaptive'?)"),
+    ]
+    for extra, words in cases:
+        res = invoke([*base, *extra])
+        assert res.exit_code == 2 and words in res.text, (extra, res.output)
+    assert not (tmp_path / "c.duckdb").exists() and not (tmp_path / "c.json").exists()

@@ -8,12 +8,23 @@ import typer
 
 from sortition.cli.app import app
 from sortition.cli.console import console, fail
+from sortition.names import did_you_mean, listing
 
 LEVELS_SHOWN = (0.5, 0.8, 0.9, 0.95)
+DATA_MODES = ("uniform", "adaptive")
 
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _counts(text: str, option: str, example: str) -> list[int]:
+    """A comma-separated list of whole numbers, or an error naming ``option`` and the bad entries."""
+    bad = [part for part in _names(text) if not part.isdigit()]
+    if bad:
+        what = "is not a whole number" if len(bad) == 1 else "are not whole numbers"
+        raise ValueError(f"{option}: {listing(bad)} {what} (comma-separated, e.g. {option} {example})")
+    return [int(part) for part in _names(text)]
 
 
 @app.command()
@@ -51,11 +62,12 @@ def calibrate(
     try:
         worlds = resolve_scenarios(None if scenarios is None else _names(scenarios), scenario_file)
         modes = _names(data)
-        bad = [m for m in modes if m not in ("uniform", "adaptive")]
-        if bad:
-            raise ValueError(f"--data: {bad} are not 'uniform' or 'adaptive'")
+        for mode in modes:
+            if mode not in DATA_MODES:
+                raise ValueError(f"--data: {mode!r} is not a design{did_you_mean(mode, DATA_MODES)}; "
+                                 f"use {listing(DATA_MODES)}, or both")
         checked = Calibration.load(evaluate) if evaluate is not None else None
-        tasks = sweep_tasks(worlds, [int(v) for v in _names(sizes)], [int(v) for v in _names(arms)],
+        tasks = sweep_tasks(worlds, _counts(sizes, "--sizes", "1000,3000"), _counts(arms, "--arms", "2,3"),
                             _names(outcomes), [m == "adaptive" for m in modes], seeds, engine, {"draws": draws})
         for (name, source), count in stale_results(db, tasks).items():
             console.print(f"{count} stored results of scenario {name!r} are of an earlier version of {source}; "

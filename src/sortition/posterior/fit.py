@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.names import did_you_mean
 from sortition.posterior.bcf import BCFSettings, fit_bcf
 from sortition.posterior.calibration import Calibration, as_calibration
 from sortition.posterior.result import Posterior
@@ -56,9 +57,11 @@ def fit(data: ExperimentData, outcome: str = "continuous", engine: str = "bcf", 
         raise TypeError(f"fit expects ExperimentData, got {type(data).__name__}; build it with "
                         "ExperimentData.from_frame(df, arm=..., outcome=...).")
     if outcome not in OUTCOME_KINDS:
-        raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
+        raise ValueError(f"outcome={outcome!r} is not a known kind{did_you_mean(outcome, OUTCOME_KINDS)}; "
+                         f"use one of {OUTCOME_KINDS}.")
     if engine not in ENGINES:
-        raise ValueError(f"engine={engine!r} is not known; use one of {ENGINES}.")
+        raise ValueError(f"engine={engine!r} is not known{did_you_mean(engine, ENGINES)}; "
+                         f"use one of {ENGINES}.")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if int(draws) < 1:

@@ -49,7 +49,8 @@ class ScenarioDefinition:
         """This world with K arms (an int, or the arm names, control first) and an outcome kind."""
         outcome = outcome or self.default_outcome
         if outcome not in OUTCOME_KINDS:
-            raise ValueError(f"outcome={outcome!r} is not a known kind; use one of {OUTCOME_KINDS}.")
+            raise ValueError(f"outcome={outcome!r} is not a known kind"
+                             f"{did_you_mean(outcome, OUTCOME_KINDS)}; use one of {OUTCOME_KINDS}.")
         fixed = self.fixed_arms
         if isinstance(arms, (int, np.integer)):
             if fixed is not None and arms in (2, len(fixed)):

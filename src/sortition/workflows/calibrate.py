@@ -25,10 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sortition.data import ExperimentData
+from sortition.data import OUTCOME_KINDS, ExperimentData
+from sortition.names import did_you_mean, listing
 from sortition.policy import arm_win_frequencies, best_arms
 from sortition.posterior import fit
+from sortition.posterior.bcf import BCFSettings
 from sortition.posterior.calibration import LEVELS, Calibration, coverage_at_levels, fit_calibration
+from sortition.posterior.fit import ENGINES
 from sortition.scenarios import Scenario, make_scenario
 from sortition.scenarios.scenario import LIBRARY, ScenarioDefinition
 
@@ -78,7 +81,8 @@ def sweep_tasks(scenarios: Sequence[str | ScenarioDefinition], sizes: Sequence[i
     """Every combination of the axes, ``seeds`` seeds each (scenarios with fixed arms keep theirs).
 
     ``scenarios``: library names or definitions (the library's, or a user's from
-    :func:`sortition.scenarios.user.resolve_scenarios`)."""
+    :func:`sortition.scenarios.user.resolve_scenarios`). Every axis is checked before any task runs."""
+    _check_axes(sizes, arms, outcomes, engine, fit_options or {})
     worlds = [s if isinstance(s, ScenarioDefinition) else _library(s) for s in scenarios]
     out = []
     for world, n, k, outcome, adapt, seed in itertools.product(worlds, sizes, arms, outcomes, adaptive,
@@ -88,6 +92,31 @@ def sweep_tasks(scenarios: Sequence[str | ScenarioDefinition], sizes: Sequence[i
                              dict(fit_options or {}), source=world.source, digest=world.digest,
                              definition=world if user else None))
     return out
+
+
+def _check_axes(sizes: Sequence[int], arms: Sequence[int], outcomes: Sequence[str], engine: str,
+                fit_options: dict) -> None:
+    """Refuse a sweep axis that would fail in every task of it (on a cluster, after minutes)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine: {engine!r} is not an engine{did_you_mean(engine, ENGINES)}; "
+                         f"use {listing(ENGINES)}")
+    for name, values in (("sizes", sizes), ("arms", arms), ("outcomes", outcomes)):
+        if not len(values):
+            raise ValueError(f"{name}: give at least one value")
+    for outcome in outcomes:
+        if outcome not in OUTCOME_KINDS:
+            raise ValueError(f"outcomes: {outcome!r} is not an outcome kind"
+                             f"{did_you_mean(outcome, OUTCOME_KINDS)}; use {listing(OUTCOME_KINDS)}")
+    smallest = 2
+    if engine == "bcf":
+        smallest = BCFSettings(extra=fit_options.get("stochtree_params") or {}).min_rows()
+    small = [n for n in sizes if n < smallest]
+    if small:
+        raise ValueError(f"sizes: {small} visitors are too few: the {engine} engine needs at least "
+                         f"{smallest} per experiment")
+    few = [k for k in arms if k < 2]
+    if few:
+        raise ValueError(f"arms: {few} arms are too few: an experiment needs at least 2 (control first)")
 
 
 def _library(name: str) -> ScenarioDefinition:
