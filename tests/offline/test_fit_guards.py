@@ -29,12 +29,22 @@ def test_a_single_covariate_column_fits_and_says_why_it_stays_cold():
     assert posterior.info["warm_start"].startswith("cold (one covariate column")
 
 
-@pytest.mark.parametrize("outcome", ["binary", "revenue"])
-@pytest.mark.parametrize("value, words", [(0.0, "'sales' is 0 in all 400 rows: no visitor converted"),
-                                          (1.0, "'sales' is above 0 in all 400 rows: every visitor converted")])
+@pytest.mark.parametrize("outcome, value, words", [
+    ("binary", 0.0, "outcome column 'sales' is 0 in all 400 rows: no visitor converted"),
+    ("revenue", 0.0, "outcome column 'sales' is 0 in all 400 rows: no visitor converted"),
+    ("binary", 1.0, "outcome column 'sales' is 1 in all 400 rows: every visitor converted"),
+    ("revenue", 5.0, "outcome='revenue' is above 0 in all 400 rows: the BCF engine's conversion model needs"),
+])
 def test_an_outcome_with_no_conversion_or_no_non_conversion_is_refused(outcome, value, words):
     with pytest.raises(ValueError, match=words):
         fit(_data(400, np.full(400, value)), outcome=outcome, **SMALL)
+
+
+def test_revenue_earned_from_everyone_is_fitted_by_the_stratified_engine():
+    rng = np.random.default_rng(3)
+    data = _data(400, rng.lognormal(size=400))
+    posterior = fit(data, outcome="revenue", engine="stratified", progress=False)
+    assert np.isfinite(posterior.cate()).all()
 
 
 def test_revenue_with_too_few_converters_is_refused_naming_the_counts():
@@ -56,3 +66,10 @@ def test_no_covariates_are_refused_by_the_engine_and_by_analyze():
     frame = pd.DataFrame({"arm": ["control", "b"] * 50, "y": np.arange(100.0)})
     with pytest.raises(ValueError, match=r"no covariate columns besides \['arm', 'y'\]"):
         prepare_analysis(frame, outcome="y", outcome_kind="continuous")
+
+
+@pytest.mark.parametrize("kind", [None, "binary", "revenue"])
+def test_analyze_names_the_users_column_when_nothing_converted(kind):
+    frame = pd.DataFrame({"arm": ["control", "b"] * 50, "device": ["m", "d"] * 50, "bought": 0})
+    with pytest.raises(ValueError, match="outcome column 'bought' is 0 in all 100 rows"):
+        prepare_analysis(frame, outcome="bought", outcome_kind=kind)

@@ -190,6 +190,17 @@ def check_outcome(y: np.ndarray, col: str, kind: str, *, rows: RowLabels = POSIT
             raise ValueError(f"outcome column {col!r} must be >= 0 for outcome='revenue' but is negative "
                              f"({_number(y[bad][0])}) at {rows.at(bad)}; use outcome='continuous' for signed "
                              "outcomes.")
+    if kind in ("binary", "revenue") and len(y):
+        converted = y > 0
+        if not converted.any():  # almost surely a metric with no events, or one joined wrongly
+            raise ValueError(f"outcome column {col!r} is 0 in all {len(y):,} rows: no visitor converted, "
+                             "so there is no conversion rate to compare (check the metric's events and its "
+                             "join, or wait for conversions).")
+        # revenue may be earned from everyone (the BCF engine refuses that, the stratified one fits it)
+        if kind == "binary" and converted.all():
+            raise ValueError(f"outcome column {col!r} is 1 in all {len(y):,} rows: every visitor converted, "
+                             "so there is no conversion rate to compare (were only the converters' rows "
+                             "joined?).")
 
 
 # a non-negative outcome is revenue-like (orders: most visitors spend nothing) when this share is 0

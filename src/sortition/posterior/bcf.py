@@ -197,7 +197,6 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
 
 def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: int) -> np.ndarray | None:
     """Refuse data the forests cannot be fitted on, before any fitting; the converters' rows (revenue)."""
-    column = data.columns.get("outcome") or "outcome"
     if n_columns == 0:
         raise ValueError("the data have no covariate columns: the BCF engine learns how effects vary with them "
                          "(device, country, ...). Add some, or use engine='stratified' for the average effect.")
@@ -205,24 +204,16 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
         raise ValueError(f"the BCF engine needs at least {min_rows} rows (more than twice stochtree's "
                          f"min_samples_leaf); the data have {data.n}. Collect more data, or use "
                          "engine='stratified'.")
-    if outcome == "continuous":
+    if outcome != "revenue":  # some conversions, and (binary) some non-conversions: fit's check_outcome
         return None
-    converted = data.outcome > 0
-    if not converted.any() or converted.all():
-        none = not converted.any()
-        raise ValueError(
-            f"{column!r} is {'0' if none else 'above 0'} in all {data.n:,} rows: "
-            + ("no visitor converted, so there is no conversion rate to compare (check the metric's events "
-               "and its join, or wait for conversions)" if none else
-               "every visitor converted, so there is no conversion to model"
-               + ("; use outcome='continuous'" if outcome == "revenue" else ""))
-            + ".")
-    if outcome != "revenue":
-        return None
-    converters = np.flatnonzero(converted)
+    converters = np.flatnonzero(data.outcome > 0)
+    if converters.size == data.n:
+        raise ValueError(f"outcome='revenue' is above 0 in all {data.n:,} rows: the BCF engine's conversion "
+                         "model needs visitors who did not convert. Use outcome='continuous' (effects on the "
+                         "amount), or engine='stratified'.")
     arms_seen = np.bincount(data.arm_index[converters], minlength=data.n_arms)
     if np.any(arms_seen < 2) or converters.size < min_rows:
-        raise ValueError(f"outcome='revenue' fits the order value on the converters ({column!r} > 0): it needs "
+        raise ValueError(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
                          f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
                          f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
     return converters

@@ -168,7 +168,7 @@ def prepare_analysis(
         kind, reason = infer_kind(checked.outcome, outcome)
     else:
         kind, reason = outcome_kind, None
-        check_outcome(checked.outcome, outcome, kind, rows=rows)
+    check_outcome(checked.outcome, outcome, kind, rows=rows)
     srm = None
     if checked.propensity is not None:
         srm = srm_propensity(checked.arm_index, checked.propensity, [str(a) for a in checked.arms],
