@@ -27,7 +27,7 @@ def simulate(
     rounds: int = typer.Option(8, min=1, help="Rounds of serving and retraining."),
     subjects: int = typer.Option(500, min=1, help="Subjects arriving per round."),
     actions: int = typer.Option(4, min=2, help="Number of actions."),
-    seed: int = typer.Option(0, help="Seed of the environment and the arrivals."),
+    seed: int = typer.Option(0, min=0, help="Seed of the environment and the arrivals."),
     reward: Literal["continuous", "binary"] = typer.Option(
         "continuous", help="continuous (Gaussian noise) or binary rewards."
     ),

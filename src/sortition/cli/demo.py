@@ -33,12 +33,12 @@ THREADS_HELP = ("Threads for the BCF engine (default: $OMP_NUM_THREADS, else eve
 @app.command()
 def demo(
     scenario: Scenario = typer.Option("storefront", help="Scenario from sortition.scenarios."),
-    arms: int = typer.Option(3, help="Arms, control included (scenarios with fixed arms ignore it)."),
+    arms: int = typer.Option(3, min=2, help="Arms, control included (scenarios with fixed arms ignore it)."),
     rounds: int = typer.Option(6, min=1, help="Rounds of the adaptive experiment."),
     visitors: int = typer.Option(2000, min=50, help="Visitors per round."),
     engine: Engine = typer.Option("bcf", help="Posterior engine."),
     threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
-    seed: int = typer.Option(0, help="Seed of the simulation and the fits."),
+    seed: int = typer.Option(0, min=0, help="Seed of the simulation and the fits."),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report and the event store."),
 ) -> None:
     """Simulate an adaptive experiment end to end and write an HTML report."""
@@ -108,7 +108,7 @@ def analyze(
     window: str = typer.Option(None, help="Sortition event store: " + WINDOW_HELP),
     engine: Engine = typer.Option("bcf", help="Posterior engine."),
     threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
-    seed: int = typer.Option(0, help="Seed of the fit."),
+    seed: int = typer.Option(0, min=0, help="Seed of the fit."),
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (summary.json's content)."),
 ) -> None:

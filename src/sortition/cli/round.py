@@ -43,7 +43,7 @@ def round_(
     threads: int | None = typer.Option(
         None, min=1, help="First run only: " + THREADS_HELP[0].lower() + THREADS_HELP[1:]
     ),
-    seed: int = typer.Option(0, help="First run only: seed of the fits."),
+    seed: int = typer.Option(0, min=0, help="First run only: seed of the fits."),
     allow_srm: bool = typer.Option(
         False, "--allow-srm", help="Publish the next configuration even if the sample-ratio check fails."
     ),
