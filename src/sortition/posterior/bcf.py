@@ -198,8 +198,9 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
 def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: int) -> np.ndarray | None:
     """Refuse data the forests cannot be fitted on, before any fitting; the converters' rows (revenue)."""
     if n_columns == 0:
-        raise ValueError("the data have no covariate columns: the BCF engine learns how effects vary with them "
-                         "(device, country, ...). Add some, or use engine='stratified' for the average effect.")
+        raise ValueError("the data have no covariate columns: the BCF engine learns how effects vary with "
+                         "them (device, country, ...). Add some, or use engine='stratified' for the average "
+                         "effect.")
     if data.n < min_rows:
         raise ValueError(f"the BCF engine needs at least {min_rows} rows (more than twice stochtree's "
                          f"min_samples_leaf); the data have {data.n}. Collect more data, or use "

@@ -43,8 +43,8 @@ class Truth:
 
     @property
     def optimal_arm(self) -> np.ndarray:
-        """(n,) index of each visitor's best arm by the one best-arm rule (:func:`~sortition.policy.best_arms`:
-        ties go to the lowest index, control first)."""
+        """(n,) index of each visitor's best arm by the one best-arm rule
+        (:func:`~sortition.policy.best_arms`: ties go to the lowest index, control first)."""
         return best_arms(self.contrasts)
 
     def subset(self, rows: np.ndarray) -> Truth:

@@ -179,8 +179,8 @@ def prepare_analysis(
     kept = list(checked.covariate_names)
     if not kept:
         given = [c for c in names.values() if c is not None]
-        raise ValueError(f"the data have no covariate columns besides {given}: segments are rules on covariates "
-                         "(device, country, ...), so the data need at least one")
+        raise ValueError(f"the data have no covariate columns besides {given}: segments are rules on "
+                         "covariates (device, country, ...), so the data need at least one")
     frame = data.reset_index(drop=True)[[c for c in names.values() if c is not None] + kept]
     clash = {c: f"{c}_" for c in (*ROLE_COLUMNS, "segment") if c in kept}
     frame = frame.rename(columns=clash)  # a covariate named like a role
