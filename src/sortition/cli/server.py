@@ -46,9 +46,10 @@ def _open(store: str, create: bool = False) -> Any:
 
 
 def _where(
-    args: list[str], server: str | None, key: str | None, names: tuple[str, ...]
+    args: list[str], server: str | None, key: str | None, names: tuple[str, ...], open_store: bool = True
 ) -> tuple[Any, list[str]]:
-    """(an AdminClient or an open EventStore, the other positional arguments)."""
+    """(an AdminClient, or an open EventStore (its path if not ``open_store``), the other positional
+    arguments)."""
     from sortition.server.run import AdminClient
 
     if server is not None:
@@ -59,7 +60,7 @@ def _where(
         return AdminClient(server, key), args
     if len(args) != len(names):
         fail(f"give {' '.join(names)} (or --server URL --key ADMIN_KEY in place of STORE)")
-    return _open(args[0], create=names[-1] == "FLAGS.json"), args[1:]
+    return (_open(args[0]) if open_store else args[0]), args[1:]
 
 
 def _read_json(path: str, what: str) -> dict:
@@ -105,18 +106,22 @@ def publish(
 
     A bad document is refused with the path of its bad field; the environment keeps serving its last
     good version."""
+    from sortition.store.publishing import check_environment, validate_documents
     from sortition.store.publishing import publish as publish_store
 
-    target, rest = _where(args, server, key, ("STORE", "FLAGS.json"))
+    target, rest = _where(args, server, key, ("STORE", "FLAGS.json"), open_store=False)
     flags = _read_json(rest[0], "flags file")
     models = None if bandits is None else _read_json(str(bandits), "bandits file")
     try:
+        # Checked before the store is opened, so that a refused document leaves no new store behind.
+        check_environment(environment)
+        validate_documents(flags, models)
         if server is not None:
             answer = target.publish(flags, models, environment)
             version = answer["version"]
         else:
-            with target:
-                version = publish_store(target, flags, models, environment)[1].version
+            with _open(target, create=True) as store:
+                version = publish_store(store, flags, models, environment)[1].version
     except (ValueError, TypeError, LookupError) as err:
         fail(f"{rest[0]} was not published: {err}")
     console.print(f"Published version [bold]{version}[/] to [bold]{escape(environment)}[/].")
