@@ -133,9 +133,9 @@ def test_a_schema_2_store_is_upgraded_in_place(tmp_path):
     con.close()
 
 
-def test_a_refused_publish_creates_no_store(tmp_path):
-    """A typo'd or bad document, or a bad environment, is refused before STORE is opened, so no empty
-    store is left behind at that path."""
+def test_a_refused_publish_or_key_creates_no_store(tmp_path):
+    """A typo'd or bad document, a bad environment or an unknown role is refused before STORE is
+    opened, so no empty store is left behind at that path."""
     store = tmp_path / "new.duckdb"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"flags": {"f": {"key": "f", "enabled": "yes"}}}))
@@ -146,5 +146,9 @@ def test_a_refused_publish_creates_no_store(tmp_path):
     ):
         refused = invoke(["publish", *args])
         assert refused.exit_code == 2 and "error:" in refused.text
+        assert not store.exists(), args
+    for args in (["--role", "admn"], ["--role", "sdk", "-e", "prod env"]):
+        refused = invoke(["keys", "create", store, *args])
+        assert refused.exit_code == 2 and ("'admn'" in refused.text or "'prod env'" in refused.text)
         assert not store.exists(), args
     assert invoke(["publish", store, UFC / "flags-v1.json"]).exit_code == 0 and store.exists()

@@ -199,11 +199,11 @@ def keys_create(
     description: str = typer.Option(None, help="A note to recognize the key by."),
 ) -> None:
     """Create an API key. The key is printed alone on the last line, once: it is stored hashed."""
-    from sortition.store.publishing import create_key
+    from sortition.store.publishing import create_key, key_scope
 
-    target = _open(store, create=True)
     try:
-        with target:
+        key_scope(role, environment)  # before the store is opened: a refused key creates no store
+        with _open(store, create=True) as target:
             secret, made = create_key(target, role, environment, description)
     except (ValueError, TypeError) as err:
         fail(err)

@@ -85,19 +85,25 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(
-    store: EventStore, role: str, environment: str | None = None, description: str | None = None
-) -> tuple[str, ApiKey]:
-    """Create a key -> (the key, shown only now; its stored facts).
+def key_scope(role: str, environment: str | None = None) -> tuple[str, str | None]:
+    """A new key's checked (role, environment): ValueError naming a bad one.
 
     ``environment`` defaults to ``production`` for sdk/client/ingest keys and to every environment
-    for admin keys.
+    (None) for admin keys.
     """
     check_role(role)
     if environment is None and role != "admin":
         environment = DEFAULT_ENVIRONMENT
     if environment is not None:
         check_environment(environment)
+    return role, environment
+
+
+def create_key(
+    store: EventStore, role: str, environment: str | None = None, description: str | None = None
+) -> tuple[str, ApiKey]:
+    """Create a key -> (the key, shown only now; its stored facts); scoped as ``key_scope`` says."""
+    role, environment = key_scope(role, environment)
     key_id = secrets.token_hex(6)
     key = f"srt_{key_id}_{secrets.token_hex(20)}"
     created = _now()
