@@ -116,3 +116,23 @@ def test_cli_conformance_bad_config_exits_2(tmp_path):
     bad.write_text("{not json")
     result = invoke(["conformance", str(bad), str(UFC / "tests")])
     assert result.exit_code == 2 and "not valid JSON" in result.text
+
+
+@pytest.mark.parametrize(
+    "write, expected",
+    [
+        (None, "no test files (*.json) in the folder"),
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"flags": {}}), "is not an Eppo test case (that is a flags configuration)"),
+        (json.dumps({"flag": "f", "subjects": [{"subjectKey": "a"}]}), "subject 0 has no 'assignment'"),
+    ],
+)
+def test_cli_conformance_refuses_what_is_not_a_test(tmp_path, write, expected):
+    """A folder with no tests, or a file that is not one, is an error (exit 2) naming it, never a
+    '0 passed, 0 failed' success or a bare KeyError."""
+    if write is not None:
+        (tmp_path / "case.json").write_text(write)
+    result = invoke(["conformance", str(UFC / "flags-v1.json"), str(tmp_path)])
+    assert result.exit_code == 2 and expected in result.text, result.text
+    missing = invoke(["conformance", str(tmp_path / "missing.json"), str(UFC / "tests")])
+    assert missing.exit_code == 2 and "cannot read flags file" in missing.text

@@ -11,6 +11,13 @@ from sortition.cli.app import app
 from sortition.cli.console import console, fail
 
 
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        fail(f"cannot read {what} '{path}': {err.strerror}")
+
+
 @app.command()
 def conformance(
     flags_json: Path = typer.Argument(..., help="UFC flags configuration (plain, obfuscated or wire wrapper)."),
@@ -24,9 +31,8 @@ def conformance(
 
     logging.getLogger("sortition.serving").setLevel(logging.ERROR)  # expected warnings (e.g. invalid values)
     try:
-        configuration = Configuration.from_json(
-            flags_json.read_bytes(), None if bandits is None else bandits.read_bytes()
-        )
+        models = None if bandits is None else _read(bandits, "bandits file")
+        configuration = Configuration.from_json(_read(flags_json, "flags file"), models)
         outcomes = run_path(Client(configuration), tests_path, details=details)
     except (OSError, ValueError, TypeError) as exc:
         fail(exc)

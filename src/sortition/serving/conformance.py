@@ -21,12 +21,37 @@ class Outcome:
 
 
 def test_files(path: str | Path) -> list[Path]:
+    """The test files at ``path``: the file itself, or a folder's ``*.json`` files (FileNotFoundError if
+    none: a run of no tests would pass whatever the evaluator did)."""
     path = Path(path)
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix == ".json")
+        files = sorted(p for p in path.iterdir() if p.suffix == ".json")
+        if not files:
+            raise FileNotFoundError(f"no test files (*.json) in the folder {path}")
+        return files
     if path.is_file():
         return [path]
     raise FileNotFoundError(f"no test file or folder at {path}")
+
+
+def read_case(file: Path) -> dict[str, Any]:
+    """One test file's case, checked for the fields ``run_case`` reads (ValueError naming the file,
+    and the subject, that lacks one)."""
+    try:
+        case = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"test file {file} is not valid JSON: {err}") from None
+    if not isinstance(case, dict) or "flag" not in case or not isinstance(case.get("subjects"), list):
+        hint = " (that is a flags configuration)" if isinstance(case, dict) and "flags" in case else ""
+        raise ValueError(
+            f"test file {file} is not an Eppo test case{hint}: it needs 'flag' and a 'subjects' list"
+        )
+    for i, subject in enumerate(case["subjects"]):
+        fields = subject if isinstance(subject, dict) else {}
+        missing = [k for k in ("subjectKey", "assignment") if k not in fields]
+        if missing:
+            raise ValueError(f"test file {file}: subject {i} has no {' or '.join(map(repr, missing))}")
+    return case
 
 
 def is_bandit_case(case: dict[str, Any]) -> bool:
@@ -87,6 +112,6 @@ def run_case(client: Client, case: dict[str, Any], name: str, *, details: bool =
 def run_path(client: Client, tests_path: str | Path, **kwargs: Any) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for file in test_files(tests_path):
-        case = json.loads(file.read_text())
+        case = read_case(file)
         outcomes.extend(run_case(client, case, file.name, **kwargs))
     return outcomes
