@@ -337,6 +337,15 @@ def test_a_broken_csv_line_is_named(tmp_path):
     assert res.exit_code == 2 and "line 3 of d.csv has 3 fields, but the header has 2" in res.text
 
 
+def test_a_repeated_csv_header_is_refused(tmp_path):
+    """pandas would read the second 'spend' as 'spend.1' and fit it as a covariate."""
+    path = tmp_path / "d.csv"
+    path.write_text("variant,spend,age,spend,,\ncontrol,1,30,1,,\nbundle,2,40,2,,\n")
+    res = _analyze(path, tmp_path, "--kind", "revenue", "--arm", "variant", "--outcome", "spend")
+    assert res.exit_code == 2 and "repeats column names: 'spend' is columns [2, 4]" in res.text, res.text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_version_option():
     import sortition
 

@@ -112,7 +112,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
     sep = "\t" if ".tsv" in suffixes else ","
     try:
-        return pd.read_csv(path, sep=sep)
+        frame = pd.read_csv(path, sep=sep)
+        _refuse_repeated_names(path, sep)
+        return frame
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path.name} is empty (no header line)") from None
     except pd.errors.ParserError as err:
@@ -126,6 +128,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path.name} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
     except (OSError, EOFError) as err:  # a truncated or mis-named compressed file
         raise ValueError(f"cannot read {path.name}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def _refuse_repeated_names(path: Path, sep: str) -> None:
+    """pandas renames a repeated header ('age', 'age.1'), which would silently fit a column twice or
+    under a name the user never wrote: refuse it, naming the repeats."""
+    first = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+    header = [name for name in first if isinstance(name, str)]  # blank names: pandas's 'Unnamed: i'
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        positions = {name: [i + 1 for i, h in enumerate(first) if h == name] for name in repeated}
+        shown = "; ".join(f"{name!r} is columns {positions[name]}" for name in repeated)
+        raise ValueError(
+            f"the header of {path.name} repeats column names: {shown}; rename or drop the repeats"
+        )
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
