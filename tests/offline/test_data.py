@@ -79,6 +79,20 @@ def test_constant_and_empty_covariates_warn_and_drop():
     assert "const" not in d.covariates and "empty" not in d.covariates
 
 
+def test_a_numeric_covariate_with_a_placeholder_warns():
+    """'unknown' among ages makes pandas read the column as text, which the forests can only split as
+    categories: said, naming the column and the stray value; all-numeric text (zip codes) is left alone."""
+    f = frame()
+    f["age"] = [str(20 + i % 10) for i in range(len(f))]
+    f["zip"] = [f"{i % 7:05d}" for i in range(len(f))]
+    f.loc[3, "age"] = "unknown"
+    with pytest.warns(UserWarning) as rec:
+        d = ExperimentData.from_frame(f, subject="uid")
+    msgs = [str(r.message) for r in rec]
+    assert [m for m in msgs if "'age' holds numbers except for 1 value ('unknown')" in m]
+    assert not [m for m in msgs if "'zip'" in m] and "age" in d.covariates
+
+
 def test_loaders_agree(tmp_path):
     f = frame(with_p=True)
     f.to_parquet(tmp_path / "x.parquet")

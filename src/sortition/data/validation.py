@@ -147,7 +147,8 @@ def _refuse_tiny_arms(values: pd.Series, col: str, arms: list, rows: RowLabels) 
     a = tiny[0]
     others = [str(b) for b in arms if b not in tiny]
     raise ValueError(
-        f"arm {a!r} of column {col!r} has only {int(counts[a]):,} rows beside {largest:,} for the largest arm "
+        f"arm {a!r} of column {col!r} has only {int(counts[a]):,} row{'s' if counts[a] > 1 else ''} beside "
+        f"{largest:,} for the largest arm "
         f"{did_you_mean(a, others).strip() or '(a mislabelled arm?)'}; it is at "
         f"{rows.at((values == a).to_numpy())}. Fix or drop those rows, or list the arms (control first) "
         "with --arms to keep it."
@@ -265,6 +266,22 @@ def covariate_problem(s: pd.Series) -> str | None:
     return None
 
 
+def _stray_text(s: pd.Series) -> str | None:
+    """For a text column whose values are at least 90% numbers, the others ("3 values such as
+    'unknown'"); else None. A numeric column with a placeholder in it is read as text."""
+    if pd.api.types.is_numeric_dtype(s.dtype) or s.dtype == bool:
+        return None
+    values = s.dropna()
+    if values.empty or not all(isinstance(v, str) for v in values.head(1000)):
+        return None
+    numeric = pd.to_numeric(values, errors="coerce").notna()
+    if numeric.all() or numeric.mean() < 0.9:
+        return None
+    others = values[~numeric]
+    examples = ", ".join(repr(v) for v in others.drop_duplicates().head(3))
+    return f"{len(others):,} value{'s' if len(others) > 1 else ''} ({examples})"
+
+
 def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.DataFrame:
     """Raw covariates with a RangeIndex; constant, all-missing, identifier-like and timestamp columns
     are dropped with a warning that names them."""
@@ -288,6 +305,11 @@ def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.Dat
             verb = "has" if problem == IDENTIFIER else "is"
             warnings.warn(f"covariate column {col!r} {verb} {problem}; dropped.{advice}", UserWarning, stacklevel=4)
             continue
+        stray = _stray_text(s)
+        if stray:
+            warnings.warn(f"covariate column {col!r} holds numbers except for {stray}; it is used as "
+                          "categories, so no split on it can be a threshold. Blank those values out to use "
+                          "it as a number.", UserWarning, stacklevel=4)
         keep.append(col)
     out = df[keep].reset_index(drop=True)
     return out
