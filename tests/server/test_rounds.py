@@ -13,7 +13,7 @@ from sortition.serving import Client, Configuration
 from sortition.store import EventStore, HttpEventLogger
 from sortition.store.publishing import current, publications
 from tests.cli_helpers import invoke
-from tests.server.conftest import LiveServer, prepare
+from tests.server.conftest import UFC, LiveServer, prepare
 
 FLAG, METRIC = "checkout", "outcome"
 
@@ -67,7 +67,7 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
         assert FLAG in page and "production" in page and "round of" in page
 
         # the same through the CLI's direct path is refused with what to do instead
-        held = invoke(["publish", location, str(tmp_path / "state.json")])
+        held = invoke(["publish", location, str(UFC / "flags-v1.json")])
         assert held.exit_code == 2 and "--server URL --key ADMIN_KEY" in held.text
         assert _round(server.url, tmp_path).exit_code == 2  # no key
     finally:
