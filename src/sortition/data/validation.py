@@ -267,8 +267,8 @@ def covariate_problem(s: pd.Series) -> str | None:
 
 
 def _stray_text(s: pd.Series) -> str | None:
-    """For a text column whose values are at least 90% numbers, the others ("3 values such as
-    'unknown'"); else None. A numeric column with a placeholder in it is read as text."""
+    """For a text column whose values are at least 90% numbers, the others (``"2 values ('unknown',
+    '?')"``); else None. A numeric column with a placeholder in it is read as text."""
     if pd.api.types.is_numeric_dtype(s.dtype) or s.dtype == bool:
         return None
     values = s.dropna()
@@ -284,7 +284,7 @@ def _stray_text(s: pd.Series) -> str | None:
 
 def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.DataFrame:
     """Raw covariates with a RangeIndex; constant, all-missing, identifier-like and timestamp columns
-    are dropped with a warning that names them."""
+    are dropped with a warning that names them, and numbers with stray text are named in one."""
     keep = []
     for col in df.columns:
         s = df[col]
