@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from sortition.cli.app import Group, SortitionTyper, app
-from sortition.cli.console import console, fail
+from sortition.cli.console import console, fail, read_json
 from sortition.cli.options import WINDOW_HELP, parse_window
 
 bandit_app = SortitionTyper(
@@ -173,16 +173,6 @@ def _rewards(store: str, metric: str, flag: str | None, window: float | None) ->
         return event_store.bandit_rewards(metric, flag_key=flag, window=window)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except OSError as err:
-        fail(f"cannot read the {what} file {path}: {err.strerror or err}")
-    except json.JSONDecodeError as err:
-        fail(f"the {what} file {path} is not JSON ({err})")
-    raise AssertionError("unreachable")
-
-
 @bandit_app.command("evaluate")
 def evaluate(
     store: str = typer.Argument(..., help="EventStore path (DuckDB file) or postgresql:// URL."),
@@ -248,7 +238,7 @@ def evaluate(
 
     if model is not None:
         try:
-            models = load_bandit_models(_read_json(model, "models"))
+            models = load_bandit_models(read_json(model, "the models file"))
         except (ValueError, KeyError, TypeError) as err:
             fail(f"{model} is not a bandit-models-v1 file: {err}")
         if bandit is None and len(models) != 1:
@@ -274,7 +264,7 @@ def evaluate(
             fail(str(err))
     else:
         assert flags is not None and candidate_flag is not None
-        flags_doc = _read_json(flags, "flags")
+        flags_doc = read_json(flags, "the flags file")
         variations = (flags_doc.get("flags", {}).get(candidate_flag) or {}).get("variations", {})
         # the logged action is the served variation's value; the plan is over variation keys
         key_of = {str(v.get("value")): k for k, v in variations.items() if isinstance(v, dict)}

@@ -8,14 +8,7 @@ from pathlib import Path
 import typer
 
 from sortition.cli.app import app
-from sortition.cli.console import console, fail
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        fail(f"cannot read {what} '{path}': {err.strerror}")
+from sortition.cli.console import console, fail, read_file
 
 
 @app.command()
@@ -31,8 +24,8 @@ def conformance(
 
     logging.getLogger("sortition.serving").setLevel(logging.ERROR)  # expected warnings (e.g. invalid values)
     try:
-        models = None if bandits is None else _read(bandits, "bandits file")
-        configuration = Configuration.from_json(_read(flags_json, "flags file"), models)
+        models = None if bandits is None else read_file(bandits, "bandits file")
+        configuration = Configuration.from_json(read_file(flags_json, "flags file"), models)
         outcomes = run_path(Client(configuration), tests_path, details=details)
     except (OSError, ValueError, TypeError) as exc:
         fail(exc)

@@ -7,6 +7,10 @@ terminal; plain messages never wrap mid-word.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -23,3 +27,21 @@ def fail(message: object, code: int = 2) -> None:
     """Print the error and exit with ``code`` (2: the user's input is at fault)."""
     print_error(message)
     raise typer.Exit(code)
+
+
+def read_file(path: str | Path, what: str) -> bytes:
+    """The bytes of a user's file, or exit 2 with ``cannot read WHAT 'PATH': why``."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        fail(f"cannot read {what} '{path}': {err.strerror or err}")
+    raise AssertionError("unreachable")
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """A user's JSON file, or exit 2 naming it (unreadable, or not JSON and where)."""
+    try:
+        return json.loads(read_file(path, what))
+    except json.JSONDecodeError as err:
+        fail(f"{what} '{path}' is not valid JSON: {err}")
+    raise AssertionError("unreachable")

@@ -7,7 +7,6 @@ time may write a DuckDB file).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sortition.cli.app import Group, SortitionTyper, app
-from sortition.cli.console import console, fail
+from sortition.cli.console import console, fail, read_json
 
 keys_app = SortitionTyper(cls=Group, help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -63,15 +62,6 @@ def _where(
     return (_open(args[0]) if open_store else args[0]), args[1:]
 
 
-def _read_json(path: str, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as err:
-        fail(f"cannot read {what} {path!r}: {err.strerror}")
-    except json.JSONDecodeError as err:
-        fail(f"{what} {path!r} is not valid JSON: {err}")
-
-
 @app.command()
 def serve(
     store: str = typer.Argument(..., help="Event store: a DuckDB file or a postgresql:// URL."),
@@ -110,8 +100,8 @@ def publish(
     from sortition.store.publishing import publish as publish_store
 
     target, rest = _where(args, server, key, ("STORE", "FLAGS.json"), open_store=False)
-    flags = _read_json(rest[0], "flags file")
-    models = None if bandits is None else _read_json(str(bandits), "bandits file")
+    flags = read_json(rest[0], "flags file")
+    models = None if bandits is None else read_json(bandits, "bandits file")
     try:
         # Checked before the store is opened, so that a refused document leaves no new store behind.
         check_environment(environment)
