@@ -90,3 +90,30 @@ def test_cli_bandit_train_from_a_store_and_link_flags(tmp_path):
     )
     assert empty.exit_code == 2 and "flag 'bandit-flga' has no bandit decisions" in empty.text
     assert "did you mean 'bandit-flag'?" in empty.text
+
+
+def test_cli_bandit_train_refuses_bad_flags_before_writing_anything(tmp_path):
+    from sortition.learning import bandit_flags_json
+    from sortition.learning.training import cold_start_model
+
+    db = tmp_path / "events.duckdb"
+    with EventStore(str(db)) as store:
+        simulate_bandit(make_environment(n_actions=3, seed=4), rounds=1, subjects_per_round=100, seed=3,
+                        store=store)
+    other_key = tmp_path / "other.json"
+    other_key.write_text(json.dumps(bandit_flags_json(cold_start_model("other"), "bandit-flag")))
+    not_flags = tmp_path / "list.json"
+    not_flags.write_text("[1, 2]")
+    models_out, flags_out = tmp_path / "models.json", tmp_path / "linked.json"
+    for flags_in, says in [
+        (other_key, "to bandit 'bandit' (--bandit-key): no variation with value 'bandit'"),
+        (not_flags, "flags file '" + str(not_flags) + "' is not a flags configuration"),
+        (tmp_path / "missing.json", "cannot read flags file"),
+    ]:
+        res = invoke(["bandit", "train", str(db), "--metric", "reward", "--out", str(models_out),
+                      "--flags", str(flags_in), "--out-flags", str(flags_out)])
+        assert res.exit_code == 2 and says in res.text, res.text
+        assert not models_out.exists() and not flags_out.exists()
+    assert "string variation values: ['other']" in invoke(
+        ["bandit", "train", str(db), "--metric", "reward", "--out", str(models_out),
+         "--flags", str(other_key), "--out-flags", str(flags_out)]).text

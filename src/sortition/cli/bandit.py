@@ -118,6 +118,8 @@ def train(
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
+    # Checked before training, so that a bad flags file is refused before anything is written.
+    flags_document = None if flags is None else _flags_document(flags)
     seconds = parse_window(window)
     with _read_store(store, metric, flag) as event_store, \
             console.status("computing sufficient statistics in the store..."):
@@ -132,6 +134,12 @@ def train(
         action_probability_floor=floor,
         l2=l2,
     )
+    linked = None
+    if flags_document is not None:
+        try:
+            linked = link_bandit(flags_document, model)
+        except ValueError as exc:
+            fail(f"cannot link flags file '{flags}' to bandit {bandit_key!r} (--bandit-key): {exc}")
     out.write_text(json.dumps(bandit_models_json([model]), indent=2))
     table = Table(title=f"bandit {bandit_key!r}: {model.n_events} events, gamma {model.gamma:.2f}")
     for col in ("action", "events", "intercept"):
@@ -140,10 +148,21 @@ def train(
         table.add_row(key, str(stats.events.get(key, 0)), f"{c.intercept:.4f}")
     console.print(table)
     console.print(f"model written to {out}")
-    if flags is not None and out_flags is not None:
-        linked = link_bandit(json.loads(flags.read_text()), model)
+    if linked is not None and out_flags is not None:
         out_flags.write_text(json.dumps(linked, indent=2))
         console.print(f"flags with banditReferences written to {out_flags}")
+
+
+def _flags_document(path: Path) -> dict:
+    """The flags (UFC) file at ``path``, or exit 2 naming it and its bad field."""
+    from sortition.serving import Configuration
+
+    document = read_json(path, "flags file")
+    try:
+        Configuration.from_json(document)
+    except (ValueError, TypeError) as exc:
+        fail(f"flags file '{path}' is not a flags configuration: {exc}")
+    return document
 
 
 _ESTIMATORS = ("ips", "snips", "dm", "dr")

@@ -74,9 +74,14 @@ def link_bandit(flags: Mapping[str, Any], model: BanditModel, flag_keys: Iterabl
                     if link not in links:
                         links.append(link)
     if not links:
+        values = sorted({
+            v["value"] for fk in keys for v in all_flags[fk].get("variations", {}).values()
+            if isinstance(v.get("value"), str)
+        })
         raise ValueError(
             f"no variation with value {model.bandit_key!r} is split to in flags {keys[:10]}; add a "
             "variation whose value is the bandit key and allocate traffic to it"
+            + (f" (their string variation values: {values[:10]})" if values else "")
         )
     refs = out.setdefault("banditReferences", {})
     refs[model.bandit_key] = {"modelVersion": model.model_version, "flagVariations": links}
