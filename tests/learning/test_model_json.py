@@ -78,6 +78,12 @@ def test_bad_model_json_names_the_field():
         BanditModel.from_json({"banditKey": "b", "modelData": {"gamma": "x", "coefficients": {}}})
     with pytest.raises(ValueError, match="modelData"):
         BanditModel.from_json({"banditKey": "b"})
+    with pytest.raises(ValueError, match=r"^bandits\.b\.modelData\.gamma: expected a finite number"):
+        load_bandit_models({"bandits": {"b": {"modelData": {"gamma": "x"}}}})
+    with pytest.raises(ValueError, match=r"^bandits\.bandits: expected an object, got \[\]"):
+        load_bandit_models({"bandits": []})
+    with pytest.raises(ValueError, match="^it has no 'bandits' object"):
+        load_bandit_models({"bandit": {}})
     with pytest.raises(ValueError, match="share banditKey"):
         m = BanditModel("b", 1.0, 0.0, 0.0, {})
         bandit_models_json([m, m])

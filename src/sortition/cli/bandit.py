@@ -257,7 +257,7 @@ def evaluate(
 
     if model is not None:
         try:
-            models = load_bandit_models(read_json(model, "the models file"))
+            models = load_bandit_models(read_json(model, "models file"))
         except (ValueError, KeyError, TypeError) as err:
             fail(f"{model} is not a bandit-models-v1 file: {err}")
         if bandit is None and len(models) != 1:

@@ -24,7 +24,11 @@ def parse_window(text: str | None, option: str = "--window") -> float | None:
         raise typer.BadParameter(
             f"{text!r} is not a duration; give a number and a unit: 7d, 12h, 30m, 90s or 2w", param_hint=option
         )
-    return float(found.group(1)) * _UNITS[found.group(2).lower()]
+    seconds = float(found.group(1)) * _UNITS[found.group(2).lower()]
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text!r} is no time at all; give a window longer than zero, such as 7d",
+                                 param_hint=option)
+    return seconds
 
 
 def comma_list(text: str | None) -> list[str] | None:

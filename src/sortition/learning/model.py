@@ -11,7 +11,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sortition.serving.bandits import BanditModel, action_coefficients_json
+from sortition.serving.bandits import BanditModel, action_coefficients_json, parse_bandit_models
 from sortition.serving.events import now_rfc3339 as _utc_now
 from sortition.serving.sharding import TOTAL_SHARDS
 
@@ -35,11 +35,16 @@ def bandit_models_json(
     }
 
 
-def load_bandit_models(obj: Mapping[str, Any]) -> dict[str, BanditModel]:
-    """Read every model of a bandit-models-v1 file (dict already parsed from JSON)."""
-    if "bandits" not in obj:
-        raise ValueError("not a bandit-models-v1 file: it has no 'bandits' object")
-    return {k: BanditModel.from_json({"banditKey": k, **v}) for k, v in obj["bandits"].items()}
+def load_bandit_models(document: Mapping[str, Any]) -> dict[str, BanditModel]:
+    """Every model of a bandit-models-v1 file (parsed from JSON), by bandit key.
+
+    Raises ValueError naming the bad field, or saying that the document is a flags file."""
+    if isinstance(document, Mapping) and "flags" in document:
+        raise ValueError("it is a flags (UFC) file, with 'flags'; a bandit-models-v1 file is "
+                         "{\"bandits\": {banditKey: {modelVersion, modelData}}}")
+    if isinstance(document, Mapping) and "bandits" not in document:
+        raise ValueError("it has no 'bandits' object")
+    return parse_bandit_models(document)
 
 
 def link_bandit(flags: Mapping[str, Any], model: BanditModel, flag_keys: Iterable[str] | None = None) -> dict:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -254,6 +254,21 @@ def parse_bandit_model(data: Mapping[str, Any], path: str = "modelData") -> Band
         )
     return BanditModel(bandit_key, gamma, default, floor, MappingProxyType(coefficients), model_version,
                        model_name, updated_at)
+
+
+def parse_bandit_models(document: Mapping[str, Any], path: str = "bandits") -> dict[str, BanditModel]:
+    """Every model of a bandit-models-v1 document ``{"bandits": {key: {banditKey, modelVersion,
+    modelData}}}``, by key (an entry without its own ``banditKey`` takes the key).
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) naming the JSON path of the first bad field.
+    """
+    entries = obj(obj(document, path).get("bandits", {}), f"{path}.bandits")
+    models = {}
+    for key, entry in entries.items():
+        model = parse_bandit_model(obj(entry, f"{path}.{key}"), f"{path}.{key}")
+        models[key] = model if model.bandit_key else replace(model, bandit_key=key)
+    return models
 
 
 # ---------------------------------------------------------------- scoring

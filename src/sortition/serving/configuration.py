@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
-from sortition.serving.bandits import BanditModel, parse_bandit_model
+from sortition.serving.bandits import BanditModel, parse_bandit_models
 from sortition.serving.conditions import OPERATORS, compile_condition, js_string, to_number
 from sortition.serving.model import (
     VARIATION_TYPES,
@@ -354,15 +354,7 @@ class Configuration:
         raw_flags = obj(data["flags"], "flags")
         compiled = {key: _parse_flag(key, f, obfuscated) for key, f in raw_flags.items()}
         links = _parse_links(data)
-        models: dict[str, BanditModel] = {}
-        if bandits is not None:
-            bdata = load_document(bandits, "bandits")
-            entries = obj(bdata.get("bandits", {}), "bandits.bandits")
-            for key, entry in entries.items():
-                model = parse_bandit_model(obj(entry, f"bandits.{key}"), f"bandits.{key}")
-                if not model.bandit_key:
-                    model = replace(model, bandit_key=key)
-                models[key] = model
+        models = {} if bandits is None else parse_bandit_models(load_document(bandits, "bandits"))
         env = data.get("environment")
         return cls(
             flags=MappingProxyType(compiled),

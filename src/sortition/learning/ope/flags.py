@@ -19,6 +19,7 @@ import numpy as np
 
 from sortition.learning.ope.data import OffPolicyData
 from sortition.learning.ope.plans import plan_data
+from sortition.names import did_you_mean, listing
 from sortition.serving.configuration import Configuration
 from sortition.serving.evaluation import rule_matches
 from sortition.serving.model import Allocation, Flag
@@ -32,7 +33,8 @@ def _compiled_flag(flags: Mapping[str, Any] | str | bytes, flag_key: str) -> Fla
         raise ValueError("flags is an obfuscated (CLIENT) configuration; evaluate plans on the SERVER form")
     flag = config.get_flag(flag_key)
     if flag is None:
-        raise ValueError(f"flag {flag_key!r} is not in the flags configuration")
+        raise ValueError(f"flag {flag_key!r} is not in the flags configuration"
+                         f"{did_you_mean(flag_key, config.flags)}; its flags: {listing(config.flags)}")
     return flag
 
 
