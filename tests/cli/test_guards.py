@@ -4,6 +4,7 @@ files byte-for-byte unchanged (nothing created either)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -441,3 +442,15 @@ def test_a_mistyped_keys_option_is_one_error_line(tmp_path):
     assert res.output.startswith("error: No such option: --rol") and "(Possible options: --role)" in res.text
     # no box that wraps with the terminal's width, and nothing created
     assert "\u256d" not in res.output and not (tmp_path / "ev.duckdb").exists()
+
+
+def test_no_help_text_holds_square_brackets_that_rich_would_eat_as_markup():
+    import typer.main
+
+    from sortition.cli import app
+
+    markup = re.compile(r"\[[a-z/#@][^\]]*\]")  # what rich takes for a style tag (and prints nothing of)
+    for path, command in _commands(typer.main.get_command(app)):
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        for text in texts:
+            assert not markup.search(text), f"{' '.join(path)}: {text!r} loses its [...] in --help"
