@@ -454,3 +454,25 @@ def test_no_help_text_holds_square_brackets_that_rich_would_eat_as_markup():
         texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
         for text in texts:
             assert not markup.search(text), f"{' '.join(path)}: {text!r} loses its [...] in --help"
+
+
+UFC = Path(__file__).resolve().parents[1] / "conformance" / "eppo" / "ufc"
+
+
+@pytest.mark.parametrize("args, option", [
+    (["bandit", "simulate", "--rounds", "1", "--subjects", "20", "--save-model", "{out}"], "--save-model"),
+    (["bandit", "train", "ev.duckdb", "--metric", "reward", "--out", "{out}"], "--out"),
+    (["calibrate", "--db", "{out}"], "--db"),
+    (["calibrate", "--out", "{out}"], "--out"),
+    (["score", str(UFC / "flags-v1.json"), "aud.csv", "{out}", "--flag", "kill-switch"], "output"),
+])
+def test_an_output_in_a_missing_folder_is_refused_before_the_work(tmp_path, monkeypatch, args, option):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"subject": ["a", "b"], "country": ["US", "FR"]}).to_csv("aud.csv", index=False)
+    res = invoke([a.replace("{out}", "typo/out.json") for a in args])
+    assert res.exit_code == 2, res.text
+    assert f"cannot write {option} 'typo/out.json': the folder 'typo' does not exist" in res.text
+    assert "scored" not in res.text and "regret" not in res.text and not Path("calibration.duckdb").exists()
+    (tmp_path / "typo").mkdir()
+    folder = invoke([a.replace("{out}", "typo") for a in args])
+    assert folder.exit_code == 2 and f"{option} 'typo' is a folder; give a file name" in folder.text

@@ -42,12 +42,15 @@ def simulate(
     event store, and the model is retrained from the store. Prints per-round reward and regret
     beside a uniform policy and the oracle (expected rewards, noise-free, per subject).
     """
+    from sortition.data.files import require_output_file
     from sortition.learning.environment import make_environment
     from sortition.learning.model import bandit_models_json
     from sortition.learning.simulate import simulate_bandit
     from sortition.learning.training import SqrtGamma
     from sortition.store import EventStore
 
+    if save_model is not None:
+        require_output_file(save_model, "--save-model")
     env = make_environment(n_actions=actions, seed=seed, reward=reward)  # type: ignore[arg-type]
     table = Table(title=f"bandit simulation: {actions} actions, {subjects} subjects/round, seed {seed}")
     for col in ("round", "trained on", "gamma", "reward", "expected", "uniform", "oracle", "regret"):
@@ -113,11 +116,15 @@ def train(
     The ridge's sufficient statistics are computed in the store (SQL on DuckDB or PostgreSQL): the
     events are never loaded into Python, so months of logs train in bounded memory.
     """
+    from sortition.data.files import require_output_file
     from sortition.learning import SqrtGamma, bandit_models_json, link_bandit
     from sortition.learning.sufficient import NoDecisionsError, model_from_statistics, store_statistics
 
     if (flags is None) != (out_flags is None):
         raise typer.BadParameter("give --flags and --out-flags together", param_hint="--flags")
+    require_output_file(out, "--out")
+    if out_flags is not None:
+        require_output_file(out_flags, "--out-flags")
     # Checked before training, so that a bad flags file is refused before anything is written.
     flags_document = None if flags is None else _flags_document(flags)
     seconds = parse_window(window)

@@ -53,6 +53,7 @@ def calibrate(
 ) -> None:
     """Run (or resume) a calibration sweep on Dask, then fit and save the monotone interval correction."""
     from sortition.cli.demo import _quiet_engines
+    from sortition.data.files import require_output_file
     from sortition.posterior.calibration import Calibration
     from sortition.scenarios.user import resolve_scenarios
     from sortition.workflows.calibrate import calibrate as run
@@ -60,6 +61,9 @@ def calibrate(
 
     _quiet_engines()
     try:
+        require_output_file(db, "--db", "calibration.duckdb")
+        if evaluate is None:
+            require_output_file(out, "--out")
         worlds = resolve_scenarios(None if scenarios is None else _names(scenarios), scenario_file)
         modes = _names(data)
         for mode in modes:

@@ -56,6 +56,19 @@ def require_file(path: str | Path, what: str = "data file") -> Path:
     raise ValueError(f"{what} {str(path)!r} does not exist{hint}")
 
 
+def require_output_file(path: str | Path, what: str, example: str = "out.json") -> Path:
+    """``path`` as a Path to write a file to; ValueError, before any work, when it is a folder or
+    its folder does not exist (found only at the end, it would waste a whole run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name, such as {str(path / example)!r}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {what} {str(path)!r}: the folder {str(folder)!r} does not exist; "
+                         "create it first")
+    return path
+
+
 def read_table(path: str | Path, *, query: str | None = None, table: str | None = None) -> pd.DataFrame:
     """A user's data as a DataFrame: CSV, Parquet, or a DuckDB database (``query`` or ``table``).
 

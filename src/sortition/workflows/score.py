@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sortition.data.files import require_output_file
 from sortition.names import did_you_mean
 from sortition.serving import Client, Configuration
 from sortition.serving.columnar import require_column
@@ -209,6 +210,7 @@ def score_audience(job: ScoreJob, source: Source, output: Path, *, workers: int 
         raise ValueError("give --workers (start a local cluster) or --scheduler (use one), not both")
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    require_output_file(output, "output", "scores.parquet")
     require_column(source.schema_names(), job.subject, "subject")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0
