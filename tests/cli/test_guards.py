@@ -476,3 +476,40 @@ def test_an_output_in_a_missing_folder_is_refused_before_the_work(tmp_path, monk
     (tmp_path / "typo").mkdir()
     folder = invoke([a.replace("{out}", "typo") for a in args])
     assert folder.exit_code == 2 and f"{option} 'typo' is a folder; give a file name" in folder.text
+
+
+NOT_UTF8 = b"\x80\x81 not text"
+
+
+@pytest.mark.parametrize("args, what", [
+    (["publish", "ev.duckdb", "bad.json"], "flags file 'bad.json'"),
+    (["conformance", "bad.json", str(UFC / "tests")], "flags file 'bad.json'"),
+    (["conformance", str(UFC / "flags-v1.json"), "cases"], "test file 'cases/bad.json'"),
+    (["score", "bad.json", "aud.csv", "out.parquet", "--flag", "kill-switch"], "configuration file 'bad.json'"),
+    (["score", str(UFC / "flags-v1.json"), "aud.csv", "out.parquet", "--flag", "kill-switch",
+      "--bandits", "bad.json", "--actions", "bad.json"], "bandit models file 'bad.json'"),
+])
+def test_a_file_that_is_not_text_is_named_with_its_first_bad_byte(tmp_path, monkeypatch, args, what):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"subject": ["a", "b"], "country": ["US", "FR"]}).to_csv("aud.csv", index=False)
+    Path("bad.json").write_bytes(NOT_UTF8)
+    Path("cases").mkdir()
+    Path("cases/bad.json").write_bytes(NOT_UTF8)
+    res = invoke(args)
+    assert res.exit_code == 2, res.text
+    assert f"error: {what} is not UTF-8 text: byte 0x80 at offset 0" in res.text
+    assert not Path("ev.duckdb").exists() and not Path("out.parquet").exists()
+
+
+def test_score_refuses_an_output_name_that_promises_another_format(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"subject": ["a", "b"], "country": ["US", "FR"]}).to_csv("aud.csv", index=False)
+    args = ["score", str(UFC / "flags-v1.json"), "aud.csv", "--flag", "kill-switch"]
+    res = invoke([*args[:3], "scores.csv", *args[3:]])
+    assert res.exit_code == 2
+    assert "output 'scores.csv': the scores are written as Parquet, not .csv; name it 'scores.parquet'" in res.text
+    assert not Path("scores.csv").exists()
+    ok = invoke([*args[:3], "scores", *args[3:]])  # no suffix: Parquet, as documented
+    assert ok.exit_code == 0, ok.text
+    assert ok.output.startswith("scored 2 rows")  # no blank line left by a progress bar off a terminal
+    assert pd.read_parquet("scores")["subject"].tolist() == ["a", "b"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from sortition.cli.app import app
-from sortition.cli.console import console, fail, read_file
+from sortition.cli.console import console, fail, read_json
 
 
 @app.command()
@@ -24,8 +24,8 @@ def conformance(
 
     logging.getLogger("sortition.serving").setLevel(logging.ERROR)  # expected warnings (e.g. invalid values)
     try:
-        models = None if bandits is None else read_file(bandits, "bandits file")
-        configuration = Configuration.from_json(read_file(flags_json, "flags file"), models)
+        models = None if bandits is None else read_json(bandits, "bandits file")
+        configuration = Configuration.from_json(read_json(flags_json, "flags file"), models)
         outcomes = run_path(Client(configuration), tests_path, details=details)
     except (OSError, ValueError, TypeError) as exc:
         fail(exc)

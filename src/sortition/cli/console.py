@@ -7,13 +7,14 @@ terminal; plain messages never wrap mid-word.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from sortition import userfiles
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -32,16 +33,16 @@ def fail(message: object, code: int = 2) -> None:
 def read_file(path: str | Path, what: str) -> bytes:
     """The bytes of a user's file, or exit 2 with ``cannot read WHAT 'PATH': why``."""
     try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        fail(f"cannot read {what} '{path}': {err.strerror or err}")
+        return userfiles.read_bytes(path, what)
+    except ValueError as err:
+        fail(err)
     raise AssertionError("unreachable")
 
 
 def read_json(path: str | Path, what: str) -> Any:
-    """A user's JSON file, or exit 2 naming it (unreadable, or not JSON and where)."""
+    """A user's JSON file, or exit 2 naming it (unreadable, not text, or not JSON and where)."""
     try:
-        return json.loads(read_file(path, what))
-    except json.JSONDecodeError as err:
-        fail(f"{what} '{path}' is not valid JSON: {err}")
+        return userfiles.read_json(path, what)
+    except ValueError as err:
+        fail(err)
     raise AssertionError("unreachable")

@@ -46,7 +46,7 @@ def score(
         total = source.total_rows()
         columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn() if total else TextColumn(""),
                    TextColumn("{task.completed:,} rows"), TimeElapsedColumn()]
-        with Progress(*columns, console=console, transient=True) as bar:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("score", total=total)
             rows = score_audience(job, source, output, workers=workers, scheduler=scheduler,
                                   progress=lambda n: bar.advance(task, n))

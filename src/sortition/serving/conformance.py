@@ -10,6 +10,7 @@ from typing import Any
 
 from sortition.serving.attributes import Attributes
 from sortition.serving.client import Client
+from sortition.userfiles import read_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +38,7 @@ def test_files(path: str | Path) -> list[Path]:
 def read_case(file: Path) -> dict[str, Any]:
     """One test file's case, checked for the fields ``run_case`` reads (ValueError naming the file,
     and the subject, that lacks one)."""
-    try:
-        case = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"test file {file} is not valid JSON: {err}") from None
+    case = read_json(file, "test file")
     if not isinstance(case, dict) or "flag" not in case or not isinstance(case.get("subjects"), list):
         hint = " (that is a flags configuration)" if isinstance(case, dict) and "flags" in case else ""
         raise ValueError(

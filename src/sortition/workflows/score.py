@@ -14,7 +14,6 @@ single-process run. At most ``2 * workers`` batches are in flight.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,8 +29,12 @@ from sortition.data.files import require_output_file
 from sortition.names import did_you_mean
 from sortition.serving import Client, Configuration
 from sortition.serving.columnar import require_column
+from sortition.userfiles import read_json, read_text
 
 DEFAULT_BATCH_ROWS = 100_000
+# Output names that promise another format: a user who asks for out.csv would get Parquet bytes.
+_NOT_PARQUET = frozenset({".csv", ".tsv", ".txt", ".gz", ".json", ".jsonl", ".ndjson", ".duckdb", ".db",
+                          ".xlsx", ".xls", ".feather", ".arrow", ".orc", ".avro"})
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,8 @@ def load_job(config: Path, flag: str, *, subject: str = "subject", default: Any 
              bandits: Path | None = None, actions: Path | None = None,
              chunk_size: int | None = None) -> ScoreJob:
     """Read and check the configuration files; refuse a flag it lacks, naming the nearest."""
-    flags_json = _read(config, "configuration")
-    bandits_json = None if bandits is None else _read(bandits, "bandit models")
+    flags_json = read_text(config, "configuration file")
+    bandits_json = None if bandits is None else read_text(bandits, "bandit models file")
     if (bandits is None) != (actions is None):
         raise ValueError("--bandits and --actions go together: give both to score bandit actions, "
                          "neither for flags")
@@ -170,23 +173,13 @@ def load_job(config: Path, flag: str, *, subject: str = "subject", default: Any 
         raise ValueError(f"flag {flag!r} is not in {config} ({len(known)} flags){did_you_mean(flag, known)}")
     action_map = None
     if actions is not None:
-        try:
-            action_map = json.loads(_read(actions, "actions"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{actions}: not valid JSON ({exc})") from None
+        action_map = read_json(actions, "actions file")
         if isinstance(action_map, list) and all(isinstance(a, str) for a in action_map):
             action_map = {a: None for a in action_map}
         if not isinstance(action_map, dict) or not action_map:
             raise ValueError(f"{actions}: expected a non-empty object {{action_key: {{attribute: value}}}} "
                              "or a list of action keys")
     return ScoreJob(flags_json, flag, subject, default, bandits_json, action_map, chunk_size)
-
-
-def _read(path: Path, what: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise ValueError(f"{what} file {path}: {exc.strerror or exc}") from None
 
 
 def score_audience(job: ScoreJob, source: Source, output: Path, *, workers: int | None = None,
@@ -211,6 +204,9 @@ def score_audience(job: ScoreJob, source: Source, output: Path, *, workers: int 
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     require_output_file(output, "output", "scores.parquet")
+    if output.suffix.lower() in _NOT_PARQUET:
+        raise ValueError(f"output {str(output)!r}: the scores are written as Parquet, not {output.suffix}; "
+                         f"name it {str(output.with_suffix('.parquet'))!r}")
     require_column(source.schema_names(), job.subject, "subject")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0
