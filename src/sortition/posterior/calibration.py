@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from sortition.userfiles import read_json
+
 FORMAT = "sortition.calibration"
 VERSION = 1
 KINDS = ("visitor", "segment", "average")
@@ -150,11 +152,7 @@ class Calibration:
         path = Path(path)
         if not path.exists():
             raise ValueError(f"calibration file {str(path)!r} does not exist; write one with `sortition calibrate`")
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"calibration file {str(path)!r} is not valid JSON: {err}") from None
-        return cls.from_json(doc)
+        return cls.from_json(read_json(path, "calibration file"))
 
 
 def as_calibration(value: Calibration | str | Path | None) -> Calibration | None:
