@@ -485,7 +485,8 @@ NOT_UTF8 = b"\x80\x81 not text"
     (["publish", "ev.duckdb", "bad.json"], "flags file 'bad.json'"),
     (["conformance", "bad.json", str(UFC / "tests")], "flags file 'bad.json'"),
     (["conformance", str(UFC / "flags-v1.json"), "cases"], "test file 'cases/bad.json'"),
-    (["score", "bad.json", "aud.csv", "out.parquet", "--flag", "kill-switch"], "configuration file 'bad.json'"),
+    (["score", "bad.json", "aud.csv", "out.parquet", "--flag", "kill-switch"],
+     "configuration file 'bad.json'"),
     (["score", str(UFC / "flags-v1.json"), "aud.csv", "out.parquet", "--flag", "kill-switch",
       "--bandits", "bad.json", "--actions", "bad.json"], "bandit models file 'bad.json'"),
 ])
@@ -497,7 +498,7 @@ def test_a_file_that_is_not_text_is_named_with_its_first_bad_byte(tmp_path, monk
     Path("cases/bad.json").write_bytes(NOT_UTF8)
     res = invoke(args)
     assert res.exit_code == 2, res.text
-    assert f"error: {what} is not UTF-8 text: byte 0x80 at offset 0" in res.text
+    assert f"error: {what} is not UTF-8 text: line 1 holds byte 0x80 (offset 0)" in res.text
     assert not Path("ev.duckdb").exists() and not Path("out.parquet").exists()
 
 
@@ -507,7 +508,8 @@ def test_score_refuses_an_output_name_that_promises_another_format(tmp_path, mon
     args = ["score", str(UFC / "flags-v1.json"), "aud.csv", "--flag", "kill-switch"]
     res = invoke([*args[:3], "scores.csv", *args[3:]])
     assert res.exit_code == 2
-    assert "output 'scores.csv': the scores are written as Parquet, not .csv; name it 'scores.parquet'" in res.text
+    assert ("output 'scores.csv': the scores are written as Parquet, not .csv; "
+            "name it 'scores.parquet'") in res.text
     assert not Path("scores.csv").exists()
     ok = invoke([*args[:3], "scores", *args[3:]])  # no suffix: Parquet, as documented
     assert ok.exit_code == 0, ok.text

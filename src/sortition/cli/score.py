@@ -19,7 +19,8 @@ def score(
     output: Path = typer.Argument(..., help="Where to write the scores (Parquet; written atomically)."),
     flag: str = typer.Option(..., "--flag", help="The flag to evaluate for every row."),
     bandits: Path | None = typer.Option(None, help="Bandit models JSON: also choose each row's action."),
-    actions: Path | None = typer.Option(None, help="Actions: {action: {attribute: value}}, or a list of action keys."),
+    actions: Path | None = typer.Option(
+        None, help="Actions: {action: {attribute: value}}, or a list of action keys."),
     subject: str = typer.Option("subject", help="The column of subject keys; the others are attributes."),
     default: str | None = typer.Option(None, help="Value served when the flag does not apply (flag's type)."),
     table: str | None = typer.Option(None, help="DuckDB input: the table to score."),

@@ -10,6 +10,7 @@ frame carries a :class:`~sortition.data.validation.RowLabels` so that later erro
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from sortition.names import did_you_mean, listing
 from sortition.data.validation import ROW_LABELS, RowLabels
+from sortition.userfiles import first_non_utf8, not_text_message
 
 _COMPRESSED = (".gz", ".bz2", ".zst", ".xz", ".zip")
 _TEXT = {".csv": ",", ".tsv": "\t", ".txt": ","}
@@ -61,7 +63,8 @@ def require_output_file(path: str | Path, what: str, example: str = "out.json") 
     its folder does not exist (found only at the end, it would waste a whole run)."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name, such as {str(path / example)!r}")
+        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name, such as "
+                         f"{str(path / example)!r}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ValueError(f"cannot write {what} {str(path)!r}: the folder {str(folder)!r} does not exist; "
@@ -137,8 +140,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise ValueError(f"line {line} of {path.name} has {saw} fields, but the header has {want}; fix that "
                              "line (a separator inside an unquoted value?)") from None
         raise ValueError(f"{path.name} is not a readable CSV file") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path.name} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
+    except UnicodeDecodeError:
+        opener = gzip.open if ".gz" in suffixes else open
+        with opener(path, "rb") as stream:
+            where = first_non_utf8(stream)  # pandas' own offset counts from its buffer, not the file
+        if where is None:  # not seen again (the file changed under us): say so without a place
+            raise ValueError(f"{path.name} is not UTF-8 text; save it as UTF-8 CSV") from None
+        raise ValueError(not_text_message(path.name, "data file", *where,
+                                          fix="save it as UTF-8 CSV")) from None
     except (OSError, EOFError) as err:  # a truncated or mis-named compressed file
         raise ValueError(f"cannot read {path.name}: {getattr(err, 'strerror', None) or err}") from None
 

@@ -39,6 +39,7 @@ from sortition.experiment.export import experiment_salt, shard_layout
 from sortition.experiment.results import CellObservation, Graduation, Lift, RoundResult, SegmentResult
 from sortition.experiment.state import ExperimentState
 from sortition.posterior.warm import WarmStart
+from sortition.userfiles import decode_error_place, not_text_message
 
 STATE_FORMAT = "sortition.experiment-state"
 # 1: the first release. 2: the document carries its checksum (version-1 files, which have none, are
@@ -460,8 +461,8 @@ def read_state(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text)
     except UnicodeDecodeError as err:
-        raise ValueError(f"experiment state {str(path)!r} is not UTF-8 text ({err.reason} at byte "
-                         f"{err.start}); restore {str(_backup(path))!r}") from None
+        raise ValueError(not_text_message(path, "experiment state", *decode_error_place(err),
+                                          fix=f"restore {str(_backup(path))!r}")) from None
     except json.JSONDecodeError as err:
         raise ValueError(f"experiment state {str(path)!r} is not valid JSON: {err}; restore "
                          f"{str(_backup(path))!r}") from None
