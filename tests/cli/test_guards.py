@@ -515,3 +515,33 @@ def test_score_refuses_an_output_name_that_promises_another_format(tmp_path, mon
     assert ok.exit_code == 0, ok.text
     assert ok.output.startswith("scored 2 rows")  # no blank line left by a progress bar off a terminal
     assert pd.read_parquet("scores")["subject"].tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", "--rounds", "1", "--visitors", "50", "--engine", "stratified"],
+    ["analyze", "a.csv", "--engine", "stratified"],
+    ["round", "ev.duckdb", "--flag", "f", "--metric", "m", "--kind", "binary", "--arms", "a,b"],
+])
+def test_an_output_folder_that_is_a_file_is_refused_before_the_work(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"arm": ["control", "treatment"] * 100, "x": rng.integers(0, 3, 200),
+                  "y": rng.integers(0, 2, 200)}).to_csv("a.csv", index=False)
+    Path("notes").write_text("mine")
+    for out, said in [("notes", "output folder 'notes' is a file, not a folder; give a folder, such as 'notes-out'"),
+                      ("notes/r1", "output folder 'notes/r1' is inside 'notes', which is a file, not a folder; "
+                                   "give a folder, such as 'notes-out/r1'")]:
+        res = invoke([*args, "--out", out])
+        assert res.exit_code == 2 and f"error: {said}" in res.text, res.text
+        assert "round 1:" not in res.text and "Outcome kind" not in res.text  # nothing ran first
+    assert Path("notes").read_text() == "mine" and not Path("ev.duckdb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "notes"]
+
+
+@pytest.mark.parametrize("arms", ["2", "5"])
+def test_the_storefront_demo_refuses_an_arm_count_it_would_otherwise_ignore(tmp_path, arms):
+    res = invoke(["demo", "--arms", arms, "--rounds", "1", "--visitors", "50", "--out", tmp_path / "d"])
+    assert res.exit_code == 2
+    assert (f"error: --arms {arms}: scenario 'storefront' has exactly 3 arms (control, free_shipping, bundle); "
+            "leave --arms out") in res.text
+    assert "round 1:" not in res.text and not (tmp_path / "d").exists()

@@ -33,7 +33,8 @@ THREADS_HELP = ("Threads for the BCF engine (default: $OMP_NUM_THREADS, else eve
 @app.command()
 def demo(
     scenario: Scenario = typer.Option("storefront", help="Scenario from sortition.scenarios."),
-    arms: int = typer.Option(3, min=2, help="Arms, control included (scenarios with fixed arms ignore it)."),
+    arms: int | None = typer.Option(
+        None, min=2, help="Arms, control included (default: 3; storefront has its own 3, and refuses another count)."),
     rounds: int = typer.Option(6, min=1, help="Rounds of the adaptive experiment."),
     visitors: int = typer.Option(2000, min=50, help="Visitors per round."),
     engine: Engine = typer.Option("bcf", help="Posterior engine."),
@@ -42,13 +43,18 @@ def demo(
     out: Path = typer.Option(Path("sortition-out"), help="Output folder for the report and the event store."),
 ) -> None:
     """Simulate an adaptive experiment end to end and write an HTML report."""
-    from sortition.workflows.demo import run_demo
+    from sortition.data.files import require_output_folder
+    from sortition.workflows.demo import demo_arms, run_demo
 
     _quiet_engines()
-
+    try:  # checked again by run_demo; here, so that a refusal comes before the progress display
+        arms = demo_arms(scenario, arms)
+        require_output_folder(out, "output folder")
+    except ValueError as err:
+        fail(err)
     console.print(
-        f"[bold]Sortition demo[/]: scenario [cyan]{scenario}[/], {rounds} rounds x {visitors:,} visitors, "
-        f"engine {engine}"
+        f"[bold]Sortition demo[/]: scenario [cyan]{scenario}[/], {rounds} round{'' if rounds == 1 else 's'} x "
+        f"{visitors:,} visitors, engine {engine}"
     )
     started = time.perf_counter()
     with Progress(
@@ -79,6 +85,7 @@ def demo(
             run = run_demo(scenario=scenario, arms=arms, rounds=rounds, visitors=visitors, engine=engine,
                            threads=threads, seed=seed, out=out, on_round=on_round)
         except ValueError as err:
+            progress.live.transient = True  # no stale "round 1: serving 0/N" line under the error
             fail(err)
     _print_summary(run.simulation.experiment, run.simulation)
     console.print(f"\nReport: [bold]{run.report}[/]  (events: {run.store}; next plan: {run.report.parent / 'configuration.json'})")
@@ -113,12 +120,14 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (summary.json's content)."),
 ) -> None:
     """One round of the loop on your own data: posterior, segments, next allocation, HTML report."""
+    from sortition.data.files import require_output_folder
     from sortition.workflows.demo import analyze as run_analysis
     from sortition.workflows.demo import prepare_analysis, read_table
 
     _quiet_engines()
     seconds = parse_window(window)
     try:
+        require_output_folder(out, "output folder")  # before the data is read and fitted
         if flag is not None:
             frame, metric = _store_frame(data, flag, metric, seconds)
             arm, outcome, subject = "arm", metric, "subject"

@@ -72,6 +72,21 @@ def require_output_file(path: str | Path, what: str, example: str = "out.json") 
     return path
 
 
+def require_output_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a Path to a folder to write into (created later, by the writer); ValueError,
+    before any work, when it or a folder above it is a file (``mkdir`` would fail only at the end)."""
+    path = Path(path)
+    for here in (path, *path.parents):
+        if here.exists():
+            if not here.is_dir():
+                where = "is" if here == path else f"is inside {str(here)!r}, which is"
+                instead = here.with_name(here.name + "-out") / path.relative_to(here)
+                raise ValueError(f"{what} {str(path)!r} {where} a file, not a folder; give a folder, "
+                                 f"such as {str(instead)!r}")
+            break
+    return path
+
+
 def read_table(path: str | Path, *, query: str | None = None, table: str | None = None) -> pd.DataFrame:
     """A user's data as a DataFrame: CSV, Parquet, or a DuckDB database (``query`` or ``table``).
 

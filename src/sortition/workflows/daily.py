@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from sortition.data.files import require_file
+from sortition.data.files import require_file, require_output_folder
 from sortition.names import did_you_mean, listing
 from sortition.experiment.results import RoundResult
 from sortition.experiment.sequential import SequentialExperiment
@@ -240,6 +240,8 @@ def daily_round(
             nothing is saved or published unless ``allow_srm``.
     """
     state = Path(state)
+    if out is not None:
+        require_output_folder(out, "output folder")  # before the round: a report that fails after it is saved
     if outcome is not None and outcome not in AGGREGATES:
         raise ValueError(f"outcome kind {outcome!r} is unknown; use one of {sorted(AGGREGATES)} (--kind)")
     arms = None if arms is None else tuple(str(a) for a in arms)

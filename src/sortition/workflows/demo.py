@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sortition.data import ExperimentData
-from sortition.data.files import read_table, require_file
+from sortition.data.files import read_table, require_file, require_output_folder
 from sortition.names import did_you_mean
 from sortition.data.validation import OUTCOME_KINDS, ROW_LABELS, check_outcome, infer_kind, labels_of
 from sortition.experiment.schedules import fixed
@@ -41,10 +41,24 @@ class DemoRun:
     store: Path
 
 
+def demo_arms(scenario: str, arms: int | None) -> int:
+    """The demo's arm count: the scenario's own when it has fixed arms (another count is refused,
+    where the library would take 2 for them), else ``arms`` or 3."""
+    from sortition.scenarios.library import FIXED_ARMS
+
+    fixed = FIXED_ARMS.get(scenario)
+    if fixed is None:
+        return 3 if arms is None else arms
+    if arms is not None and arms != len(fixed):
+        raise ValueError(f"--arms {arms}: scenario {scenario!r} has exactly {len(fixed)} arms "
+                         f"({', '.join(fixed)}); leave --arms out, or pick a scenario that takes any count")
+    return len(fixed)
+
+
 def run_demo(
     *,
     scenario: str = "storefront",
-    arms: int = 3,
+    arms: int | None = None,
     rounds: int = 6,
     visitors: int = 2000,
     engine: str = "bcf",
@@ -56,7 +70,7 @@ def run_demo(
 ) -> DemoRun:
     """Run the simulated adaptive experiment and write the report into ``out``.
 
-    Defaults: 6 rounds of 2,000 visitors, BCF with 100 draws; ``threads=None`` picks threads as
+    Defaults: the scenario's own arms (storefront: 3) or else 3, 6 rounds of 2,000 visitors, BCF with 100 draws; ``threads=None`` picks threads as
     ``sortition.posterior.fit`` does (``OMP_NUM_THREADS`` when set, else every core). On a small, busy
     machine one thread is often fastest: stochtree's threads contend with anything else running.
 
@@ -66,8 +80,8 @@ def run_demo(
     from sortition.scenarios import make_scenario
     from sortition.store import EventStore
 
-    world = make_scenario(scenario, arms)
-    out = Path(out)
+    out = require_output_folder(out, "output folder")
+    world = make_scenario(scenario, demo_arms(scenario, arms))
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "events.duckdb"
     for stale in (store_path, store_path.with_name(store_path.name + ".wal")):
@@ -210,6 +224,7 @@ def analyze(
     outcome, subject, propensity, cell, round, arms, control, covariates, outcome_kind; a None kind is
     inferred), or an :class:`AnalysisInput` already checked.
     """
+    require_output_folder(out, "output folder")  # before the fit, not after it
     if isinstance(data, AnalysisInput):
         if columns:
             raise TypeError(f"analyze: {sorted(columns)} were already applied by prepare_analysis")
