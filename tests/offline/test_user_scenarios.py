@@ -98,3 +98,19 @@ def test_a_user_scenario_sweeps_and_a_changed_file_is_not_resumed_as_the_old(tmp
         rows = con.execute("SELECT scenario, source, digest FROM calibration_runs ORDER BY scenario, digest").fetchall()
     assert [r[0] for r in rows] == ["flat", "flat", "homogeneous"] and rows[2][1:] == ("library", "")
     assert {r[2] for r in rows[:2]} == {first[0].digest, second[0].digest}
+
+
+def test_a_scenario_with_fixed_arms_is_swept_at_its_own_k_only(tmp_path):
+    path = _write(tmp_path, """
+        import numpy as np
+        LIFTS = {"pair": lambda v, k: np.zeros((len(v), k - 1))}
+        FIXED_ARMS = {"pair": ("control", "new")}
+    """)
+    worlds = resolve_scenarios(["pair", "storefront", "homogeneous"], [path])
+    tasks = sweep_tasks(worlds, [300], [2, 3, 4], ["continuous"], [False], 1, engine="stratified")
+    ks = {}
+    for task in tasks:
+        ks.setdefault(task.scenario, []).append(task.arms)
+        assert len(task.scenario_object().arms) == task.arms  # the label is the experiment's K
+    # was: storefront's K=2 task ran 3 arms under the label 2, and its K=4 task failed on the cluster
+    assert ks == {"pair": [2], "storefront": [3], "homogeneous": [2, 3, 4]}

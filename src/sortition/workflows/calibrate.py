@@ -78,19 +78,21 @@ class SweepTask:
 def sweep_tasks(scenarios: Sequence[str | ScenarioDefinition], sizes: Sequence[int], arms: Sequence[int],
                 outcomes: Sequence[str], adaptive: Sequence[bool], seeds: int, engine: str = "bcf",
                 fit_options: dict | None = None) -> list[SweepTask]:
-    """Every combination of the axes, ``seeds`` seeds each (scenarios with fixed arms keep theirs).
+    """Every combination of the axes, ``seeds`` seeds each. A scenario with fixed arms runs at its own K
+    only, whatever ``arms`` holds (another K would be mislabelled, or fail on the cluster).
 
     ``scenarios``: library names or definitions (the library's, or a user's from
     :func:`sortition.scenarios.user.resolve_scenarios`). Every axis is checked before any task runs."""
     _check_axes(sizes, arms, outcomes, engine, fit_options or {})
     worlds = [s if isinstance(s, ScenarioDefinition) else _library(s) for s in scenarios]
     out = []
-    for world, n, k, outcome, adapt, seed in itertools.product(worlds, sizes, arms, outcomes, adaptive,
-                                                              range(seeds)):
-        user = world.source != "library"
-        out.append(SweepTask(world.name, int(n), int(k), outcome, bool(adapt), int(seed), engine,
-                             dict(fit_options or {}), source=world.source, digest=world.digest,
-                             definition=world if user else None))
+    for world in worlds:
+        own_k = (len(world.fixed_arms),) if world.fixed_arms is not None else arms
+        for n, k, outcome, adapt, seed in itertools.product(sizes, own_k, outcomes, adaptive, range(seeds)):
+            user = world.source != "library"
+            out.append(SweepTask(world.name, int(n), int(k), outcome, bool(adapt), int(seed), engine,
+                                 dict(fit_options or {}), source=world.source, digest=world.digest,
+                                 definition=world if user else None))
     return out
 
 
