@@ -65,7 +65,9 @@ def _assert_same(draws, mu, tau) -> None:
 def test_per_visitor_draws_equal_the_forests_predicted_at_every_visitor(reference, kind, arms):
     """Each kind's models: all rows (continuous; binary and revenue's probit conversion) or a subset
     (revenue's order value on converters), cold and warm-started from the cold fit's last draw."""
-    data, x, prop = _inputs("storefront", 300, arms, "revenue" if kind == "revenue" else "continuous", arms)
+    world = "storefront" if arms == 3 else "reversal"  # storefront has 3 arms (it once took arms=2 for 3)
+    data, x, prop = _inputs(world, 300, arms, "revenue" if kind == "revenue" else "continuous", arms)
+    assert data.n_arms == arms
     y = data.outcome
     if kind == "binary":
         y = (y > np.median(y)).astype(float)

@@ -60,8 +60,10 @@ def test_same_seed_same_data():
 def test_bad_scenario_arguments():
     with pytest.raises(ValueError, match="unknown scenario 'nope'"):
         make_scenario("nope")
-    with pytest.raises(ValueError, match="exactly 3 arms"):
-        make_scenario("storefront", 4)
+    for k in (2, 4):  # 2 was silently taken as storefront's own 3 arms
+        with pytest.raises(ValueError, match=rf"exactly 3 arms .*; got {k} \(leave arms out to use them\)"):
+            make_scenario("storefront", k)
+    assert make_scenario("reversal").n_arms == 2 and generate("storefront", 30)[0].arms[2] == "bundle"
     with pytest.raises(ValueError, match="weights"):
         generate("reversal", 100, arms=2, weights=[0.9, 0.2])
     sc = make_scenario("reversal", 2)

@@ -45,23 +45,28 @@ class ScenarioDefinition:
     source: str = "library"
     digest: str = ""
 
-    def make(self, arms: int | Sequence[str] = 2, outcome: str | None = None) -> Scenario:
-        """This world with K arms (an int, or the arm names, control first) and an outcome kind."""
+    def make(self, arms: int | Sequence[str] | None = None, outcome: str | None = None) -> Scenario:
+        """This world with K arms (an int, or the arm names, control first) and an outcome kind.
+
+        ``arms=None``: the fixed arms, else 2. With fixed arms, another count is refused (not replaced)."""
         outcome = outcome or self.default_outcome
         if outcome not in OUTCOME_KINDS:
             raise ValueError(f"outcome={outcome!r} is not a known kind"
                              f"{did_you_mean(outcome, OUTCOME_KINDS)}; use one of {OUTCOME_KINDS}.")
         fixed = self.fixed_arms
+        if arms is None:
+            arms = fixed if fixed is not None else 2
         if isinstance(arms, (int, np.integer)):
-            if fixed is not None and arms in (2, len(fixed)):
-                arms = fixed  # 2 is the generic default; this scenario has its own arms
+            if fixed is not None and arms == len(fixed):
+                arms = fixed
             elif arms < 2:
                 raise ValueError(f"arms={arms}: a scenario needs at least 2 arms (control first).")
             else:
                 arms = ("control",) + tuple(f"arm_{j}" for j in range(1, int(arms)))
         arms = tuple(arms)
         if fixed is not None and len(arms) != len(fixed):
-            raise ValueError(f"scenario {self.name!r} has exactly {len(fixed)} arms {fixed}; got {len(arms)}.")
+            raise ValueError(f"scenario {self.name!r} has exactly {len(fixed)} arms {fixed}; got {len(arms)} "
+                             "(leave arms out to use them).")
         if len(arms) < 2 or len(set(arms)) != len(arms):
             raise ValueError(f"arms={arms}: need at least 2 distinct arm names, control first.")
         return Scenario(self.name, arms, outcome, self)
@@ -139,8 +144,8 @@ class Scenario:
         return np.where(converted, np.round(value, 2), 0.0)
 
 
-def make_scenario(name: str, arms: int | Sequence[str] = 2, outcome: str | None = None) -> Scenario:
-    """A named scenario with K arms (an int, or the arm names, control first).
+def make_scenario(name: str, arms: int | Sequence[str] | None = None, outcome: str | None = None) -> Scenario:
+    """A named scenario with K arms (an int, or the arm names, control first; None: its own, else 2).
 
     Names: homogeneous, two_segments, reversal, sparse, gradient, multi_winner, storefront (the product demo:
     3 arms control / free_shipping / bundle, revenue, mobile and desktop prefer different arms).
@@ -151,9 +156,9 @@ def make_scenario(name: str, arms: int | Sequence[str] = 2, outcome: str | None 
     return LIBRARY[name].make(arms, outcome)
 
 
-def generate(scenario: str | Scenario, n: int, arms: int | Sequence[str] = 2, outcome: str | None = None,
-             seed: int | np.random.Generator = 0, weights: Sequence[float] | None = None,
-             record_propensity: bool = True) -> tuple[ExperimentData, Truth]:
+def generate(scenario: str | Scenario, n: int, arms: int | Sequence[str] | None = None,
+             outcome: str | None = None, seed: int | np.random.Generator = 0,
+             weights: Sequence[float] | None = None, record_propensity: bool = True) -> tuple[ExperimentData, Truth]:
     """Draw a randomized experiment: n visitors assigned at random (``weights`` per arm, default uniform).
 
     Returns the data (columns visitor_id, arm, y, propensity, covariates) and, separately, its Truth.
