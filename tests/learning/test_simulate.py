@@ -117,3 +117,19 @@ def test_cli_bandit_train_refuses_bad_flags_before_writing_anything(tmp_path):
     assert "string variation values: ['other']" in invoke(
         ["bandit", "train", str(db), "--metric", "reward", "--out", str(models_out),
          "--flags", str(other_key), "--out-flags", str(flags_out)]).text
+
+
+def test_a_simulation_refuses_a_store_that_already_holds_events(tmp_path):
+    db = tmp_path / "events.duckdb"
+    args = ["bandit", "simulate", "--rounds", "2", "--subjects", "50", "--seed", "1", "--store", str(db)]
+    first = invoke(args)
+    assert first.exit_code == 0, first.text
+    with EventStore(str(db)) as store:
+        before = store.counts()
+    # was: the second run trained round 1 on 150 events (100 of them the first run's), silently
+    again = invoke(args)
+    assert again.exit_code == 2
+    assert (f"the store EventStore('{db}') already holds 100 bandit events, 100 outcome events; a simulation "
+            "logs its own") in again.text
+    with EventStore(str(db)) as store:
+        assert store.counts() == before  # nothing written

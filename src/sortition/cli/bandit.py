@@ -33,7 +33,8 @@ def simulate(
     ),
     gamma_scale: float = typer.Option(1.0, min=0.0, help="gamma = scale * sqrt(events trained on)."),
     floor: float = typer.Option(0.05, min=0.0, max=1.0, help="actionProbabilityFloor of the trained models."),
-    store: str = typer.Option(":memory:", help="EventStore path (DuckDB file) or postgresql:// URL."),
+    store: str = typer.Option(
+        ":memory:", help="EventStore path (DuckDB file) or postgresql:// URL; it must hold no events yet."),
     save_model: Path | None = typer.Option(None, help="Write the final bandit-models-v1 JSON here."),
 ) -> None:
     """Simulate a contextual bandit with a known reward function, from a cold start.

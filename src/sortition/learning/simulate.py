@@ -73,6 +73,16 @@ def _configuration(model: BanditModel, flag_key: str) -> Configuration:
     return Configuration.from_json(bandit_flags_json(model, flag_key), bandit_models_json([model]))
 
 
+def _require_no_events(store: EventStore) -> None:
+    """Refuse a store that holds events: the simulation would train on them as its own (another run's,
+    or a real experiment's), and would write simulated events among real ones."""
+    held = {kind: n for kind, n in store.counts().items() if kind != "configuration" and n}
+    if held:
+        what = ", ".join(f"{n:,} {kind} events" for kind, n in held.items())
+        raise ValueError(f"the store {store!r} already holds {what}; a simulation logs its own and trains on "
+                         "every event there, so give it a new store file, or none (in memory)")
+
+
 def simulate_bandit(
     env: SyntheticEnvironment,
     rounds: int = 10,
@@ -93,7 +103,8 @@ def simulate_bandit(
         env: the synthetic environment (known truth).
         gamma, action_probability_floor, l2: the training parameters (``train_bandit``'s).
         store: the event store the client logs to and training reads from (default: an
-            in-memory DuckDB store). Rewards are appended as outcomes of metric "reward".
+            in-memory DuckDB store); one that already holds events is refused (ValueError). Rewards are
+            appended as outcomes of metric "reward".
         on_round: called after each round (progress reporting).
         update_every: None retrains once per round; N also updates the served model every N events
             within a round (incremental ridge; versions ``"round-r+u"``).
@@ -102,6 +113,7 @@ def simulate_bandit(
     if rounds < 1 or subjects_per_round < 1:
         raise ValueError(f"rounds ({rounds}) and subjects_per_round ({subjects_per_round}) must be >= 1")
     store = store if store is not None else EventStore(":memory:")
+    _require_no_events(store)
     logger = StoreLogger(store, buffer_size=max(subjects_per_round, 1))
     seeds = np.random.SeedSequence(seed).spawn(rounds)
     options = {"bandit_key": "bandit", "gamma": gamma, "action_probability_floor": action_probability_floor,
