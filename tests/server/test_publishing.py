@@ -54,6 +54,12 @@ def test_publish_rollback_and_history_per_environment(any_store):
         assert [p.version for p in publications(store, "production")] == [1, 3, 1]
         with pytest.raises(LookupError, match="saved versions"):
             rollback(store, 99, "production")
+        # a typo would have started a new environment while production kept serving version 1
+        with pytest.raises(ValueError, match=r"environment 'prodution' has never served a configuration, so "
+                                             r"there is nothing to roll back \(did you mean 'production'\?\); "
+                                             r"the environments are 'production', 'staging'"):
+            rollback(store, 3, "prodution")
+        assert sorted(current(store)) == ["production", "staging"] and len(publications(store)) == 4
         # a bad document names its path; nothing is saved and production keeps version 1
         bad = json.loads(read("flags-v1.json"))
         bad["flags"]["kill-switch"]["allocations"][0]["splits"][0]["shards"] = "all"

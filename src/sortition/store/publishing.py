@@ -327,7 +327,21 @@ def publish(
 
 
 def rollback(store: EventStore, version: int, environment: str = DEFAULT_ENVIRONMENT) -> Publication:
-    """Serve an earlier saved version again in ``environment`` (recorded as a rollback)."""
+    """Serve an earlier saved version again in ``environment`` (recorded as a rollback).
+
+    Raises:
+        ValueError: ``environment`` has never served a configuration (a typo such as ``prodution``
+            would otherwise start a new environment while ``production`` kept serving the bad version).
+        LookupError: no saved ``version``.
+    """
+    check_environment(environment)
+    served = sorted(current(store))
+    if environment not in served:
+        raise ValueError(
+            f"environment {environment!r} has never served a configuration, so there is nothing to roll "
+            f"back{did_you_mean(environment, served)}; the environments are {listing(served) or 'none yet'}. "
+            f"To serve a configuration in a new environment, publish it there (-e {environment})"
+        )
     return publish_version(store, version, environment, action="rollback")
 
 
