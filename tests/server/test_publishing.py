@@ -93,7 +93,10 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
             "staging",
         ]
     )
-    assert both.exit_code == 0 and "version 2 to staging" in both.text
+    assert both.exit_code == 0 and "version 2 to staging: a new environment; keys of 'production' do not see it" \
+        in both.text
+    again = invoke(["publish", store, UFC / "flags-v1.json", "-e", "staging"])
+    assert again.exit_code == 0 and again.text.strip().endswith("Published version 3 to staging.")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"flags": {"f": {"key": "f", "enabled": "yes"}}}))
     refused = invoke(["publish", store, bad])
@@ -102,7 +105,7 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
     assert (
         listing.exit_code == 0
         and "production: version 1" in listing.text
-        and "staging: version 2" in listing.text
+        and "staging: version 3" in listing.text
     )
     assert invoke(["rollback", store, "2"]).exit_code == 0
     assert "production: version 2" in invoke(["versions", store]).text

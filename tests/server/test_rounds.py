@@ -66,6 +66,13 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
         page = httpx.get(server.url + "/").text
         assert FLAG in page and "production" in page and "round of" in page
 
+        # a publish that starts an environment beside others says so (a typo's only trace)
+        typo = invoke(["publish", str(UFC / "flags-v1.json"), "--server", server.url, "--key", keys.admin,
+                       "-e", "prodution"])
+        assert typo.exit_code == 0, typo.text
+        assert ("Published version 4 to prodution: a new environment (did you mean 'production'?); keys of "
+                "'production' do not see it.") in typo.text
+
         # the same through the CLI's direct path is refused with what to do instead
         held = invoke(["publish", location, str(UFC / "flags-v1.json")])
         assert held.exit_code == 2 and "--server URL --key ADMIN_KEY" in held.text
@@ -74,7 +81,7 @@ def test_rounds_run_in_the_server_while_it_holds_the_duckdb_store(tmp_path):
         server.kill()
     with EventStore(location) as store:
         assert current(store)["production"].version == 3
-        assert [p.action for p in publications(store)] == ["publish", "round", "round"]
+        assert [p.action for p in publications(store)] == ["publish", "round", "round", "publish"]
 
 
 def test_round_publish_without_a_server(tmp_path):

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from sortition.cli.app import Group, SortitionTyper, app
 from sortition.cli.console import console, fail, read_json
+from sortition.names import did_you_mean, listing
 
 keys_app = SortitionTyper(cls=Group, help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -96,7 +97,8 @@ def publish(
 
     A bad document is refused with the path of its bad field; the environment keeps serving its last
     good version."""
-    from sortition.store.publishing import check_environment, validate_documents
+    from sortition.server.admin import publication_json
+    from sortition.store.publishing import check_environment, publications, validate_documents
     from sortition.store.publishing import publish as publish_store
 
     target, rest = _where(args, server, key, ("STORE", "FLAGS.json"), open_store=False)
@@ -107,14 +109,27 @@ def publish(
         check_environment(environment)
         validate_documents(flags, models)
         if server is not None:
-            answer = target.publish(flags, models, environment)
-            version = answer["version"]
+            version = target.publish(flags, models, environment)["version"]
+            history = target.versions()["history"]
         else:
             with _open(target, create=True) as store:
                 version = publish_store(store, flags, models, environment)[1].version
+                history = [publication_json(p) for p in publications(store)]
     except (ValueError, TypeError, LookupError) as err:
         fail(f"{rest[0]} was not published: {err}")
-    console.print(f"Published version [bold]{version}[/] to [bold]{escape(environment)}[/].")
+    console.print(f"Published version [bold]{version}[/] to [bold]{escape(environment)}[/]"
+                  f"{escape(_new_environment_note(history, environment))}.")
+
+
+def _new_environment_note(history: list[dict[str, Any]], environment: str) -> str:
+    """Where a publish started a new environment beside others: say so, as a typo (``prodution``)
+    would leave the intended environment serving its old version."""
+    if sum(h["environment"] == environment for h in history) != 1:
+        return ""
+    others = sorted({h["environment"] for h in history} - {environment})
+    if not others:
+        return ""
+    return f": a new environment{did_you_mean(environment, others)}; keys of {listing(others)} do not see it"
 
 
 @app.command()
