@@ -115,10 +115,16 @@ def test_bad_input_is_refused_with_what_to_fix(tmp_path, audience):
         (["score", FLAGS, tmp_path / "aud.parquet", tmp_path / "aud.parquet", "--flag", "new-user-onboarding",
           "--subject", "user_id"], "is the input"),
         (["score", FLAGS, tmp_path / "aud.parquet", tmp_path / "o.parquet", "--flag", "integer-flag",
-          "--subject", "user_id", "--default", "abc"], "is not a INTEGER value"),
+          "--subject", "user_id", "--default", "abc"], "error: --default 'abc' is not an INTEGER value"),
+        # was DuckDB's two-line catalog error, with its hint of an internal table ("pg_depend")
+        (["score", FLAGS, tmp_path / "aud.duckdb", tmp_path / "o.parquet", "--flag", "new-user-onboarding",
+          "--table", "peple"], "aud.duckdb has no table 'peple' (did you mean 'people'?); its tables are 'people'"),
+        (["score", FLAGS, tmp_path / "aud.duckdb", tmp_path / "o.parquet", "--flag", "new-user-onboarding",
+          "--query", "SELECT * FROM nope"], "Table with name nope does not exist!"),
     ]
     for args, message in cases:
         result = invoke(args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.text, (args, result.text)
+        assert result.output.count("\n") == 1, result.output  # one line: no hints about DuckDB's catalog
     assert not (tmp_path / "o.parquet").exists()

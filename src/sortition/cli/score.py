@@ -71,5 +71,6 @@ def _typed_default(text: str | None, variation_type: str, bandit: bool) -> objec
             return text.lower() == "true"
         return json.loads(text)
     except ValueError:
-        raise ValueError(f"--default {text!r} is not a {variation_type} value, the type of the flag"
+        article = "an" if variation_type[:1] in "AEIOU" else "a"
+        raise ValueError(f"--default {text!r} is not {article} {variation_type} value, the type of the flag"
                          ) from None

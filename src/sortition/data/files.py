@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -202,23 +203,34 @@ def _read_duckdb(path: Path, query: str | None, table: str | None) -> pd.DataFra
     except duckdb.Error as err:
         raise open_error(err, str(path)) from None
     with con:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
-        if query is None:
-            if table is None:
-                if {"assignments", "outcomes"} <= set(tables):
-                    raise ValueError(f"{path.name} is a Sortition event store; name the experiment with --flag KEY "
-                                     "(and its outcome with --metric)")
-                if len(tables) != 1:
-                    raise ValueError(f"{path.name} holds tables {listing(tables)}; name one with --table or give "
-                                     "a --query")
-                table = tables[0]
-            if table not in tables:
-                raise ValueError(f"{path.name} has no table {table!r}{did_you_mean(table, tables)}; its tables are "
-                                 f"{listing(tables)}")
-            query = 'SELECT * FROM "{}"'.format(table.replace('"', '""'))
+        sql = duckdb_select(con, path, query, table)
         try:
-            return con.execute(query).df()
+            return con.execute(sql).df()
         except duckdb.Error as err:
-            first = str(err).strip().splitlines()[0]
-            raise ValueError(f"the query on {path.name} failed: {first}") from None
+            raise ValueError(f"the query on {path.name} failed: {duckdb_message(err)}") from None
+
+
+def duckdb_select(con: Any, path: Path, query: str | None, table: str | None) -> str:
+    """The SQL that reads a user's rows from an open DuckDB database: ``query`` as given, else all of
+    ``table`` (refused, with the nearest, when the database lacks it), else the database's only table."""
+    if query is not None:
+        return query
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
+    if table is None:
+        if {"assignments", "outcomes"} <= set(tables):
+            raise ValueError(f"{path.name} is a Sortition event store; name the experiment with --flag KEY "
+                             "(and its outcome with --metric)")
+        if len(tables) != 1:
+            raise ValueError(f"{path.name} holds tables {listing(tables)}; name one with --table or give "
+                             "a --query")
+        table = tables[0]
+    if table not in tables:
+        raise ValueError(f"{path.name} has no table {table!r}{did_you_mean(table, tables)}; its tables are "
+                         f"{listing(tables) or 'none'}")
+    return 'SELECT * FROM "{}"'.format(table.replace('"', '""'))
+
+
+def duckdb_message(err: Exception) -> str:
+    """DuckDB's error, first line only (its later lines are hints about catalog internals)."""
+    return str(err).strip().splitlines()[0]

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sortition.data.files import require_output_file
+from sortition.data.files import duckdb_message, duckdb_select, require_output_file
 from sortition.names import did_you_mean
 from sortition.serving import Client, Configuration
 from sortition.serving.columnar import require_column
@@ -140,16 +140,20 @@ class Source:
         else:
             import duckdb
 
-            con = duckdb.connect(str(self.path), read_only=True)
+            from sortition.data.locks import open_error
+
             try:
-                quoted = '"' + (self.table or "").replace('"', '""') + '"'
-                sql = self.query if self.query is not None else f"SELECT * FROM {quoted}"
+                con = duckdb.connect(str(self.path), read_only=True)
+            except duckdb.Error as exc:
+                raise open_error(exc, str(self.path)) from None
+            try:
+                sql = duckdb_select(con, self.path, self.query, self.table)
                 if limit is not None:
                     sql = f"SELECT * FROM ({sql}) LIMIT {int(limit)}"
                 try:
                     reader = con.sql(sql).to_arrow_reader(self.batch_rows)
                 except duckdb.Error as exc:
-                    raise ValueError(f"input {self.path}: {exc}") from None
+                    raise ValueError(f"input {self.path}: {duckdb_message(exc)}") from None
                 yield reader
             finally:
                 con.close()
