@@ -43,7 +43,7 @@ class RowLabels:
 
 
 POSITIONS = RowLabels()
-_CLI_ROLES = ("arm", "outcome", "subject", "propensity")
+_CLI_ROLES = ("arm", "outcome", "subject", "propensity", "covariates")
 
 
 def labels_of(df: pd.DataFrame) -> RowLabels:
@@ -65,12 +65,16 @@ def _plain(v):
 
 
 def require_columns(df: pd.DataFrame, roles: dict[str, str | None]) -> None:
+    """Refuse a role's column the data lacks, naming the nearest. A role is ``arm``, ``outcome``, ...
+    or one item of a list (``covariates[1]``), whose fix is in the list."""
     for role, col in roles.items():
         if col is not None and col not in df.columns:
+            option = role.split("[", 1)[0]
+            fix = f"Pass {role}=<column name>" if option == role else f"Fix {role} in {option}=[...]"
             raise ValueError(
                 f"{role} column {col!r} is not in the data{did_you_mean(col, df.columns)}; columns are "
-                f"{listing(df.columns, 20)}. Pass {role}=<column name>"
-                + (f" (--{role} on the command line)." if role in _CLI_ROLES else ".")
+                f"{listing(df.columns, 20)}. {fix}"
+                + (f" (--{option} on the command line)." if option in _CLI_ROLES else ".")
             )
 
 
