@@ -75,6 +75,7 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
     store = str(tmp_path / "cli.duckdb")
     made = invoke(["keys", "create", store, "--role", "sdk", "--environment", "staging"])
     assert made.exit_code == 0, made.output
+    assert "note:" not in made.text  # no environment serves yet: a key may come first
     key = made.output.strip().splitlines()[-1]
     assert key.startswith("srt_") and len(key) == 57
     with EventStore(store) as s:
@@ -109,6 +110,11 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
     )
     assert invoke(["rollback", store, "2"]).exit_code == 0
     assert "production: version 2" in invoke(["versions", store]).text
+    typo = invoke(["keys", "create", store, "--role", "sdk", "-e", "stagin"])
+    assert typo.exit_code == 0 and typo.output.strip().splitlines()[-1].startswith("srt_")  # the key: last line
+    assert ("note: environment 'stagin' serves no configuration yet (did you mean 'staging'?); the environments "
+            "are 'production', 'staging'") in typo.text
+    assert "note:" not in invoke(["keys", "create", store, "--role", "sdk", "-e", "staging"]).text
     missing = invoke(["rollback", store, "7"])
     assert missing.exit_code == 2 and "does not exist" in missing.text
     assert "give STORE VERSION" in invoke(["rollback", "7"]).text
@@ -161,3 +167,5 @@ def test_a_refused_publish_or_key_creates_no_store(tmp_path):
         assert refused.exit_code == 2 and ("'admn'" in refused.text or "'prod env'" in refused.text)
         assert not store.exists(), args
     assert invoke(["publish", store, UFC / "flags-v1.json"]).exit_code == 0 and store.exists()
+    # was an empty table
+    assert invoke(["keys", "list", store]).text == f"No keys yet: sortition keys create {store} --role sdk"

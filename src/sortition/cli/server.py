@@ -204,18 +204,24 @@ def keys_create(
     description: str = typer.Option(None, help="A note to recognize the key by."),
 ) -> None:
     """Create an API key. The key is printed alone on the last line, once: it is stored hashed."""
-    from sortition.store.publishing import create_key, key_scope
+    from sortition.store.publishing import create_key, current, key_scope
 
     try:
         key_scope(role, environment)  # before the store is opened: a refused key creates no store
         with _open(store, create=True) as target:
             secret, made = create_key(target, role, environment, description)
+            served = sorted(current(target))
     except (ValueError, TypeError) as err:
         fail(err)
     scope = made.environment or "every environment"
     console.print(
         f"Created {made.role} key {made.key_id} for {escape(scope)}. Keep it now: it is never shown again."
     )
+    if made.environment is not None and served and made.environment not in served:
+        # a key may come before its environment's first publish, but a typo would poll nothing for ever
+        console.print(f"note: environment {made.environment!r} serves no configuration yet"
+                      f"{did_you_mean(made.environment, served)}; the environments are {listing(served)}",
+                      markup=False)
     typer.echo(secret)
 
 
@@ -228,6 +234,9 @@ def keys_list(
 
     with _open(store) as target:
         keys = list_keys(target)
+    if not keys:
+        console.print(f"No keys yet: sortition keys create {store} --role sdk", markup=False)
+        return
     table = Table("id", "role", "environment", "created (UTC)", "revoked", "description")
     for k in keys:
         table.add_row(
