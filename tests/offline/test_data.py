@@ -69,7 +69,7 @@ def test_outcome_kind_checks():
     d.check_outcome("continuous")
     with pytest.raises(ValueError, match=r"must be >= 0 for outcome='revenue' .*rows \[6\]"):
         d.check_outcome("revenue")
-    with pytest.raises(ValueError, match=r"must be 0/1"):
+    with pytest.raises(ValueError, match=r"must be 0/1.*'revenue' \(--kind on the command line\)\.$"):
         d.check_outcome("binary")
 
 

@@ -43,6 +43,7 @@ class RowLabels:
 
 
 POSITIONS = RowLabels()
+KIND_ON_THE_COMMAND_LINE = " (--kind on the command line)"  # where the library's outcome= is an option
 _CLI_ROLES = ("arm", "outcome", "subject", "propensity", "covariates")
 
 
@@ -188,13 +189,14 @@ def check_outcome(y: np.ndarray, col: str, kind: str, *, rows: RowLabels = POSIT
         bad = (y != 0) & (y != 1)
         if bad.any():
             raise ValueError(f"outcome column {col!r} must be 0/1 for outcome='binary' but has "
-                             f"{_number(y[bad][0])} at {rows.at(bad)}; use outcome='continuous' or 'revenue'.")
+                             f"{_number(y[bad][0])} at {rows.at(bad)}; use outcome='continuous' or 'revenue'"
+                             f"{KIND_ON_THE_COMMAND_LINE}.")
     if kind == "revenue":
         bad = y < 0
         if bad.any():
             raise ValueError(f"outcome column {col!r} must be >= 0 for outcome='revenue' but is negative "
                              f"({_number(y[bad][0])}) at {rows.at(bad)}; use outcome='continuous' for signed "
-                             "outcomes.")
+                             f"outcomes{KIND_ON_THE_COMMAND_LINE}.")
     if kind in ("binary", "revenue") and len(y):
         converted = y > 0
         if not converted.any():  # almost surely a metric with no events, or one joined wrongly

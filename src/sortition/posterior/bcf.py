@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from sortition.data import ExperimentData
+from sortition.data.validation import KIND_ON_THE_COMMAND_LINE
 from sortition.posterior.propensity import CLIP, propensity_matrix
 from sortition.posterior.quiet import quiet_stochtree
 from sortition.posterior.warm import KEPT_DRAWS, ONE_COLUMN, WarmStart, last_draw_json
@@ -211,12 +212,12 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
     if converters.size == data.n:
         raise ValueError(f"outcome='revenue' is above 0 in all {data.n:,} rows: the BCF engine's conversion "
                          "model needs visitors who did not convert. Use outcome='continuous' (effects on the "
-                         "amount), or engine='stratified'.")
+                         "amount), or engine='stratified' (--kind, --engine on the command line).")
     arms_seen = np.bincount(data.arm_index[converters], minlength=data.n_arms)
     if np.any(arms_seen < 2) or converters.size < min_rows:
         raise ValueError(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
                          f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
-                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
+                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'{KIND_ON_THE_COMMAND_LINE}.")
     return converters
 
 
