@@ -545,3 +545,17 @@ def test_the_storefront_demo_refuses_an_arm_count_it_would_otherwise_ignore(tmp_
     assert (f"error: --arms {arms}: scenario 'storefront' has exactly 3 arms (control, free_shipping, bundle); "
             "leave --arms out") in res.text
     assert "round 1:" not in res.text and not (tmp_path / "d").exists()
+
+
+def test_round_refuses_a_state_path_it_could_not_write_before_creating_the_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("states").mkdir()
+    Path("notes").write_text("mine")
+    first_run = ["round", "ev.duckdb", "--flag", "f", "--metric", "m", "--kind", "binary", "--arms", "a,b"]
+    for state, said in [("states", "--state 'states' is a folder; give the state file's name, such as "
+                                   "'states/f.state.json'"),
+                        ("notes/f.json", "--state's folder 'notes' is a file, not a folder")]:
+        res = invoke([*first_run, "--state", state])
+        assert res.exit_code == 2 and f"error: {said}" in res.text, res.text  # was: 'Is a directory: states'
+    # was: the first run's new store was left behind
+    assert not Path("ev.duckdb").exists() and Path("notes").read_text() == "mine"

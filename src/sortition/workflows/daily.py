@@ -240,8 +240,13 @@ def daily_round(
             nothing is saved or published unless ``allow_srm``.
     """
     state = Path(state)
+    # before the round (and before a first run creates the store): these would fail only at its end
+    if state.is_dir():
+        raise ValueError(f"--state {str(state)!r} is a folder; give the state file's name, such as "
+                         f"{str(state / f'{flag}.state.json')!r}")
+    require_output_folder(state.parent, "--state's folder")
     if out is not None:
-        require_output_folder(out, "output folder")  # before the round: a report that fails after it is saved
+        require_output_folder(out, "output folder")
     if outcome is not None and outcome not in AGGREGATES:
         raise ValueError(f"outcome kind {outcome!r} is unknown; use one of {sorted(AGGREGATES)} (--kind)")
     arms = None if arms is None else tuple(str(a) for a in arms)
