@@ -528,9 +528,11 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_work(tmp_path, mo
     pd.DataFrame({"arm": ["control", "treatment"] * 100, "x": rng.integers(0, 3, 200),
                   "y": rng.integers(0, 2, 200)}).to_csv("a.csv", index=False)
     Path("notes").write_text("mine")
-    for out, said in [("notes", "output folder 'notes' is a file, not a folder; give a folder, such as 'notes-out'"),
-                      ("notes/r1", "output folder 'notes/r1' is inside 'notes', which is a file, not a folder; "
-                                   "give a folder, such as 'notes-out/r1'")]:
+    for out, said in [
+        ("notes", "output folder 'notes' is a file, not a folder; give a folder, such as 'notes-out'"),
+        ("notes/r1", "output folder 'notes/r1' is inside 'notes', which is a file, not a folder; "
+                     "give a folder, such as 'notes-out/r1'"),
+    ]:
         res = invoke([*args, "--out", out])
         assert res.exit_code == 2 and f"error: {said}" in res.text, res.text
         assert "round 1:" not in res.text and "Outcome kind" not in res.text  # nothing ran first
@@ -542,8 +544,8 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_work(tmp_path, mo
 def test_the_storefront_demo_refuses_an_arm_count_it_would_otherwise_ignore(tmp_path, arms):
     res = invoke(["demo", "--arms", arms, "--rounds", "1", "--visitors", "50", "--out", tmp_path / "d"])
     assert res.exit_code == 2
-    assert (f"error: --arms {arms}: scenario 'storefront' has exactly 3 arms (control, free_shipping, bundle); "
-            "leave --arms out") in res.text
+    assert (f"error: --arms {arms}: scenario 'storefront' has exactly 3 arms "
+            "(control, free_shipping, bundle); leave --arms out") in res.text
     assert "round 1:" not in res.text and not (tmp_path / "d").exists()
 
 

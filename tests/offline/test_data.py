@@ -54,8 +54,9 @@ def test_frame_round_trip_keeps_rows_and_names():
     (lambda f: f.assign(uid=f.uid.where(f.index != 9, "u1")), {"subject": "uid"}, r"duplicate keys at rows \[1, 9\]"),
     (lambda f: f, {"outcome": "revenue"}, "outcome column 'revenue' is not in the data"),
     # was "Pass covariates[1]=<column name>": no such keyword, and no word of --covariates
-    (lambda f: f, {"covariates": ["uid", "ages"]}, r"covariates\[1\] column 'ages' is not in the data; columns are "
-     r".*\. Fix covariates\[1\] in covariates=\[\.\.\.\] \(--covariates on the command line\)\.$"),
+    (lambda f: f, {"covariates": ["uid", "ages"]},
+     r"covariates\[1\] column 'ages' is not in the data; columns are .*\. "
+     r"Fix covariates\[1\] in covariates=\[\.\.\.\] \(--covariates on the command line\)\.$"),
 ])
 def test_bad_inputs_name_the_column_and_rows(mutate, kw, match):
     with pytest.raises((ValueError, TypeError), match=match):

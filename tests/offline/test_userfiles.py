@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -32,23 +34,24 @@ def test_a_latin1_csv_names_the_line_not_the_parsers_buffer_offset(tmp_path):
     plain = tmp_path / "export.csv"
     plain.write_bytes(rows.encode("latin-1"))
     where = "line 5002 holds byte 0xfc"
-    with pytest.raises(ValueError, match=f"data file 'export.csv' is not UTF-8 text: {where}.*save it as UTF-8 CSV"):
+    with pytest.raises(ValueError, match=f"'export.csv' is not UTF-8 text: {where}.*save it as UTF-8 CSV"):
         read_table(plain)
-    packed = tmp_path / "export.csv.gz"
-    packed.write_bytes(gzip.compress(rows.encode("latin-1")))
-    with pytest.raises(ValueError, match=f"'export.csv.gz' is not UTF-8 text: {where}"):
-        read_table(packed)
+    for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        packed = tmp_path / f"export.csv{suffix}"  # the place is found in the decompressed text
+        packed.write_bytes(compress(rows.encode("latin-1")))
+        with pytest.raises(ValueError, match=f"'export.csv{suffix}' is not UTF-8 text: {where}"):
+            read_table(packed)
 
 
 def test_json_and_state_files_say_where_they_stop_being_text(tmp_path):
     path = tmp_path / "f.json"
     path.write_bytes(b'{"a":\n "\xe9t\xe9"}')
     for read in (read_text, read_json):
-        with pytest.raises(ValueError, match=r"flags file '.*f.json' is not UTF-8 text: line 2 holds byte 0xe9 "
-                                              r"\(offset 8\); save it as UTF-8"):
+        with pytest.raises(ValueError, match=r"flags file '.*f.json' is not UTF-8 text: "
+                                              r"line 2 holds byte 0xe9 \(offset 8\); save it as UTF-8"):
             read(path, "flags file")
-    with pytest.raises(ValueError, match=r"experiment state '.*f.json' is not UTF-8 text: line 2 holds byte 0xe9 "
-                                          r"\(offset 8\); restore '.*f.json.prev'"):
+    with pytest.raises(ValueError, match=r"experiment state '.*f.json' is not UTF-8 text: "
+                                          r"line 2 holds byte 0xe9 \(offset 8\); restore '.*f.json.prev'"):
         read_state(path)
     path.write_bytes(b'\xff\xfe{\x00}\x00')  # UTF-16 with its byte order mark: JSON may be that
     assert read_json(path, "flags file") == {}

@@ -55,9 +55,10 @@ def test_publish_rollback_and_history_per_environment(any_store):
         with pytest.raises(LookupError, match="saved versions"):
             rollback(store, 99, "production")
         # a typo would have started a new environment while production kept serving version 1
-        with pytest.raises(ValueError, match=r"environment 'prodution' has never served a configuration, so "
-                                             r"there is nothing to roll back \(did you mean 'production'\?\); "
-                                             r"the environments are 'production', 'staging'"):
+        with pytest.raises(ValueError, match=r"environment 'prodution' has never served a configuration, "
+                                             r"so there is nothing to roll back \(did you mean "
+                                             r"'production'\?\); the environments are "
+                                             r"'production', 'staging'"):
             rollback(store, 3, "prodution")
         assert sorted(current(store)) == ["production", "staging"] and len(publications(store)) == 4
         # a bad document names its path; nothing is saved and production keeps version 1
@@ -94,8 +95,8 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
             "staging",
         ]
     )
-    assert both.exit_code == 0 and "version 2 to staging: a new environment; keys of 'production' do not see it" \
-        in both.text
+    assert both.exit_code == 0
+    assert "version 2 to staging: a new environment; keys of 'production' do not see it" in both.text
     again = invoke(["publish", store, UFC / "flags-v1.json", "-e", "staging"])
     assert again.exit_code == 0 and again.text.strip().endswith("Published version 3 to staging.")
     bad = tmp_path / "bad.json"
@@ -111,9 +112,9 @@ def test_cli_keys_publish_versions_rollback(tmp_path):
     assert invoke(["rollback", store, "2"]).exit_code == 0
     assert "production: version 2" in invoke(["versions", store]).text
     typo = invoke(["keys", "create", store, "--role", "sdk", "-e", "stagin"])
-    assert typo.exit_code == 0 and typo.output.strip().splitlines()[-1].startswith("srt_")  # the key: last line
-    assert ("note: environment 'stagin' serves no configuration yet (did you mean 'staging'?); the environments "
-            "are 'production', 'staging'") in typo.text
+    assert typo.exit_code == 0 and typo.output.strip().splitlines()[-1].startswith("srt_")  # the key, last
+    assert ("note: environment 'stagin' serves no configuration yet (did you mean 'staging'?); "
+            "the environments are 'production', 'staging'") in typo.text
     assert "note:" not in invoke(["keys", "create", store, "--role", "sdk", "-e", "staging"]).text
     missing = invoke(["rollback", store, "7"])
     assert missing.exit_code == 2 and "does not exist" in missing.text

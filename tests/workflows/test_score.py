@@ -118,7 +118,8 @@ def test_bad_input_is_refused_with_what_to_fix(tmp_path, audience):
           "--subject", "user_id", "--default", "abc"], "error: --default 'abc' is not an INTEGER value"),
         # was DuckDB's two-line catalog error, with its hint of an internal table ("pg_depend")
         (["score", FLAGS, tmp_path / "aud.duckdb", tmp_path / "o.parquet", "--flag", "new-user-onboarding",
-          "--table", "peple"], "aud.duckdb has no table 'peple' (did you mean 'people'?); its tables are 'people'"),
+          "--table", "peple"],
+         "aud.duckdb has no table 'peple' (did you mean 'people'?); its tables are 'people'"),
         (["score", FLAGS, tmp_path / "aud.duckdb", tmp_path / "o.parquet", "--flag", "new-user-onboarding",
           "--query", "SELECT * FROM nope"], "Table with name nope does not exist!"),
     ]

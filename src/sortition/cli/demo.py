@@ -34,7 +34,7 @@ THREADS_HELP = ("Threads for the BCF engine (default: $OMP_NUM_THREADS, else eve
 def demo(
     scenario: Scenario = typer.Option("storefront", help="Scenario from sortition.scenarios."),
     arms: int | None = typer.Option(
-        None, min=2, help="Arms, control included (default: 3; storefront has its own 3, and refuses another count)."),
+        None, min=2, help="Arms, control included (default: 3; storefront has 3 and refuses another count)."),
     rounds: int = typer.Option(6, min=1, help="Rounds of the adaptive experiment."),
     visitors: int = typer.Option(2000, min=50, help="Visitors per round."),
     engine: Engine = typer.Option("bcf", help="Posterior engine."),
@@ -53,7 +53,7 @@ def demo(
     except ValueError as err:
         fail(err)
     console.print(
-        f"[bold]Sortition demo[/]: scenario [cyan]{scenario}[/], {rounds} round{'' if rounds == 1 else 's'} x "
+        f"[bold]Sortition demo[/]: scenario [cyan]{scenario}[/], {rounds} round{'s' * (rounds != 1)} x "
         f"{visitors:,} visitors, engine {engine}"
     )
     started = time.perf_counter()

@@ -9,8 +9,10 @@ frame carries a :class:`~sortition.data.validation.RowLabels` so that later erro
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import gzip
+import lzma
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from sortition.data.validation import ROW_LABELS, RowLabels
 from sortition.userfiles import first_non_utf8, not_text_message
 
 _COMPRESSED = (".gz", ".bz2", ".zst", ".xz", ".zip")
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # to find a bad byte's line inside
 _TEXT = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _PARQUET = (".parquet", ".pq")
 _DUCKDB = (".duckdb", ".db", ".ddb")
@@ -157,10 +160,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
                              "line (a separator inside an unquoted value?)") from None
         raise ValueError(f"{path.name} is not a readable CSV file") from None
     except UnicodeDecodeError:
-        opener = gzip.open if ".gz" in suffixes else open
-        with opener(path, "rb") as stream:
-            where = first_non_utf8(stream)  # pandas' own offset counts from its buffer, not the file
-        if where is None:  # not seen again (the file changed under us): say so without a place
+        packed = [s for s in suffixes if s in _COMPRESSED]
+        opener = _OPENERS.get(packed[-1]) if packed else open
+        where = None
+        if opener is not None:
+            with opener(path, "rb") as stream:
+                where = first_non_utf8(stream)  # pandas' own offset counts from its buffer, not the file
+        if where is None:  # a .zip or .zst, or the file changed under us: say so without a place
             raise ValueError(f"{path.name} is not UTF-8 text; save it as UTF-8 CSV") from None
         raise ValueError(not_text_message(path.name, "data file", *where,
                                           fix="save it as UTF-8 CSV")) from None

@@ -217,7 +217,8 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
     if np.any(arms_seen < 2) or converters.size < min_rows:
         raise ValueError(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
                          f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
-                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'{KIND_ON_THE_COMMAND_LINE}.")
+                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'"
+                         f"{KIND_ON_THE_COMMAND_LINE}.")
     return converters
 
 

@@ -158,7 +158,8 @@ def make_scenario(name: str, arms: int | Sequence[str] | None = None, outcome: s
 
 def generate(scenario: str | Scenario, n: int, arms: int | Sequence[str] | None = None,
              outcome: str | None = None, seed: int | np.random.Generator = 0,
-             weights: Sequence[float] | None = None, record_propensity: bool = True) -> tuple[ExperimentData, Truth]:
+             weights: Sequence[float] | None = None,
+             record_propensity: bool = True) -> tuple[ExperimentData, Truth]:
     """Draw a randomized experiment: n visitors assigned at random (``weights`` per arm, default uniform).
 
     Returns the data (columns visitor_id, arm, y, propensity, covariates) and, separately, its Truth.

@@ -70,9 +70,10 @@ def run_demo(
 ) -> DemoRun:
     """Run the simulated adaptive experiment and write the report into ``out``.
 
-    Defaults: the scenario's own arms (storefront: 3) or else 3, 6 rounds of 2,000 visitors, BCF with 100 draws; ``threads=None`` picks threads as
-    ``sortition.posterior.fit`` does (``OMP_NUM_THREADS`` when set, else every core). On a small, busy
-    machine one thread is often fastest: stochtree's threads contend with anything else running.
+    Defaults: the scenario's own arms (storefront: 3) or else 3, 6 rounds of 2,000 visitors, BCF with
+    100 draws; ``threads=None`` picks threads as ``sortition.posterior.fit`` does (``OMP_NUM_THREADS``
+    when set, else every core). On a small, busy machine one thread is often fastest: stochtree's
+    threads contend with anything else running.
 
     Returns:
         The simulation, the report path, and the DuckDB event store path (rewritten each run).
