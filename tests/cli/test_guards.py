@@ -561,3 +561,10 @@ def test_round_refuses_a_state_path_it_could_not_write_before_creating_the_store
         assert res.exit_code == 2 and f"error: {said}" in res.text, res.text  # was: 'Is a directory: states'
     # was: the first run's new store was left behind
     assert not Path("ev.duckdb").exists() and Path("notes").read_text() == "mine"
+
+
+def test_a_demo_too_small_for_the_bcf_engine_says_which_demo_options_fix_it(tmp_path):
+    res = invoke(["demo", "--visitors", "50", "--rounds", "1", "--out", tmp_path / "d"])
+    assert res.exit_code == 2
+    assert "Collect more data" in res.text  # the engine's own reason, then what the demo can change
+    assert res.text.endswith("In the demo: more --visitors per round (now 50), or --engine stratified.")

@@ -44,6 +44,7 @@ def demo(
 ) -> None:
     """Simulate an adaptive experiment end to end and write an HTML report."""
     from sortition.data.files import require_output_folder
+    from sortition.posterior.bcf import TooLittleData
     from sortition.workflows.demo import demo_arms, run_demo
 
     _quiet_engines()
@@ -84,8 +85,11 @@ def demo(
         try:
             run = run_demo(scenario=scenario, arms=arms, rounds=rounds, visitors=visitors, engine=engine,
                            threads=threads, seed=seed, out=out, on_round=on_round)
-        except ValueError as err:
+        except TooLittleData as err:
             progress.live.transient = True  # no stale "round 1: serving 0/N" line under the error
+            fail(f"{err} In the demo: more --visitors per round (now {visitors:,}), or --engine stratified.")
+        except ValueError as err:
+            progress.live.transient = True
             fail(err)
     _print_summary(run.simulation.experiment, run.simulation)
     console.print(f"\nReport: [bold]{run.report}[/]  (events: {run.store}; next plan: {run.report.parent / 'configuration.json'})")

@@ -10,7 +10,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from sortition.data import ExperimentData
-from sortition.data.validation import KIND_ON_THE_COMMAND_LINE
 from sortition.posterior.propensity import CLIP, propensity_matrix
 from sortition.posterior.quiet import quiet_stochtree
 from sortition.posterior.warm import KEPT_DRAWS, ONE_COLUMN, WarmStart, last_draw_json
@@ -196,6 +195,10 @@ def fit_bcf(data: ExperimentData, outcome: str, settings: BCFSettings, seed: int
                 warm_start=_warm(outcome, columns, k, {"conversion": conv.last_draw, "severity": sev.last_draw}))
 
 
+class TooLittleData(ValueError):
+    """Too few rows (or converters) for the BCF engine's forests: more data, or another engine."""
+
+
 def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: int) -> np.ndarray | None:
     """Refuse data the forests cannot be fitted on, before any fitting; the converters' rows (revenue)."""
     if n_columns == 0:
@@ -203,7 +206,7 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
                          "them (device, country, ...). Add some, or use engine='stratified' for the average "
                          "effect.")
     if data.n < min_rows:
-        raise ValueError(f"the BCF engine needs at least {min_rows} rows (more than twice stochtree's "
+        raise TooLittleData(f"the BCF engine needs at least {min_rows} rows (more than twice stochtree's "
                          f"min_samples_leaf); the data have {data.n}. Collect more data, or use "
                          "engine='stratified'.")
     if outcome != "revenue":  # some conversions, and (binary) some non-conversions: fit's check_outcome
@@ -212,13 +215,12 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
     if converters.size == data.n:
         raise ValueError(f"outcome='revenue' is above 0 in all {data.n:,} rows: the BCF engine's conversion "
                          "model needs visitors who did not convert. Use outcome='continuous' (effects on the "
-                         "amount), or engine='stratified' (--kind, --engine on the command line).")
+                         "amount), or engine='stratified'.")
     arms_seen = np.bincount(data.arm_index[converters], minlength=data.n_arms)
     if np.any(arms_seen < 2) or converters.size < min_rows:
-        raise ValueError(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
+        raise TooLittleData(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
                          f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
-                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'"
-                         f"{KIND_ON_THE_COMMAND_LINE}.")
+                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
     return converters
 
 
