@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from sortition.data import ExperimentData
+from sortition.data.files import read_table
 
 
 def frame(n=40, seed=0, with_p=False):
@@ -81,6 +82,23 @@ def test_constant_and_empty_covariates_warn_and_drop():
     msgs = " ".join(str(r.message) for r in rec)
     assert "'const' is constant" in msgs and "'empty' is entirely missing" in msgs
     assert "const" not in d.covariates and "empty" not in d.covariates
+
+
+def test_list_and_record_covariates_warn_and_drop(tmp_path):
+    """Parquet list and struct columns: 'unhashable type: numpy.ndarray' was the whole error."""
+    f = frame()
+    f["tags"] = [["new", "vip"][: 1 + i % 2] for i in range(len(f))]
+    f["meta"] = [{"plan": "pro"} if i % 3 else None for i in range(len(f))]
+    path = tmp_path / "nested.parquet"
+    f.to_parquet(path)
+    with pytest.warns(UserWarning) as rec:
+        d = ExperimentData.from_frame(read_table(path), subject="uid")
+    msgs = [str(r.message) for r in rec]
+    assert "covariate column 'tags' holds nested values (lists or records), such as ['new']; dropped. Flatten " \
+           "it into columns of numbers or text to use it." in msgs
+    assert any(m.startswith("covariate column 'meta' holds nested values (lists or records), such as {'plan': ")
+               for m in msgs)
+    assert "tags" not in d.covariates and "meta" not in d.covariates and "device" in d.covariates
 
 
 def test_a_numeric_covariate_with_a_placeholder_warns():

@@ -256,16 +256,30 @@ def is_timestamp(s: pd.Series) -> bool:
 
 
 IDENTIFIER = "a distinct value on every row (an identifier?)"
+NESTED = "nested values (lists or records)"
+_NESTED_TYPES = (list, tuple, dict, set, np.ndarray)
+
+
+def _first_nested(s: pd.Series) -> object | None:
+    """The first list/record value of an object column (Parquet list and struct columns), or None."""
+    for value in s:
+        if isinstance(value, _NESTED_TYPES):
+            return value.tolist() if isinstance(value, np.ndarray) else value
+    return None
 
 
 def covariate_problem(s: pd.Series) -> str | None:
-    """Why a covariate column is unusable ("entirely missing", "constant", :data:`IDENTIFIER`; "timestamps"),
-    or None. The one rule behind the fit's warnings and the report's data quality."""
+    """Why a covariate column is unusable ("entirely missing", "constant", :data:`IDENTIFIER`; "timestamps";
+    :data:`NESTED`), or None. The one rule behind the fit's warnings and the report's data quality."""
     if is_timestamp(s):
         return "timestamps"
     if s.isna().all():
         return "entirely missing"
-    if s.nunique(dropna=False) <= 1:
+    try:
+        distinct = s.nunique(dropna=False)
+    except TypeError:  # unhashable values: Parquet list or struct columns (found here at no cost otherwise)
+        return f"{NESTED}, such as {_first_nested(s)!r}"
+    if distinct <= 1:
         return "constant"
     if len(s) > 20 and not pd.api.types.is_numeric_dtype(s.dtype) and s.dtype != bool and s.nunique() == len(s):
         return IDENTIFIER
@@ -308,7 +322,9 @@ def clean_covariates(df: pd.DataFrame, *, subject_given: bool = False) -> pd.Dat
             advice = ""
             if problem == IDENTIFIER and not subject_given:
                 advice = " Pass subject=<column> (--subject) if it holds the subject keys."
-            verb = "has" if problem == IDENTIFIER else "is"
+            if problem.startswith(NESTED):
+                advice = " Flatten it into columns of numbers or text to use it."
+            verb = "has" if problem == IDENTIFIER else "holds" if problem.startswith(NESTED) else "is"
             warnings.warn(f"covariate column {col!r} {verb} {problem}; dropped.{advice}", UserWarning, stacklevel=4)
             continue
         stray = _stray_text(s)
