@@ -133,3 +133,21 @@ def test_a_simulation_refuses_a_store_that_already_holds_events(tmp_path):
             "logs its own") in again.text
     with EventStore(str(db)) as store:
         assert store.counts() == before  # nothing written
+
+
+def test_train_until_holds_later_decisions_out_for_evaluate_since(tmp_path):
+    db, out = tmp_path / "events.duckdb", tmp_path / "candidate.json"
+    with EventStore(str(db)) as store:
+        simulate_bandit(make_environment(n_actions=3, seed=4), rounds=2, subjects_per_round=150, seed=3,
+                        store=store)
+        stamps = sorted(store.bandit_events()["timestamp"].unique())
+    assert len(stamps) == 2  # one timestamp per simulated round
+    cut = stamps[1].isoformat() + "Z"
+    trained = invoke(["bandit", "train", str(db), "--metric", "reward", "--out", str(out), "--until", cut])
+    assert trained.exit_code == 0 and "bandit 'bandit': 150 events" in trained.text, trained.text
+    held_out = invoke(["bandit", "evaluate", str(db), "--metric", "reward", "--model", str(out), "--since", cut,
+                       "--json"])
+    assert held_out.exit_code == 0 and json.loads(held_out.output)["decisions"] == 150
+    for until, says in [("2020-01-01T00:00:00Z", "no bandit decisions in "), ("yesterday", "--until 'yesterday'")]:
+        res = invoke(["bandit", "train", str(db), "--metric", "reward", "--out", str(out), "--until", until])
+        assert res.exit_code == 2 and says in res.text, res.text

@@ -107,6 +107,9 @@ def train(
     floor: float = typer.Option(0.05, min=0.0, max=1.0, help="actionProbabilityFloor."),
     l2: float = typer.Option(1.0, min=0.0, help="Ridge penalty on standardized attributes."),
     window: str | None = typer.Option(None, help=WINDOW_HELP),
+    until: str | None = typer.Option(
+        None, help="Only decisions before this time (RFC 3339): hold the later ones out for "
+        "'bandit evaluate --since' with the same time."),
     flags: Path | None = typer.Option(
         None, help="A flags (UFC) file to link to the model (needs --out-flags)."
     ),
@@ -129,12 +132,14 @@ def train(
     # Checked before training, so that a bad flags file is refused before anything is written.
     flags_document = None if flags is None else _flags_document(flags)
     seconds = parse_window(window)
+    until_utc = _utc_option(until, "--until")
     with _read_store(store, metric, flag) as event_store, \
             console.status("computing sufficient statistics in the store..."):
         try:
-            stats = store_statistics(event_store, metric, flag_key=flag, window=seconds)
+            stats = store_statistics(event_store, metric, flag_key=flag, window=seconds, until=until_utc)
         except NoDecisionsError:
-            fail(f"no bandit decisions in {store}" + (f" for flag {flag!r}" if flag else ""))
+            fail(f"no bandit decisions in {store}" + (f" for flag {flag!r}" if flag else "")
+                 + (f" before {until}" if until else ""))
     model = model_from_statistics(
         stats,
         bandit_key=bandit_key,
@@ -159,6 +164,19 @@ def train(
     if linked is not None and out_flags is not None:
         out_flags.write_text(json.dumps(linked, indent=2))
         console.print(f"flags with banditReferences written to {out_flags}")
+
+
+def _utc_option(text: str | None, option: str) -> Any:
+    """An RFC 3339 option as a UTC time (None when not given), or exit 2 saying what is wrong with it."""
+    from sortition.store.records import FieldError, to_utc
+
+    if text is None:
+        return None
+    try:
+        return to_utc(text, option)
+    except FieldError as err:
+        fail(f"{option} {err.problem}")
+    raise AssertionError("unreachable")
 
 
 def _flags_document(path: Path) -> dict:
@@ -234,7 +252,6 @@ def evaluate(
     from sortition.learning import load_bandit_models
     from sortition.learning.ope import DM, DR, IPS, SNIPS, IntervalSettings, OffPolicyData, OverlapWarning
     from sortition.learning.ope import candidate_data, flag_plan_data
-    from sortition.store.records import FieldError, to_utc
 
     if (model is None) == (flags is None):
         fail("give one candidate: --model MODELS_JSON (a bandit model) or --flags FLAGS_JSON "
@@ -248,12 +265,7 @@ def evaluate(
         settings = IntervalSettings(interval=interval, alpha=alpha, seed=seed)
     except ValueError as err:
         fail(f"--interval/--alpha: {err}")
-    since_utc = None
-    if since is not None:
-        try:
-            since_utc = to_utc(since, "--since")
-        except FieldError as err:
-            fail(f"--since {err.problem}")
+    since_utc = _utc_option(since, "--since")
 
     frame = _rewards(store, metric, flag, seconds)
     if since_utc is not None:
