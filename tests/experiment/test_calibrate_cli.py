@@ -11,7 +11,10 @@ def test_cli_calibrate_writes_the_artifact_and_refuses_unknown_scenarios(tmp_pat
             "--engine", "stratified"]
     res = invoke(args)
     assert res.exit_code == 0, res.output
-    assert "Measured 1 experiments" in res.text and "segment:" in res.text and "80%:" in res.text
+    assert "Measured 1 experiment;" in res.text and "segment:" in res.text and "80%:" in res.text
+    # was said of no sweep: a correction fitted on one experiment (or a few) moves levels by noise
+    assert ("warning: the coverage standard errors cannot be estimated from one experiment, so the correction "
+            "is mostly noise; measure more experiments") in res.text
     assert Calibration.load(tmp_path / "c.json").meta["scenarios"] == ["homogeneous"]
     bad = invoke([*args[:6], "nope", *args[7:]])
     assert bad.exit_code != 0 and "unknown scenario 'nope'" in bad.text and "homogeneous" in bad.text
@@ -27,6 +30,7 @@ def test_cli_calibrate_sweeps_a_users_scenario_file_and_checks_an_artifact(tmp_p
     res = invoke(["calibrate", "--out", tmp_path / "c.json", *common])
     assert res.exit_code == 0, res.output
     assert "Measured 4 experiments" in res.text and "± " in res.text
+    assert "warning: the coverage standard errors reach " in res.text  # 4 experiments: still noise
     meta = Calibration.load(tmp_path / "c.json").meta
     assert meta["scenarios"] == ["flat", "homogeneous"] and meta["user_scenarios"]["flat"]["source"] == str(
         worlds.resolve()) and len(meta["user_scenarios"]["flat"]["sha256"]) == 64
@@ -55,3 +59,15 @@ def test_cli_calibrate_refuses_a_bad_axis_before_any_task_runs(tmp_path):
         res = invoke([*base, *extra])
         assert res.exit_code == 2 and words in res.text, (extra, res.output)
     assert not (tmp_path / "c.duckdb").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_the_noise_warning_follows_the_standard_errors():
+    from sortition.cli.calibrate import noise_warning
+    from sortition.workflows.calibrate import Coverage
+
+    def table(*ses):
+        return {"segment": {0.8 + i / 100: Coverage(0.8, se, 200, 900) for i, se in enumerate(ses)}}
+
+    assert noise_warning(table(0.012, 0.026)) is None  # a sweep of hundreds of experiments (docs/calibration.md)
+    assert noise_warning(table(0.012, 0.07)).startswith("the coverage standard errors reach 7 points")
+    assert "cannot be estimated from one experiment" in noise_warning(table(float("nan")))

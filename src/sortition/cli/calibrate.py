@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -92,6 +93,9 @@ def calibrate(
                   markup=False)
 
 
+NOISY_SE = 0.05  # a coverage SE above 5 points: a correction that moves levels by noise
+
+
 def _cell(c) -> str:
     return f"{100 * c.actual:.1f} ± {100 * c.se:.1f}"
 
@@ -99,15 +103,30 @@ def _cell(c) -> str:
 def _print_fit(results, calibration) -> None:
     from sortition.workflows.calibrate import coverage_table
 
-    console.print(f"Measured {calibration.n_experiments} experiments; actual coverage (%, ± SE over experiments) "
+    n = calibration.n_experiments
+    console.print(f"Measured {n} experiment{'s' * (n != 1)}; actual coverage (%, ± SE over experiments) "
                   "of nominal intervals:")
-    for kind, row in coverage_table(results, LEVELS_SHOWN).items():
+    table = coverage_table(results, LEVELS_SHOWN)
+    for kind, row in table.items():
         cells = "; ".join(f"{int(100 * lv)}%: {_cell(c)}" for lv, c in row.items())
         corrected = ", ".join(f"{int(100 * lv)}% -> {100 * calibration.level(kind, lv):.1f}%" for lv in row)
         by_design = "".join(
             f"; {design}: " + ", ".join(f"{100 * calibration.level(kind, lv, design):.1f}%" for lv in row)
             for design in ("uniform", "adaptive") if f"{kind}@{design}" in calibration.coverage)
         console.print(f"  {kind}: {cells}; corrected levels {corrected}{by_design}")
+    warning = noise_warning(table)
+    if warning is not None:
+        console.print(f"warning: {warning}", markup=False)
+
+
+def noise_warning(table: dict) -> str | None:
+    """What to say when a coverage table's standard errors exceed :data:`NOISY_SE` (or cannot be had)."""
+    worst = max((c.se for row in table.values() for c in row.values()), default=float("nan"))
+    if worst <= NOISY_SE:
+        return None
+    said = "cannot be estimated from one experiment" if math.isnan(worst) else f"reach {100 * worst:.0f} points"
+    return (f"the coverage standard errors {said}, so the correction is mostly noise; measure more "
+            "experiments (--seeds, --scenarios, --sizes) before applying it")
 
 
 def _print_check(db, tasks, calibration, path) -> None:
