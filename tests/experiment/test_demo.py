@@ -110,3 +110,34 @@ def test_analyze_prints_arm_names_literally(tmp_path):
                   "continuous", "--control", "control", "--engine", "stratified", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert "Average lift vs control" in res.text and f"{treated} " in res.text
+
+
+def test_the_demo_replaces_only_a_demos_own_store(tmp_path):
+    from sortition.learning.environment import make_environment
+    from sortition.learning.simulate import simulate_bandit
+    from sortition.store.publishing import create_key
+
+    first = run_demo(rounds=1, visitors=100, engine="stratified", seed=1, out=tmp_path / "d")
+    again = run_demo(rounds=1, visitors=100, engine="stratified", seed=2, out=tmp_path / "d")  # its own: replaced
+    with EventStore(str(again.store)) as store:
+        assert store.counts()["assignment"] == 100 and first.store == again.store
+    # was deleted without a word: a user's own events.duckdb in --out, or a store a server holds
+    for folder, fill, says in [
+        ("bandits", lambda s: simulate_bandit(make_environment(n_actions=2, seed=1), rounds=1,
+                                              subjects_per_round=20, seed=1, store=s),
+         "holds events of flags 'bandit-flag': it is not a demo's store"),
+        ("keys", lambda s: create_key(s, "sdk"), "holds 1 API key: it is not a demo's store"),
+    ]:
+        path = tmp_path / folder / "events.duckdb"
+        path.parent.mkdir()
+        with EventStore(str(path)) as store:
+            fill(store)
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match=f"events.duckdb {says}, and the demo would delete it"):
+            run_demo(rounds=1, visitors=100, engine="stratified", out=path.parent)
+        assert path.read_bytes() == before
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "events.duckdb").write_text("my notes")
+    with pytest.raises(ValueError, match="cannot be read as a demo's event store"):
+        run_demo(rounds=1, visitors=100, engine="stratified", out=tmp_path / "junk")
+    assert (tmp_path / "junk" / "events.duckdb").read_text() == "my notes"

@@ -45,12 +45,13 @@ def demo(
     """Simulate an adaptive experiment end to end and write an HTML report."""
     from sortition.data.files import require_output_folder
     from sortition.posterior.bcf import TooLittleData
-    from sortition.workflows.demo import demo_arms, run_demo
+    from sortition.workflows.demo import demo_arms, require_demo_store, run_demo
 
     _quiet_engines()
     try:  # checked again by run_demo; here, so that a refusal comes before the progress display
         arms = demo_arms(scenario, arms)
         require_output_folder(out, "output folder")
+        require_demo_store(out / "events.duckdb")
     except ValueError as err:
         fail(err)
     console.print(

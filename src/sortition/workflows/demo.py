@@ -20,7 +20,8 @@ import pandas as pd
 
 from sortition.data import ExperimentData
 from sortition.data.files import read_table, require_file, require_output_folder
-from sortition.names import did_you_mean
+from sortition.names import did_you_mean, listing
+from sortition.scenarios import SCENARIOS
 from sortition.data.validation import OUTCOME_KINDS, ROW_LABELS, check_outcome, infer_kind, labels_of
 from sortition.experiment.schedules import fixed
 from sortition.experiment.sequential import SequentialExperiment
@@ -55,6 +56,33 @@ def demo_arms(scenario: str, arms: int | None) -> int:
     return len(fixed)
 
 
+def require_demo_store(path: Path) -> None:
+    """Refuse to replace an event store that a demo did not write (a user's own ``events.duckdb`` in
+    ``--out``, or a store a server holds): the demo deletes the one it finds there."""
+    from sortition.store import EventStore
+    from sortition.store.publishing import list_keys
+
+    if not path.exists():
+        return
+    demo_flags = {DEMO_KEY} | {f"{name}-experiment" for name in SCENARIOS}
+    try:
+        with EventStore(str(path), read_only=True) as store:
+            flags = set(store.flag_keys()) | set(store.bandit_flag_keys())
+            foreign = sorted(flags - demo_flags)
+            keys = len(list_keys(store))
+            events = sum(n for kind, n in store.counts().items() if kind != "configuration")
+    except Exception as err:  # not a store, or one held by another process: leave it alone
+        raise ValueError(f"{path} is there and cannot be read as a demo's event store ({err}); the demo would "
+                         "delete it: give the demo its own --out folder") from None
+    held = (f"events of flags {listing(foreign)}" if foreign
+            else f"{keys} API key{'s' * (keys != 1)}" if keys
+            else f"{events:,} event{'s' * (events != 1)} and no demo's exposures"
+            if events and not flags & demo_flags else None)
+    if held is not None:
+        raise ValueError(f"{path} holds {held}: it is not a demo's store, and the demo would delete it; give "
+                         "the demo its own --out folder")
+
+
 def run_demo(
     *,
     scenario: str = "storefront",
@@ -83,8 +111,9 @@ def run_demo(
 
     out = require_output_folder(out, "output folder")
     world = make_scenario(scenario, demo_arms(scenario, arms))
-    out.mkdir(parents=True, exist_ok=True)
     store_path = out / "events.duckdb"
+    require_demo_store(store_path)
+    out.mkdir(parents=True, exist_ok=True)
     for stale in (store_path, store_path.with_name(store_path.name + ".wal")):
         stale.unlink(missing_ok=True)  # one demo = one experiment; subject keys restart at r00-000000
     fit_options: dict[str, Any] = {"progress": False, "draws": draws}
