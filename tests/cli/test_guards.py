@@ -568,3 +568,20 @@ def test_a_demo_too_small_for_the_bcf_engine_says_which_demo_options_fix_it(tmp_
     assert res.exit_code == 2
     assert "Collect more data" in res.text  # the engine's own reason, then what the demo can change
     assert res.text.endswith("In the demo: more --visitors per round (now 50), or --engine stratified.")
+
+
+def test_serve_refuses_a_port_in_use_before_announcing_itself(tmp_path):
+    import socket
+
+    store = tmp_path / "ev.duckdb"
+    with EventStore(str(store)):
+        pass
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = invoke(["serve", str(store), "--port", str(port)])
+    assert res.exit_code == 2
+    # was: "Sortition server on http://127.0.0.1:PORT serving ..." and then uvicorn's "[Errno 98]", exit 3
+    assert res.output == (f"error: port {port} on 127.0.0.1 is in use (another server?); give another --port, "
+                          "or --port 0 for a free one\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,8 @@ def serve(
     events and exit. ``announce`` receives the startup lines (URL, keys by role)."""
     import uvicorn
 
+    sock = listening_socket(host, port)  # before anything is announced: a port in use is refused first
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     events = EventStore(store)
     try:
         roles = KeyRing.load(events).roles()
@@ -44,9 +48,31 @@ def serve(
             announce(f"  {role:<6} keys: {n}  ({ROLE_HELP[role]})")
         if not any(roles.values()):
             announce(f"  No keys yet: sortition keys create {store} --role sdk (and ingest, admin)")
-        server.run()
+        server.run(sockets=[sock])
     finally:
         events.close()
+        sock.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for the server (as uvicorn binds one: ``SO_REUSEADDR``);
+    ValueError saying what to do when the port is taken or the address is not this machine's."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise ValueError(f"--host {host!r} is not an address of this machine ({err.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {port} on {host} is in use (another server?); give another --port, or "
+                             "--port 0 for a free one") from None
+        raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 class AdminError(ValueError):
