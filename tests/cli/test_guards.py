@@ -585,3 +585,10 @@ def test_serve_refuses_a_port_in_use_before_announcing_itself(tmp_path):
     # was: "Sortition server on http://127.0.0.1:PORT serving ..." and then uvicorn's "[Errno 98]", exit 3
     assert res.output == (f"error: port {port} on 127.0.0.1 is in use (another server?); give another --port, "
                           "or --port 0 for a free one\n")
+
+
+def test_a_server_url_without_its_scheme_is_refused_with_the_url_to_give():
+    res = invoke(["versions", "--server", "127.0.0.1:8000", "--key", "srt_x"])
+    # was httpx's "Request URL is missing an 'http://' or 'https://' protocol", after a connection attempt
+    assert res.exit_code == 2 and res.text == ("error: --server '127.0.0.1:8000' needs its scheme: "
+                                               "http://127.0.0.1:8000 (or https://)")

@@ -57,7 +57,11 @@ def _where(
             fail("--server needs --key ADMIN_KEY (an admin key: sortition keys create STORE --role admin)")
         if len(args) != len(names) - 1:
             fail(f"with --server give {' '.join(names[1:]) or 'no arguments'}, not STORE")
-        return AdminClient(server, key), args
+        try:
+            return AdminClient(server, key), args
+        except ValueError as err:
+            fail(err)
+            raise AssertionError("unreachable") from None
     if len(args) != len(names):
         fail(f"give {' '.join(names)} (or --server URL --key ADMIN_KEY in place of STORE)")
     return (_open(args[0]) if open_store else args[0]), args[1:]

@@ -90,6 +90,8 @@ class AdminClient:
     def __init__(self, url: str, key: str, timeout: float = 600.0):
         import httpx
 
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--server {url!r} needs its scheme: http://{url} (or https://)")
         self._http = httpx.Client(
             base_url=url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {key}"}
         )
