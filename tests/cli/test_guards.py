@@ -592,3 +592,21 @@ def test_a_server_url_without_its_scheme_is_refused_with_the_url_to_give():
     # was httpx's "Request URL is missing an 'http://' or 'https://' protocol", after a connection attempt
     assert res.exit_code == 2 and res.text == ("error: --server '127.0.0.1:8000' needs its scheme: "
                                                "http://127.0.0.1:8000 (or https://)")
+
+
+@pytest.mark.parametrize("location, says", [
+    ("127.0.0.1:8000", "event store '127.0.0.1:8000' looks like a server address, not a file; give "
+                       "http://127.0.0.1:8000 where a command takes a server"),
+    ("htp://127.0.0.1:8000", "event store 'htp://127.0.0.1:8000': htp:// is not a store; give a DuckDB file"),
+    ("http://127.0.0.1:8000", "http:// is not a store (a running server: give it where a command takes one"),
+])
+def test_a_store_that_is_meant_as_a_server_is_refused_not_created(tmp_path, monkeypatch, location, says):
+    monkeypatch.chdir(tmp_path)
+    for args in (["publish", location, str(UFC / "flags-v1.json")],
+                 ["keys", "create", location, "--role", "sdk"],
+                 ["round", location, "--flag", "f", "--metric", "m", "--kind", "binary", "--arms", "a,b"]):
+        if args[0] == "round" and location.startswith("http://"):
+            continue  # round runs at a server given as STORE
+        res = invoke(args)
+        assert res.exit_code == 2 and says in res.text, (args, res.text)
+    assert list(tmp_path.iterdir()) == []  # was: a DuckDB file named '127.0.0.1:8000' (or a folder 'htp:')

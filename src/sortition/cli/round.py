@@ -70,6 +70,13 @@ def round_(
     from sortition.workflows.daily import SampleRatioMismatch, daily_round, default_state_path
 
     _quiet_engines()
+    if not store.startswith(("http://", "https://")):  # http://SERVER: the server runs the round
+        from sortition.store.store import check_location
+
+        try:
+            check_location(store)
+        except ValueError as err:
+            fail(err)
     state = state if state is not None else default_state_path(store, flag)
     seconds = parse_window(window)
     if publish:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -51,6 +53,27 @@ def _decode(text: Any) -> dict:
     return json.loads(text) if isinstance(text, str) else {}
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d{2,5}/?$")
+
+
+def check_location(path_or_url: str | Path) -> str:
+    """A store location as text: a DuckDB path, ``:memory:`` or a ``postgresql://`` URL. ValueError for
+    one that is almost certainly meant as something else (a DuckDB file would be made under its name):
+    another scheme (``http://``: a running server) or a bare ``host:port``."""
+    location = str(path_or_url)
+    scheme = _SCHEME.match(location)
+    if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
+        hint = (" (a running server: give it where a command takes one, as 'round' does, or as "
+                "--server URL)" if scheme.group(1).lower() in ("http", "https") else "")
+        raise ValueError(f"event store {location!r}: {scheme.group(1)}:// is not a store{hint}; give a DuckDB "
+                         "file or a postgresql:// URL")
+    if _HOST_PORT.match(location):
+        raise ValueError(f"event store {location!r} looks like a server address, not a file; give "
+                         f"http://{location.rstrip('/')} where a command takes a server, or a DuckDB file")
+    return location
+
+
 class EventStore:
     """Events and configuration versions in DuckDB (default) or PostgreSQL.
 
@@ -71,7 +94,7 @@ class EventStore:
 
     def __init__(self, path_or_url: str = ":memory:", *, shared: bool = False, lock_timeout: float = 10.0,
                  read_only: bool = False):
-        location = str(path_or_url)
+        location = check_location(path_or_url)
         if location.startswith(("postgresql://", "postgres://")):
             from sortition.store.postgres_backend import PostgresBackend
 
