@@ -610,3 +610,20 @@ def test_a_store_that_is_meant_as_a_server_is_refused_not_created(tmp_path, monk
         res = invoke(args)
         assert res.exit_code == 2 and says in res.text, (args, res.text)
     assert list(tmp_path.iterdir()) == []  # was: a DuckDB file named '127.0.0.1:8000' (or a folder 'htp:')
+
+
+def test_warnings_go_to_stderr_so_that_json_output_stays_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sortition.cli import app
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"arm": ["control", "treatment"] * 100, "x": rng.integers(0, 3, 200), "y": rng.normal(size=200),
+                  "const": 1}).to_csv(tmp_path / "a.csv", index=False)
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "a.csv"), "--kind", "continuous", "--engine",
+                                      "stratified", "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "warning: covariate column 'const' is constant; dropped." in result.stderr
+    assert json.loads(result.stdout)["round"] == 1  # was broken by the warning line before the document

@@ -26,7 +26,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import sortition
-from sortition.cli.console import console, print_error
+from sortition.cli.console import print_error, print_warning
 
 # recent Typer vendors click as typer._click; older ones use click itself
 _click = getattr(typer.core, "_click", None) or click
@@ -128,7 +128,7 @@ class Command(_PlainHelp, TyperCommand):
             text = " ".join(str(message).split())
             if text not in shown:
                 shown.add(text)
-                console.print(f"[yellow]warning:[/] {_escape(text)}")
+                print_warning(text)
 
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -167,12 +167,6 @@ def _usage_message(err: Any, ctx: Any) -> str:
         choices = re.findall(r"'(.*?)'", found.group(2))
         text += did_you_mean(found.group(1), choices)
     return f"{text} (see {ctx.command_path} --help)"
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _message(err: BaseException) -> str:

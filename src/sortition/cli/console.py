@@ -17,11 +17,19 @@ from rich.markup import escape
 from sortition import userfiles
 
 console = Console(highlight=False, soft_wrap=True)
+# Warnings go to stderr, so that standard output stays what the command prints (a --json document
+# piped to another program is not broken by a warning about a dropped column).
+warnings_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_error(message: object) -> None:
     """Print ``error: MESSAGE`` with the message taken literally (no rich markup in user text)."""
     console.print(f"[red]error:[/red] {escape(str(message))}")
+
+
+def print_warning(message: object) -> None:
+    """Print ``warning: MESSAGE`` on stderr, taken literally (no rich markup in user text)."""
+    warnings_console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
 def fail(message: object, code: int = 2) -> None:
