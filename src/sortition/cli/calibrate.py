@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from sortition.cli.app import app
-from sortition.cli.console import console, fail
+from sortition.cli.console import console, fail, print_warning
 from sortition.names import did_you_mean, listing
 
 LEVELS_SHOWN = (0.5, 0.8, 0.9, 0.95)
@@ -116,7 +116,7 @@ def _print_fit(results, calibration) -> None:
         console.print(f"  {kind}: {cells}; corrected levels {corrected}{by_design}")
     warning = noise_warning(table)
     if warning is not None:
-        console.print(f"warning: {warning}", markup=False)
+        print_warning(warning)
 
 
 def noise_warning(table: dict) -> str | None:

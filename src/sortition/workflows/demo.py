@@ -59,6 +59,8 @@ def demo_arms(scenario: str, arms: int | None) -> int:
 def require_demo_store(path: Path) -> None:
     """Refuse to replace an event store that a demo did not write (a user's own ``events.duckdb`` in
     ``--out``, or a store a server holds): the demo deletes the one it finds there."""
+    import duckdb
+
     from sortition.store import EventStore
     from sortition.store.publishing import list_keys
 
@@ -71,7 +73,7 @@ def require_demo_store(path: Path) -> None:
             foreign = sorted(flags - demo_flags)
             keys = len(list_keys(store))
             events = sum(n for kind, n in store.counts().items() if kind != "configuration")
-    except Exception as err:  # not a store, or one held by another process: leave it alone
+    except (ValueError, OSError, duckdb.Error) as err:  # not a store, or one another process holds
         raise ValueError(f"{path} is there and cannot be read as a demo's event store ({err}); the demo would "
                          "delete it: give the demo its own --out folder") from None
     held = (f"events of flags {listing(foreign)}" if foreign
