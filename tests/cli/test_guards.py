@@ -612,7 +612,7 @@ def test_a_store_that_is_meant_as_a_server_is_refused_not_created(tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # was: a DuckDB file named '127.0.0.1:8000' (or a folder 'htp:')
 
 
-def test_warnings_go_to_stderr_so_that_json_output_stays_json(tmp_path):
+def test_errors_and_warnings_go_to_stderr_so_that_json_output_stays_json(tmp_path):
     import json
 
     from typer.testing import CliRunner
@@ -627,3 +627,6 @@ def test_warnings_go_to_stderr_so_that_json_output_stays_json(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning: covariate column 'const' is constant; dropped." in result.stderr
     assert json.loads(result.stdout)["round"] == 1  # was broken by the warning line before the document
+    typo = CliRunner().invoke(app, ["analyze", str(tmp_path / "a.csv"), "--outcome", "yy", "--json"])
+    assert typo.exit_code == 2 and typo.stdout == ""
+    assert typo.stderr.startswith("error: outcome column 'yy' is not in the data (did you mean 'y'?)")

@@ -1,4 +1,6 @@
-"""The one console every sub-command prints through.
+"""The consoles every sub-command prints through: ``console`` for what the command prints (standard
+output), ``diagnostics`` for its errors and warnings (standard error, so that a ``--json`` document or
+a key piped to another program is never mixed with them).
 
 ``soft_wrap=True`` so that rich never inserts line breaks into messages: an error that names a long
 path must read the same in an 80-column terminal, a pipe and a test runner. Tables still fit the
@@ -17,19 +19,17 @@ from rich.markup import escape
 from sortition import userfiles
 
 console = Console(highlight=False, soft_wrap=True)
-# Warnings go to stderr, so that standard output stays what the command prints (a --json document
-# piped to another program is not broken by a warning about a dropped column).
-warnings_console = Console(stderr=True, highlight=False, soft_wrap=True)
+diagnostics = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_error(message: object) -> None:
     """Print ``error: MESSAGE`` with the message taken literally (no rich markup in user text)."""
-    console.print(f"[red]error:[/red] {escape(str(message))}")
+    diagnostics.print(f"[red]error:[/red] {escape(str(message))}")
 
 
 def print_warning(message: object) -> None:
     """Print ``warning: MESSAGE`` on stderr, taken literally (no rich markup in user text)."""
-    warnings_console.print(f"[yellow]warning:[/] {escape(str(message))}")
+    diagnostics.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
 def fail(message: object, code: int = 2) -> None:
