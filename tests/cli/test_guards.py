@@ -3,6 +3,7 @@ files byte-for-byte unchanged (nothing created either)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import shutil
@@ -51,7 +52,8 @@ def _serve(store_path: Path, n: int, *, seed: int, drop_arm: str | None = None, 
                 for s, a in zip(subjects, visitor_attributes(visitors), strict=True)]
         logger.flush()
         y = scenario.sample_outcomes(visitors, np.array([scenario.arms.index(a) for a in arms]), rng)
-        store.append_outcomes([{"subject": s, "metric": METRIC, "value": abs(float(v)), "timestamp": "2100-01-01T00:00:00Z"}
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)  # after every exposure logged
+        store.append_outcomes([{"subject": s, "metric": METRIC, "value": abs(float(v)), "timestamp": later}
                                for s, v in zip(subjects, y, strict=True)])
 
 

@@ -3,6 +3,7 @@ checked against the candidate's true value in a simulated environment."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -127,8 +128,9 @@ def test_decisions_without_offered_actions_give_a_clear_error(tmp_path):
                 client = Client(config, bandit_logger=logger, log_offered_actions=offered)
                 for i in range(50):
                     client.get_bandit_action("f", f"{prefix}{i}", {"age": 30 + i}, env.offered(), "none")
+            later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)  # after every decision
             store.append_outcomes([{"subject": f"{prefix}{i}", "metric": "m", "value": 1.0,
-                                    "timestamp": "2100-01-01T00:00:00Z"} for i in range(50)])
+                                    "timestamp": later} for i in range(50)])
         last_old = store.bandit_events().query("subject.str.startswith('old')")["timestamp"].max()
 
     res = invoke(["bandit", "evaluate", path, "--metric", "m", "--model", str(models)])

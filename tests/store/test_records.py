@@ -59,6 +59,19 @@ def test_one_id_with_two_contents_in_a_batch_is_refused():
         build_rows([outcome("s", 1.0, event_id="e1"), outcome("s", 2.0, event_id="e1")], "outcome")
 
 
+@pytest.mark.parametrize("kind, make", [("assignment", assignment), ("bandit", bandit), ("outcome", outcome)])
+def test_an_event_more_than_a_day_in_the_future_is_refused(kind, make):
+    now = dt.datetime.now(dt.timezone.utc)
+    soon = {**make("s"), "timestamp": (now + dt.timedelta(hours=20)).isoformat()}  # a fast clock: kept
+    assert len(build_rows([soon], kind)) == 1
+    # was stored, and counted in every attribution window to come
+    later = {**make("s"), "timestamp": (now + dt.timedelta(days=3, hours=1)).isoformat()}
+    with pytest.raises(ValueError, match=r"field 'timestamp' .*Z is 3 days in the future \(the logger's clock, "
+                                         r"or a time zone taken for UTC\?\)"):
+        build_rows([later], kind)
+    assert to_utc(later["timestamp"]) > now.replace(tzinfo=None)  # options (--since, --until) may be ahead
+
+
 def test_timestamps_become_naive_utc():
     expected = dt.datetime(2024, 5, 1, 10, 0)
     assert to_utc("2024-05-01T10:00:00Z") == expected

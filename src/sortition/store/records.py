@@ -92,6 +92,21 @@ def to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
     return value
 
 
+FUTURE_SLACK = dt.timedelta(days=1)  # clock skew a logger may have; beyond it, a wrong clock or unit
+
+
+def event_time(value: Any) -> dt.datetime:
+    """An event's ``timestamp`` (:func:`to_utc`), refused when more than :data:`FUTURE_SLACK` ahead of
+    this machine's clock: such an event would count in every attribution window to come."""
+    ts = to_utc(value)
+    ahead = ts - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if ahead > FUTURE_SLACK:
+        raise FieldError("timestamp", f"{ts.isoformat()}Z is {ahead.days:,} day{'s' * (ahead.days != 1)} in "
+                         "the future (the logger's clock, or a time zone taken for UTC?); an event more than a "
+                         "day ahead is refused")
+    return ts
+
+
 def check_text(value: str, field: str) -> str:
     """``value`` if both engines store it unchanged, else FieldError.
 
@@ -206,7 +221,7 @@ def assignment_row(event: Mapping) -> tuple:
     experiment = _text(event, "experiment", required=False)
     variation = _text(event, "variation")
     subject = _text(event, "subject")
-    ts = to_utc(event.get("timestamp"))
+    ts = event_time(event.get("timestamp"))
     nested = event.get("extraLogging") or {}
     if not isinstance(nested, Mapping):
         raise FieldError("extraLogging", f"must be a dict, got {type(nested).__name__}")
@@ -290,7 +305,7 @@ def bandit_row(event: Mapping) -> tuple:
     probability = _probability(event.get("actionProbability"), "actionProbability")
     gap = _number(event.get("optimalityGap"), "optimalityGap", required=False)
     model_version = _text(event, "modelVersion", required=False)
-    ts = to_utc(event.get("timestamp"))
+    ts = event_time(event.get("timestamp"))
     groups = tuple(
         _json(event.get(name), name)
         for name in ("subjectNumericAttributes", "subjectCategoricalAttributes",
@@ -311,7 +326,7 @@ def outcome_row(event: Mapping) -> tuple:
     subject = _text(event, "subject")
     metric = _text(event, "metric")
     value = _number(event.get("value"), "value")
-    ts = to_utc(event.get("timestamp"))
+    ts = event_time(event.get("timestamp"))
     event_id = _event_id(event, "outcome", (subject, metric, value, ts))
     return (event_id, subject, metric, value, ts)
 
