@@ -124,7 +124,8 @@ def noise_warning(table: dict) -> str | None:
     worst = max((c.se for row in table.values() for c in row.values()), default=float("nan"))
     if worst <= NOISY_SE:
         return None
-    said = "cannot be estimated from one experiment" if math.isnan(worst) else f"reach {100 * worst:.0f} points"
+    said = ("cannot be estimated from one experiment" if math.isnan(worst)
+            else f"reach {100 * worst:.0f} points")
     return (f"the coverage standard errors {said}, so the correction is mostly noise; measure more "
             "experiments (--seeds, --scenarios, --sizes) before applying it")
 

@@ -218,9 +218,9 @@ def _check_rows(data: ExperimentData, outcome: str, min_rows: int, n_columns: in
                          "amount), or engine='stratified'.")
     arms_seen = np.bincount(data.arm_index[converters], minlength=data.n_arms)
     if np.any(arms_seen < 2) or converters.size < min_rows:
-        raise TooLittleData(f"outcome='revenue' fits the order value on the converters (outcome > 0): it needs "
-                         f"at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
-                         f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
+        raise TooLittleData(f"outcome='revenue' fits the order value on the converters (outcome > 0): it "
+                            f"needs at least {min_rows} of them and 2 in every arm; arms {data.arms} have "
+                            f"{arms_seen.tolist()}. Collect more data or use outcome='binary'.")
     return converters
 
 

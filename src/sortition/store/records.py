@@ -101,9 +101,9 @@ def event_time(value: Any) -> dt.datetime:
     ts = to_utc(value)
     ahead = ts - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     if ahead > FUTURE_SLACK:
-        raise FieldError("timestamp", f"{ts.isoformat()}Z is {ahead.days:,} day{'s' * (ahead.days != 1)} in "
-                         "the future (the logger's clock, or a time zone taken for UTC?); an event more than a "
-                         "day ahead is refused")
+        days = f"{ahead.days:,} day{'s' * (ahead.days != 1)}"
+        raise FieldError("timestamp", f"{ts.isoformat()}Z is {days} in the future (the logger's clock, or a "
+                         "time zone taken for UTC?); an event more than a day ahead is refused")
     return ts
 
 

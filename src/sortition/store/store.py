@@ -66,8 +66,8 @@ def check_location(path_or_url: str | Path) -> str:
     if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
         hint = (" (a running server: give it where a command takes one, as 'round' does, or as "
                 "--server URL)" if scheme.group(1).lower() in ("http", "https") else "")
-        raise ValueError(f"event store {location!r}: {scheme.group(1)}:// is not a store{hint}; give a DuckDB "
-                         "file or a postgresql:// URL")
+        raise ValueError(f"event store {location!r}: {scheme.group(1)}:// is not a store{hint}; give a "
+                         "DuckDB file or a postgresql:// URL")
     if _HOST_PORT.match(location):
         raise ValueError(f"event store {location!r} looks like a server address, not a file; give "
                          f"http://{location.rstrip('/')} where a command takes a server, or a DuckDB file")

@@ -74,8 +74,8 @@ def require_demo_store(path: Path) -> None:
             keys = len(list_keys(store))
             events = sum(n for kind, n in store.counts().items() if kind != "configuration")
     except (ValueError, OSError, duckdb.Error) as err:  # not a store, or one another process holds
-        raise ValueError(f"{path} is there and cannot be read as a demo's event store ({err}); the demo would "
-                         "delete it: give the demo its own --out folder") from None
+        raise ValueError(f"{path} is there and cannot be read as a demo's event store ({err}); the demo "
+                         "would delete it: give the demo its own --out folder") from None
     held = (f"events of flags {listing(foreign)}" if foreign
             else f"{keys} API key{'s' * (keys != 1)}" if keys
             else f"{events:,} event{'s' * (events != 1)} and no demo's exposures"
