@@ -86,12 +86,11 @@ def demo(
         try:
             run = run_demo(scenario=scenario, arms=arms, rounds=rounds, visitors=visitors, engine=engine,
                            threads=threads, seed=seed, out=out, on_round=on_round)
-        except TooLittleData as err:
-            progress.live.transient = True  # no stale "round 1: serving 0/N" line under the error
-            fail(f"{err} In the demo: more --visitors per round (now {visitors:,}), or --engine stratified.")
         except ValueError as err:
-            progress.live.transient = True
-            fail(err)
+            progress.live.transient = True  # no stale "round 1: serving 0/N" line under the error
+            hint = (f" In the demo: more --visitors per round (now {visitors:,}), or --engine stratified."
+                    if isinstance(err, TooLittleData) else "")
+            fail(f"{err}{hint}")
     _print_summary(run.simulation.experiment, run.simulation)
     console.print(f"\nReport: [bold]{run.report}[/]  (events: {run.store}; next plan: {run.report.parent / 'configuration.json'})")
     console.print(f"Finished in {time.perf_counter() - started:.0f} s.")

@@ -76,7 +76,7 @@ def _configuration(model: BanditModel, flag_key: str) -> Configuration:
 def _require_no_events(store: EventStore) -> None:
     """Refuse a store that holds events: the simulation would train on them as its own (another run's,
     or a real experiment's), and would write simulated events among real ones."""
-    held = {kind: n for kind, n in store.counts().items() if kind != "configuration" and n}
+    held = {kind: n for kind, n in store.event_counts().items() if n}
     if held:
         what = ", ".join(f"{n:,} {kind} events" for kind, n in held.items())
         raise ValueError(f"the store {store!r} already holds {what}; a simulation logs its own and trains on "

@@ -214,6 +214,10 @@ class EventStore:
         frame = self._backend.frame(sql)
         return {str(k): int(n) for k, n in zip(frame["kind"], frame["n"])}
 
+    def event_counts(self) -> dict[str, int]:
+        """Number of stored events per kind (:meth:`counts` without the configuration versions)."""
+        return {kind: n for kind, n in self.counts().items() if kind in EVENT_TABLES}
+
     def _table(self, table: str, where: str, params: list[Any]) -> pd.DataFrame:
         frame = self._backend.frame(f"SELECT * FROM {table} WHERE {where} ORDER BY ts, event_id", params)
         return frame.rename(columns={"ts": "timestamp"})

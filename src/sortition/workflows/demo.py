@@ -72,7 +72,7 @@ def require_demo_store(path: Path) -> None:
             flags = set(store.flag_keys()) | set(store.bandit_flag_keys())
             foreign = sorted(flags - demo_flags)
             keys = len(list_keys(store))
-            events = sum(n for kind, n in store.counts().items() if kind != "configuration")
+            events = sum(store.event_counts().values())
     except (ValueError, OSError, duckdb.Error) as err:  # not a store, or one another process holds
         raise ValueError(f"{path} is there and cannot be read as a demo's event store ({err}); the demo "
                          "would delete it: give the demo its own --out folder") from None
